@@ -1,0 +1,71 @@
+/*
+ * check.h - the interface every check implements, and the registry.
+ *
+ * A check is a table entry.  session.c starts every check of a stage whose
+ * action is not "off" (and, for a client in the allowlist, none at all),
+ * each start() eventually stores {status, code, text, detail} in
+ * s->results[id] and calls sess_check_done(s, id) - never synchronously
+ * from start(): a known answer is delivered on the next loop turn
+ * (chk_done_later() does that).  When the last check of the stage is done,
+ * session.c asks verdict.c for the decision, in registry order.
+ *
+ * An async answer carries a struct chk_ticket {session id, generation, id},
+ * never a session pointer: chk_ticket_session() returns NULL when the
+ * session is gone or has moved to another stage, and the answer is dropped.
+ *
+ * Checks never write to the client and never call the relay.
+ */
+#ifndef MAILMOAT_CHECK_H
+#define MAILMOAT_CHECK_H
+
+#include "../proxy.h"
+
+struct check {
+	const char *name;	/* "dnsbl": action_dnsbl, reason=dnsbl */
+	enum chk_id id;
+	unsigned stage;		/* STAGE_* when its verdict applies */
+	/* Optional: read data files (patterns, TLD list); 0 or -errno.
+	 * Called at startup and on reload; errors are config errors. */
+	int (*init)(const struct config *cfg, char *err, size_t errlen);
+	/* Start for this session; NULL for checks that session.c or smtp.c
+	 * decide directly (pregreet, pipelining, null_sender). */
+	void (*start)(struct session *s);
+	/* Optional: the session is going away; drop what it holds. */
+	void (*cancel)(struct session *s);
+	/* Checks of STAGE_CONNECT may start their lookups at accept even
+	 * though the verdict waits for the banner. */
+};
+
+struct chk_ticket {
+	uint64_t sess_id;
+	uint32_t gen;
+	enum chk_id id;
+};
+
+/* registry.c */
+extern const struct check *const chk_registry[];
+extern const unsigned chk_registry_len;
+const struct check *chk_find(enum chk_id id);
+int chk_init_all(const struct config *cfg, char *err, size_t errlen);
+
+/* chk_ticket_make - ticket for s's current generation. */
+struct chk_ticket chk_ticket_make(const struct session *s, enum chk_id id);
+/* chk_ticket_session - the session, or NULL if gone or stale. */
+struct session *chk_ticket_session(const struct chk_ticket *t);
+/* chk_done_later - finish check id on the next loop turn (result set). */
+void chk_done_later(struct session *s, enum chk_id id);
+/* chk_set - fill a result slot: status, code (NULL: default), text, detail. */
+void chk_set(struct session *s, enum chk_id id, enum chk_status st,
+	     const char *code, const char *text, const char *detail_fmt, ...)
+	__attribute__((format(printf, 6, 7)));
+
+/* The checks (one file each). */
+extern const struct check chk_dnsbl;
+extern const struct check chk_rdns;
+extern const struct check chk_dynamic;
+extern const struct check chk_helo;
+extern const struct check chk_sender_tld;
+extern const struct check chk_sender_mx;
+extern const struct check chk_spf;
+
+#endif

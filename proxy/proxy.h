@@ -1,0 +1,587 @@
+/*
+ * proxy.h - the table of contents of the mailmoat daemon.
+ *
+ * Shared types first, then one block per .c file listing exactly what
+ * that file exports.  Dependencies point one way:
+ *
+ *   main -> session -> { smtp, relay, tls, verdict, checks/registry }
+ *   checks/<name> -> { dns, addr, list, config, session (results only) }
+ *   every module -> { util, log, config, stats }
+ *
+ * smtp.c knows nothing of sockets; checks never call the relay; nothing
+ * but store.c (when it exists) touches flash.
+ */
+#ifndef MAILMOAT_PROXY_H
+#define MAILMOAT_PROXY_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <uv.h>
+
+#define MAILMOAT_VERSION "0.1.0"
+
+#define container_of(ptr, type, member) \
+	((type *)((char *)(ptr) - offsetof(type, member)))
+
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* ---------------------------------------------------------------- util.c */
+
+void *xmalloc(size_t n);
+void *xcalloc(size_t nmemb, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+
+/* A growable byte buffer; len bytes of data, never NUL-terminated by API. */
+struct buf {
+	char *data;
+	size_t len;
+	size_t cap;
+};
+void buf_append(struct buf *b, const void *p, size_t n);
+void buf_consume(struct buf *b, size_t n); /* drop n bytes from the front */
+void buf_free(struct buf *b);
+
+/* An IP address without port, v4 or v6 (v4-mapped v6 is folded to v4). */
+struct ipaddr {
+	int family; /* AF_INET or AF_INET6 */
+	union {
+		struct in_addr v4;
+		struct in6_addr v6;
+	} u;
+};
+int ipaddr_from_sockaddr(struct ipaddr *ip, const struct sockaddr *sa);
+int ipaddr_parse(struct ipaddr *ip, const char *text); /* 0 or -EINVAL */
+void ipaddr_format(const struct ipaddr *ip, char *out, size_t outlen);
+bool ipaddr_equal(const struct ipaddr *a, const struct ipaddr *b);
+/* "1.2.3.4:25", "[::1]:25", "0.0.0.0:25"; default_port when none given */
+int sockaddr_parse(struct sockaddr_storage *ss, const char *text,
+		   int default_port);
+
+/* Monotonic milliseconds (the loop's clock where a loop exists). */
+uint64_t util_now_ms(void);
+/* Short session id: 5 chars of [0-9A-Z] (no I, O), unique per process. */
+void util_session_id(uint64_t counter, char out[8]);
+bool util_strcaseeq(const char *a, const char *b);
+void util_lowercase(char *s);
+
+/* ----------------------------------------------------------------- log.c */
+
+enum log_level { LOG_LVL_DEBUG, LOG_LVL_INFO, LOG_LVL_WARN, LOG_LVL_FATAL };
+
+void log_open(bool use_syslog, bool verbose);
+void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* log_fatal: bad config or startup failure; exits with status 1. */
+void log_fatal(const char *fmt, ...)
+	__attribute__((format(printf, 1, 2), noreturn));
+/* log_panic: an invariant broke; aborts for a core dump. */
+void log_panic(const char *fmt, ...)
+	__attribute__((format(printf, 1, 2), noreturn));
+/*
+ * log_kv_escape - append `value` to out as a key=value value: quoted when
+ * it has spaces or quotes, control characters and non-ASCII escaped as \xNN,
+ * "-" when empty or NULL.  Always NUL-terminates; truncates to outlen.
+ */
+void log_kv_escape(char *out, size_t outlen, const char *value);
+
+/* -------------------------------------------------------------- config.c */
+
+/* What a check does when it fails (SPEC.md 1: action_*). */
+enum action { ACT_OFF, ACT_LOG, ACT_TEMPFAIL, ACT_REJECT };
+
+enum transparent_mode { TRANSPARENT_OFF, TRANSPARENT_REDIRECT, TRANSPARENT_TPROXY };
+enum rcpt_verify { RCPT_VERIFY_LIST, RCPT_VERIFY_BACKEND, RCPT_VERIFY_BOTH };
+enum sender_mx_mode { SENDER_MX_MX, SENDER_MX_OR_A };
+
+/* The checks that have an action_* key, in SPEC.md order. */
+enum chk_id {
+	CHK_DNSBL,
+	CHK_RDNS,
+	CHK_DYNAMIC,
+	CHK_HELO,
+	CHK_SENDER_TLD,
+	CHK_SENDER_MX,
+	CHK_SPF,
+	CHK_PREGREET,
+	CHK_PIPELINING,
+	CHK_NULL_SENDER,
+	CHK_DSN,
+	CHK_GREYLIST,
+	CHK_SCANNER,
+	CHK_COUNT
+};
+
+#define DNSBL_MAX_RANGES 8
+struct dnsbl_zone {
+	char *zone;			/* "zen.spamhaus.org" */
+	int n_ranges;			/* 0: any 127.0.0.0/8 answer counts */
+	uint32_t lo[DNSBL_MAX_RANGES]; /* host byte order, inclusive */
+	uint32_t hi[DNSBL_MAX_RANGES];
+};
+
+struct strlist {
+	char **v;
+	int n;
+};
+
+#define CONFIG_MAX_LISTEN 8
+#define CONFIG_MAX_LOCAL_ADDR 16
+
+/*
+ * struct config - one parsed, validated /etc/mailmoat.conf.
+ * Immutable once loaded; reference counted so that SIGHUP can swap in a
+ * new one while sessions finish on the old one.
+ */
+struct config {
+	int refs;
+	char *path;
+
+	struct sockaddr_storage listen[CONFIG_MAX_LISTEN];
+	int n_listen;
+	struct sockaddr_storage backend;
+	enum transparent_mode transparent;
+	char *hostname;
+	struct strlist local_domains;		/* lower case */
+	struct ipaddr local_addresses[CONFIG_MAX_LOCAL_ADDR];
+	int n_local_addresses;
+	char *recipients_path;			/* NULL: none */
+	enum rcpt_verify recipient_verify;
+	char *dns_servers;			/* c-ares csv "ip:port,..."; NULL: resolv.conf */
+	unsigned dns_timeout_ms;
+	struct dnsbl_zone *dnsbl;
+	int n_dnsbl;
+	char *allowlist_path;
+	char *blocklist_path;
+	unsigned greet_pause_ms;
+	unsigned greylist_delay_s;
+	unsigned greylist_window_s;
+	unsigned greylist_lifetime_s;
+	unsigned greylist_auto_allow;
+	unsigned backscatter_block_s;
+	char *state_dir;
+	unsigned state_flush_s;
+	char *control_socket;
+	unsigned max_connections;
+	unsigned max_per_ip;
+	unsigned max_backend_connections;	/* ours: cap on relay sessions */
+	unsigned max_recipients;		/* ours: default 100 */
+	uint64_t message_size_limit;		/* bytes; 0 = none */
+	char *tls_cert;
+	char *tls_key;
+	char *scanner;
+	enum action actions[CHK_COUNT];
+
+	/* ours, with defaults; see docs/CONFIG.md */
+	unsigned timeout_command_ms;		/* per command, default 5m */
+	unsigned timeout_data_ms;		/* between data chunks, default 3m */
+	unsigned timeout_backend_ms;		/* backend reply, default 2m */
+	bool helo_resolve;			/* HELO name must resolve */
+	enum sender_mx_mode sender_mx;
+	enum action spf_softfail;		/* default log */
+	enum action spf_neutral;		/* default off */
+	enum action spf_permerror;		/* default log */
+	char *dynamic_patterns;			/* pattern file for CHK_DYNAMIC */
+	char *tld_list;				/* IANA TLD list file */
+
+	/* Loaded from the files named above (owned by the config). */
+	struct list *allow;
+	struct list *block;
+	struct list *recipients;
+};
+
+/*
+ * config_load - parse and validate path.  On error returns NULL and writes
+ * "PATH:LINE: what is wrong" to err.  Referenced files (lists) are loaded
+ * too, and their errors are reported with their own PATH:LINE.
+ */
+struct config *config_load(const char *path, char *err, size_t errlen);
+struct config *config_ref(struct config *c);
+void config_unref(struct config *c);
+/* config_check_name - "dnsbl" -> CHK_DNSBL; -1 if unknown */
+int config_check_id(const char *name);
+const char *config_check_name(enum chk_id id);
+const char *config_action_name(enum action a);
+/* Parsers shared with the web UI: 0 on success, -EINVAL otherwise. */
+int config_parse_duration_ms(const char *text, uint64_t *ms);
+int config_parse_size(const char *text, uint64_t *bytes);
+
+/* ---------------------------------------------------------------- list.c */
+
+/*
+ * struct list - an allow/block list or the recipients list: IPv4/IPv6
+ * addresses and CIDR nets, full addresses (local@domain), and "@domain"
+ * entries.  Lines: one entry each, '#' comments, blank lines ignored.
+ */
+struct list;
+struct list *list_new(void);
+/* list_load - returns NULL and "PATH:LINE: ..." in err on a bad line. */
+struct list *list_load(const char *path, char *err, size_t errlen);
+void list_free(struct list *l);
+/* list_add/list_del - one entry as in the file; 0, -EINVAL, -ENOENT. */
+int list_add(struct list *l, const char *entry);
+int list_del(struct list *l, const char *entry);
+bool list_match_ip(const struct list *l, const struct ipaddr *ip);
+/* matches "local@domain" exactly or via "@domain" (case-insensitive). */
+bool list_match_addr(const struct list *l, const char *addr);
+bool list_match_domain(const struct list *l, const char *domain);
+/* list_save - atomic rewrite (temp file, fsync, rename). */
+int list_save(const struct list *l, const char *path);
+/* list_foreach - calls fn for each entry in its text form. */
+void list_foreach(const struct list *l, void (*fn)(const char *, void *),
+		  void *arg);
+
+/* ---------------------------------------------------------------- addr.c */
+
+/*
+ * Address and name syntax (RFC 5321 4.1.2, RFC 1035 labels).
+ * struct mailpath is a parsed reverse- or forward-path.
+ */
+struct mailpath {
+	char local[65];		/* local part, unquoted form as sent */
+	char domain[256];	/* lower case; "" for the null path */
+	bool null;		/* "<>" */
+	bool quoted;		/* local part was a quoted string */
+};
+
+enum addr_err {
+	ADDR_OK = 0,
+	ADDR_ESYNTAX = -1,	/* not a valid path */
+	ADDR_ETOOLONG = -2,	/* part over its RFC 5321 limit */
+	ADDR_EROUTE = -3,	/* source route "<@a,@b:x@y>" */
+	ADDR_ERELAY = -4,	/* %-hack, bang path, '@' in a quoted local part */
+};
+
+/* addr_parse_path - text is what follows "FROM:" / "TO:" up to the
+ * closing '>' inclusive; *end gets the first byte after it. */
+int addr_parse_path(const char *text, struct mailpath *p, const char **end);
+/* addr_is_fqdn - RFC 1035 labels, at least one dot, no trailing dot. */
+bool addr_is_fqdn(const char *name);
+/* addr_tld - pointer to the last label of name. */
+const char *addr_tld(const char *name);
+/* addr_format - "local@domain" (quoted local part re-quoted) or "". */
+void addr_format(const struct mailpath *p, char *out, size_t outlen);
+
+/* ---------------------------------------------------------------- smtp.c */
+
+/*
+ * The server-side SMTP state machine.  Pure: it never touches a socket.
+ * The owner feeds it bytes with smtp_input(), and it calls back through
+ * struct smtp_hooks.  Commands that need a decision (EHLO/HELO, MAIL,
+ * RCPT, DATA, end of data, STARTTLS) are handed to the owner, and the
+ * engine waits until the owner answers with smtp_accept() or
+ * smtp_reply(); input that arrives meanwhile is a pipelining violation.
+ */
+enum smtp_state {
+	SMTP_ST_CONNECT,	/* before the banner */
+	SMTP_ST_HELO,		/* waiting for EHLO/HELO */
+	SMTP_ST_MAIL,		/* greeted, no transaction */
+	SMTP_ST_RCPT,		/* MAIL accepted */
+	SMTP_ST_DATA,		/* inside the message body */
+	SMTP_ST_CLOSED,
+};
+
+enum smtp_cmd {
+	SMTP_CMD_EHLO,
+	SMTP_CMD_HELO,
+	SMTP_CMD_MAIL,
+	SMTP_CMD_RCPT,
+	SMTP_CMD_DATA,
+	SMTP_CMD_DOT,		/* end of data */
+	SMTP_CMD_STARTTLS,
+	SMTP_CMD_RSET,		/* informational: engine already replied */
+	SMTP_CMD_QUIT,		/* informational: engine already replied */
+};
+
+enum smtp_violation {
+	SMTP_VIOL_PREGREET,	/* talked before the banner */
+	SMTP_VIOL_PIPELINING,	/* sent before our reply */
+};
+
+/* What the owner learns about a command; valid during the hook only. */
+struct smtp_args {
+	const char *helo;		/* EHLO/HELO argument */
+	const struct mailpath *path;	/* MAIL / RCPT */
+	uint64_t size;			/* MAIL SIZE=, 0 if absent */
+	bool body_8bit;			/* MAIL BODY=8BITMIME */
+	/* end of data */
+	uint64_t msg_size;		/* body bytes seen */
+	bool bad_line_end;		/* bare CR or LF seen: must refuse */
+	bool line_too_long;		/* a text line over 1000 octets */
+	bool too_big;			/* over message_size_limit */
+};
+
+struct smtp;
+struct smtp_hooks {
+	/* Send bytes to the client. */
+	void (*write)(struct smtp *, const char *buf, size_t len);
+	/* A command for the owner; answer later with smtp_accept/reply. */
+	void (*command)(struct smtp *, enum smtp_cmd, const struct smtp_args *);
+	/* Canonical body bytes (CRLF lines, dot-stuffed), final "." withheld. */
+	void (*body)(struct smtp *, const char *buf, size_t len);
+	/* A protocol violation.  Return 0 to go on, or -1 after having
+	 * replied and asked for the close yourself. */
+	int (*violation)(struct smtp *, enum smtp_violation);
+	/* The engine is done (QUIT answered, or fatal error). */
+	void (*close)(struct smtp *);
+};
+
+struct smtp {
+	const struct smtp_hooks *hooks;
+	enum smtp_state state;
+	bool waiting;		/* a command is with the owner */
+	enum smtp_cmd pending;	/* which one */
+	bool esmtp;		/* greeted with EHLO */
+	bool tls_offer;		/* advertise STARTTLS */
+	bool tls_active;
+	unsigned n_rcpt;	/* accepted recipients in this transaction */
+	unsigned max_rcpt;
+	uint64_t size_limit;	/* 0 = none */
+	const char *hostname;	/* for the EHLO reply; owned by the config */
+	const char *sid;	/* session id, appended to error replies */
+	struct buf in;		/* unparsed input (a partial line at most) */
+	/* DATA scanner state */
+	unsigned dstate;
+	uint64_t msg_size;
+	unsigned line_len;
+	bool bad_line_end, line_too_long;
+	unsigned n_errors;	/* syntax errors: too many closes */
+};
+
+void smtp_init(struct smtp *e, const struct smtp_hooks *hooks);
+void smtp_free(struct smtp *e);
+/* smtp_banner - send "220 hostname ESMTP mailmoat" and start reading. */
+void smtp_banner(struct smtp *e);
+/* smtp_input - feed bytes from the client (plaintext). */
+void smtp_input(struct smtp *e, const char *buf, size_t len);
+/* smtp_accept - the pending command is accepted: the engine sends the
+ * standard success reply (250 / EHLO list / 354 / 220 for STARTTLS) and
+ * moves on.  For SMTP_CMD_DOT the owner must use smtp_reply() with the
+ * backend's reply instead. */
+void smtp_accept(struct smtp *e);
+/* smtp_reply - answer the pending command with a full reply line (or a
+ * multi-line reply), "CODE X.Y.Z text" without CRLF; ok says whether the
+ * command succeeded (a 2xx), so the engine knows the next state. */
+void smtp_reply(struct smtp *e, bool ok, const char *reply);
+/* smtp_close_reply - send a final reply (421/554...) and stop. */
+void smtp_close_reply(struct smtp *e, const char *reply);
+/* smtp_tls_started - TLS is up: reset to SMTP_ST_HELO (RFC 3207). */
+void smtp_tls_started(struct smtp *e);
+
+/* ----------------------------------------------------------------- dns.c */
+
+/*
+ * The only c-ares/libuv glue.  One channel on the loop, one uv_poll_t per
+ * c-ares socket, one timer.  A TTL-clamped cache in front.  Callbacks run
+ * on the loop, never synchronously from dns_query().
+ */
+enum dns_status {
+	DNS_OK = 0,		/* answer with >= 1 record of the type */
+	DNS_NODATA = 1,		/* name exists, no record of the type */
+	DNS_NXDOMAIN = 2,
+	DNS_TEMPFAIL = 3,	/* SERVFAIL, timeout, refused, ... */
+};
+
+struct dns_rr {
+	union {
+		struct in_addr a;
+		struct in6_addr aaaa;
+		struct {
+			uint16_t pref;
+			char *host;
+		} mx;
+		char *name;	/* PTR, CNAME */
+		char *txt;	/* TXT: strings of one record joined */
+	} u;
+};
+
+struct dns_answer {
+	enum dns_status status;
+	int type;		/* ns_t_a, ns_t_aaaa, ns_t_mx, ns_t_ptr, ns_t_txt */
+	unsigned ttl;
+	int n;
+	struct dns_rr rr[];
+};
+
+typedef void (*dns_cb)(void *arg, const struct dns_answer *ans);
+
+int dns_init(uv_loop_t *loop, const struct config *cfg);
+int dns_reconfigure(const struct config *cfg);
+/* dns_query - starts a lookup; cb gets the answer (valid during cb). */
+int dns_query(const char *name, int type, dns_cb cb, void *arg);
+/* dns_reverse_name - "4.3.2.1.in-addr.arpa" / nibble form for v6,
+ * with suffix (".in-addr.arpa", or a DNSBL zone) appended. */
+void dns_reverse_name(const struct ipaddr *ip, const char *zone, char *out,
+		      size_t outlen);
+void dns_shutdown(void);
+
+/* ------------------------------------------------------------- verdict.c */
+
+enum chk_status {
+	CHK_NONE = 0,		/* not run */
+	CHK_PENDING,
+	CHK_PASS,
+	CHK_FAIL,		/* the check says: refuse */
+	CHK_TEMPERR,		/* could not decide (DNS): tempfail at most */
+};
+
+/* A check's result, stored in the session's slot. */
+struct chk_result {
+	enum chk_status status;
+	const char *code;	/* reject code, e.g. "554 5.7.1"; NULL: stage default */
+	char text[192];		/* reply text after the code */
+	char detail[192];	/* log detail, e.g. "zen.spamhaus.org=127.0.0.2" */
+};
+
+enum verdict_kind { VERDICT_ACCEPT, VERDICT_LOG, VERDICT_TEMPFAIL, VERDICT_REJECT };
+
+struct verdict {
+	enum verdict_kind kind;
+	int check;		/* enum chk_id or a registry slot; -1: none */
+	char reply[320];	/* full reply line incl. session id, no CRLF */
+};
+
+/*
+ * verdict_decide - pure: given one check's result and its action, the
+ * decision.  Reject with a TEMPERR result becomes a tempfail; tempfail
+ * turns a reject code into "451 4.7.1" keeping the text; log and off
+ * accept (log is counted as would-have-been).
+ */
+void verdict_decide(const struct chk_result *r, enum action act,
+		    const char *sid, struct verdict *out);
+
+/* ------------------------------------------------------------- stats.c */
+
+struct stats {
+	uint64_t connections_total;
+	uint64_t connections_active;
+	uint64_t accepted;	/* messages the backend took (250 relayed) */
+	uint64_t tempfailed;	/* 4xx decisions */
+	uint64_t rejected;	/* 5xx decisions */
+	uint64_t logged;	/* action=log: would have been refused */
+};
+extern struct stats stats;
+void stats_count_reason(const char *reason);	/* reasons{} object */
+/* stats_json - the `mailmoatctl stats` object into b. */
+void stats_json(struct buf *b);
+
+/* ------------------------------------------------------------- session.c */
+
+#define SESS_MAX_RCPT 100
+
+/* Stages at which checks run. */
+enum stage {
+	STAGE_CONNECT = 1 << 0,
+	STAGE_HELO = 1 << 1,
+	STAGE_MAIL = 1 << 2,
+	STAGE_RCPT = 1 << 3,
+	STAGE_DATA = 1 << 4,	/* end of data */
+};
+
+struct relay;
+struct tls;
+
+/*
+ * struct session - one client connection.  Checks read the public part
+ * (client, ptr, helo, from, rcpt) and write only their result slot.
+ */
+struct session {
+	uint64_t id;		/* unique, never reused */
+	char sid[8];		/* printable id, in replies and log lines */
+	uint32_t gen;		/* bumped at each stage start: stale answers drop */
+	struct config *cfg;	/* a reference */
+
+	/* public to checks */
+	struct ipaddr client;
+	char client_str[INET6_ADDRSTRLEN];
+	char ptr[256];		/* forward-confirmed PTR name, "" if none */
+	char helo[256];
+	struct mailpath from;
+	bool has_from;
+	struct mailpath rcpt;	/* the recipient being checked */
+	bool allowlisted;	/* client IP or sender in the allowlist */
+	struct chk_result results[CHK_COUNT];
+
+	/* private to session.c */
+	uv_tcp_t tcp;
+	uv_timer_t timer;
+	struct smtp smtp;
+	struct relay *relay;
+	struct tls *tls;
+	unsigned pending_checks;
+	unsigned stage;
+	unsigned open_handles;
+	bool closing;
+	void *priv;		/* session.c's own state */
+};
+
+/* sess_find - the live session with this id, or NULL (it has gone). */
+struct session *sess_find(uint64_t id);
+/* sess_check_done - a check finished: result already in s->results[id]. */
+void sess_check_done(struct session *s, enum chk_id id);
+/* sess_listen - open every listener of cfg on loop. */
+int sess_listen(uv_loop_t *loop, struct config *cfg);
+/* sess_reload - new sessions use cfg; live ones keep theirs. */
+void sess_reload(struct config *cfg);
+/* sess_drain - stop accepting, close idle sessions, call done when none. */
+void sess_drain(void (*done)(void));
+
+/* --------------------------------------------------------------- relay.c */
+
+/*
+ * The client side toward the internal mail server.  Each call sends one
+ * command; its reply comes back through relay_reply_cb.  Body bytes are
+ * queued; relay_dot() sends the held-back final dot.  relay_abort() drops
+ * the connection without the dot (nothing is delivered).
+ */
+typedef void (*relay_reply_cb)(struct relay *, void *arg, int code,
+			       const char *reply /* full text, CRLF-free lines joined by \r\n */);
+struct relay *relay_open(uv_loop_t *loop, const struct config *cfg,
+			 const struct sockaddr *backend, const char *helo,
+			 relay_reply_cb cb, void *arg);
+void relay_mail(struct relay *r, const char *path_with_params);
+void relay_rcpt(struct relay *r, const char *path);
+void relay_data(struct relay *r);
+void relay_body(struct relay *r, const char *buf, size_t len);
+size_t relay_queued(const struct relay *r); /* bytes not yet written */
+void relay_dot(struct relay *r);
+void relay_rset(struct relay *r);
+void relay_abort(struct relay *r);	/* frees r after its handles close */
+void relay_quit(struct relay *r);	/* polite close, frees r */
+extern unsigned relay_open_count;
+
+/* ----------------------------------------------------------------- tls.c */
+
+/*
+ * STARTTLS server side over memory buffers: the session feeds ciphertext
+ * in and gets plaintext out; ciphertext to send comes through a hook.
+ */
+struct tls_hooks {
+	void (*send)(struct tls *, void *arg, const char *buf, size_t len);
+	void (*plain)(struct tls *, void *arg, const char *buf, size_t len);
+	void (*ready)(struct tls *, void *arg);		/* handshake done */
+	void (*error)(struct tls *, void *arg, const char *why);
+};
+/* tls_global_init - load or create key + self-signed cert; 0 or -errno */
+int tls_global_init(const struct config *cfg);
+bool tls_available(void);
+struct tls *tls_new(const struct tls_hooks *h, void *arg);
+void tls_input(struct tls *t, const char *buf, size_t len);
+void tls_write(struct tls *t, const char *buf, size_t len);
+const char *tls_version(const struct tls *t);	/* "TLSv1.3" */
+const char *tls_cipher(const struct tls *t);
+void tls_free(struct tls *t);
+
+/* -------------------------------------------------------------- control.c */
+
+/* control_start - the unix socket mailmoatctl talks to. */
+int control_start(uv_loop_t *loop, const struct config *cfg);
+void control_stop(void);
+
+#endif
