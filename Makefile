@@ -18,7 +18,7 @@ CPPFLAGS += -Iproxy -D_GNU_SOURCE
 ALL_CFLAGS = -std=c11 $(OPT) $(WARN) $(CFLAGS)
 
 # libspf2: the project's patched copy, built from Debian's source package.
-SPF2_PREFIX := $(BUILD)/spf2
+SPF2_PREFIX := build/spf2-host
 SPF2_LIB    := $(SPF2_PREFIX)/lib/libspf2.a
 CPPFLAGS    += -I$(SPF2_PREFIX)/include
 LDLIBS      := $(SPF2_LIB) -luv -lcares -lmbedtls -lmbedx509 -lmbedcrypto -lpthread -lm

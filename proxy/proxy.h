@@ -507,6 +507,9 @@ struct session {
 	struct mailpath rcpt;	/* the recipient being checked */
 	bool allowlisted;	/* client IP or sender in the allowlist */
 	struct chk_result results[CHK_COUNT];
+	/* Header lines (each ending CRLF) that go in front of the message
+	 * to the backend: Received, Authentication-Results.  Checks append. */
+	struct buf add_headers;
 
 	/* private to session.c */
 	uv_tcp_t tcp;
