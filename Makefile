@@ -40,3 +40,7 @@ $(SPF2_LIB):
 
 clean:
 	rm -rf build
+
+.PHONY: run-host
+run-host: deps all
+	tools/run-host
