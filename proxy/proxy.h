@@ -573,7 +573,11 @@ struct tls_hooks {
 };
 /* tls_global_init - load or create key + self-signed cert; 0 or -errno */
 int tls_global_init(const struct config *cfg);
+void tls_global_free(void);	/* shutdown; live sessions keep theirs */
 bool tls_available(void);
+/* tls_new - NULL if !tls_available() or mbedTLS failed.  Hook buffers are
+ * valid only during the call (send: copy it).  Never tls_free() from
+ * inside a hook; tls_write() from plain/ready is fine. */
 struct tls *tls_new(const struct tls_hooks *h, void *arg);
 void tls_input(struct tls *t, const char *buf, size_t len);
 void tls_write(struct tls *t, const char *buf, size_t len);
