@@ -1,0 +1,12 @@
+#!/bin/sh
+# run.sh - the integration suite: the real daemon against real peers
+# (swaks, smtplib, smtp-source, openssl; aiosmtpd backend, smtp-sink).
+# Prints "ok - NAME" / "not ok - NAME"; see tests/integ/runner.py.
+# MM_JOBS=N sets how many test modules run at once (default 3).
+cd "$(dirname "$0")/../.." || exit 1
+if [ ! -x build/host/mailmoat ] || [ ! -x build/host/mailmoatctl ]; then
+	echo "not ok - integ:build (build/host/mailmoat or mailmoatctl missing: run make)"
+	exit 1
+fi
+ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+exec /usr/bin/python3 tests/integ/runner.py "$@"
