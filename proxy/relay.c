@@ -1,0 +1,635 @@
+/*
+ * relay.c - the client side toward the internal mail server (`backend`).
+ *
+ * Public (proxy.h, relay block):
+ *   relay_open()    connect, read the banner, EHLO (HELO on a 5xx)
+ *   relay_mail/rcpt/data()   queue one command; its reply comes back
+ *                   through the relay_reply_cb, in order, one per command
+ *   relay_body()    canonical body bytes after the 354 (copied once,
+ *                   only what the socket does not take at once)
+ *   relay_dot()     the held-back final ".": the reply is the verdict of
+ *                   the internal server and goes to the client as it is
+ *   relay_rset()    RSET; its reply is not reported (a failure is)
+ *   relay_queued()  body bytes not yet written (back-pressure)
+ *   relay_on_drain() called when the queue falls below RELAY_LOW_WATER
+ *   relay_abort()   drop the connection: without the dot nothing is
+ *                   delivered; frees r once its handles have closed
+ *   relay_quit()    polite QUIT when idle, else abort; frees r
+ *
+ * A failure (connect refused, timeout, the backend going away, a banner
+ * or EHLO refusal, a malformed or oversized reply, an unsolicited reply)
+ * is reported once as code -1 with a short reason in `reply`; afterwards
+ * the relay only waits for relay_abort().  After relay_abort() or
+ * relay_quit() no callback runs again.
+ *
+ * Owns its uv_tcp_t and uv_timer_t (embedded), its buffers.  Everything
+ * is asynchronous on the loop.  Reads timeout_backend_ms and hostname
+ * (as the EHLO name, given by the caller).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proxy.h"
+
+#define RELAY_MAX_REPLY 4096	/* a whole (multi-line) reply */
+#define RELAY_MAX_LINE 1000	/* one reply line */
+#define RELAY_MAX_CMDS 8	/* commands queued at once */
+#define RELAY_LOW_WATER (64 * 1024)
+#define RELAY_QUIT_MS 5000
+
+unsigned relay_open_count;
+
+enum relay_state {
+	RS_CONNECTING,
+	RS_BANNER,
+	RS_EHLO,
+	RS_HELO,
+	RS_READY,
+	RS_DEAD,	/* failed, waiting for relay_abort() */
+};
+
+enum relay_cmd_kind { RC_MAIL, RC_RCPT, RC_DATA, RC_DOT, RC_RSET, RC_QUIT };
+
+struct relay_cmd {
+	enum relay_cmd_kind kind;
+	char *arg;	/* path (and MAIL parameters); owned */
+};
+
+struct relay {
+	uv_tcp_t tcp;
+	uv_timer_t timer;
+	uv_connect_t creq;
+	uv_write_t wreq;
+	enum relay_state state;
+	relay_reply_cb cb;
+	void *arg;
+	void (*drain_cb)(struct relay *, void *);
+	char *helo;
+	unsigned timeout_ms;
+	bool ext_size, ext_8bit;
+	bool detached;		/* abort/quit called: no more callbacks */
+	bool quitting;
+	bool closing;
+	bool in_flight;		/* cmds[0] was sent, its reply is awaited */
+	bool writing;
+	unsigned handles;
+	struct relay_cmd cmds[RELAY_MAX_CMDS];
+	unsigned n_cmds;
+	struct buf wbuf;	/* being written */
+	struct buf qbuf;	/* waiting for the write in progress */
+	struct buf rline;	/* partial reply line */
+	struct buf reply;	/* reply lines so far, joined by CRLF */
+};
+
+static void relay_pump(struct relay *r);
+static void relay_close(struct relay *r);
+
+/* relay_close_cb - one handle closed; the last one frees r. */
+static void
+relay_close_cb(uv_handle_t *h)
+{
+	struct relay *r = h->data;
+	unsigned i;
+
+	if (--r->handles > 0)
+		return;
+	for (i = 0; i < r->n_cmds; i++)
+		free(r->cmds[i].arg);
+	buf_free(&r->wbuf);
+	buf_free(&r->qbuf);
+	buf_free(&r->rline);
+	buf_free(&r->reply);
+	free(r->helo);
+	free(r);
+}
+
+/* relay_close - close both handles (once); r is freed afterwards. */
+static void
+relay_close(struct relay *r)
+{
+	if (r->closing)
+		return;
+	r->closing = true;
+	r->state = RS_DEAD;
+	relay_open_count--;
+	uv_close((uv_handle_t *)&r->tcp, relay_close_cb);
+	uv_close((uv_handle_t *)&r->timer, relay_close_cb);
+}
+
+/* relay_fail - report a failure once; a detached relay just closes. */
+static void
+relay_fail(struct relay *r, const char *why)
+{
+	if (r->closing || r->state == RS_DEAD)
+		return;
+	log_debug("relay: backend failed: %s", why);
+	r->state = RS_DEAD;
+	uv_read_stop((uv_stream_t *)&r->tcp);
+	uv_timer_stop(&r->timer);
+	if (r->detached) {
+		relay_close(r);
+		return;
+	}
+	r->cb(r, r->arg, -1, why);
+}
+
+/* relay_timer_cb - a reply did not come in time. */
+static void
+relay_timer_cb(uv_timer_t *t)
+{
+	struct relay *r = t->data;
+
+	if (r->quitting) {
+		relay_close(r);
+		return;
+	}
+	relay_fail(r, "timeout waiting for the internal mail server");
+}
+
+/* relay_arm - the deadline for the reply now awaited. */
+static void
+relay_arm(struct relay *r)
+{
+	uv_timer_start(&r->timer, relay_timer_cb,
+		       r->quitting ? RELAY_QUIT_MS : r->timeout_ms, 0);
+}
+
+/* relay_start_write - hand qbuf to libuv unless a write is in flight. */
+static void relay_write_cb(uv_write_t *req, int status);
+
+static void
+relay_start_write(struct relay *r)
+{
+	struct buf tmp;
+	uv_buf_t b;
+	int rc;
+
+	if (r->writing || r->qbuf.len == 0 || r->closing)
+		return;
+	/* Swap the buffers: qbuf is written, wbuf (empty) collects. */
+	tmp = r->wbuf;
+	r->wbuf = r->qbuf;
+	r->qbuf = tmp;
+	r->qbuf.len = 0;
+	b = uv_buf_init(r->wbuf.data, (unsigned)r->wbuf.len);
+	rc = uv_write(&r->wreq, (uv_stream_t *)&r->tcp, &b, 1, relay_write_cb);
+	if (rc < 0) {
+		r->wbuf.len = 0;
+		relay_fail(r, uv_strerror(rc));
+		return;
+	}
+	r->writing = true;
+}
+
+/* relay_write_cb - a write finished: start the next, report a drain. */
+static void
+relay_write_cb(uv_write_t *req, int status)
+{
+	struct relay *r = container_of(req, struct relay, wreq);
+
+	r->writing = false;
+	r->wbuf.len = 0;
+	if (r->wbuf.cap > 2 * RELAY_LOW_WATER) {
+		/* Do not keep a big buffer on an idle connection. */
+		buf_free(&r->wbuf);
+	}
+	if (status < 0) {
+		if (status != UV_ECANCELED)
+			relay_fail(r, uv_strerror(status));
+		return;
+	}
+	relay_start_write(r);
+	if (!r->detached && r->state != RS_DEAD && r->drain_cb != NULL &&
+	    relay_queued(r) < RELAY_LOW_WATER)
+		r->drain_cb(r, r->arg);
+}
+
+/* relay_write - send bytes: try at once, queue what the socket refuses. */
+static void
+relay_write(struct relay *r, const char *p, size_t n)
+{
+	if (r->closing || r->state == RS_DEAD || n == 0)
+		return;
+	if (!r->writing && r->qbuf.len == 0) {
+		uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
+		int rc = uv_try_write((uv_stream_t *)&r->tcp, &b, 1);
+
+		if (rc > 0) {
+			p += rc;
+			n -= (size_t)rc;
+		} else if (rc < 0 && rc != UV_EAGAIN) {
+			relay_fail(r, uv_strerror(rc));
+			return;
+		}
+	}
+	if (n == 0)
+		return;
+	buf_append(&r->qbuf, p, n);
+	relay_start_write(r);
+}
+
+/* relay_send_line - one command line, CRLF added. */
+static void
+relay_send_line(struct relay *r, const char *a, const char *b)
+{
+	char line[1100];
+	int n;
+
+	n = snprintf(line, sizeof(line), "%s%s\r\n", a, b ? b : "");
+	if (n < 0 || (size_t)n >= sizeof(line)) {
+		relay_fail(r, "command too long");
+		return;
+	}
+	relay_write(r, line, (size_t)n);
+}
+
+/* relay_mail_params - "<path> SIZE=n BODY=x" minus what was not offered. */
+static void
+relay_mail_params(const struct relay *r, const char *in, char *out,
+		  size_t outlen)
+{
+	const char *p = in, *sp;
+	size_t o = 0, n;
+
+	out[0] = '\0';
+	while (*p != '\0') {
+		bool first = p == in, keep;
+
+		sp = strchr(p, ' ');
+		n = sp ? (size_t)(sp - p) : strlen(p);
+		keep = first ||
+		       (r->ext_size && n > 5 && strncasecmp(p, "SIZE=", 5) == 0) ||
+		       (r->ext_8bit && n > 5 && strncasecmp(p, "BODY=", 5) == 0);
+		if (keep && o + n + 2 < outlen) {
+			if (!first)
+				out[o++] = ' ';
+			memcpy(out + o, p, n);
+			o += n;
+			out[o] = '\0';
+		}
+		p += n;
+		while (*p == ' ')
+			p++;
+	}
+}
+
+/* relay_pump - send the next queued command when nothing is in flight. */
+static void
+relay_pump(struct relay *r)
+{
+	struct relay_cmd *c;
+	char params[600];
+
+	if (r->state != RS_READY || r->in_flight || r->n_cmds == 0 ||
+	    r->closing)
+		return;
+	c = &r->cmds[0];
+	switch (c->kind) {
+	case RC_MAIL:
+		relay_mail_params(r, c->arg, params, sizeof(params));
+		relay_send_line(r, "MAIL FROM:", params);
+		break;
+	case RC_RCPT:
+		relay_send_line(r, "RCPT TO:", c->arg);
+		break;
+	case RC_DATA:
+		relay_send_line(r, "DATA", NULL);
+		break;
+	case RC_DOT:
+		relay_write(r, ".\r\n", 3);
+		break;
+	case RC_RSET:
+		relay_send_line(r, "RSET", NULL);
+		break;
+	case RC_QUIT:
+		relay_send_line(r, "QUIT", NULL);
+		break;
+	}
+	if (r->state == RS_DEAD)
+		return;
+	r->in_flight = true;
+	relay_arm(r);
+}
+
+/* relay_push - queue a command. */
+static void
+relay_push(struct relay *r, enum relay_cmd_kind kind, const char *arg)
+{
+	if (r->closing || r->state == RS_DEAD)
+		return;
+	if (r->n_cmds == RELAY_MAX_CMDS)
+		log_panic("relay: command queue full");
+	r->cmds[r->n_cmds].kind = kind;
+	r->cmds[r->n_cmds].arg = arg ? xstrdup(arg) : NULL;
+	r->n_cmds++;
+	relay_pump(r);
+}
+
+/* relay_ehlo_exts - note SIZE and 8BITMIME in an EHLO reply. */
+static void
+relay_ehlo_exts(struct relay *r, const char *reply)
+{
+	const char *p = reply;
+
+	while ((p = strstr(p, "\r\n")) != NULL) {
+		p += 2;
+		if (strlen(p) < 4)
+			break;
+		if (strncasecmp(p + 4, "SIZE", 4) == 0 &&
+		    (p[8] == '\0' || p[8] == ' ' || p[8] == '\r'))
+			r->ext_size = true;
+		if (strncasecmp(p + 4, "8BITMIME", 8) == 0)
+			r->ext_8bit = true;
+	}
+}
+
+/* relay_handle_reply - one complete reply from the backend. */
+static void
+relay_handle_reply(struct relay *r, int code, const char *reply)
+{
+	struct relay_cmd c;
+
+	switch (r->state) {
+	case RS_BANNER:
+		if (code / 100 != 2) {
+			relay_fail(r, "banner refused");
+			return;
+		}
+		r->state = RS_EHLO;
+		relay_send_line(r, "EHLO ", r->helo);
+		relay_arm(r);
+		return;
+	case RS_EHLO:
+		if (code / 100 == 5) {
+			r->state = RS_HELO;
+			relay_send_line(r, "HELO ", r->helo);
+			relay_arm(r);
+			return;
+		}
+		if (code / 100 != 2) {
+			relay_fail(r, "EHLO refused");
+			return;
+		}
+		relay_ehlo_exts(r, reply);
+		r->state = RS_READY;
+		uv_timer_stop(&r->timer);
+		relay_pump(r);
+		return;
+	case RS_HELO:
+		if (code / 100 != 2) {
+			relay_fail(r, "HELO refused");
+			return;
+		}
+		r->state = RS_READY;
+		uv_timer_stop(&r->timer);
+		relay_pump(r);
+		return;
+	case RS_READY:
+		break;
+	default:
+		return;
+	}
+	if (!r->in_flight) {
+		relay_fail(r, "unsolicited reply");
+		return;
+	}
+	uv_timer_stop(&r->timer);
+	c = r->cmds[0];
+	r->n_cmds--;
+	memmove(&r->cmds[0], &r->cmds[1], r->n_cmds * sizeof(r->cmds[0]));
+	r->in_flight = false;
+	free(c.arg);
+	if (c.kind == RC_QUIT) {
+		relay_close(r);
+		return;
+	}
+	if (c.kind == RC_RSET) {
+		if (code / 100 != 2) {
+			relay_fail(r, "RSET refused");
+			return;
+		}
+	} else if (!r->detached) {
+		r->cb(r, r->arg, code, reply);
+	}
+	relay_pump(r);
+}
+
+/* relay_line - one reply line (CRLF stripped). */
+static void
+relay_line(struct relay *r, const char *line, size_t n)
+{
+	int code;
+	bool last;
+
+	if (n < 3 || line[0] < '2' || line[0] > '5' || line[1] < '0' ||
+	    line[1] > '9' || line[2] < '0' || line[2] > '9' ||
+	    (n > 3 && line[3] != ' ' && line[3] != '-')) {
+		relay_fail(r, "malformed reply");
+		return;
+	}
+	last = n == 3 || line[3] == ' ';
+	if (r->reply.len > 0)
+		buf_append(&r->reply, "\r\n", 2);
+	buf_append(&r->reply, line, n);
+	if (r->reply.len > RELAY_MAX_REPLY) {
+		relay_fail(r, "reply too long");
+		return;
+	}
+	if (!last)
+		return;
+	code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
+	buf_append(&r->reply, "", 1); /* NUL */
+	r->reply.len = 0;
+	relay_handle_reply(r, code, r->reply.data);
+}
+
+/* relay_alloc_cb - replies are parsed at once: one static buffer. */
+static void
+relay_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *b)
+{
+	static char rbuf[8192];
+
+	b->base = rbuf;
+	b->len = sizeof(rbuf);
+}
+
+/* relay_read_cb - bytes from the backend: split into reply lines. */
+static void
+relay_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
+{
+	struct relay *r = container_of((uv_tcp_t *)st, struct relay, tcp);
+	const char *p = b->base, *end = b->base + (nread > 0 ? nread : 0);
+
+	if (nread < 0) {
+		if (r->quitting) {
+			relay_close(r);
+			return;
+		}
+		relay_fail(r, nread == UV_EOF ? "connection closed by the internal mail server"
+					      : uv_strerror((int)nread));
+		return;
+	}
+	while (p < end && !r->closing && r->state != RS_DEAD) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+
+		if (r->rline.len + n > RELAY_MAX_LINE + 1) {
+			relay_fail(r, "reply line too long");
+			return;
+		}
+		if (nl == NULL) {
+			buf_append(&r->rline, p, n);
+			return;
+		}
+		if (r->rline.len > 0) {
+			buf_append(&r->rline, p, n);
+			n = r->rline.len;
+			if (n > 0 && r->rline.data[n - 1] == '\r')
+				n--;
+			relay_line(r, r->rline.data, n);
+			r->rline.len = 0;
+		} else {
+			size_t m = n;
+
+			if (m > 0 && p[m - 1] == '\r')
+				m--;
+			relay_line(r, p, m);
+		}
+		p = nl + 1;
+	}
+}
+
+/* relay_connect_cb - connected (or not) to the backend. */
+static void
+relay_connect_cb(uv_connect_t *req, int status)
+{
+	struct relay *r = container_of(req, struct relay, creq);
+
+	if (r->closing)
+		return;
+	if (status < 0) {
+		char why[128];
+
+		snprintf(why, sizeof(why), "connect: %s", uv_strerror(status));
+		relay_fail(r, why);
+		return;
+	}
+	r->state = RS_BANNER;
+	uv_tcp_nodelay(&r->tcp, 1);
+	uv_read_start((uv_stream_t *)&r->tcp, relay_alloc_cb, relay_read_cb);
+	relay_arm(r);
+}
+
+/* relay_open - start a connection to backend; NULL only if the socket
+ * could not even be created (the reason is logged). */
+struct relay *
+relay_open(uv_loop_t *loop, const struct config *cfg,
+	   const struct sockaddr *backend, const char *helo, relay_reply_cb cb,
+	   void *arg)
+{
+	struct relay *r = xcalloc(1, sizeof(*r));
+	int rc;
+
+	r->cb = cb;
+	r->arg = arg;
+	r->helo = xstrdup(helo && helo[0] ? helo : "localhost");
+	r->timeout_ms = cfg->timeout_backend_ms ? cfg->timeout_backend_ms
+						: 120000;
+	r->state = RS_CONNECTING;
+	uv_tcp_init(loop, &r->tcp);
+	uv_timer_init(loop, &r->timer);
+	r->tcp.data = r;
+	r->timer.data = r;
+	r->handles = 2;
+	relay_open_count++;
+	rc = uv_tcp_connect(&r->creq, &r->tcp, backend, relay_connect_cb);
+	if (rc < 0) {
+		log_warn("relay: cannot connect to the backend: %s",
+			 uv_strerror(rc));
+		relay_close(r);
+		return NULL;
+	}
+	relay_arm(r);
+	return r;
+}
+
+/* relay_on_drain - cb runs when the queue falls below the low-water mark */
+void
+relay_on_drain(struct relay *r, void (*cb)(struct relay *, void *arg))
+{
+	r->drain_cb = cb;
+}
+
+/* relay_mail - MAIL FROM:<path> [SIZE=..] [BODY=..] (dropped if not
+ * offered by the backend). */
+void
+relay_mail(struct relay *r, const char *path_with_params)
+{
+	relay_push(r, RC_MAIL, path_with_params);
+}
+
+/* relay_rcpt - RCPT TO:<path>. */
+void
+relay_rcpt(struct relay *r, const char *path)
+{
+	relay_push(r, RC_RCPT, path);
+}
+
+/* relay_data - DATA; the caller sends the body after a 354. */
+void
+relay_data(struct relay *r)
+{
+	relay_push(r, RC_DATA, NULL);
+}
+
+/* relay_body - canonical body bytes (dot-stuffed CRLF lines). */
+void
+relay_body(struct relay *r, const char *buf, size_t len)
+{
+	relay_write(r, buf, len);
+}
+
+/* relay_queued - bytes not yet written to the backend. */
+size_t
+relay_queued(const struct relay *r)
+{
+	return r->wbuf.len + r->qbuf.len;
+}
+
+/* relay_dot - the final dot: only when every check passed. */
+void
+relay_dot(struct relay *r)
+{
+	relay_push(r, RC_DOT, NULL);
+}
+
+/* relay_rset - RSET (its reply is not reported). */
+void
+relay_rset(struct relay *r)
+{
+	relay_push(r, RC_RSET, NULL);
+}
+
+/* relay_abort - drop the connection now: nothing is delivered. */
+void
+relay_abort(struct relay *r)
+{
+	r->detached = true;
+	relay_close(r);
+}
+
+/* relay_quit - QUIT if idle and ready, otherwise abort. */
+void
+relay_quit(struct relay *r)
+{
+	r->detached = true;
+	if (r->state != RS_READY || r->in_flight || r->n_cmds > 0 ||
+	    r->closing) {
+		relay_close(r);
+		return;
+	}
+	r->quitting = true;
+	relay_push(r, RC_QUIT, NULL);
+}
