@@ -455,6 +455,9 @@ struct verdict {
  */
 void verdict_decide(const struct chk_result *r, enum action act,
 		    const char *sid, struct verdict *out);
+/* verdict_default_code - a check's reject code when its result names none
+ * (dnsbl "554 5.7.1", pregreet "554 5.5.0", null_sender "550 5.5.3" ...). */
+const char *verdict_default_code(int id);
 
 /* ------------------------------------------------------------- stats.c */
 
@@ -465,11 +468,17 @@ struct stats {
 	uint64_t tempfailed;	/* 4xx decisions */
 	uint64_t rejected;	/* 5xx decisions */
 	uint64_t logged;	/* action=log: would have been refused */
+	uint64_t greylist_entries; /* set by the greylist module, if any */
 };
 extern struct stats stats;
 void stats_count_reason(const char *reason);	/* reasons{} object */
 /* stats_json - the `mailmoatctl stats` object into b. */
 void stats_json(struct buf *b);
+/* stats_add_section - stats_json adds "name": <what fn appends> (a JSON
+ * value); for modules with their own figures (dns zone health...). */
+void stats_add_section(const char *name, void (*fn)(struct buf *b));
+/* stats_json_string - append s as a JSON string literal (escaped). */
+void stats_json_string(struct buf *b, const char *s);
 
 /* ------------------------------------------------------------- session.c */
 
@@ -557,6 +566,10 @@ void relay_dot(struct relay *r);
 void relay_rset(struct relay *r);
 void relay_abort(struct relay *r);	/* frees r after its handles close */
 void relay_quit(struct relay *r);	/* polite close, frees r */
+/* relay_on_drain - cb runs when relay_queued() falls below 64 KiB. */
+void relay_on_drain(struct relay *r, void (*cb)(struct relay *, void *arg));
+/* A failure (backend down, timeout, gone, bad reply) is reported once to
+ * relay_reply_cb as code -1 with the reason as reply; then relay_abort(). */
 extern unsigned relay_open_count;
 
 /* ----------------------------------------------------------------- tls.c */

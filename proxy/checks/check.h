@@ -58,6 +58,10 @@ void chk_done_later(struct session *s, enum chk_id id);
 void chk_set(struct session *s, enum chk_id id, enum chk_status st,
 	     const char *code, const char *text, const char *detail_fmt, ...)
 	__attribute__((format(printf, 6, 7)));
+/* chk_set_loop - the loop chk_done_later() runs on (main sets it). */
+void chk_set_loop(uv_loop_t *loop);
+/* chk_shutdown - close chk_done_later()'s handle (at exit). */
+void chk_shutdown(void);
 
 /* The checks (one file each). */
 extern const struct check chk_dnsbl;
