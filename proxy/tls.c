@@ -147,6 +147,8 @@ struct tls {
 static mbedtls_entropy_context tls_entropy;
 static mbedtls_ctr_drbg_context tls_drbg;
 static bool tls_seeded;
+static bool tls_shutdown;	/* tls_global_free() was called */
+static unsigned tls_n_ctx;	/* contexts alive (current + old ones) */
 static struct tls_ctx *tls_cur;	/* NULL: STARTTLS not available */
 
 /* ECDHE + AEAD first, in our order of preference; CBC last. */
@@ -579,7 +581,11 @@ out:
 	return err;
 }
 
-/* tls_ctx_unref - drop a reference; the last one frees the context. */
+/*
+ * tls_ctx_unref - drop a reference; the last one frees the context.  The
+ * DRBG goes with the last context once tls_global_free() was called:
+ * sessions still use it until then.
+ */
 static void
 tls_ctx_unref(struct tls_ctx *ctx)
 {
@@ -589,6 +595,11 @@ tls_ctx_unref(struct tls_ctx *ctx)
 	mbedtls_x509_crt_free(&ctx->cert);
 	mbedtls_pk_free(&ctx->key);
 	free(ctx);
+	if (--tls_n_ctx == 0 && tls_shutdown && tls_seeded) {
+		mbedtls_ctr_drbg_free(&tls_drbg);
+		mbedtls_entropy_free(&tls_entropy);
+		tls_seeded = false;
+	}
 }
 
 /* tls_ctx_conf - the server policy (see the header) into ctx->conf. */
@@ -648,8 +659,10 @@ tls_global_init(const struct config *cfg)
 	}
 	if ((err = tls_seed()) != 0)
 		return err;
+	tls_shutdown = false;
 	ctx = xcalloc(1, sizeof(*ctx));
 	ctx->refs = 1;
+	tls_n_ctx++;
 	mbedtls_ssl_config_init(&ctx->conf);
 	mbedtls_x509_crt_init(&ctx->cert);
 	mbedtls_pk_init(&ctx->key);
@@ -668,9 +681,13 @@ tls_global_init(const struct config *cfg)
 void
 tls_global_free(void)
 {
-	tls_ctx_unref(tls_cur);
+	struct tls_ctx *ctx = tls_cur;
+
+	tls_shutdown = true;
 	tls_cur = NULL;
-	if (tls_seeded) {
+	if (ctx)
+		tls_ctx_unref(ctx);
+	else if (tls_n_ctx == 0 && tls_seeded) {
 		mbedtls_ctr_drbg_free(&tls_drbg);
 		mbedtls_entropy_free(&tls_entropy);
 		tls_seeded = false;
