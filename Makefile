@@ -21,7 +21,7 @@ ALL_CFLAGS = -std=c11 $(OPT) $(WARN) $(CFLAGS)
 SPF2_PREFIX := build/spf2-host
 SPF2_LIB    := $(SPF2_PREFIX)/lib/libspf2.a
 CPPFLAGS    += -I$(SPF2_PREFIX)/include
-LDLIBS      := $(SPF2_LIB) -luv -lcares -lmbedtls -lmbedx509 -lmbedcrypto -lpthread -lm
+LDLIBS      := $(SPF2_LIB) -lresolv -luv -lcares -lmbedtls -lmbedx509 -lmbedcrypto -lpthread -lm
 
 .PHONY: all deps test run clean firmware
 all:

@@ -420,6 +420,120 @@ int dns_query(const char *name, int type, dns_cb cb, void *arg);
 void dns_reverse_name(const struct ipaddr *ip, const char *zone, char *out,
 		      size_t outlen);
 void dns_shutdown(void);
+/* dns_parse - decode a response for records of type; 0 or -EBADMSG.
+ * *out is new (dns_answer_free); rcode SERVFAIL etc. give DNS_TEMPFAIL. */
+int dns_parse(const unsigned char *msg, size_t len, int type,
+	      struct dns_answer **out);
+void dns_answer_free(struct dns_answer *a);
+void dns_cache_flush(void);
+struct dns_stats {
+	uint64_t queries;	/* dns_query() calls */
+	uint64_t hits;		/* answered from the cache */
+	uint64_t sent;		/* went to a server */
+	uint64_t tempfails;	/* SERVFAIL, timeout, ... */
+	uint64_t timeouts;
+	uint64_t cached;	/* entries in the cache now */
+};
+void dns_stats_get(struct dns_stats *out);
+
+/* ----------------------------------------------------------------- spf.c */
+
+/*
+ * SPF (RFC 7208) via the project's patched libspf2 and a c-ares DNS layer.
+ * spf_eval() BLOCKS (its own c-ares channel, polled in the calling thread):
+ * the daemon runs it in the uv threadpool (checks/spf.c).
+ */
+enum spf_res {
+	SPF_RES_NONE,
+	SPF_RES_NEUTRAL,
+	SPF_RES_PASS,
+	SPF_RES_FAIL,
+	SPF_RES_SOFTFAIL,
+	SPF_RES_TEMPERROR,
+	SPF_RES_PERMERROR,
+};
+
+struct spf_query {
+	struct ipaddr client;
+	const char *helo;	/* EHLO/HELO name; NULL or "" if none */
+	const char *sender;	/* "local@domain"; NULL or "": null sender,
+				 * the HELO identity is checked */
+	const char *receiver;	/* our host name for %{r}; NULL: "unknown" */
+	const char *dns_servers; /* c-ares csv; NULL: resolv.conf */
+	unsigned timeout_ms;	/* per DNS query; 0: 5000 */
+	const char *default_exp; /* NULL: none (explanation stays "") */
+};
+
+struct spf_outcome {
+	enum spf_res result;
+	bool helo_identity;	/* postmaster@HELO was checked */
+	int errcode;		/* libspf2's SPF_errcode_t, for logs */
+	unsigned dns_queries;
+	char domain[256];	/* the domain checked (sanitized) */
+	char explanation[256];	/* fail only: exp= text, sanitized; "" if none */
+	char reason[192];	/* why, for logs (sanitized) */
+};
+
+int spf_eval(const struct spf_query *q, struct spf_outcome *out);
+const char *spf_res_name(enum spf_res r);
+/* spf_sanitize - printable ASCII only: tab/CR/LF -> space, others -> "?". */
+void spf_sanitize(char *out, size_t outlen, const char *in);
+
+/* ----------------------------------------------------------------- tld.c */
+
+/*
+ * The IANA TLD list (data/tlds.txt, compiled in; `tld_list` replaces it
+ * at load/reload).  tld_load(NULL) loads the built-in copy.
+ */
+int tld_load(const char *path, char *err, size_t errlen);
+int tld_parse(const char *text, size_t len, const char *name, char *err,
+	      size_t errlen);
+bool tld_registered(const char *tld);	/* "com", any case, no dot */
+size_t tld_count(void);
+void tld_free(void);
+extern const char tld_builtin_text[];	/* tld_builtin.c (generated) */
+
+/* ---------------------------------------------------- checks/dynamic.c */
+
+/* Dynamic-pool PTR patterns (data/dynamic-ptr.patterns, syntax there). */
+struct dynamic_rules;
+struct dynamic_rules *dynamic_rules_parse(const char *text, size_t len,
+					  const char *name, char *err,
+					  size_t errlen);
+struct dynamic_rules *dynamic_rules_load(const char *path, char *err,
+					 size_t errlen); /* NULL: built-in */
+void dynamic_rules_free(struct dynamic_rules *r);
+/* dynamic_match - does ptr look like a pool name?  ip may be NULL; why
+ * gets the rule that decided ("keyword dsl", "ip-in-name", ...). */
+bool dynamic_match(const struct dynamic_rules *r, const char *ptr,
+		   const struct ipaddr *ip, char *why, size_t whylen);
+extern const char dynamic_builtin_text[]; /* dynamic_builtin.c (generated) */
+
+/* ------------------------------------------------------- checks/rdns.c */
+
+/*
+ * One PTR lookup + forward confirmation per session, shared by the rdns
+ * and dynamic checks: each asks with rdns_lookup_start() and gets fn
+ * called (on the loop, with a live session of the same generation) when
+ * the lookup is complete.
+ */
+struct session;
+#define RDNS_MAX_NAMES 4
+struct rdns_ptr {
+	enum dns_status status;		/* of the PTR query */
+	int n;				/* PTR names kept (capped) */
+	char name[RDNS_MAX_NAMES][256];
+	int confirmed;			/* index of the confirmed name, or -1 */
+	bool fwd_tempfail;		/* a forward lookup failed temporarily */
+};
+typedef void (*rdns_done_fn)(struct session *s, const struct rdns_ptr *r);
+void rdns_lookup_start(struct session *s, enum chk_id who, rdns_done_fn fn);
+
+/* ------------------------------------------------------ checks/dnsbl.c */
+
+/* dnsbl_stats_json - zone health for `mailmoatctl stats` ("dnsbl": {...}),
+ * registered with stats_add_section() by the check's init. */
+void dnsbl_stats_json(struct buf *b);
 
 /* ------------------------------------------------------------- verdict.c */
 
