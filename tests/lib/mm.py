@@ -301,7 +301,7 @@ class Daemon:
 
     def __init__(self, backend_port=None, recipients=DEFAULT_RECIPIENTS,
                  allowlist=None, blocklist=None, listen=None, env=None,
-                 wrapper=(), **conf):
+                 wrapper=(), ipv6=False, **conf):
         self.tmp = tempfile.mkdtemp(prefix="mm-daemon-")
         self.port = free_port()
         self.host = "127.0.0.1"
@@ -312,6 +312,8 @@ class Daemon:
         self.wrapper = list(wrapper)
         self.proc = None
         self.conf = dict(DEFAULT_CONF)
+        if ipv6 and not listen:
+            listen = "127.0.0.1:%d [::1]:%d" % (self.port, self.port)
         self.conf.update({
             "listen": listen or "127.0.0.1:%d" % self.port,
             "backend": "127.0.0.1:%d" % (backend_port or free_port()),

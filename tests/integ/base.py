@@ -1,0 +1,107 @@
+"""base.py - the TestCase every integration module builds on.
+
+A class sets `conf` (config keys), `daemon_kw` (Daemon keyword args) and
+`backend` ("aiosmtpd", "sink" or None); setUpClass starts the backend and
+the real daemon once per class, setUp resets the backend's mode and spool.
+"""
+import os
+import sys
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+
+import mm  # noqa: E402
+from mm import Client, Daemon, Backend, Sink, message  # noqa: F401,E402
+
+
+class MMTest(unittest.TestCase):
+    conf = {}
+    daemon_kw = {}
+    backend_kind = "aiosmtpd"
+    maxDiff = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.backend = None
+        cls.daemon = None
+        try:
+            if cls.backend_kind == "aiosmtpd":
+                cls.backend = Backend().start()
+            elif cls.backend_kind == "sink":
+                cls.backend = Sink().start()
+            port = cls.backend.port if cls.backend else None
+            cls.daemon = Daemon(port, **dict(cls.daemon_kw, **cls.conf))
+            cls.daemon.start()
+        except Exception:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.daemon:
+            cls.daemon.cleanup()
+        if cls.backend:
+            cls.backend.stop()
+
+    def setUp(self):
+        if isinstance(self.backend, Backend):
+            self.backend.set_mode()
+            self.backend.clear()
+        self.assertTrue(self.daemon.alive(), "daemon died earlier:\n" +
+                        self.daemon.log_text()[-2000:])
+
+    def tearDown(self):
+        # a daemon that crashed during a test fails that test
+        if self.daemon and not self.daemon.alive():
+            self.fail("daemon exited (status %s); log tail:\n%s" % (
+                self.daemon.proc.returncode,
+                self.daemon.log_text()[-3000:]))
+
+    # helpers
+    def client(self, src=None, **kw):
+        c = Client(self.daemon.port, src=src, **kw)
+        self.addCleanup(c.close)
+        return c
+
+    def greeted(self, src=None, verb="EHLO"):
+        c = self.client(src)
+        c.hello(verb=verb)
+        return c
+
+    def assertReply(self, reply, code, text=None, with_id=None):
+        """assertReply - code, optional exact text before the id, and for
+        4xx/5xx the " [id=SID]" suffix (team convention)."""
+        self.assertEqual(reply.code, code, reply)
+        if with_id is None:
+            with_id = code >= 400
+        if with_id:
+            self.assertIsNotNone(reply.id, "no [id=SID] in %r" % reply)
+        if text is not None:
+            body = mm.ID_RE.sub("", reply.text)
+            self.assertEqual(body, text, reply)
+
+    def assertStartsWith(self, reply, prefix):
+        self.assertTrue(reply.text.startswith(prefix),
+                        "%r does not start with %r" % (reply, prefix))
+
+    def assertDelivered(self, n):
+        """assertDelivered - the backend took exactly n messages."""
+        b = self.backend
+        if isinstance(b, Backend):
+            b.wait_closed() if n == 0 else None
+            got = b.messages()
+        else:
+            got = b.messages()
+        self.assertEqual(len(got), n, "backend messages: %r" % (
+            [m for m in got][:3],))
+        return got
+
+    def assertNothingDelivered(self):
+        """Nothing delivered: no message and no end-of-data ever reached
+        the backend (the dot was held back)."""
+        b = self.backend
+        mm.wait_for(lambda: all(
+            e["conn"] in {x["conn"] for x in b.events("lost")}
+            for e in b.events("connect")), "backend connections to end")
+        self.assertEqual(b.messages(), [])
+        self.assertEqual(b.events("dot"), [], "backend saw end of data")

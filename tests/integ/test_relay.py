@@ -1,0 +1,328 @@
+"""test_relay.py - the relay to the internal server (the backend).
+
+Connect at the first accepted recipient, replay EHLO/MAIL/RCPT, stream the
+body holding back the dot, relay the backend's final reply as it is;
+backend down/slow/4xx at every stage -> 4xx, never 250; a 250 means the
+message is at the backend exactly once; client gone mid-DATA -> nothing."""
+import os
+import socket
+import time
+
+from base import MMTest, mm, message, Backend, Daemon, Client
+
+
+def drain(c):
+    """drain - QUIT if the connection is still there."""
+    try:
+        c.send("QUIT\r\n")
+        c.wait_closed()
+    except (OSError, mm.HarnessError, mm.Closed):
+        pass
+
+
+class Relay(MMTest):
+    conf = {"timeout_backend": "3s", "recipient_verify": "list"}
+
+    def test_delivery_and_reply_relayed_verbatim(self):
+        self.backend.set_mode(dot_reply="250 2.0.0 Ok: queued as BK7QX1 "
+                              "by the office server")
+        c = self.greeted()
+        r = c.transaction("a@sender.example", ["bob@example.com"],
+                          message(subject="verbatim"))
+        self.assertEqual(r.text, "250 2.0.0 Ok: queued as BK7QX1 by the "
+                         "office server")
+        drain(c)
+        (meta, content), = self.assertDelivered(1)
+        self.assertEqual(meta["mail_from"], "a@sender.example")
+        self.assertEqual(meta["rcpt_tos"], ["bob@example.com"])
+        self.assertIn(b"Subject: verbatim", content)
+        # a proxy leaves its trace in the header
+        self.assertRegex(content.split(b"\r\n\r\n")[0],
+                         rb"(?im)^Received: from client\.example\.net")
+
+    def test_multiline_final_reply_relayed(self):
+        self.backend.set_mode(dot_reply="250-2.0.0 first line\r\n"
+                              "250 2.0.0 second line")
+        c = self.greeted()
+        r = c.transaction("a@sender.example", ["bob@example.com"], message())
+        self.assertEqual(r.raw_lines, ["250-2.0.0 first line",
+                                       "250 2.0.0 second line"])
+        drain(c)
+
+    def test_backend_5xx_at_dot_relayed(self):
+        self.backend.set_mode(fail_stage="dot", fail_code="554 5.7.1 Content "
+                              "rejected by the office server")
+        c = self.greeted()
+        r = c.transaction("a@sender.example", ["bob@example.com"], message())
+        self.assertEqual(r.text, "554 5.7.1 Content rejected by the office "
+                         "server")
+        drain(c)
+        self.assertEqual(self.backend.messages(), [])
+
+    def test_no_backend_connection_before_first_accepted_rcpt(self):
+        c = self.greeted()
+        c.cmd("MAIL FROM:<a@sender.example>")
+        self.assertEqual(c.cmd("RCPT TO:<x@elsewhere.test>").code, 550)
+        self.assertEqual(c.cmd("RCPT TO:<nobody@example.com>").code, 550)
+        c.cmd("NOOP")
+        self.assertEqual(self.backend.connections(), [])
+        self.assertEqual(c.cmd("RCPT TO:<bob@example.com>").code, 250)
+        mm.wait_for(lambda: self.backend.events("rcpt"), "backend RCPT")
+        self.assertEqual([e["arg"] for e in self.backend.events("rcpt")],
+                         ["bob@example.com"])
+        self.assertEqual(len(self.backend.events("mail")), 1)
+        drain(c)
+
+    def test_two_messages_one_session_each_once(self):
+        c = self.greeted()
+        for i in range(2):
+            r = c.transaction("a@sender.example", ["bob@example.com"],
+                              message(subject="n%d" % i))
+            self.assertReply(r, 250)
+        # an abandoned third transaction
+        c.cmd("MAIL FROM:<a@sender.example>")
+        c.cmd("RCPT TO:<alice@example.com>")
+        self.assertReply(c.cmd("RSET"), 250)
+        drain(c)
+        msgs = self.assertDelivered(2)
+        self.assertIn(b"Subject: n0", msgs[0][1])
+        self.assertIn(b"Subject: n1", msgs[1][1])
+
+    def test_backend_refuses_rcpt_relayed_with_list(self):
+        # recipient_verify = list: the backend's own 5xx is relayed as is
+        self.backend.set_mode(refuse_rcpt="^alice@")
+        c = self.greeted()
+        c.cmd("MAIL FROM:<a@sender.example>")
+        r = c.cmd("RCPT TO:<alice@example.com>")
+        self.assertEqual(r.code, 550, r)
+        self.assertIn("5.1.1", r.text)
+        self.assertEqual(c.cmd("RCPT TO:<bob@example.com>").code, 250)
+        r = c.cmd("DATA")
+        self.assertEqual(r.code, 354)
+        c.send(message().encode() + b".\r\n")
+        self.assertReply(c.reply(), 250)
+        drain(c)
+        (meta, _), = self.assertDelivered(1)
+        self.assertEqual(meta["rcpt_tos"], ["bob@example.com"])
+
+    def test_client_disconnects_mid_data(self):
+        c = self.greeted()
+        c.cmd("MAIL FROM:<a@sender.example>")
+        c.cmd("RCPT TO:<bob@example.com>")
+        self.assertEqual(c.cmd("DATA").code, 354)
+        c.send(b"Subject: cut\r\n\r\n" + b"half of it\r\n" * 2000)
+        mm.wait_for(lambda: b"half of it" in self.backend.all_raw(),
+                    "body bytes streamed to the backend")
+        c.close()
+        self.assertNothingDelivered()
+        raw = self.backend.all_raw()
+        self.assertNotIn(b"\r\n.\r\n", raw.split(b"\r\nDATA\r\n", 1)[1])
+        # and the daemon is fine
+        c = self.greeted()
+        self.assertReply(c.transaction("a@sender.example",
+                                       ["bob@example.com"], message()), 250)
+        drain(c)
+
+    def test_body_streamed_before_end_of_data(self):
+        """The body goes out as it arrives, only the dot is held back."""
+        c = self.greeted()
+        c.cmd("MAIL FROM:<a@sender.example>")
+        c.cmd("RCPT TO:<bob@example.com>")
+        self.assertEqual(c.cmd("DATA").code, 354)
+        c.send(b"Subject: stream\r\n\r\n" + b"streamed line\r\n" * 5000)
+        mm.wait_for(lambda: self.backend.all_raw().count(b"streamed line")
+                    >= 4000, "body at the backend before the dot")
+        self.assertEqual(self.backend.events("dot"), [])
+        c.send(b".\r\n")
+        self.assertReply(c.reply(), 250)
+        drain(c)
+        self.assertDelivered(1)
+
+    def test_check_failure_at_end_of_data_drops_backend(self):
+        c = self.greeted()
+        c.cmd("MAIL FROM:<a@sender.example>")
+        c.cmd("RCPT TO:<bob@example.com>")
+        self.assertEqual(c.cmd("DATA").code, 354)
+        c.send(b"Subject: bad\r\n\r\n" + b"good line\r\n" * 100 +
+               b"bare\nline\r\n.\r\n")
+        r = c.reply()
+        self.assertReply(r, 550)
+        self.assertTrue(r.text.startswith("550 5.6.0"), r)
+        self.assertNothingDelivered()
+        drain(c)
+
+
+class BackendFailures(MMTest):
+    """The backend answers 4xx, is slow, or drops at each stage."""
+    conf = {"timeout_backend": "2s"}
+
+    def attempt(self):
+        c = self.greeted()
+        replies = []
+        for cmd in ("MAIL FROM:<a@sender.example>",
+                    "RCPT TO:<bob@example.com>", "DATA"):
+            try:
+                r = c.cmd(cmd)
+            except mm.Closed:
+                return c, replies
+            replies.append(r)
+            if r.code >= 400:
+                return c, replies
+        c.send(message().encode() + b".\r\n")
+        try:
+            replies.append(c.reply())
+        except mm.Closed:
+            pass
+        return c, replies
+
+    def check_tempfail(self, **mode):
+        self.backend.set_mode(**mode)
+        c, replies = self.attempt()
+        drain(c)
+        self.assertTrue(replies, "no reply at all")
+        last = replies[-1]
+        self.assertTrue(400 <= last.code < 500, "%r: %r" % (mode, replies))
+        self.assertNotEqual(last.code, 250)
+        self.backend.wait_closed()
+        self.assertEqual(self.backend.messages(), [], mode)
+        return last
+
+    def test_banner_421(self):
+        self.check_tempfail(fail_stage="banner")
+
+    def test_ehlo_4xx(self):
+        self.check_tempfail(fail_stage="ehlo")
+
+    def test_mail_4xx(self):
+        self.check_tempfail(fail_stage="mail")
+
+    def test_rcpt_4xx(self):
+        r = self.check_tempfail(fail_stage="rcpt")
+        self.assertEqual(r.code, 451, r)
+
+    def test_data_4xx(self):
+        self.check_tempfail(fail_stage="data")
+
+    def test_dot_4xx_relayed(self):
+        r = self.check_tempfail(fail_stage="dot")
+        self.assertEqual(r.text, "451 4.3.0 Backend end-of-data tempfail")
+
+    def test_slow_banner(self):
+        self.check_tempfail(slow_stage="banner", slow_seconds=30)
+
+    def test_slow_rcpt(self):
+        self.check_tempfail(slow_stage="rcpt", slow_seconds=30)
+
+    def test_slow_dot(self):
+        self.check_tempfail(slow_stage="dot", slow_seconds=30)
+
+    def test_drop_mid_data(self):
+        self.check_tempfail(drop="mid-data")
+
+    def test_drop_after_dot(self):
+        r = self.check_tempfail(drop="after-dot")
+        self.assertEqual(r.code, 451, r)
+
+    def test_backend_down(self):
+        d = Daemon(mm.free_port())      # nothing listens there
+        d.start()
+        try:
+            c = Client(d.port)
+            c.hello()
+            self.assertEqual(c.cmd("MAIL FROM:<a@sender.example>").code, 250)
+            r = c.cmd("RCPT TO:<bob@example.com>")
+            self.assertEqual(r.code, 451, r)
+            self.assertTrue(r.text.startswith("451 4.4.1"), r)
+            self.assertIsNotNone(r.id)
+            dec = d.wait_decision(id=r.id)
+            self.assertEqual(dec[-1]["action"], "tempfail")
+            st = d.stats()
+            self.assertGreaterEqual(st["tempfailed"], 1)
+            c.close()
+        finally:
+            d.cleanup()
+
+
+class RecipientVerifyBackend(MMTest):
+    conf = {"recipient_verify": "backend"}
+    daemon_kw = {"recipients": None}
+
+    def test_backend_decides(self):
+        self.backend.set_mode(refuse_rcpt="^nobody@")
+        c = self.greeted()
+        c.cmd("MAIL FROM:<a@sender.example>")
+        r = c.cmd("RCPT TO:<nobody@example.com>")
+        self.assertReply(r, 550, "550 5.7.1 recipient <nobody@example.com> "
+                         "unknown")
+        r = c.cmd("RCPT TO:<anybody@example.com>")
+        self.assertReply(r, 250)
+        r = c.cmd("RCPT TO:<somebody@elsewhere.test>")
+        self.assertReply(r, 550, "550 5.7.1 Relaying denied")
+        self.assertEqual(c.cmd("DATA").code, 354)
+        c.send(message().encode() + b".\r\n")
+        self.assertReply(c.reply(), 250)
+        drain(c)
+        (meta, _), = self.assertDelivered(1)
+        self.assertEqual(meta["rcpt_tos"], ["anybody@example.com"])
+
+
+class BackendCap(MMTest):
+    conf = {"max_backend_connections": "2"}
+
+    def test_third_backend_session_gets_421(self):
+        held = []
+        for i in range(2):
+            c = self.greeted(src="127.0.1.%d" % (i + 1))
+            c.cmd("MAIL FROM:<a@sender.example>")
+            self.assertReply(c.cmd("RCPT TO:<bob@example.com>"), 250)
+            held.append(c)
+        c = self.greeted(src="127.0.1.3")
+        c.cmd("MAIL FROM:<a@sender.example>")
+        r = c.cmd("RCPT TO:<bob@example.com>")
+        self.assertReply(r, 421)
+        self.assertTrue(r.text.startswith("421 4.3.2"), r)
+        self.assertTrue(c.is_closed())
+        self.assertEqual(len(self.backend.connections()), 2)
+        # a held session still delivers; then a slot is free again
+        h = held[0]
+        self.assertEqual(h.cmd("DATA").code, 354)
+        h.send(message().encode() + b".\r\n")
+        self.assertReply(h.reply(), 250)
+        drain(h)
+        drain(held[1])
+        self.backend.wait_closed()
+        c = self.greeted(src="127.0.1.4")
+        self.assertReply(c.transaction("a@sender.example",
+                                       ["bob@example.com"], message()), 250)
+        drain(c)
+        self.assertEqual(len(self.backend.messages()), 2)
+
+
+class SinkBackend(MMTest):
+    """Postfix's smtp-sink behind the daemon, swaks and smtplib in front."""
+    backend_kind = "sink"
+
+    def test_swaks_through_to_sink(self):
+        rc, out = mm.swaks(self.daemon.port, "--to", "bob@example.com",
+                           "--from", "a@sender.example",
+                           "--header", "Subject: to the sink")
+        self.assertEqual(rc, 0, out)
+        mm.wait_for(lambda: len(self.backend.messages()) == 1, "sink dump")
+        self.assertIn(b"Subject: to the sink", self.backend.messages()[0])
+
+    def test_many_messages_each_once(self):
+        import smtplib
+        s = smtplib.SMTP("127.0.0.1", self.daemon.port, timeout=20,
+                         local_hostname="client.example.net")
+        before = len(self.backend.messages())
+        for i in range(20):
+            s.sendmail("a@sender.example", ["bob@example.com"],
+                       message(subject="seq-%d" % i).encode())
+        s.quit()
+        mm.wait_for(lambda: len(self.backend.messages()) == before + 20,
+                    "20 sink dumps")
+        subjects = sorted(m for msg in self.backend.messages()
+                          for m in msg.split(b"\n") if m.startswith(
+                              b"Subject: seq-"))
+        self.assertEqual(len(subjects), 20)
+        self.assertEqual(len(set(subjects)), 20)
