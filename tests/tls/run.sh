@@ -1,0 +1,212 @@
+#!/bin/bash
+# tls/run.sh - proxy/tls.c against real TLS clients.
+#
+# Builds tests/tls/tls_echo.c with proxy/tls.c, util.c and log.c (not
+# libmailmoat.a, so that this suite does not depend on every other module
+# building), starts it on 127.0.0.1 with a key and certificate it has to
+# generate in a temp dir, then drives it with `openssl s_client -starttls
+# smtp` and `swaks --tls`: TLS 1.2 negotiated, ECDHE + AEAD, the server's
+# cipher order, TLS 1.1 and TLS 1.3-only refused by the server, 100 KB of
+# lines echoed through TLS, plaintext garbage after STARTTLS closes that
+# connection only.  One "ok - NAME" / "not ok - NAME" line per test.
+set -u
+cd "$(dirname "$0")/../.."
+BUILD=${BUILD:-build/host}
+tmp=$(mktemp -d /tmp/tls-suite.XXXXXX)
+pid=
+cleanup() {
+	[ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+	[ -n "${KEEP:-}" ] && echo "# kept $tmp" || rm -rf "$tmp"
+}
+trap cleanup EXIT
+status=0
+ok() { echo "ok - $1"; }
+notok() { echo "not ok - $1"; status=1; }
+check() { # check NAME CMD... - ok if CMD succeeds
+	local name=$1; shift
+	if "$@"; then ok "$name"; else notok "$name"; fi
+}
+
+HOST=mx.tls-test.example
+mkdir -p "$BUILD/tests"
+ECHO=$BUILD/tests/tls_echo
+if ! cc -std=c11 -O2 -g -Wall -Wextra -Wno-unused-parameter \
+	-Wno-missing-field-initializers -Iproxy -D_GNU_SOURCE \
+	-o "$ECHO" tests/tls/tls_echo.c proxy/tls.c proxy/util.c proxy/log.c \
+	-luv -lmbedtls -lmbedx509 -lmbedcrypto 2>"$tmp/cc.log"; then
+	cat "$tmp/cc.log" >&2
+	notok "tls_echo builds"
+	exit 1
+fi
+ok "tls_echo builds"
+
+# start_echo - run tls_echo in the background, wait for its port.
+start_echo() {
+	rm -f "$tmp/port"
+	"$ECHO" "$tmp/port" "$tmp/tls.crt" "$tmp/tls.key" "$HOST" \
+		2>>"$tmp/echo.log" &
+	pid=$!
+	for _ in $(seq 100); do
+		grep -q . "$tmp/port" 2>/dev/null && break
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.05
+	done
+	PORT=$(cat "$tmp/port" 2>/dev/null)
+	[ -n "$PORT" ]
+}
+
+check "tls_echo starts and generates key + cert" start_echo
+[ -n "${PORT:-}" ] || exit 1
+
+check "generated key file is mode 0600" \
+	test "$(stat -c %a "$tmp/tls.key")" = 600
+check "openssl reads the generated cert: CN and SAN are the hostname" \
+	bash -c "openssl x509 -in '$tmp/tls.crt' -noout -subject -ext subjectAltName \
+		>'$tmp/x509.txt' 2>&1 &&
+		grep -q 'CN *= *$HOST' '$tmp/x509.txt' &&
+		grep -q 'DNS:$HOST' '$tmp/x509.txt'"
+check "openssl reads the generated key: EC P-256, matches the cert" \
+	bash -c "openssl pkey -in '$tmp/tls.key' -noout -text 2>/dev/null |
+		grep -q 'prime256v1' &&
+		[ \"\$(openssl pkey -in '$tmp/tls.key' -pubout 2>/dev/null)\" = \
+		   \"\$(openssl x509 -in '$tmp/tls.crt' -noout -pubkey 2>/dev/null)\" ]"
+
+# sclient NAME INPUT ARGS... - one s_client session; output in $tmp/NAME.out
+sclient() {
+	local name=$1 input=$2; shift 2
+	printf '%b' "$input" | timeout 20 openssl s_client -starttls smtp \
+		-connect "127.0.0.1:$PORT" -ign_eof -nocommands "$@" \
+		>"$tmp/$name.out" 2>&1
+}
+
+# TLS 1.2, verifying the generated cert and host name, echo through it.
+sclient t12 'HELLO THROUGH TLS\r\nQUIT\r\n' -tls1_2 \
+	-CAfile "$tmp/tls.crt" -verify_return_error -verify_hostname "$HOST"
+check "s_client -tls1_2: handshake, protocol TLSv1.2" \
+	grep -q 'Protocol *: TLSv1.2' "$tmp/t12.out"
+check "s_client -tls1_2: ECDHE-ECDSA-AES256-GCM-SHA384 (server's first choice)" \
+	grep -q 'Cipher is ECDHE-ECDSA-AES256-GCM-SHA384' "$tmp/t12.out"
+check "s_client verifies the self-signed cert and host name" \
+	grep -q 'Verify return code: 0 (ok)' "$tmp/t12.out"
+check "plaintext echoed through TLS" \
+	grep -q '^250 echo: HELLO THROUGH TLS' "$tmp/t12.out"
+check "QUIT through TLS answered 221" grep -q '^221 2.0.0 bye' "$tmp/t12.out"
+check "server side logged TLSv1.2 and the suite" \
+	grep -q '^ready TLSv1.2 TLS-ECDHE-ECDSA-WITH-AES-256-GCM-SHA384' "$tmp/echo.log"
+
+# A default client offers TLS 1.3 and 1.2: we settle on 1.2.
+sclient tdef 'QUIT\r\n'
+check "s_client default (offers TLS 1.3): falls back to TLSv1.2" \
+	grep -q 'Protocol *: TLSv1.2' "$tmp/tdef.out"
+
+# The server's order wins over the client's.
+sclient order 'QUIT\r\n' -tls1_2 \
+	-cipher 'ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES256-GCM-SHA384'
+check "server cipher order: AES256-GCM chosen over the client's AES128-GCM" \
+	grep -q 'Cipher is ECDHE-ECDSA-AES256-GCM-SHA384' "$tmp/order.out"
+sclient chacha 'QUIT\r\n' -tls1_2 -cipher 'ECDHE-ECDSA-CHACHA20-POLY1305'
+check "ChaCha20-Poly1305 client gets ECDHE-ECDSA-CHACHA20-POLY1305" \
+	grep -q 'Cipher is ECDHE-ECDSA-CHACHA20-POLY1305' "$tmp/chacha.out"
+sclient cbc 'QUIT\r\n' -tls1_2 -cipher 'ECDHE-ECDSA-AES128-SHA256'
+check "CBC-only TLS 1.2 client gets the ECDHE CBC fallback" \
+	grep -q 'Cipher is ECDHE-ECDSA-AES128-SHA256' "$tmp/cbc.out"
+sclient nokx 'QUIT\r\n' -tls1_2 -cipher 'AES256-GCM-SHA384:AES128-SHA'
+check "client without ECDHE suites: handshake refused" \
+	bash -c "! grep -q 'Cipher is [A-Z]' '$tmp/nokx.out' &&
+		grep -qi 'handshake failure' '$tmp/nokx.out'"
+
+# TLS 1.1: seclevel 0 so that OpenSSL really offers it; the refusal must
+# come from our server (a protocol_version alert), not from the client.
+sclient t11 'QUIT\r\n' -tls1_1 -cipher 'DEFAULT:@SECLEVEL=0'
+check "s_client -tls1_1: refused by the server (protocol version alert)" \
+	bash -c "! grep -q 'Cipher is [A-Z]' '$tmp/t11.out' &&
+		grep -qi 'alert protocol version' '$tmp/t11.out'"
+sclient t13 'QUIT\r\n' -tls1_3
+check "s_client -tls1_3 only: refused (mbedTLS 2.28 has no TLS 1.3)" \
+	bash -c "! grep -q 'Cipher is [A-Z]' '$tmp/t13.out'"
+
+# 100 KB of lines (2000 x 50 bytes) echoed back through TLS.
+/usr/bin/python3 -c '
+import sys
+for i in range(2000):
+    sys.stdout.write("LINE %05d %s\r\n" % (i, "x" * 38))
+sys.stdout.write("QUIT\r\n")' >"$tmp/bulk.in"
+timeout 60 openssl s_client -starttls smtp -connect "127.0.0.1:$PORT" \
+	-ign_eof -nocommands -quiet <"$tmp/bulk.in" >"$tmp/bulk.out" 2>&1
+check "100 KB of lines echoed through TLS (2000 replies, in order)" \
+	bash -c "[ \$(grep -c '^250 echo: LINE ' '$tmp/bulk.out') = 2000 ] &&
+		grep '^250 echo: LINE ' '$tmp/bulk.out' | sed 's/^250 echo: //; s/\r\$//' |
+		cmp -s - <(head -n 2000 '$tmp/bulk.in' | sed 's/\r\$//')"
+
+# Plaintext after STARTTLS: the handshake fails, the server says why,
+# closes that connection, and keeps serving.
+garbage() {
+	/usr/bin/python3 - "$PORT" <<'EOF'
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+f = s.makefile("rb")
+def reply():
+    while True:
+        l = f.readline()
+        if not l or l[3:4] != b"-":
+            return l
+reply()
+s.sendall(b"EHLO x\r\n"); reply()
+s.sendall(b"STARTTLS\r\n")
+if not reply().startswith(b"220"):
+    sys.exit(1)
+s.sendall(b"EHLO plaintext.after.starttls\r\n")
+rest = f.read()     # an alert maybe, then EOF: the server closed
+sys.exit(0 if b"250" not in rest else 1)
+EOF
+}
+check "plaintext after STARTTLS: connection closed, no reply" garbage
+check "server logged the handshake error" grep -q '^tls error: handshake' "$tmp/echo.log"
+random_bytes() {
+	/usr/bin/python3 - "$PORT" <<'EOF'
+import os, random, socket, sys
+random.seed(7)
+for i in range(50):
+    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+    f = s.makefile("rb")
+    f.readline()
+    s.sendall(b"STARTTLS\r\n"); f.readline()
+    hdr = bytes([22, 3, random.choice([1, 3]), 0, 200]) if i % 2 else b""
+    try:
+        s.sendall(hdr + os.urandom(random.randint(1, 3000)))
+        s.shutdown(socket.SHUT_WR)
+        f.read()
+    except OSError:
+        pass
+    s.close()
+EOF
+}
+check "50 connections sending random bytes after STARTTLS: no crash" \
+	bash -c "$(declare -f random_bytes); PORT=$PORT random_bytes && kill -0 $pid"
+sclient after 'QUIT\r\n' -tls1_2
+check "server still serves TLS after the bad clients" \
+	grep -q 'Protocol *: TLSv1.2' "$tmp/after.out"
+
+# swaks (Perl IO::Socket::SSL): a whole transaction over STARTTLS.
+if command -v swaks >/dev/null; then
+	timeout 30 swaks --server "127.0.0.1:$PORT" --tls --helo client.test \
+		--from a@client.test --to b@$HOST --body "hello over tls" \
+		>"$tmp/swaks.out" 2>&1
+	check "swaks --tls: transaction completes over TLS 1.2" \
+		bash -c "grep -q 'TLS started with cipher TLSv1.2:ECDHE-ECDSA' '$tmp/swaks.out' &&
+			grep -q '<~  250 2.0.0 queued' '$tmp/swaks.out'"
+else
+	notok "swaks --tls (swaks not installed)"
+fi
+
+# A restart loads the files instead of regenerating them.
+sum_before=$(cat "$tmp/tls.key" "$tmp/tls.crt" | md5sum)
+kill "$pid"; wait "$pid" 2>/dev/null; pid=
+check "restart: tls_echo starts again" start_echo
+check "restart: key and cert loaded, not regenerated" \
+	test "$(cat "$tmp/tls.key" "$tmp/tls.crt" | md5sum)" = "$sum_before"
+
+if [ "$status" != 0 ]; then
+	echo "# tls_echo log:"; sed 's/^/#   /' "$tmp/echo.log" | tail -40
+fi
+exit 0
