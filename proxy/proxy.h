@@ -315,6 +315,12 @@ struct smtp_args {
 	bool bad_line_end;		/* bare CR or LF seen: must refuse */
 	bool line_too_long;		/* a text line over 1000 octets */
 	bool too_big;			/* over message_size_limit */
+	/* MAIL / RCPT: enum addr_err of the path; ADDR_OK, or ADDR_EROUTE /
+	 * ADDR_ERELAY (path still filled).  For RCPT the owner must refuse
+	 * these ("550 5.7.1 Relaying denied", reason=relay); should it accept
+	 * one anyway, the engine refuses it itself: never an open relay.
+	 * For MAIL they are informational (a source route is ignored). */
+	int addr_err;
 };
 
 struct smtp;
@@ -352,6 +358,16 @@ struct smtp {
 	unsigned line_len;
 	bool bad_line_end, line_too_long;
 	unsigned n_errors;	/* syntax errors: too many closes */
+	/* private to smtp.c */
+	bool too_big;		/* body over size_limit: no more body calls */
+	bool busy;		/* inside the input loop (hooks may answer) */
+	bool tls_wait;		/* 220 sent for STARTTLS, TLS not up yet */
+	bool skip_line;		/* discarding an overlong line up to LF */
+	bool cr_in_span;	/* DATA: the pending CR is in this read */
+	bool viol_pregreet, viol_pipelining;	/* reported once each */
+	int pending_addr_err;	/* of the RCPT with the owner */
+	unsigned n_rcpt_tried;	/* RCPT commands in this transaction */
+	const char *refuse;	/* smtp_refuse(): the reply to everything */
 };
 
 void smtp_init(struct smtp *e, const struct smtp_hooks *hooks);
@@ -373,6 +389,20 @@ void smtp_reply(struct smtp *e, bool ok, const char *reply);
 void smtp_close_reply(struct smtp *e, const char *reply);
 /* smtp_tls_started - TLS is up: reset to SMTP_ST_HELO (RFC 3207). */
 void smtp_tls_started(struct smtp *e);
+/* smtp_refuse - instead of smtp_banner: send reply (e.g. "554 5.7.1 ...")
+ * as the greeting, then answer every command but QUIT with it (RFC 5321
+ * 3.1: wait for QUIT).  reply is the owner's; keep it until smtp_free.
+ *
+ * Notes on the hooks: they run synchronously from smtp_input/smtp_banner/
+ * smtp_accept/smtp_reply; a hook may answer at once (smtp_accept/reply/
+ * close_reply) but must not call smtp_input nor free the engine (free it
+ * after the close hook has returned, e.g. in a uv_close callback).
+ * The close hook is called exactly once: after QUIT, after the engine's own
+ * 421 (too many errors / too much input), and from smtp_close_reply().
+ * Each violation is reported at most once per session.  After the size
+ * limit is exceeded the body hook gets no more bytes (too_big is set).
+ * Command lines may end in a bare LF; only DATA is strict about CRLF. */
+void smtp_refuse(struct smtp *e, const char *reply);
 
 /* ----------------------------------------------------------------- dns.c */
 
