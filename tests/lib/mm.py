@@ -223,7 +223,7 @@ class Backend:
 class Sink:
     """Sink - Postfix's smtp-sink, one dump file per message."""
 
-    def __init__(self, tmp=None, extra=()):
+    def __init__(self, tmp=None, extra=(), dump=True):
         if SMTP_SINK is None:
             raise HarnessError("smtp-sink not installed (postfix)")
         self._own_tmp = tmp is None
@@ -232,12 +232,13 @@ class Sink:
         os.makedirs(self.dump, exist_ok=True)
         self.port = free_port()
         self.extra = list(extra)
+        self.dump_opt = ["-d", self.dump + "/%M."] if dump else []
         self.proc = None
 
     def start(self):
         self.proc = subprocess.Popen(
-            [SMTP_SINK, "-u", "root", "-h", "sink.example.com",
-             "-d", self.dump + "/%M."] + self.extra +
+            [SMTP_SINK, "-u", "root", "-h", "sink.example.com"] +
+            self.dump_opt + self.extra +
             ["127.0.0.1:%d" % self.port, "1000"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_listen(self.port, self.proc)

@@ -1,0 +1,218 @@
+#!/usr/bin/python3
+"""bench.py - mailmoat's benchmarks (issue #2), run by bench/run.sh.
+
+  throughput   Postfix's smtp-source -> mailmoat -> smtp-sink versus
+               smtp-source -> smtp-sink directly, in the same run, at 1, 10
+               and 100 parallel sessions, 5 KB and 100 KB messages; the
+               daemon's CPU seconds per 1,000 messages from /proc/PID/stat.
+  memory       the daemon's VmRSS at rest and with 1,000 and 10,000 idle
+               sessions open after EHLO.
+  callgrind    instructions per message under valgrind --tool=callgrind
+               (difference of two runs of different lengths, so start-up
+               and shut-down cancel out).
+
+Each measurement prints one line "name key=value ..." and the whole run
+ends with a Markdown summary.  Nothing is timed against a threshold here:
+the figures go into bench/RESULTS.md by hand.
+"""
+import argparse
+import os
+import resource
+import socket
+import subprocess
+import sys
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
+import mm  # noqa: E402
+
+BENCH_CONF = {
+    "max_connections": "20000",
+    "max_per_ip": "20000",
+    "max_backend_connections": "200",
+    "message_size_limit": "10M",
+    "action_pregreet": "off",
+    "action_pipelining": "reject",
+}
+
+
+def smtp_source(port, sessions, msgs, size_kb):
+    """smtp_source - run Postfix's smtp-source; wall seconds.  It stops
+    with an error at the first reply that is not the expected 2xx/354, so
+    a clean exit means every message was accepted."""
+    cmd = [mm.SMTP_SOURCE, "-s", str(sessions), "-m", str(msgs),
+           "-l", str(size_kb * 1024), "-f", "bench@sender.example",
+           "-t", "bob@example.com", "-M", "client.example.net",
+           "127.0.0.1:%d" % port]
+    t = time.monotonic()
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    took = time.monotonic() - t
+    if p.returncode != 0:
+        raise RuntimeError("smtp-source failed: %s %s" % (p.stdout,
+                                                          p.stderr))
+    return took, " ".join(cmd)
+
+
+def dump_count(sink):
+    return len(os.listdir(sink.dump))
+
+
+def throughput(args, out):
+    rows = []
+    with mm.Sink(dump=False) as sink:
+        d = mm.Daemon(sink.port, **BENCH_CONF)
+        d.start()
+        try:
+            for size in (5, 100):
+                for sessions in (1, 10, 100):
+                    msgs = args.messages[size]
+                    if sessions == 1:
+                        msgs = max(msgs // 4, 50)
+                    res = {}
+                    for target, port in (("direct", sink.port),
+                                         ("mailmoat", d.port)):
+                        cpu0 = d.cpu_seconds()
+                        took, cmd = smtp_source(port, sessions, msgs, size)
+                        cpu = d.cpu_seconds() - cpu0
+                        res[target] = (took, cpu, msgs, cmd)
+                    dt, _, dgot, dcmd = res["direct"]
+                    mt, mcpu, mgot, mcmd = res["mailmoat"]
+                    row = {
+                        "size_kb": size, "sessions": sessions,
+                        "messages": msgs,
+                        "direct_msgs_per_s": msgs / dt,
+                        "mailmoat_msgs_per_s": msgs / mt,
+                        "ratio": dt / mt,
+                        "daemon_cpu_s_per_1000": mcpu * 1000.0 / msgs,
+                        
+                        "cmd_direct": dcmd, "cmd_mailmoat": mcmd,
+                    }
+                    rows.append(row)
+                    print("throughput size=%dKB sessions=%d messages=%d "
+                          "direct=%.1f/s mailmoat=%.1f/s ratio=%.2f "
+                          "cpu_per_1000=%.3fs" % (
+                              size, sessions, msgs, msgs / dt, msgs / mt,
+                              dt / mt, mcpu * 1000.0 / msgs),
+                          flush=True)
+        finally:
+            d.cleanup()
+    out["throughput"] = rows
+
+
+def open_idle(port, n, first_ip=1):
+    """open_idle - n sessions after EHLO, from 127.3.x.y; the sockets."""
+    socks = []
+    for i in range(n):
+        j = i + first_ip
+        s = socket.create_connection(
+            ("127.0.0.1", port), timeout=30,
+            source_address=("127.3.%d.%d" % (j // 250, j % 250 + 1), 0))
+        socks.append(s)
+    for s in socks:
+        buf = b""
+        while b"\r\n" not in buf:
+            buf += s.recv(1024)
+        s.sendall(b"EHLO client.example.net\r\n")
+    for s in socks:
+        buf = b""
+        while b"\r\n250 " not in buf and not buf.startswith(b"250 "):
+            d = s.recv(4096)
+            if not d:
+                raise RuntimeError("session closed: %r" % buf)
+            buf += d
+    return socks
+
+
+def memory(args, out):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    res = {}
+    with mm.Sink() as sink:
+        d = mm.Daemon(sink.port, **BENCH_CONF)
+        d.start()
+        try:
+            # at rest: after start and one delivered message (so lazily
+            # initialised pieces are counted)
+            smtp_source(d.port, 1, 1, 5)
+            time.sleep(0.5)
+            rest = d.proc_status("VmRSS")
+            res["rest_kb"] = rest
+            print("memory rest VmRSS=%d kB" % rest, flush=True)
+            socks = []
+            for n in (1000, 10000):
+                socks += open_idle(d.port, n - len(socks), len(socks))
+                time.sleep(0.5)
+                rss = d.proc_status("VmRSS")
+                st = d.stats()
+                per = (rss - rest) * 1024.0 / n
+                res["sessions_%d" % n] = {"rss_kb": rss,
+                                          "per_session_bytes": per,
+                                          "active": st["connections_active"]}
+                print("memory sessions=%d active=%d VmRSS=%d kB "
+                      "per_session=%.0f bytes" % (n, st["connections_active"],
+                                                  rss, per), flush=True)
+            for s in socks:
+                s.close()
+        finally:
+            d.cleanup()
+    out["memory"] = res
+
+
+def callgrind_total(path):
+    with open(path) as f:
+        for line in f:
+            if line.startswith(("summary:", "totals:")):
+                return int(line.split()[1])
+    raise RuntimeError("no summary in " + path)
+
+
+def callgrind(args, out):
+    res = {}
+    with mm.Sink() as sink:
+        counts = {}
+        for n in (args.cg_small, args.cg_large):
+            outf = "/tmp/mm-callgrind.%d.out" % n
+            d = mm.Daemon(sink.port, wrapper=[
+                "valgrind", "--tool=callgrind", "--callgrind-out-file=" + outf,
+                "--quiet"], **BENCH_CONF)
+            d.start()
+            try:
+                smtp_source(d.port, 1, n, 5)
+            finally:
+                rc = d.stop(120)
+                d.cleanup()
+            counts[n] = callgrind_total(outf)
+            print("callgrind messages=%d Ir=%d (exit %s)" % (n, counts[n], rc),
+                  flush=True)
+        per = (counts[args.cg_large] - counts[args.cg_small]) / \
+            (args.cg_large - args.cg_small)
+        res = {"Ir": counts, "Ir_per_message": per}
+        print("callgrind Ir_per_message=%.0f (5 KB, 1 session)" % per,
+              flush=True)
+    out["callgrind"] = res
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("what", nargs="*",
+                    default=["throughput", "memory", "callgrind"])
+    ap.add_argument("--msgs-5k", type=int, default=20000)
+    ap.add_argument("--msgs-100k", type=int, default=4000)
+    ap.add_argument("--cg-small", type=int, default=20)
+    ap.add_argument("--cg-large", type=int, default=220)
+    args = ap.parse_args()
+    args.messages = {5: args.msgs_5k, 100: args.msgs_100k}
+    out = {}
+    for w in args.what:
+        globals()[w](args, out)
+    import json
+    path = os.path.join(ROOT, "build", "bench-results.json")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(out, f, indent=1)
+    print("# raw results in", path)
+
+
+if __name__ == "__main__":
+    main()
