@@ -71,7 +71,8 @@
  *             key the admin installs; needs MBEDTLS_RSA_C MBEDTLS_PKCS1_V15
  *             MBEDTLS_PKCS1_V21), MBEDTLS_ECDH_C MBEDTLS_ECDSA_C
  *             MBEDTLS_ECP_C MBEDTLS_ECP_DP_SECP256R1_ENABLED
- *             MBEDTLS_ECP_DP_SECP384R1_ENABLED MBEDTLS_ECP_DP_CURVE25519_ENABLED
+ *             MBEDTLS_ECP_DP_SECP384R1_ENABLED
+ *             MBEDTLS_ECP_DP_CURVE25519_ENABLED
  *             MBEDTLS_ECDSA_DETERMINISTIC + MBEDTLS_HMAC_DRBG_C (optional)
  *   ciphers:  MBEDTLS_GCM_C MBEDTLS_CHACHA20_C MBEDTLS_POLY1305_C
  *             MBEDTLS_CHACHAPOLY_C; fallback MBEDTLS_CIPHER_MODE_CBC
@@ -113,8 +114,8 @@
 
 #include "proxy.h"
 
-#define TLS_FILE_MAX (64 * 1024)	/* largest key or cert file we read */
-#define TLS_PEM_MAX 4096		/* generated key or cert, as PEM */
+#define TLS_FILE_MAX (64 * 1024) /* largest key or cert file we read */
+#define TLS_PEM_MAX 4096         /* generated key or cert, as PEM */
 #define TLS_VALID_YEARS 10
 
 /*
@@ -127,49 +128,49 @@ struct tls_ctx {
 	mbedtls_ssl_config conf;
 	mbedtls_x509_crt cert;
 	mbedtls_pk_context key;
-	int suites[16];		/* 0-terminated, only compiled-in suites */
+	int suites[16]; /* 0-terminated, only compiled-in suites */
 };
 
 struct tls {
-	struct tls_ctx *ctx;	/* a reference */
+	struct tls_ctx *ctx; /* a reference */
 	mbedtls_ssl_context ssl;
 	const struct tls_hooks *hooks;
 	void *arg;
-	struct buf in;		/* ciphertext from the peer ... */
-	size_t in_pos;		/* ... of which this much was consumed */
-	struct buf out;		/* ciphertext for hooks->send */
-	struct buf early;	/* plaintext written before the handshake */
-	bool ready;		/* handshake done */
-	bool failed;		/* error hook called: everything stops */
-	bool busy;		/* inside tls_input/tls_write (re-entry) */
+	struct buf in;    /* ciphertext from the peer ... */
+	size_t in_pos;    /* ... of which this much was consumed */
+	struct buf out;   /* ciphertext for hooks->send */
+	struct buf early; /* plaintext written before the handshake */
+	bool ready;       /* handshake done */
+	bool failed;      /* error hook called: everything stops */
+	bool busy;        /* inside tls_input/tls_write (re-entry) */
 };
 
 static mbedtls_entropy_context tls_entropy;
 static mbedtls_ctr_drbg_context tls_drbg;
 static bool tls_seeded;
-static bool tls_shutdown;	/* tls_global_free() was called */
-static unsigned tls_n_ctx;	/* contexts alive (current + old ones) */
-static struct tls_ctx *tls_cur;	/* NULL: STARTTLS not available */
+static bool tls_shutdown;       /* tls_global_free() was called */
+static unsigned tls_n_ctx;      /* contexts alive (current + old ones) */
+static struct tls_ctx *tls_cur; /* NULL: STARTTLS not available */
 
 /* ECDHE + AEAD first, in our order of preference; CBC last. */
 static const int tls_suite_pref[] = {
-	MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
-	MBEDTLS_TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
-	MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
-	MBEDTLS_TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-	MBEDTLS_TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
-	MBEDTLS_TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-	MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA384,
-	MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256,
-	MBEDTLS_TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA384,
-	MBEDTLS_TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256,
+        MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        MBEDTLS_TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+        MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        MBEDTLS_TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+        MBEDTLS_TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+        MBEDTLS_TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+        MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA384,
+        MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256,
+        MBEDTLS_TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA384,
+        MBEDTLS_TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256,
 };
 
 static const mbedtls_ecp_group_id tls_curves[] = {
-	MBEDTLS_ECP_DP_CURVE25519,
-	MBEDTLS_ECP_DP_SECP256R1,
-	MBEDTLS_ECP_DP_SECP384R1,
-	MBEDTLS_ECP_DP_NONE,
+        MBEDTLS_ECP_DP_CURVE25519,
+        MBEDTLS_ECP_DP_SECP256R1,
+        MBEDTLS_ECP_DP_SECP384R1,
+        MBEDTLS_ECP_DP_NONE,
 };
 
 /* tls_strerror - a readable mbedTLS error, with its code. */
@@ -197,7 +198,8 @@ tls_seed(void)
 	mbedtls_entropy_init(&tls_entropy);
 	mbedtls_ctr_drbg_init(&tls_drbg);
 	r = mbedtls_ctr_drbg_seed(&tls_drbg, mbedtls_entropy_func, &tls_entropy,
-				  (const unsigned char *)pers, sizeof(pers) - 1);
+	                          (const unsigned char *)pers,
+	                          sizeof(pers) - 1);
 	if (r != 0) {
 		tls_strerror(r, why, sizeof(why));
 		log_warn("tls: cannot seed the random generator: %s", why);
@@ -338,15 +340,14 @@ out:
  */
 static int
 tls_san_ext(const char *host, unsigned char *buf, size_t size,
-	    unsigned char **start)
+            unsigned char **start)
 {
 	unsigned char *p = buf + size;
 	size_t hlen = strlen(host);
 	int len = 0, r;
 
-	if ((r = mbedtls_asn1_write_raw_buffer(&p, buf,
-					       (const unsigned char *)host,
-					       hlen)) < 0)
+	if ((r = mbedtls_asn1_write_raw_buffer(
+	             &p, buf, (const unsigned char *)host, hlen)) < 0)
 		return r;
 	len += r;
 	if ((r = mbedtls_asn1_write_len(&p, buf, (size_t)len)) < 0)
@@ -354,14 +355,15 @@ tls_san_ext(const char *host, unsigned char *buf, size_t size,
 	len += r;
 	/* dNSName [2] IMPLICIT IA5String */
 	if ((r = mbedtls_asn1_write_tag(&p, buf,
-					MBEDTLS_ASN1_CONTEXT_SPECIFIC | 2)) < 0)
+	                                MBEDTLS_ASN1_CONTEXT_SPECIFIC | 2)) < 0)
 		return r;
 	len += r;
 	if ((r = mbedtls_asn1_write_len(&p, buf, (size_t)len)) < 0)
 		return r;
 	len += r;
-	if ((r = mbedtls_asn1_write_tag(&p, buf, MBEDTLS_ASN1_CONSTRUCTED |
-							 MBEDTLS_ASN1_SEQUENCE)) < 0)
+	if ((r = mbedtls_asn1_write_tag(&p, buf,
+	                                MBEDTLS_ASN1_CONSTRUCTED |
+	                                        MBEDTLS_ASN1_SEQUENCE)) < 0)
 		return r;
 	len += r;
 	*start = p;
@@ -393,8 +395,8 @@ tls_gen_key(mbedtls_pk_context *key, char *why, size_t whylen)
 	r = mbedtls_pk_setup(key, mbedtls_pk_info_from_type(MBEDTLS_PK_ECKEY));
 	if (r == 0)
 		r = mbedtls_ecp_gen_key(MBEDTLS_ECP_DP_SECP256R1,
-					mbedtls_pk_ec(*key),
-					mbedtls_ctr_drbg_random, &tls_drbg);
+		                        mbedtls_pk_ec(*key),
+		                        mbedtls_ctr_drbg_random, &tls_drbg);
 	if (r != 0)
 		tls_strerror(r, why, whylen);
 	return r == 0 ? 0 : -EIO;
@@ -409,7 +411,7 @@ tls_time_str(time_t t, int years, char out[16])
 	gmtime_r(&t, &tm);
 	tm.tm_year += years;
 	if (tm.tm_mon == 1 && tm.tm_mday == 29)
-		tm.tm_mday = 28;	/* no Feb 29 in most target years */
+		tm.tm_mday = 28; /* no Feb 29 in most target years */
 	if (strftime(out, 16, "%Y%m%d%H%M%S", &tm) != 14)
 		snprintf(out, 16, "20491231235959");
 }
@@ -421,7 +423,7 @@ tls_time_str(time_t t, int years, char out[16])
  */
 static int
 tls_gen_cert(mbedtls_pk_context *key, const char *host, unsigned char *pem,
-	     size_t pemlen, char *why, size_t whylen)
+             size_t pemlen, char *why, size_t whylen)
 {
 	mbedtls_x509write_cert crt;
 	mbedtls_mpi serial;
@@ -460,13 +462,13 @@ tls_gen_cert(mbedtls_pk_context *key, const char *host, unsigned char *pem,
 		goto out;
 	}
 	r = mbedtls_x509write_crt_set_extension(
-		&crt, MBEDTLS_OID_SUBJECT_ALT_NAME,
-		MBEDTLS_OID_SIZE(MBEDTLS_OID_SUBJECT_ALT_NAME), 0, san_der,
-		(size_t)san_len);
+	        &crt, MBEDTLS_OID_SUBJECT_ALT_NAME,
+	        MBEDTLS_OID_SIZE(MBEDTLS_OID_SUBJECT_ALT_NAME), 0, san_der,
+	        (size_t)san_len);
 	if (r != 0)
 		goto out;
-	r = mbedtls_x509write_crt_pem(&crt, pem, pemlen, mbedtls_ctr_drbg_random,
-				      &tls_drbg);
+	r = mbedtls_x509write_crt_pem(&crt, pem, pemlen,
+	                              mbedtls_ctr_drbg_random, &tls_drbg);
 out:
 	if (r != 0)
 		tls_strerror(r, why, whylen);
@@ -511,7 +513,7 @@ tls_load_or_create(struct tls_ctx *ctx, const struct config *cfg)
 		mbedtls_platform_zeroize(pem, sizeof(pem));
 		if (err != 0) {
 			log_warn("tls: cannot write %s: %s", kpath,
-				 strerror(-err));
+			         strerror(-err));
 			goto out;
 		}
 		log_info("tls: generated a new EC P-256 key in %s", kpath);
@@ -524,7 +526,7 @@ tls_load_or_create(struct tls_ctx *ctx, const struct config *cfg)
 		if (r != 0) {
 			tls_strerror(r, why, sizeof(why));
 			log_warn("tls: %s: not a usable private key: %s", kpath,
-				 why);
+			         why);
 			err = -EINVAL;
 			goto out;
 		}
@@ -533,13 +535,14 @@ tls_load_or_create(struct tls_ctx *ctx, const struct config *cfg)
 	err = new_key ? -ENOENT : tls_read_file(cpath, &cdata, &clen);
 	if (err == -ENOENT) {
 		if (!tls_hostname_ok(host)) {
-			log_warn("tls: hostname \"%s\" cannot go in a certificate",
-				 host);
+			log_warn("tls: hostname \"%s\" cannot go in a "
+			         "certificate",
+			         host);
 			err = -EINVAL;
 			goto out;
 		}
 		err = tls_gen_cert(&ctx->key, host, pem, sizeof(pem), why,
-				   sizeof(why));
+		                   sizeof(why));
 		if (err != 0) {
 			log_warn("tls: cannot create a certificate: %s", why);
 			goto out;
@@ -547,13 +550,14 @@ tls_load_or_create(struct tls_ctx *ctx, const struct config *cfg)
 		err = tls_write_file(cpath, pem, strlen((char *)pem), 0644);
 		if (err != 0) {
 			log_warn("tls: cannot write %s: %s", cpath,
-				 strerror(-err));
+			         strerror(-err));
 			goto out;
 		}
-		log_info("tls: generated a self-signed certificate for %s in %s",
-			 host, cpath);
+		log_info(
+		        "tls: generated a self-signed certificate for %s in %s",
+		        host, cpath);
 		r = mbedtls_x509_crt_parse(&ctx->cert, pem,
-					   strlen((char *)pem) + 1);
+		                           strlen((char *)pem) + 1);
 	} else if (err != 0) {
 		log_warn("tls: cannot read %s: %s", cpath, strerror(-err));
 		goto out;
@@ -612,8 +616,8 @@ tls_ctx_conf(struct tls_ctx *ctx)
 	int r;
 
 	r = mbedtls_ssl_config_defaults(c, MBEDTLS_SSL_IS_SERVER,
-					MBEDTLS_SSL_TRANSPORT_STREAM,
-					MBEDTLS_SSL_PRESET_DEFAULT);
+	                                MBEDTLS_SSL_TRANSPORT_STREAM,
+	                                MBEDTLS_SSL_PRESET_DEFAULT);
 	if (r == 0)
 		r = mbedtls_ssl_conf_own_cert(c, &ctx->cert, &ctx->key);
 	if (r != 0) {
@@ -623,9 +627,9 @@ tls_ctx_conf(struct tls_ctx *ctx)
 	}
 	mbedtls_ssl_conf_rng(c, mbedtls_ctr_drbg_random, &tls_drbg);
 	mbedtls_ssl_conf_min_version(c, MBEDTLS_SSL_MAJOR_VERSION_3,
-				     MBEDTLS_SSL_MINOR_VERSION_3);
+	                             MBEDTLS_SSL_MINOR_VERSION_3);
 	mbedtls_ssl_conf_max_version(c, MBEDTLS_SSL_MAJOR_VERSION_3,
-				     MBEDTLS_SSL_MINOR_VERSION_3);
+	                             MBEDTLS_SSL_MINOR_VERSION_3);
 	mbedtls_ssl_conf_authmode(c, MBEDTLS_SSL_VERIFY_NONE);
 	/* A suite that is not compiled in must not be listed: mbedTLS
 	 * fails the handshake if a client offers it. */
@@ -652,7 +656,7 @@ tls_global_init(const struct config *cfg)
 	if (!cfg->tls_cert || !cfg->tls_key || !*cfg->tls_cert ||
 	    !*cfg->tls_key) {
 		log_warn("tls: tls_cert and tls_key are not both set: "
-			 "STARTTLS is off");
+		         "STARTTLS is off");
 		tls_ctx_unref(tls_cur);
 		tls_cur = NULL;
 		return -EINVAL;
@@ -766,11 +770,11 @@ tls_flush(struct tls *t)
 		return;
 	/* Detach the buffer first: send may call tls_write(), which
 	 * collects (and may reallocate) anew while send reads this one. */
-	t->out = (struct buf){ 0 };
+	t->out = (struct buf){0};
 	t->hooks->send(t, t->arg, b.data, b.len);
 	if (t->out.data == NULL) {
 		b.len = 0;
-		t->out = b;	/* keep the allocation for the next record */
+		t->out = b; /* keep the allocation for the next record */
 	} else {
 		buf_free(&b);
 	}
@@ -799,8 +803,10 @@ tls_fail(struct tls *t, const char *what, int err)
 
 /*
  * tls_encrypt - mbedtls_ssl_write all of buf (it takes at most one
- * record per call).  Our BIO never refuses output, so WANT_WRITE cannot
- * happen; it is retried anyway for safety.
+ * record per call).  Our BIO never refuses output and we only write
+ * after the handshake, so WANT_WRITE/WANT_READ cannot happen here; if
+ * they did, retrying could spin forever, so they are fatal like any
+ * other error.
  */
 static void
 tls_encrypt(struct tls *t, const char *buf, size_t len)
@@ -809,10 +815,7 @@ tls_encrypt(struct tls *t, const char *buf, size_t len)
 
 	while (len > 0 && !t->failed) {
 		r = mbedtls_ssl_write(&t->ssl, (const unsigned char *)buf, len);
-		if (r == MBEDTLS_ERR_SSL_WANT_WRITE ||
-		    r == MBEDTLS_ERR_SSL_WANT_READ)
-			continue;
-		if (r < 0) {
+		if (r <= 0) {
 			tls_fail(t, "write", r);
 			return;
 		}
@@ -883,7 +886,7 @@ tls_input(struct tls *t, const char *buf, size_t len)
 		return;
 	buf_append(&t->in, buf, len);
 	if (t->busy)
-		return;	/* re-entered from a hook: the outer loop reads it */
+		return; /* re-entered from a hook: the outer loop reads it */
 	t->busy = true;
 	if (!t->ready && !tls_handshake(t))
 		goto out;
@@ -917,7 +920,8 @@ tls_version(const struct tls *t)
 const char *
 tls_cipher(const struct tls *t)
 {
-	const char *s = t && t->ready ? mbedtls_ssl_get_ciphersuite(&t->ssl) : NULL;
+	const char *s =
+	        t && t->ready ? mbedtls_ssl_get_ciphersuite(&t->ssl) : NULL;
 
 	return s ? s : "-";
 }

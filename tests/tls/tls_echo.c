@@ -30,7 +30,7 @@ struct conn {
 	uv_tcp_t tcp;
 	uv_shutdown_t shut;
 	struct tls *tls;
-	struct buf line;	/* unparsed plaintext */
+	struct buf line; /* unparsed plaintext */
 	bool tls_on;
 	bool in_data;
 	bool closing;
@@ -94,7 +94,8 @@ conn_send(struct conn *c, const char *buf, size_t len)
 	w = xmalloc(sizeof(*w) + len);
 	memcpy(w->data, buf, len);
 	b = uv_buf_init(w->data, (unsigned)len);
-	if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, conn_write_cb) < 0) {
+	if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, conn_write_cb) <
+	    0) {
 		free(w);
 		conn_close(c);
 	}
@@ -136,8 +137,9 @@ conn_line(struct conn *c, char *l)
 	if (c->in_data) {
 		if (strcmp(l, ".") == 0) {
 			c->in_data = false;
-			snprintf(reply, sizeof(reply), "250 2.0.0 queued %llu bytes",
-				 (unsigned long long)c->data_bytes);
+			snprintf(reply, sizeof(reply),
+			         "250 2.0.0 queued %llu bytes",
+			         (unsigned long long)c->data_bytes);
 			conn_reply(c, reply);
 		} else {
 			c->data_bytes += strlen(l) + 2;
@@ -145,8 +147,9 @@ conn_line(struct conn *c, char *l)
 		return true;
 	}
 	if (strncasecmp(l, "EHLO", 4) == 0 || strncasecmp(l, "HELO", 4) == 0) {
-		snprintf(reply, sizeof(reply), "250-%s\r\n250-PIPELINING\r\n250 %s",
-			 hostname, c->tls_on ? "8BITMIME" : "STARTTLS");
+		snprintf(reply, sizeof(reply),
+		         "250-%s\r\n250-PIPELINING\r\n250 %s", hostname,
+		         c->tls_on ? "8BITMIME" : "STARTTLS");
 		conn_reply(c, reply);
 	} else if (strcasecmp(l, "STARTTLS") == 0 && !c->tls_on) {
 		c->tls = tls_new(&conn_tls_hooks, c);
@@ -156,7 +159,7 @@ conn_line(struct conn *c, char *l)
 		}
 		conn_reply(c, "220 2.0.0 Ready to start TLS");
 		c->tls_on = true;
-		return false;	/* the caller drops what followed */
+		return false; /* the caller drops what followed */
 	} else if (strcasecmp(l, "QUIT") == 0) {
 		conn_quit(c);
 		return false;
@@ -165,8 +168,8 @@ conn_line(struct conn *c, char *l)
 		c->data_bytes = 0;
 		conn_reply(c, "354 go ahead");
 	} else if (strncasecmp(l, "MAIL", 4) == 0 ||
-		   strncasecmp(l, "RCPT", 4) == 0 ||
-		   strcasecmp(l, "RSET") == 0 || strcasecmp(l, "NOOP") == 0) {
+	           strncasecmp(l, "RCPT", 4) == 0 ||
+	           strcasecmp(l, "RSET") == 0 || strcasecmp(l, "NOOP") == 0) {
 		conn_reply(c, "250 2.0.0 ok");
 	} else {
 		snprintf(reply, sizeof(reply), "250 echo: %s", l);
@@ -232,10 +235,10 @@ conn_tls_error_cb(struct tls *t, void *arg, const char *why)
 }
 
 static const struct tls_hooks conn_tls_hooks = {
-	.send = conn_tls_send_cb,
-	.plain = conn_tls_plain_cb,
-	.ready = conn_tls_ready_cb,
-	.error = conn_tls_error_cb,
+        .send = conn_tls_send_cb,
+        .plain = conn_tls_plain_cb,
+        .ready = conn_tls_ready_cb,
+        .error = conn_tls_error_cb,
 };
 
 /* conn_alloc_cb - a read buffer. */
@@ -287,7 +290,7 @@ server_conn_cb(uv_stream_t *srv, int status)
 int
 main(int argc, char **argv)
 {
-	struct config cfg = { 0 };
+	struct config cfg = {0};
 	struct sockaddr_in sin;
 	struct sockaddr_storage ss;
 	int len = sizeof(ss), r;
@@ -312,7 +315,8 @@ main(int argc, char **argv)
 	uv_ip4_addr("127.0.0.1", 0, &sin);
 	if ((r = uv_tcp_bind(&server, (const struct sockaddr *)&sin, 0)) < 0 ||
 	    (r = uv_listen((uv_stream_t *)&server, 16, server_conn_cb)) < 0 ||
-	    (r = uv_tcp_getsockname(&server, (struct sockaddr *)&ss, &len)) < 0) {
+	    (r = uv_tcp_getsockname(&server, (struct sockaddr *)&ss, &len)) <
+	            0) {
 		fprintf(stderr, "listen: %s\n", uv_strerror(r));
 		return 1;
 	}
