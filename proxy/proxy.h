@@ -559,6 +559,14 @@ struct rdns_ptr {
 typedef void (*rdns_done_fn)(struct session *s, const struct rdns_ptr *r);
 void rdns_lookup_start(struct session *s, enum chk_id who, rdns_done_fn fn);
 
+/* ------------------------------------------------------- checks/helo.c */
+
+/* helo_judge - the DNS-free part of the helo check: CHK_PASS, or CHK_FAIL
+ * with the reply text (no code) in text. */
+int helo_judge(const struct config *cfg,
+	       const struct ipaddr *client, const char *helo,
+	       char *text, size_t textlen);
+
 /* ------------------------------------------------------ checks/dnsbl.c */
 
 /* dnsbl_stats_json - zone health for `mailmoatctl stats` ("dnsbl": {...}),

@@ -27,6 +27,12 @@
  * adds its entry here when its file lands.
  */
 const struct check *const chk_registry[] = {
+	&chk_dnsbl,
+	&chk_rdns,
+	&chk_dynamic,
+	&chk_helo,
+	&chk_sender_tld,
+	&chk_sender_mx,
 	NULL /* end */
 };
 const unsigned chk_registry_len = ARRAY_LEN(chk_registry) - 1;

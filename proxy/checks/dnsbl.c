@@ -1,0 +1,406 @@
+/*
+ * dnsbl.c - check "dnsbl": is the client listed in a DNS blocklist?
+ *
+ * Public: chk_dnsbl (check.h), dnsbl_stats_json() (proxy.h).
+ *
+ * For every zone of `dnsbl` (in config order) one A query of the
+ * reversed address (RFC 5782 2.1; IPv6 in 32-nibble form, 2.4).  An
+ * answer counts as "listed" when it lies in the zone's accepted ranges
+ * (any 127.0.0.0/8 address when the zone names none).  Answers in
+ * 127.255.255.0/24 (Spamhaus's "query refused / public resolver / rate
+ * limited" codes) and anything outside the accepted set are logged as
+ * errors and never count; a zone that times out or fails counts as not
+ * listed and is logged.  The first listed zone decides: "554 5.7.1 We
+ * don't accept mail from your IP (listed at ZONE)", detail
+ * "ZONE=127.0.0.2,..." with every answer.
+ *
+ * Zone health: each zone is self-tested (RFC 5782 5: 127.0.0.2 must be
+ * listed, 127.0.0.1 must not) when its last test is older than
+ * DNSBL_RETEST_OK_S (DNSBL_RETEST_BAD_S for a failing zone).  There is no
+ * timer of our own: the session that finds a test due runs the two test
+ * queries next to its own and decides with the fresh result, so the first
+ * session after start already sees it.  A zone that fails its self-test
+ * (typically: a public resolver refused by the list operator) is
+ * suspended - its answers are ignored - and shown as unhealthy under
+ * "dnsbl" in `mailmoatctl stats`, instead of rejecting every sender.
+ *
+ * Per session at most DNSBL_MAX_ZONES zones, 3 queries each.  Answers
+ * carry the request, which holds a ticket, never the session.
+ * Stage CONNECT; reads dnsbl (zones and ranges).
+ */
+#include <arpa/inet.h>
+#include <arpa/nameser.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+
+#define DNSBL_MAX_ZONES 16
+#define DNSBL_MAX_HEALTH 64
+#define DNSBL_RETEST_OK_S 600
+#define DNSBL_RETEST_BAD_S 60
+#define DNSBL_MAX_CODES 8
+
+enum dnsbl_state { DNSBL_UNKNOWN, DNSBL_HEALTHY, DNSBL_SUSPENDED };
+
+/* Health of one zone, kept across sessions and reloads (by name). */
+struct dnsbl_health {
+	char zone[256];
+	enum dnsbl_state state;
+	uint64_t tested_ms;	/* when the last self-test ended; 0 never */
+	bool testing;		/* a session is running one */
+	char why[96];		/* why it is suspended */
+	uint64_t listed, errors, timeouts, queries;
+};
+
+/* One answer of a request. */
+struct dnsbl_ans {
+	enum dns_status status;
+	int n;
+	uint32_t a[DNSBL_MAX_CODES];	/* host byte order */
+};
+
+/* A zone within one session's request. */
+struct dnsbl_zreq {
+	struct dnsbl_zone z;		/* copy: the config may go first */
+	struct dnsbl_health *h;
+	bool selftest;
+	struct dnsbl_ans q, t2, t1;	/* the client, 127.0.0.2, 127.0.0.1 */
+};
+
+struct dnsbl_req {
+	struct chk_ticket t;
+	struct ipaddr ip;
+	char ip_str[INET6_ADDRSTRLEN];
+	int pending;
+	int n;
+	struct dnsbl_zreq z[DNSBL_MAX_ZONES];
+};
+
+/* One query of a request. */
+struct dnsbl_q {
+	struct dnsbl_req *req;
+	struct dnsbl_ans *ans;
+};
+
+static struct dnsbl_health health[DNSBL_MAX_HEALTH];
+static int n_health;
+
+/* dnsbl_health_get - the health entry of zone (created if new). */
+static struct dnsbl_health *
+dnsbl_health_get(const char *zone)
+{
+	int i;
+
+	for (i = 0; i < n_health; i++)
+		if (strcmp(health[i].zone, zone) == 0)
+			return &health[i];
+	if (n_health == DNSBL_MAX_HEALTH)
+		return NULL;
+	snprintf(health[n_health].zone, sizeof(health[0].zone), "%s", zone);
+	return &health[n_health++];
+}
+
+/* dnsbl_code_str - "127.0.0.2" from a host-order address. */
+static void
+dnsbl_code_str(uint32_t a, char *out, size_t outlen)
+{
+	snprintf(out, outlen, "%u.%u.%u.%u", a >> 24, (a >> 16) & 255,
+		 (a >> 8) & 255, a & 255);
+}
+
+/* dnsbl_accepted - does code a mean "listed" for zone z? */
+static bool
+dnsbl_accepted(const struct dnsbl_zone *z, uint32_t a)
+{
+	int i;
+
+	if ((a >> 24) != 127 || (a >> 8) == 0x7fffff)
+		return false;	/* not 127/8, or 127.255.255.x */
+	if (z->n_ranges == 0)
+		return true;
+	for (i = 0; i < z->n_ranges; i++)
+		if (a >= z->lo[i] && a <= z->hi[i])
+			return true;
+	return false;
+}
+
+/* dnsbl_listed - any accepted code in the answer? */
+static bool
+dnsbl_listed(const struct dnsbl_zone *z, const struct dnsbl_ans *a)
+{
+	int i;
+
+	if (a->status != DNS_OK)
+		return false;
+	for (i = 0; i < a->n; i++)
+		if (dnsbl_accepted(z, a->a[i]))
+			return true;
+	return false;
+}
+
+/* dnsbl_codes - "127.0.0.2,127.0.0.4" into out. */
+static void
+dnsbl_codes(const struct dnsbl_ans *a, char *out, size_t outlen)
+{
+	size_t o = 0;
+	int i;
+
+	out[0] = '\0';
+	for (i = 0; i < a->n && o + 17 < outlen; i++) {
+		char c[16];
+
+		dnsbl_code_str(a->a[i], c, sizeof(c));
+		o += (size_t)snprintf(out + o, outlen - o, "%s%s", i ? "," : "",
+				      c);
+	}
+}
+
+/* dnsbl_selftest_eval - update zone health from a finished self-test. */
+static void
+dnsbl_selftest_eval(struct dnsbl_zreq *zr)
+{
+	struct dnsbl_health *h = zr->h;
+	char codes[160];
+	const char *why = NULL;
+
+	if (zr->t2.status == DNS_TEMPFAIL || zr->t1.status == DNS_TEMPFAIL)
+		why = "self-test lookup failed (SERVFAIL or timeout)";
+	else if (!dnsbl_listed(&zr->z, &zr->t2))
+		why = "127.0.0.2 is not listed";
+	else if (zr->t1.status == DNS_OK)
+		why = "127.0.0.1 is listed (lists everything, or refuses us)";
+	h->testing = false;
+	h->tested_ms = util_now_ms();
+	if (why == NULL) {
+		if (h->state != DNSBL_HEALTHY)
+			log_info("dnsbl: zone %s passed its self-test", h->zone);
+		h->state = DNSBL_HEALTHY;
+		h->why[0] = '\0';
+		return;
+	}
+	dnsbl_codes(zr->t2.status == DNS_OK ? &zr->t2 : &zr->t1, codes,
+		    sizeof(codes));
+	if (h->state != DNSBL_SUSPENDED || strcmp(h->why, why) != 0)
+		log_warn("dnsbl: zone %s suspended: %s%s%s", h->zone, why,
+			 codes[0] ? "; answers " : "", codes);
+	h->state = DNSBL_SUSPENDED;
+	snprintf(h->why, sizeof(h->why), "%s", why);
+}
+
+/* dnsbl_finish - all answers are in: decide (if the session lives). */
+static void
+dnsbl_finish(struct dnsbl_req *req)
+{
+	struct session *s = chk_ticket_session(&req->t);
+	int i, j;
+
+	for (i = 0; i < req->n; i++)
+		if (req->z[i].selftest)
+			dnsbl_selftest_eval(&req->z[i]);
+	for (i = 0; i < req->n; i++) {
+		struct dnsbl_zreq *zr = &req->z[i];
+		char codes[160];
+
+		if (zr->h)
+			zr->h->queries++;
+		if (zr->h && zr->h->state == DNSBL_SUSPENDED) {
+			log_info("dnsbl: zone %s suspended, ignored for %s",
+				 zr->z.zone, req->ip_str);
+			continue;
+		}
+		if (zr->q.status == DNS_TEMPFAIL) {
+			log_warn("dnsbl: zone %s: lookup of %s failed "
+				 "(timeout or SERVFAIL), counted as not listed",
+				 zr->z.zone, req->ip_str);
+			if (zr->h)
+				zr->h->timeouts++;
+			continue;
+		}
+		if (zr->q.status != DNS_OK)
+			continue;
+		dnsbl_codes(&zr->q, codes, sizeof(codes));
+		for (j = 0; j < zr->q.n; j++)
+			if (!dnsbl_accepted(&zr->z, zr->q.a[j]))
+				break;
+		if (j < zr->q.n) {
+			log_warn("dnsbl: zone %s: %s answered %s: not an "
+				 "accepted listing code, ignored", zr->z.zone,
+				 req->ip_str, codes);
+			if (zr->h)
+				zr->h->errors++;
+		}
+		if (!dnsbl_listed(&zr->z, &zr->q))
+			continue;
+		if (zr->h)
+			zr->h->listed++;
+		if (s != NULL) {
+			char text[192];
+
+			snprintf(text, sizeof(text),
+				 "We don't accept mail from your IP (listed "
+				 "at %s)", zr->z.zone);
+			chk_set(s, CHK_DNSBL, CHK_FAIL, "554 5.7.1", text,
+				"%s=%s", zr->z.zone, codes);
+		}
+		goto done;
+	}
+	if (s != NULL)
+		chk_set(s, CHK_DNSBL, CHK_PASS, NULL, "", "not listed (%d zones)",
+			req->n);
+done:
+	if (s != NULL)
+		sess_check_done(s, CHK_DNSBL);
+	for (i = 0; i < req->n; i++)
+		free(req->z[i].z.zone);
+	free(req);
+}
+
+/* dnsbl_answer_cb - one answer of a request. */
+static void
+dnsbl_answer_cb(void *arg, const struct dns_answer *a)
+{
+	struct dnsbl_q *q = arg;
+	struct dnsbl_req *req = q->req;
+	int i;
+
+	q->ans->status = a->status;
+	for (i = 0; i < a->n && a->status == DNS_OK &&
+		    q->ans->n < DNSBL_MAX_CODES; i++)
+		q->ans->a[q->ans->n++] = ntohl(a->rr[i].u.a.s_addr);
+	free(q);
+	if (--req->pending == 0)
+		dnsbl_finish(req);
+}
+
+/* dnsbl_send - one A query for name into ans. */
+static void
+dnsbl_send(struct dnsbl_req *req, const char *name, struct dnsbl_ans *ans)
+{
+	struct dnsbl_q *q = xcalloc(1, sizeof(*q));
+
+	q->req = req;
+	q->ans = ans;
+	req->pending++;
+	if (dns_query(name, ns_t_a, dnsbl_answer_cb, q) < 0) {
+		ans->status = DNS_TEMPFAIL;
+		req->pending--;
+		free(q);
+	}
+}
+
+/* dnsbl_start - query every zone (and self-test the ones due). */
+static void
+dnsbl_start(struct session *s)
+{
+	const struct config *cfg = s->cfg;
+	struct dnsbl_req *req;
+	uint64_t now = util_now_ms();
+	char name[512];
+	int i;
+
+	req = xcalloc(1, sizeof(*req));
+	req->t = chk_ticket_make(s, CHK_DNSBL);
+	req->ip = s->client;
+	ipaddr_format(&s->client, req->ip_str, sizeof(req->ip_str));
+	req->pending = 1;	/* held until every query is sent */
+	for (i = 0; i < cfg->n_dnsbl && req->n < DNSBL_MAX_ZONES; i++) {
+		struct dnsbl_zreq *zr = &req->z[req->n++];
+		struct dnsbl_health *h;
+		uint64_t due;
+
+		zr->z = cfg->dnsbl[i];
+		zr->z.zone = xstrdup(cfg->dnsbl[i].zone);
+		zr->h = h = dnsbl_health_get(zr->z.zone);
+		if (h != NULL) {
+			due = h->state == DNSBL_SUSPENDED ? DNSBL_RETEST_BAD_S
+							  : DNSBL_RETEST_OK_S;
+			if (h->tested_ms == 0 ||
+			    now - h->tested_ms >= due * 1000) {
+				/* someone else's test is in flight and we
+				 * know a state: use it */
+				if (!(h->testing && h->state != DNSBL_UNKNOWN)) {
+					zr->selftest = true;
+					h->testing = true;
+				}
+			}
+		}
+		if (zr->selftest) {
+			snprintf(name, sizeof(name), "2.0.0.127.%s", zr->z.zone);
+			dnsbl_send(req, name, &zr->t2);
+			snprintf(name, sizeof(name), "1.0.0.127.%s", zr->z.zone);
+			dnsbl_send(req, name, &zr->t1);
+		}
+		dns_reverse_name(&s->client, zr->z.zone, name, sizeof(name));
+		dnsbl_send(req, name, &zr->q);
+	}
+	if (--req->pending == 0) {
+		/* nothing went out (no zones, or no resolver): decide on
+		 * the next turn, never from start() */
+		chk_set(s, CHK_DNSBL, CHK_PASS, NULL, "", "no zone answered");
+		for (i = 0; i < req->n; i++) {
+			if (req->z[i].h && req->z[i].selftest)
+				req->z[i].h->testing = false;
+			free(req->z[i].z.zone);
+		}
+		free(req);
+		chk_done_later(s, CHK_DNSBL);
+	}
+}
+
+/* dnsbl_stats_json - {"ZONE": {"healthy": ..., ...}, ...} into b. */
+void
+dnsbl_stats_json(struct buf *b)
+{
+	char tmp[256];
+	int i;
+
+	buf_append(b, "{", 1);
+	for (i = 0; i < n_health; i++) {
+		const struct dnsbl_health *h = &health[i];
+		uint64_t now = util_now_ms();
+
+		if (i)
+			buf_append(b, ",", 1);
+		stats_json_string(b, h->zone);
+		snprintf(tmp, sizeof(tmp),
+			 ":{\"healthy\":%s,\"state\":\"%s\",\"tested_ago_s\":%lld,"
+			 "\"queries\":%llu,\"listed\":%llu,\"errors\":%llu,"
+			 "\"timeouts\":%llu,\"reason\":",
+			 h->state == DNSBL_SUSPENDED ? "false" : "true",
+			 h->state == DNSBL_HEALTHY     ? "healthy"
+			 : h->state == DNSBL_SUSPENDED ? "suspended"
+						       : "untested",
+			 h->tested_ms ? (long long)((now - h->tested_ms) / 1000)
+				      : -1LL,
+			 (unsigned long long)h->queries,
+			 (unsigned long long)h->listed,
+			 (unsigned long long)h->errors,
+			 (unsigned long long)h->timeouts);
+		buf_append(b, tmp, strlen(tmp));
+		stats_json_string(b, h->why);
+		buf_append(b, "}", 1);
+	}
+	buf_append(b, "}", 1);
+}
+
+/* dnsbl_init - register the stats section; health survives reloads. */
+static int
+dnsbl_init(const struct config *cfg, char *err, size_t errlen)
+{
+	int i;
+
+	stats_add_section("dnsbl", dnsbl_stats_json);
+	for (i = 0; i < cfg->n_dnsbl; i++)
+		(void)dnsbl_health_get(cfg->dnsbl[i].zone);
+	return 0;
+}
+
+const struct check chk_dnsbl = {
+	.name = "dnsbl",
+	.id = CHK_DNSBL,
+	.stage = STAGE_CONNECT,
+	.init = dnsbl_init,
+	.start = dnsbl_start,
+};
