@@ -9,6 +9,7 @@
  *                         DNS = cfg->hostname, 10 years, random serial.
  *                         Files are written atomically (temp, fsync,
  *                         rename, fsync dir); the key is mode 0600.
+ *                         A missing last directory is created (0700).
  *                         Returns 0, -EINVAL (tls_cert/tls_key not set,
  *                         unparsable file, key does not match cert),
  *                         -errno from the file system, or -EIO (mbedTLS
@@ -333,6 +334,31 @@ out:
 }
 
 /*
+ * tls_save - tls_write_file(), creating the file's directory (one level,
+ * mode 0700) when it is missing: on first boot /data/tls may not exist.
+ */
+static int
+tls_save(const char *path, const char *pem, mode_t mode)
+{
+	char dir[4096];
+	char *slash;
+	int err;
+
+	err = tls_write_file(path, pem, strlen(pem), mode);
+	if (err != -ENOENT)
+		return err;
+	snprintf(dir, sizeof(dir), "%s", path);
+	slash = strrchr(dir, '/');
+	if (slash == NULL || slash == dir)
+		return err;
+	*slash = '\0';
+	if (mkdir(dir, 0700) < 0)
+		return errno == EEXIST ? err : -errno;
+	log_info("tls: created directory %s", dir);
+	return tls_write_file(path, pem, strlen(pem), mode);
+}
+
+/*
  * tls_san_ext - the DER of a subjectAltName extension with one dNSName
  * (mbedTLS 2.28 has no x509write helper for it).  The ASN.1 writers work
  * backwards from the end of buf; returns the DER length, the DER starts
@@ -509,7 +535,7 @@ tls_load_or_create(struct tls_ctx *ctx, const struct config *cfg)
 			err = -EIO;
 			goto out;
 		}
-		err = tls_write_file(kpath, pem, strlen((char *)pem), 0600);
+		err = tls_save(kpath, (char *)pem, 0600);
 		mbedtls_platform_zeroize(pem, sizeof(pem));
 		if (err != 0) {
 			log_warn("tls: cannot write %s: %s", kpath,
@@ -547,7 +573,7 @@ tls_load_or_create(struct tls_ctx *ctx, const struct config *cfg)
 			log_warn("tls: cannot create a certificate: %s", why);
 			goto out;
 		}
-		err = tls_write_file(cpath, pem, strlen((char *)pem), 0644);
+		err = tls_save(cpath, (char *)pem, 0644);
 		if (err != 0) {
 			log_warn("tls: cannot write %s: %s", cpath,
 			         strerror(-err));

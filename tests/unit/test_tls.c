@@ -500,13 +500,33 @@ test_bad_files(void)
 	T_INTEQ(tls_global_init(&bad), -EINVAL);
 	t_end();
 
-	t_begin("key in a missing directory: negative errno");
-	snprintf(kp, sizeof(kp), "%s/nodir/x.key", dir);
-	snprintf(cp, sizeof(cp), "%s/nodir/x.crt", dir);
+	t_begin("key two directories deep in nothing: -ENOENT, old kept");
+	snprintf(kp, sizeof(kp), "%s/nodir/sub/x.key", dir);
+	snprintf(cp, sizeof(cp), "%s/nodir/sub/x.crt", dir);
 	bad.tls_key = kp;
 	bad.tls_cert = cp;
 	T_INTEQ(tls_global_init(&bad), -ENOENT);
 	T_CHECK(tls_available(), "old setup dropped");
+	t_end();
+
+	t_begin("missing last directory is created (0700)");
+	{
+		struct stat st;
+		char d[96];
+
+		snprintf(d, sizeof(d), "%s/newdir", dir);
+		snprintf(kp, sizeof(kp), "%s/key.pem", d);
+		snprintf(cp, sizeof(cp), "%s/cert.pem", d);
+		T_INTEQ(tls_global_init(&bad), 0);
+		T_CHECK(stat(d, &st) == 0, "no %s", d);
+		T_INTEQ(st.st_mode & 0777, 0700);
+		T_CHECK(access(kp, R_OK) == 0 && access(cp, R_OK) == 0,
+		        "files not written");
+		unlink(kp);
+		unlink(cp);
+		rmdir(d);
+		T_INTEQ(tls_global_init(&cfg), 0); /* back to the main pair */
+	}
 	t_end();
 
 	t_begin("hostname unfit for a certificate: -EINVAL");
