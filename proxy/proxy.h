@@ -695,6 +695,8 @@ int sess_listen(uv_loop_t *loop, struct config *cfg);
 void sess_reload(struct config *cfg);
 /* sess_drain - stop accepting, close idle sessions, call done when none. */
 void sess_drain(void (*done)(void));
+/* sess_config - the config new sessions get (control.c edits its lists). */
+struct config *sess_config(void);
 
 /* --------------------------------------------------------------- relay.c */
 
@@ -755,5 +757,8 @@ void tls_free(struct tls *t);
 /* control_start - the unix socket mailmoatctl talks to. */
 int control_start(uv_loop_t *loop, const struct config *cfg);
 void control_stop(void);
+/* control_reload_hook - what `mailmoatctl reload` runs (main sets it):
+ * 0, or -1 with the reason in err. */
+extern int (*control_reload_hook)(char *err, size_t errlen);
 
 #endif
