@@ -39,62 +39,69 @@
 #define CONFIG_LINE_MAX 4096
 
 enum config_type {
-	CT_STR,		/* free text without spaces; empty = NULL */
-	CT_PATH,	/* a file name; relative to the config dir; empty = NULL */
-	CT_HOSTNAME,	/* a host name */
-	CT_UINT,	/* decimal unsigned */
-	CT_MS,		/* duration into unsigned milliseconds */
-	CT_SEC,		/* duration into unsigned seconds */
-	CT_SIZE,	/* K/M/G size into uint64_t bytes */
-	CT_BOOL,	/* yes|no|on|off|true|false|1|0 */
-	CT_ACTION,	/* reject|tempfail|log|off into enum action */
-	CT_ENUM,	/* one of names[] into an int-sized enum */
-	CT_LISTEN,	/* up to CONFIG_MAX_LISTEN socket addresses */
-	CT_SOCKADDR,	/* one socket address */
-	CT_DOMAINS,	/* struct strlist of domains, lower case */
-	CT_IPS,		/* local_addresses */
-	CT_DNS,		/* dns_servers -> c-ares csv */
-	CT_DNSBL,	/* dnsbl zones with optional return codes */
-	CT_SCANNER,	/* clamd|spamd|rspamd:host:port */
+	CT_STR,      /* free text without spaces; empty = NULL */
+	CT_PATH,     /* a file name; relative to the config dir; empty = NULL */
+	CT_HOSTNAME, /* a host name */
+	CT_UINT,     /* decimal unsigned */
+	CT_MS,       /* duration into unsigned milliseconds */
+	CT_SEC,      /* duration into unsigned seconds */
+	CT_SIZE,     /* K/M/G size into uint64_t bytes */
+	CT_BOOL,     /* yes|no|on|off|true|false|1|0 */
+	CT_ACTION,   /* reject|tempfail|log|off into enum action */
+	CT_ENUM,     /* one of names[] into an int-sized enum */
+	CT_LISTEN,   /* up to CONFIG_MAX_LISTEN socket addresses */
+	CT_SOCKADDR, /* one socket address */
+	CT_DOMAINS,  /* struct strlist of domains, lower case */
+	CT_IPS,      /* local_addresses */
+	CT_DNS,      /* dns_servers -> c-ares csv */
+	CT_DNSBL,    /* dnsbl zones with optional return codes */
+	CT_SCANNER,  /* clamd|spamd|rspamd:host:port */
 };
 
 struct config_key {
 	const char *key;
 	enum config_type type;
-	const char *def;	/* default as config text; NULL: none */
-	size_t off;		/* offsetof(struct config, field) */
-	uint64_t min, max;	/* bounds for numbers, durations (ms), sizes */
+	const char *def;   /* default as config text; NULL: none */
+	size_t off;        /* offsetof(struct config, field) */
+	uint64_t min, max; /* bounds for numbers, durations (ms), sizes */
 	const char *const *names; /* CT_ENUM: value i is names[i] */
 	bool required;
 };
 
 static const char *const transparent_names[] = {"off", "redirect", "tproxy",
-						NULL};
+                                                NULL};
 static const char *const rcpt_verify_names[] = {"list", "backend", "both",
-						NULL};
+                                                NULL};
 static const char *const sender_mx_names[] = {"mx", "mx-or-a", NULL};
-static const char *const action_names[] = {"off", "log", "tempfail",
-					   "reject", NULL};
+static const char *const action_names[] = {"off", "log", "tempfail", "reject",
+                                           NULL};
 static const char *const check_names[CHK_COUNT] = {
-	[CHK_DNSBL] = "dnsbl",		 [CHK_RDNS] = "rdns",
-	[CHK_DYNAMIC] = "dynamic",	 [CHK_HELO] = "helo",
-	[CHK_SENDER_TLD] = "sender_tld", [CHK_SENDER_MX] = "sender_mx",
-	[CHK_SPF] = "spf",		 [CHK_PREGREET] = "pregreet",
-	[CHK_PIPELINING] = "pipelining", [CHK_NULL_SENDER] = "null_sender",
-	[CHK_DSN] = "dsn",		 [CHK_GREYLIST] = "greylist",
-	[CHK_SCANNER] = "scanner",
+        [CHK_DNSBL] = "dnsbl",
+        [CHK_RDNS] = "rdns",
+        [CHK_DYNAMIC] = "dynamic",
+        [CHK_HELO] = "helo",
+        [CHK_SENDER_TLD] = "sender_tld",
+        [CHK_SENDER_MX] = "sender_mx",
+        [CHK_SPF] = "spf",
+        [CHK_PREGREET] = "pregreet",
+        [CHK_PIPELINING] = "pipelining",
+        [CHK_NULL_SENDER] = "null_sender",
+        [CHK_DSN] = "dsn",
+        [CHK_GREYLIST] = "greylist",
+        [CHK_SCANNER] = "scanner",
 };
 
 #define OFF(f) offsetof(struct config, f)
-#define SEC(n) ((uint64_t)(n) * 1000u)
+#define SEC(n) ((uint64_t)(n)*1000u)
 #define DAY SEC(86400)
-#define ACTION_KEY(name, id)                                                 \
-	{                                                                    \
-		.key = "action_" name, .type = CT_ACTION, .def = "reject",   \
-		.off = OFF(actions[id])                                      \
+#define ACTION_KEY(name, id)                                                   \
+	{                                                                      \
+		.key = "action_" name, .type = CT_ACTION, .def = "reject",     \
+		.off = OFF(actions[id])                                        \
 	}
 
 /* The one table: SPEC.md 3 order, then the action_* keys, then ours. */
+/* clang-format off */
 static const struct config_key config_keys[] = {
 	{.key = "listen", .type = CT_LISTEN, .def = "0.0.0.0:25",
 	 .off = OFF(listen)},
@@ -183,12 +190,14 @@ static const struct config_key config_keys[] = {
 	{.key = "tld_list", .type = CT_PATH, .off = OFF(tld_list)},
 };
 
+/* clang-format on */
+
 #define N_KEYS ARRAY_LEN(config_keys)
 
 /* What a parse step needs to report and resolve. */
 struct config_ctx {
-	const char *path;	/* the config file */
-	const char *dir;	/* its directory, for relative paths */
+	const char *path; /* the config file */
+	const char *dir;  /* its directory, for relative paths */
 	unsigned line;
 	char *err;
 	size_t errlen;
@@ -205,7 +214,7 @@ config_err(struct config_ctx *ctx, const char *fmt, ...)
 	vsnprintf(what, sizeof(what), fmt, ap);
 	va_end(ap);
 	snprintf(ctx->err, ctx->errlen, "%s:%u: %s", ctx->path, ctx->line,
-		 what);
+	         what);
 	return -EINVAL;
 }
 
@@ -477,7 +486,7 @@ config_free_strlist(struct strlist *sl)
 /* config_format_sockaddr - "a.b.c.d:p" or "[v6]:p" for the c-ares csv */
 static void
 config_format_sockaddr(const struct sockaddr_storage *ss, char *out,
-		       size_t outlen)
+                       size_t outlen)
 {
 	char a[INET6_ADDRSTRLEN];
 
@@ -497,7 +506,7 @@ config_format_sockaddr(const struct sockaddr_storage *ss, char *out,
 /* config_set - parse value (trimmed, may be "") for key k into c */
 static int
 config_set(struct config *c, const struct config_key *k, char *value,
-	   struct config_ctx *ctx)
+           struct config_ctx *ctx)
 {
 	char *field = (char *)c + k->off;
 	char shown[128];
@@ -511,12 +520,16 @@ config_set(struct config *c, const struct config_key *k, char *value,
 	case CT_PATH:
 	case CT_HOSTNAME:
 		if (strpbrk(value, " \t") != NULL)
-			return config_err(ctx, "bad value \"%s\" for %s: "
-					  "one word expected", shown, k->key);
+			return config_err(ctx,
+			                  "bad value \"%s\" for %s: "
+			                  "one word expected",
+			                  shown, k->key);
 		if (k->type == CT_HOSTNAME) {
 			if (!config_is_hostname(value))
-				return config_err(ctx, "bad host name \"%s\" "
-						  "for %s", shown, k->key);
+				return config_err(ctx,
+				                  "bad host name \"%s\" "
+				                  "for %s",
+				                  shown, k->key);
 			config_set_str((char **)field, value);
 			util_lowercase(*(char **)field);
 		} else if (*value == '\0') {
@@ -529,20 +542,22 @@ config_set(struct config *c, const struct config_key *k, char *value,
 		}
 		return 0;
 
-	case CT_UINT:
-		{
-			const char *end;
+	case CT_UINT: {
+		const char *end;
 
-			if (config_parse_uint(value, &v, &end) != 0 ||
-			    *end != '\0')
-				return config_err(ctx, "bad number \"%s\" for "
-						  "%s", shown, k->key);
-		}
+		if (config_parse_uint(value, &v, &end) != 0 || *end != '\0')
+			return config_err(ctx,
+			                  "bad number \"%s\" for "
+			                  "%s",
+			                  shown, k->key);
+	}
 		if (v < k->min || v > k->max)
-			return config_err(ctx, "%s = %s out of range "
-					  "(%llu..%llu)", k->key, shown,
-					  (unsigned long long)k->min,
-					  (unsigned long long)k->max);
+			return config_err(ctx,
+			                  "%s = %s out of range "
+			                  "(%llu..%llu)",
+			                  k->key, shown,
+			                  (unsigned long long)k->min,
+			                  (unsigned long long)k->max);
 		*(unsigned *)field = (unsigned)v;
 		return 0;
 
@@ -550,12 +565,14 @@ config_set(struct config *c, const struct config_key *k, char *value,
 	case CT_SEC:
 		if (config_parse_duration_ms(value, &v) != 0)
 			return config_err(ctx, "bad duration \"%s\" for %s",
-					  shown, k->key);
+			                  shown, k->key);
 		if (v < k->min || v > k->max)
-			return config_err(ctx, "%s = %s out of range "
-					  "(%llums..%llums)", k->key, shown,
-					  (unsigned long long)k->min,
-					  (unsigned long long)k->max);
+			return config_err(ctx,
+			                  "%s = %s out of range "
+			                  "(%llums..%llums)",
+			                  k->key, shown,
+			                  (unsigned long long)k->min,
+			                  (unsigned long long)k->max);
 		if (k->type == CT_MS)
 			*(unsigned *)field = (unsigned)v;
 		else
@@ -565,10 +582,10 @@ config_set(struct config *c, const struct config_key *k, char *value,
 	case CT_SIZE:
 		if (config_parse_size(value, &v) != 0)
 			return config_err(ctx, "bad size \"%s\" for %s", shown,
-					  k->key);
+			                  k->key);
 		if (v < k->min || v > k->max)
 			return config_err(ctx, "%s = %s out of range", k->key,
-					  shown);
+			                  shown);
 		*(uint64_t *)field = v;
 		return 0;
 
@@ -577,11 +594,13 @@ config_set(struct config *c, const struct config_key *k, char *value,
 		    !strcmp(value, "true") || !strcmp(value, "1"))
 			*(bool *)field = true;
 		else if (!strcmp(value, "no") || !strcmp(value, "off") ||
-			 !strcmp(value, "false") || !strcmp(value, "0"))
+		         !strcmp(value, "false") || !strcmp(value, "0"))
 			*(bool *)field = false;
 		else
-			return config_err(ctx, "bad value \"%s\" for %s "
-					  "(yes|no)", shown, k->key);
+			return config_err(ctx,
+			                  "bad value \"%s\" for %s "
+			                  "(yes|no)",
+			                  shown, k->key);
 		return 0;
 
 	case CT_ACTION:
@@ -590,8 +609,10 @@ config_set(struct config *c, const struct config_key *k, char *value,
 				*(enum action *)field = (enum action)i;
 				return 0;
 			}
-		return config_err(ctx, "bad action \"%s\" for %s "
-				  "(reject|tempfail|log|off)", shown, k->key);
+		return config_err(ctx,
+		                  "bad action \"%s\" for %s "
+		                  "(reject|tempfail|log|off)",
+		                  shown, k->key);
 
 	case CT_ENUM:
 		for (i = 0; k->names[i] != NULL; i++)
@@ -608,146 +629,162 @@ config_set(struct config *c, const struct config_key *k, char *value,
 				strcat(want, k->names[i]);
 			}
 			return config_err(ctx, "bad value \"%s\" for %s (%s)",
-					  shown, k->key, want);
+			                  shown, k->key, want);
 		}
 
 	case CT_LISTEN:
 		n = config_words(value, words, CONFIG_MAX_LISTEN);
 		if (n == -E2BIG)
-			return config_err(ctx, "too many addresses for %s "
-					  "(at most %d)", k->key,
-					  CONFIG_MAX_LISTEN);
+			return config_err(ctx,
+			                  "too many addresses for %s "
+			                  "(at most %d)",
+			                  k->key, CONFIG_MAX_LISTEN);
 		if (n == 0)
 			return config_err(ctx, "%s needs at least one address",
-					  k->key);
+			                  k->key);
 		for (i = 0; i < n; i++)
 			if (sockaddr_parse(&c->listen[i], words[i], 25) != 0)
-				return config_err(ctx, "bad address \"%s\" for "
-						  "%s", config_shown(words[i],
-						  shown, sizeof(shown)), k->key);
+				return config_err(ctx,
+				                  "bad address \"%s\" for "
+				                  "%s",
+				                  config_shown(words[i], shown,
+				                               sizeof(shown)),
+				                  k->key);
 		c->n_listen = n;
 		return 0;
 
 	case CT_SOCKADDR:
 		if (*value == '\0' || strpbrk(value, " \t") != NULL ||
 		    sockaddr_parse((struct sockaddr_storage *)field, value,
-				   25) != 0)
+		                   25) != 0)
 			return config_err(ctx, "bad address \"%s\" for %s",
-					  shown, k->key);
+			                  shown, k->key);
 		return 0;
 
-	case CT_DOMAINS:
-		{
-			struct strlist *sl = (struct strlist *)field;
+	case CT_DOMAINS: {
+		struct strlist *sl = (struct strlist *)field;
 
-			config_free_strlist(sl);
-			n = config_words(value, words, ARRAY_LEN(words));
-			if (n < 0)
-				return config_err(ctx, "too many domains for "
-						  "%s (at most %zu)", k->key,
-						  ARRAY_LEN(words));
-			for (i = 0; i < n; i++)
-				if (!config_is_hostname(words[i]))
-					return config_err(ctx, "bad domain "
-						"\"%s\" for %s", config_shown(
-						words[i], shown, sizeof(shown)),
-						k->key);
-			sl->v = xcalloc((size_t)n + 1, sizeof(char *));
-			for (i = 0; i < n; i++) {
-				sl->v[i] = xstrdup(words[i]);
-				util_lowercase(sl->v[i]);
-			}
-			sl->n = n;
-			return 0;
+		config_free_strlist(sl);
+		n = config_words(value, words, ARRAY_LEN(words));
+		if (n < 0)
+			return config_err(ctx,
+			                  "too many domains for "
+			                  "%s (at most %zu)",
+			                  k->key, ARRAY_LEN(words));
+		for (i = 0; i < n; i++)
+			if (!config_is_hostname(words[i]))
+				return config_err(ctx,
+				                  "bad domain "
+				                  "\"%s\" for %s",
+				                  config_shown(words[i], shown,
+				                               sizeof(shown)),
+				                  k->key);
+		sl->v = xcalloc((size_t)n + 1, sizeof(char *));
+		for (i = 0; i < n; i++) {
+			sl->v[i] = xstrdup(words[i]);
+			util_lowercase(sl->v[i]);
 		}
+		sl->n = n;
+		return 0;
+	}
 
 	case CT_IPS:
 		n = config_words(value, words, CONFIG_MAX_LOCAL_ADDR);
 		if (n < 0)
-			return config_err(ctx, "too many addresses for %s (at "
-					  "most %d)", k->key,
-					  CONFIG_MAX_LOCAL_ADDR);
+			return config_err(ctx,
+			                  "too many addresses for %s (at "
+			                  "most %d)",
+			                  k->key, CONFIG_MAX_LOCAL_ADDR);
 		for (i = 0; i < n; i++)
 			if (ipaddr_parse(&c->local_addresses[i], words[i]) != 0)
-				return config_err(ctx, "bad IP address \"%s\" "
-						  "for %s", config_shown(words[i],
-						  shown, sizeof(shown)), k->key);
+				return config_err(ctx,
+				                  "bad IP address \"%s\" "
+				                  "for %s",
+				                  config_shown(words[i], shown,
+				                               sizeof(shown)),
+				                  k->key);
 		c->n_local_addresses = n;
 		return 0;
 
-	case CT_DNS:
-		{
-			struct buf b = {0};
-			struct sockaddr_storage ss;
-			char one[INET6_ADDRSTRLEN + 10];
+	case CT_DNS: {
+		struct buf b = {0};
+		struct sockaddr_storage ss;
+		char one[INET6_ADDRSTRLEN + 10];
 
-			n = config_words(value, words, 8);
-			if (n < 0)
-				return config_err(ctx, "too many servers for "
-						  "%s (at most 8)", k->key);
-			for (i = 0; i < n; i++) {
-				if (sockaddr_parse(&ss, words[i], 53) != 0) {
-					buf_free(&b);
-					return config_err(ctx, "bad address "
-						"\"%s\" for %s", config_shown(
-						words[i], shown, sizeof(shown)),
-						k->key);
-				}
-				config_format_sockaddr(&ss, one, sizeof(one));
-				if (i > 0)
-					buf_append(&b, ",", 1);
-				buf_append(&b, one, strlen(one));
+		n = config_words(value, words, 8);
+		if (n < 0)
+			return config_err(ctx,
+			                  "too many servers for "
+			                  "%s (at most 8)",
+			                  k->key);
+		for (i = 0; i < n; i++) {
+			if (sockaddr_parse(&ss, words[i], 53) != 0) {
+				buf_free(&b);
+				return config_err(ctx,
+				                  "bad address "
+				                  "\"%s\" for %s",
+				                  config_shown(words[i], shown,
+				                               sizeof(shown)),
+				                  k->key);
 			}
-			free(c->dns_servers);
-			c->dns_servers = NULL;
-			if (n > 0) {
-				buf_append(&b, "", 1);
-				c->dns_servers = b.data; /* takes ownership */
-			}
-			return 0;
+			config_format_sockaddr(&ss, one, sizeof(one));
+			if (i > 0)
+				buf_append(&b, ",", 1);
+			buf_append(&b, one, strlen(one));
 		}
+		free(c->dns_servers);
+		c->dns_servers = NULL;
+		if (n > 0) {
+			buf_append(&b, "", 1);
+			c->dns_servers = b.data; /* takes ownership */
+		}
+		return 0;
+	}
 
 	case CT_DNSBL:
 		config_free_dnsbl(c);
 		n = config_words(value, words, ARRAY_LEN(words));
 		if (n < 0)
-			return config_err(ctx, "too many zones for %s (at most "
-					  "%zu)", k->key, ARRAY_LEN(words));
+			return config_err(ctx,
+			                  "too many zones for %s (at most "
+			                  "%zu)",
+			                  k->key, ARRAY_LEN(words));
 		c->dnsbl = xcalloc((size_t)n + 1, sizeof(struct dnsbl_zone));
 		for (i = 0; i < n; i++) {
-			if (config_parse_dnsbl_one(words[i],
-						   &c->dnsbl[i]) != 0)
-				return config_err(ctx, "bad dnsbl entry \"%s\" "
-						  "(want ZONE or ZONE=127.0.0.2,"
-						  "127.0.0.4..127.0.0.7)",
-						  config_shown(words[i], shown,
-						  sizeof(shown)));
+			if (config_parse_dnsbl_one(words[i], &c->dnsbl[i]) != 0)
+				return config_err(
+				        ctx,
+				        "bad dnsbl entry \"%s\" "
+				        "(want ZONE or ZONE=127.0.0.2,"
+				        "127.0.0.4..127.0.0.7)",
+				        config_shown(words[i], shown,
+				                     sizeof(shown)));
 			c->n_dnsbl = i + 1;
 		}
 		return 0;
 
-	case CT_SCANNER:
-		{
-			struct sockaddr_storage ss;
-			const char *colon = strchr(value, ':');
-			size_t plen = colon ? (size_t)(colon - value) : 0;
+	case CT_SCANNER: {
+		struct sockaddr_storage ss;
+		const char *colon = strchr(value, ':');
+		size_t plen = colon ? (size_t)(colon - value) : 0;
 
-			if (*value == '\0') {
-				config_set_str((char **)field, NULL);
-				return 0;
-			}
-			if (colon == NULL ||
-			    !((plen == 5 && !strncmp(value, "clamd", 5)) ||
-			      (plen == 5 && !strncmp(value, "spamd", 5)) ||
-			      (plen == 6 && !strncmp(value, "rspamd", 6))) ||
-			    sockaddr_parse(&ss, colon + 1, -1) != 0)
-				return config_err(ctx, "bad scanner \"%s\" (want "
-						  "clamd:HOST:PORT, spamd:HOST:"
-						  "PORT or rspamd:HOST:PORT)",
-						  shown);
-			config_set_str((char **)field, value);
+		if (*value == '\0') {
+			config_set_str((char **)field, NULL);
 			return 0;
 		}
+		if (colon == NULL ||
+		    !((plen == 5 && !strncmp(value, "clamd", 5)) ||
+		      (plen == 5 && !strncmp(value, "spamd", 5)) ||
+		      (plen == 6 && !strncmp(value, "rspamd", 6))) ||
+		    sockaddr_parse(&ss, colon + 1, -1) != 0)
+			return config_err(ctx,
+			                  "bad scanner \"%s\" (want "
+			                  "clamd:HOST:PORT, spamd:HOST:"
+			                  "PORT or rspamd:HOST:PORT)",
+			                  shown);
+		config_set_str((char **)field, value);
+		return 0;
+	}
 	}
 	return config_err(ctx, "internal error: key %s", k->key);
 }
@@ -838,14 +875,14 @@ config_unref(struct config *c)
 /* config_load_list - load one list file named by key (line in seen) */
 static int
 config_load_list(struct config_ctx *ctx, const char *key, const char *path,
-		 unsigned line, struct list **out)
+                 unsigned line, struct list **out)
 {
 	if (path == NULL)
 		return 0;
 	ctx->line = line;
 	if (access(path, R_OK) != 0)
 		return config_err(ctx, "cannot read %s file \"%s\": %s", key,
-				  path, strerror(errno));
+		                  path, strerror(errno));
 	*out = list_load(path, ctx->err, ctx->errlen);
 	return *out ? 0 : -EINVAL;
 }
@@ -853,14 +890,14 @@ config_load_list(struct config_ctx *ctx, const char *key, const char *path,
 /* config_check_file - a file named by key must be readable */
 static int
 config_check_file(struct config_ctx *ctx, const char *key, const char *path,
-		  unsigned line)
+                  unsigned line)
 {
 	if (path == NULL)
 		return 0;
 	ctx->line = line;
 	if (access(path, R_OK) != 0)
 		return config_err(ctx, "cannot read %s file \"%s\": %s", key,
-				  path, strerror(errno));
+		                  path, strerror(errno));
 	return 0;
 }
 
@@ -876,7 +913,7 @@ config_strip(char *s)
 			break;
 	*end = '\0';
 	while (end > s && (end[-1] == ' ' || end[-1] == '\t' ||
-			   end[-1] == '\r' || end[-1] == '\n'))
+	                   end[-1] == '\r' || end[-1] == '\n'))
 		*--end = '\0';
 	while (*s == ' ' || *s == '\t')
 		s++;
@@ -912,7 +949,7 @@ config_load(const char *path, char *err, size_t errlen)
 	f = fopen(path, "r");
 	if (f == NULL) {
 		snprintf(err, errlen, "%s: cannot open: %s", path,
-			 strerror(errno));
+		         strerror(errno));
 		return NULL;
 	}
 	dir = xstrdup(path);
@@ -944,7 +981,7 @@ config_load(const char *path, char *err, size_t errlen)
 		}
 		if (n > CONFIG_LINE_MAX) {
 			config_err(&ctx, "line too long (over %d bytes)",
-				   CONFIG_LINE_MAX);
+			           CONFIG_LINE_MAX);
 			goto fail;
 		}
 		s = config_strip(line);
@@ -953,7 +990,7 @@ config_load(const char *path, char *err, size_t errlen)
 		eq = strchr(s, '=');
 		if (eq == NULL) {
 			config_err(&ctx, "expected \"key = value\", got \"%s\"",
-				   config_shown(s, shown, sizeof(shown)));
+			           config_shown(s, shown, sizeof(shown)));
 			goto fail;
 		}
 		key = s;
@@ -971,12 +1008,14 @@ config_load(const char *path, char *err, size_t errlen)
 		k = config_find_key(key);
 		if (k == NULL) {
 			config_err(&ctx, "unknown key \"%s\"",
-				   config_shown(key, shown, sizeof(shown)));
+			           config_shown(key, shown, sizeof(shown)));
 			goto fail;
 		}
 		if (seen[k - config_keys] != 0) {
-			config_err(&ctx, "duplicate key \"%s\" (first set on "
-				   "line %u)", k->key, seen[k - config_keys]);
+			config_err(&ctx,
+			           "duplicate key \"%s\" (first set on "
+			           "line %u)",
+			           k->key, seen[k - config_keys]);
 			goto fail;
 		}
 		seen[k - config_keys] = ctx.line;
@@ -993,26 +1032,26 @@ config_load(const char *path, char *err, size_t errlen)
 	for (i = 0; i < N_KEYS; i++)
 		if (config_keys[i].required && seen[i] == 0) {
 			config_err(&ctx, "missing required key \"%s\"",
-				   config_keys[i].key);
+			           config_keys[i].key);
 			goto fail;
 		}
 	if ((c->tls_cert == NULL) != (c->tls_key == NULL)) {
-		ctx.line = config_line_of(seen, c->tls_cert ? "tls_cert"
-							    : "tls_key");
+		ctx.line = config_line_of(seen,
+		                          c->tls_cert ? "tls_cert" : "tls_key");
 		config_err(&ctx, "tls_cert and tls_key must be set together");
 		goto fail;
 	}
 	if (config_load_list(&ctx, "allowlist", c->allowlist_path,
-			     config_line_of(seen, "allowlist"), &c->allow) ||
+	                     config_line_of(seen, "allowlist"), &c->allow) ||
 	    config_load_list(&ctx, "blocklist", c->blocklist_path,
-			     config_line_of(seen, "blocklist"), &c->block) ||
+	                     config_line_of(seen, "blocklist"), &c->block) ||
 	    config_load_list(&ctx, "recipients", c->recipients_path,
-			     config_line_of(seen, "recipients"),
-			     &c->recipients) ||
+	                     config_line_of(seen, "recipients"),
+	                     &c->recipients) ||
 	    config_check_file(&ctx, "dynamic_patterns", c->dynamic_patterns,
-			      config_line_of(seen, "dynamic_patterns")) ||
+	                      config_line_of(seen, "dynamic_patterns")) ||
 	    config_check_file(&ctx, "tld_list", c->tld_list,
-			      config_line_of(seen, "tld_list")))
+	                      config_line_of(seen, "tld_list")))
 		goto fail;
 
 	free(line);

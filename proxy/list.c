@@ -41,7 +41,7 @@
 struct list_net {
 	uint8_t family; /* AF_INET or AF_INET6 */
 	uint8_t plen;
-	uint8_t a[16];	/* network, host bits zero; 4 bytes used for v4 */
+	uint8_t a[16]; /* network, host bits zero; 4 bytes used for v4 */
 };
 
 struct list_strv {
@@ -54,7 +54,7 @@ struct list {
 	size_t n_nets, cap_nets;
 	unsigned plen_count4[33];  /* entries per v4 prefix length */
 	unsigned plen_count6[129]; /* entries per v6 prefix length */
-	struct list_strv addrs;	   /* "local@domain", lower case */
+	struct list_strv addrs;    /* "local@domain", lower case */
 	struct list_strv domains;  /* "domain" of "@domain", lower case */
 };
 
@@ -209,7 +209,7 @@ static unsigned *
 list_count(struct list *l, const struct list_net *n)
 {
 	return n->family == AF_INET ? &l->plen_count4[n->plen]
-				    : &l->plen_count6[n->plen];
+	                            : &l->plen_count6[n->plen];
 }
 
 /* list_is_domain - letters, digits, '-', '_' labels joined by dots */
@@ -358,7 +358,7 @@ list_add_entry(struct list *l, const struct list_entry *e)
 		l->nets = xrealloc(l->nets, l->cap_nets * sizeof(*l->nets));
 	}
 	memmove(l->nets + i + 1, l->nets + i,
-		(l->n_nets - i) * sizeof(*l->nets));
+	        (l->n_nets - i) * sizeof(*l->nets));
 	l->nets[i] = e->net;
 	l->n_nets++;
 	(*list_count(l, &e->net))++;
@@ -399,7 +399,7 @@ list_del(struct list *l, const char *entry)
 		return -ENOENT;
 	(*list_count(l, &e.net))--;
 	memmove(l->nets + i, l->nets + i + 1,
-		(l->n_nets - i - 1) * sizeof(*l->nets));
+	        (l->n_nets - i - 1) * sizeof(*l->nets));
 	l->n_nets--;
 	return 0;
 }
@@ -507,8 +507,7 @@ list_net_format(const struct list_net *n, char *out, size_t outlen)
 
 /* list_foreach - fn(text, arg) for nets, then addresses, then "@domains" */
 void
-list_foreach(const struct list *l, void (*fn)(const char *, void *),
-	     void *arg)
+list_foreach(const struct list *l, void (*fn)(const char *, void *), void *arg)
 {
 	char text[LIST_LINE_MAX + 2];
 	size_t i;
@@ -560,7 +559,7 @@ list_load(const char *path, char *err, size_t errlen)
 	f = fopen(path, "r");
 	if (f == NULL) {
 		snprintf(err, errlen, "%s: cannot open: %s", path,
-			 strerror(errno));
+		         strerror(errno));
 		return NULL;
 	}
 	l = list_new();
@@ -572,7 +571,7 @@ list_load(const char *path, char *err, size_t errlen)
 		lineno++;
 		if ((size_t)n != strlen(line)) {
 			snprintf(err, errlen, "%s:%u: NUL byte in line", path,
-				 lineno);
+			         lineno);
 			goto fail;
 		}
 		/* Cut the comment: '#' at the start or after white space. */
@@ -582,7 +581,7 @@ list_load(const char *path, char *err, size_t errlen)
 				break;
 		*end = '\0';
 		while (end > s && (end[-1] == ' ' || end[-1] == '\t' ||
-				   end[-1] == '\n' || end[-1] == '\r'))
+		                   end[-1] == '\n' || end[-1] == '\r'))
 			*--end = '\0';
 		while (*s == ' ' || *s == '\t')
 			s++;
@@ -592,14 +591,14 @@ list_load(const char *path, char *err, size_t errlen)
 		list_err_entry(shown, sizeof(shown), tok);
 		if (strpbrk(tok, " \t") != NULL || list_parse(tok, e) != 0) {
 			snprintf(err, errlen, "%s:%u: bad entry \"%s\"", path,
-				 lineno, shown);
+			         lineno, shown);
 			goto fail;
 		}
 		list_add_entry(l, e);
 	}
 	if (ferror(f)) {
 		snprintf(err, errlen, "%s:%u: read error: %s", path, lineno + 1,
-			 strerror(errno));
+		         strerror(errno));
 		goto fail;
 	}
 	free(line);

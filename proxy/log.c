@@ -73,11 +73,12 @@ log_vwrite(int prio, const char *level, const char *fmt, va_list ap)
 	}
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
-	n = snprintf(line, sizeof(line),
-		     "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ mailmoat[%ld]: %s %s\n",
-		     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-		     tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000L,
-		     (long)getpid(), level, msg);
+	n = snprintf(
+	        line, sizeof(line),
+	        "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ mailmoat[%ld]: %s %s\n",
+	        tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+	        tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000L, (long)getpid(),
+	        level, msg);
 	if (n < 0)
 		goto out;
 	if ((size_t)n >= sizeof(line)) {

@@ -229,8 +229,7 @@ util_parse_port(const char *s)
  * mandatory).  Numeric addresses only.  0 or -EINVAL.
  */
 int
-sockaddr_parse(struct sockaddr_storage *ss, const char *text,
-	       int default_port)
+sockaddr_parse(struct sockaddr_storage *ss, const char *text, int default_port)
 {
 	char host[INET6_ADDRSTRLEN + 8];
 	const char *port = NULL;

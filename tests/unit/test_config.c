@@ -93,68 +93,71 @@ test_full(void)
 	write_file("tlds.txt", "COM\nORG\n");
 	write_file("dyn.txt", "dip\n");
 	c = load_text(
-		"# the SPEC.md example\n"
-		"listen            = 0.0.0.0:25 [::]:25\n"
-		"backend           = 192.168.1.10:25       # the internal mail server\n"
-		"transparent       = off                   # off | redirect | tproxy\n"
-		"hostname          = MX.Example.com\n"
-		"local_domains     = example.com Example.ORG\n"
-		"local_addresses   = 203.0.113.5 2001:db8::5\n"
-		"recipients        = recipients   # relative to the config\n"
-		"recipient_verify  = both\n"
-		"dns_servers       = 127.0.0.1:53 [::1]:5353 127.0.0.2\n"
-		"dns_timeout       = 7s\n"
-		"dnsbl             = zen.spamhaus.org bl.spamcop.net=127.0.0.2..127.0.0.11,127.0.0.20\n"
-		"allowlist         = allow\n"
-		"blocklist         = BLOCKPATH\n"
-		"greet_pause       = 4s\n"
-		"greylist_delay    = 6m\n"
-		"greylist_window   = 3d\n"
-		"greylist_lifetime = 11d\n"
-		"greylist_auto_allow = 7\n"
-		"backscatter_block = 5d\n"
-		"state_dir         = /data/mailmoat2\n"
-		"state_flush       = 90\n"
-		"control_socket    = /run/mm.sock\n"
-		"max_connections   = 500\n"
-		"max_per_ip        = 3\n"
-		"message_size_limit = 10M\n"
-		"tls_cert          = /data/tls/cert.pem    # STARTTLS\n"
-		"tls_key           = /data/tls/key.pem\n"
-		"scanner           = clamd:192.168.1.20:3310\n"
-		"action_dnsbl      = reject\n"
-		"action_rdns       = tempfail\n"
-		"action_dynamic    = log\n"
-		"action_helo       = off\n"
-		"action_sender_tld = log\n"
-		"action_sender_mx  = tempfail\n"
-		"action_spf        = off\n"
-		"action_pregreet   = log\n"
-		"action_pipelining = off\n"
-		"action_null_sender = tempfail\n"
-		"action_dsn        = log\n"
-		"action_greylist   = off\n"
-		"action_scanner    = log\n"
-		"max_backend_connections = 7\n"
-		"max_recipients    = 50\n"
-		"timeout_command   = 1m\n"
-		"timeout_data      = 2m\n"
-		"timeout_backend   = 30s\n"
-		"helo_resolve      = yes\n"
-		"sender_mx         = mx-or-a\n"
-		"spf_softfail      = reject\n"
-		"spf_neutral       = log\n"
-		"spf_permerror     = tempfail\n"
-		"dynamic_patterns  = dyn.txt\n"
-		"tld_list          = tlds.txt\n",
-		err, sizeof(err));
+	        "# the SPEC.md example\n"
+	        "listen            = 0.0.0.0:25 [::]:25\n"
+	        "backend           = 192.168.1.10:25       # the internal mail "
+	        "server\n"
+	        "transparent       = off                   # off | redirect | "
+	        "tproxy\n"
+	        "hostname          = MX.Example.com\n"
+	        "local_domains     = example.com Example.ORG\n"
+	        "local_addresses   = 203.0.113.5 2001:db8::5\n"
+	        "recipients        = recipients   # relative to the config\n"
+	        "recipient_verify  = both\n"
+	        "dns_servers       = 127.0.0.1:53 [::1]:5353 127.0.0.2\n"
+	        "dns_timeout       = 7s\n"
+	        "dnsbl             = zen.spamhaus.org "
+	        "bl.spamcop.net=127.0.0.2..127.0.0.11,127.0.0.20\n"
+	        "allowlist         = allow\n"
+	        "blocklist         = BLOCKPATH\n"
+	        "greet_pause       = 4s\n"
+	        "greylist_delay    = 6m\n"
+	        "greylist_window   = 3d\n"
+	        "greylist_lifetime = 11d\n"
+	        "greylist_auto_allow = 7\n"
+	        "backscatter_block = 5d\n"
+	        "state_dir         = /data/mailmoat2\n"
+	        "state_flush       = 90\n"
+	        "control_socket    = /run/mm.sock\n"
+	        "max_connections   = 500\n"
+	        "max_per_ip        = 3\n"
+	        "message_size_limit = 10M\n"
+	        "tls_cert          = /data/tls/cert.pem    # STARTTLS\n"
+	        "tls_key           = /data/tls/key.pem\n"
+	        "scanner           = clamd:192.168.1.20:3310\n"
+	        "action_dnsbl      = reject\n"
+	        "action_rdns       = tempfail\n"
+	        "action_dynamic    = log\n"
+	        "action_helo       = off\n"
+	        "action_sender_tld = log\n"
+	        "action_sender_mx  = tempfail\n"
+	        "action_spf        = off\n"
+	        "action_pregreet   = log\n"
+	        "action_pipelining = off\n"
+	        "action_null_sender = tempfail\n"
+	        "action_dsn        = log\n"
+	        "action_greylist   = off\n"
+	        "action_scanner    = log\n"
+	        "max_backend_connections = 7\n"
+	        "max_recipients    = 50\n"
+	        "timeout_command   = 1m\n"
+	        "timeout_data      = 2m\n"
+	        "timeout_backend   = 30s\n"
+	        "helo_resolve      = yes\n"
+	        "sender_mx         = mx-or-a\n"
+	        "spf_softfail      = reject\n"
+	        "spf_neutral       = log\n"
+	        "spf_permerror     = tempfail\n"
+	        "dynamic_patterns  = dyn.txt\n"
+	        "tld_list          = tlds.txt\n",
+	        err, sizeof(err));
 	/* The text above names BLOCKPATH: it must fail with that key. */
 	t_begin("full: missing list file is an error at its line");
 	T_CHECK(c == NULL, "loaded with a missing blocklist");
 	snprintf(want, sizeof(want),
-		 "%s:14: cannot read blocklist file \"%s\": No such file or "
-		 "directory",
-		 tmp_path("mailmoat.conf"), tmp_path("BLOCKPATH"));
+	         "%s:14: cannot read blocklist file \"%s\": No such file or "
+	         "directory",
+	         tmp_path("mailmoat.conf"), tmp_path("BLOCKPATH"));
 	T_STREQ(err, want);
 	t_end();
 	config_unref(c);
@@ -195,16 +198,15 @@ test_full(void)
 	T_STREQ(c->recipients_path, tmp_path("recipients"));
 	T_CHECK(c->recipients != NULL, "recipients not loaded");
 	T_CHECK(list_match_addr(c->recipients, "anyone@example.com"),
-		"@example.com");
+	        "@example.com");
 	T_CHECK(list_match_addr(c->recipients, "Boss@example.org"), "boss");
-	T_CHECK(!list_match_addr(c->recipients, "other@example.org"),
-		"other");
+	T_CHECK(!list_match_addr(c->recipients, "other@example.org"), "other");
 	T_INTEQ(c->recipient_verify, RCPT_VERIFY_BOTH);
 	t_end();
 
 	t_begin("full: dns_servers csv, dns_timeout");
 	T_STREQ(c->dns_servers ? c->dns_servers : "(null)",
-		"127.0.0.1:53,[::1]:5353,127.0.0.2:53");
+	        "127.0.0.1:53,[::1]:5353,127.0.0.2:53");
 	T_INTEQ(c->dns_timeout_ms, 7000);
 	t_end();
 
@@ -227,7 +229,7 @@ test_full(void)
 	ipaddr_parse(&ip, "198.51.100.7");
 	T_CHECK(c->allow && list_match_ip(c->allow, &ip), "allow ip");
 	T_CHECK(c->allow && list_match_addr(c->allow, "x@friend.example"),
-		"allow @domain");
+	        "allow @domain");
 	ipaddr_parse(&ip, "203.0.113.66");
 	T_CHECK(c->block && list_match_ip(c->block, &ip), "block ip");
 	t_end();
@@ -261,16 +263,17 @@ test_full(void)
 	t_begin("full: actions");
 	{
 		static const enum action want_act[CHK_COUNT] = {
-			ACT_REJECT, ACT_TEMPFAIL, ACT_LOG, ACT_OFF, ACT_LOG,
-			ACT_TEMPFAIL, ACT_OFF, ACT_LOG, ACT_OFF, ACT_TEMPFAIL,
-			ACT_LOG, ACT_OFF, ACT_LOG};
+		        ACT_REJECT, ACT_TEMPFAIL, ACT_LOG, ACT_OFF,
+		        ACT_LOG,    ACT_TEMPFAIL, ACT_OFF, ACT_LOG,
+		        ACT_OFF,    ACT_TEMPFAIL, ACT_LOG, ACT_OFF,
+		        ACT_LOG};
 
 		for (i = 0; i < CHK_COUNT; i++)
 			T_CHECK(c->actions[i] == want_act[i],
-				"action_%s: got %s, want %s",
-				config_check_name(i),
-				config_action_name(c->actions[i]),
-				config_action_name(want_act[i]));
+			        "action_%s: got %s, want %s",
+			        config_check_name(i),
+			        config_action_name(c->actions[i]),
+			        config_action_name(want_act[i]));
 	}
 	t_end();
 
@@ -316,7 +319,7 @@ test_defaults(void)
 	T_INTEQ(c->local_domains.n, 0);
 	T_INTEQ(c->n_local_addresses, 0);
 	T_CHECK(c->recipients_path == NULL && c->recipients == NULL,
-		"recipients");
+	        "recipients");
 	T_INTEQ(c->recipient_verify, RCPT_VERIFY_LIST);
 	T_CHECK(c->dns_servers == NULL, "dns_servers");
 	T_INTEQ(c->dns_timeout_ms, 5000);
@@ -338,7 +341,8 @@ test_defaults(void)
 	T_CHECK(c->scanner == NULL, "scanner");
 	for (i = 0; i < CHK_COUNT; i++)
 		T_CHECK(c->actions[i] == ACT_REJECT, "action_%s: %s",
-			config_check_name(i), config_action_name(c->actions[i]));
+		        config_check_name(i),
+		        config_action_name(c->actions[i]));
 	t_end();
 	t_begin("defaults: ours");
 	T_INTEQ(c->max_backend_connections, 20);
@@ -352,7 +356,7 @@ test_defaults(void)
 	T_INTEQ(c->spf_neutral, ACT_OFF);
 	T_INTEQ(c->spf_permerror, ACT_LOG);
 	T_CHECK(c->dynamic_patterns == NULL && c->tld_list == NULL,
-		"pattern files");
+	        "pattern files");
 	t_end();
 	config_unref(c);
 }
@@ -366,120 +370,133 @@ test_errors(void)
 		const char *text;
 		const char *want; /* after "PATH:" */
 	} cases[] = {
-		{"unknown key", B "# ok\nfoo = bar\n", "3: unknown key \"foo\""},
-		{"unknown key case", B "Listen = 0.0.0.0:25\n",
-		 "2: unknown key \"Listen\""},
-		{"missing backend", "listen = 0.0.0.0:25\n# end\n",
-		 "2: missing required key \"backend\""},
-		{"empty file", "", "1: missing required key \"backend\""},
-		{"duplicate key", B "greet_pause = 1s\ngreet_pause = 2s\n",
-		 "3: duplicate key \"greet_pause\" (first set on line 2)"},
-		{"duplicate backend", B B, "2: duplicate key \"backend\" (first "
-					   "set on line 1)"},
-		{"no equals", B "greet_pause 3s\n",
-		 "2: expected \"key = value\", got \"greet_pause 3s\""},
-		{"no key", B "= 3\n", "2: missing key before '='"},
-		{"bad duration suffix", B "greet_pause = 5x\n",
-		 "2: bad duration \"5x\" for greet_pause"},
-		{"bad duration empty", B "greet_pause =\n",
-		 "2: bad duration \"\" for greet_pause"},
-		{"bad duration negative", B "greylist_delay = -5m\n",
-		 "2: bad duration \"-5m\" for greylist_delay"},
-		{"bad duration two words", B "greylist_delay = 5 m\n",
-		 "2: bad duration \"5 m\" for greylist_delay"},
-		{"bad duration float", B "dns_timeout = 1.5s\n",
-		 "2: bad duration \"1.5s\" for dns_timeout"},
-		{"duration overflow", B "greylist_delay = 99999999999999999999d\n",
-		 "2: bad duration \"99999999999999999999d\" for greylist_delay"},
-		{"duration out of range", B "dns_timeout = 50ms\n",
-		 "2: dns_timeout = 50ms out of range (100ms..300000ms)"},
-		{"bad size", B "message_size_limit = 10X\n",
-		 "2: bad size \"10X\" for message_size_limit"},
-		{"bad size MB", B "message_size_limit = 10MB\n",
-		 "2: bad size \"10MB\" for message_size_limit"},
-		{"size out of range", B "message_size_limit = 2048G\n",
-		 "2: message_size_limit = 2048G out of range"},
-		{"bad number", B "max_connections = ten\n",
-		 "2: bad number \"ten\" for max_connections"},
-		{"number zero", B "max_per_ip = 0\n",
-		 "2: max_per_ip = 0 out of range (1..1000000)"},
-		{"max_recipients over cap", B "max_recipients = 101\n",
-		 "2: max_recipients = 101 out of range (1..100)"},
-		{"bad action", B "action_dnsbl = drop\n",
-		 "2: bad action \"drop\" for action_dnsbl "
-		 "(reject|tempfail|log|off)"},
-		{"action for unknown check", B "action_foo = reject\n",
-		 "2: unknown key \"action_foo\""},
-		{"bad spf action", B "spf_softfail = maybe\n",
-		 "2: bad action \"maybe\" for spf_softfail "
-		 "(reject|tempfail|log|off)"},
-		{"bad transparent", B "transparent = yes\n",
-		 "2: bad value \"yes\" for transparent (off|redirect|tproxy)"},
-		{"bad recipient_verify", B "recipient_verify = ldap\n",
-		 "2: bad value \"ldap\" for recipient_verify "
-		 "(list|backend|both)"},
-		{"bad sender_mx", B "sender_mx = a\n",
-		 "2: bad value \"a\" for sender_mx (mx|mx-or-a)"},
-		{"bad bool", B "helo_resolve = maybe\n",
-		 "2: bad value \"maybe\" for helo_resolve (yes|no)"},
-		{"bad listen address", B "listen = 0.0.0.0:25 mail.example:25\n",
-		 "2: bad address \"mail.example:25\" for listen"},
-		{"bad listen port", B "listen = 0.0.0.0:99999\n",
-		 "2: bad address \"0.0.0.0:99999\" for listen"},
-		{"empty listen", B "listen =\n",
-		 "2: listen needs at least one address"},
-		{"too many listen", B "listen = 127.0.0.1:1 127.0.0.1:2 "
-				      "127.0.0.1:3 127.0.0.1:4 127.0.0.1:5 "
-				      "127.0.0.1:6 127.0.0.1:7 127.0.0.1:8 "
-				      "127.0.0.1:9\n",
-		 "2: too many addresses for listen (at most 8)"},
-		{"bad backend", "backend = localhost:25\n",
-		 "1: bad address \"localhost:25\" for backend"},
-		{"two backends", "backend = 127.0.0.1:25 127.0.0.2:25\n",
-		 "1: bad address \"127.0.0.1:25 127.0.0.2:25\" for backend"},
-		{"bad hostname", B "hostname = mx..example.com\n",
-		 "2: bad host name \"mx..example.com\" for hostname"},
-		{"bad local domain", B "local_domains = example.com exa$mple.org\n",
-		 "2: bad domain \"exa$mple.org\" for local_domains"},
-		{"bad local address", B "local_addresses = 203.0.113.5 1.2.3\n",
-		 "2: bad IP address \"1.2.3\" for local_addresses"},
-		{"bad dns server", B "dns_servers = 127.0.0.1:53 dns.example\n",
-		 "2: bad address \"dns.example\" for dns_servers"},
-		{"bad dnsbl range order", B "dnsbl = zen.spamhaus.org=127.0.0.9..127.0.0.2\n",
-		 "2: bad dnsbl entry \"zen.spamhaus.org=127.0.0.9..127.0.0.2\" "
-		 "(want ZONE or ZONE=127.0.0.2,127.0.0.4..127.0.0.7)"},
-		{"bad dnsbl code", B "dnsbl = bl.example=127.0.0\n",
-		 "2: bad dnsbl entry \"bl.example=127.0.0\" "
-		 "(want ZONE or ZONE=127.0.0.2,127.0.0.4..127.0.0.7)"},
-		{"bad dnsbl empty codes", B "dnsbl = bl.example=\n",
-		 "2: bad dnsbl entry \"bl.example=\" "
-		 "(want ZONE or ZONE=127.0.0.2,127.0.0.4..127.0.0.7)"},
-		{"bad dnsbl double comma", B "dnsbl = bl.example=127.0.0.2,,127.0.0.3\n",
-		 "2: bad dnsbl entry \"bl.example=127.0.0.2,,127.0.0.3\" "
-		 "(want ZONE or ZONE=127.0.0.2,127.0.0.4..127.0.0.7)"},
-		{"bad dnsbl zone", B "dnsbl = bl..example\n",
-		 "2: bad dnsbl entry \"bl..example\" "
-		 "(want ZONE or ZONE=127.0.0.2,127.0.0.4..127.0.0.7)"},
-		{"too many dnsbl ranges", B "dnsbl = b.example=127.0.0.1,127.0.0.2,"
-		 "127.0.0.3,127.0.0.4,127.0.0.5,127.0.0.6,127.0.0.7,127.0.0.8,"
-		 "127.0.0.9\n",
-		 "2: bad dnsbl entry \"b.example=127.0.0.1,127.0.0.2,127.0.0.3,"
-		 "127.0.0.4,127.0.0.5,127.0.0.6,127.0.0.7,127.0.0.8,127.0.0.9\" "
-		 "(want ZONE or ZONE=127.0.0.2,127.0.0.4..127.0.0.7)"},
-		{"bad scanner kind", B "scanner = sophos:127.0.0.1:4010\n",
-		 "2: bad scanner \"sophos:127.0.0.1:4010\" (want clamd:HOST:PORT, "
-		 "spamd:HOST:PORT or rspamd:HOST:PORT)"},
-		{"scanner without port", B "scanner = clamd:127.0.0.1\n",
-		 "2: bad scanner \"clamd:127.0.0.1\" (want clamd:HOST:PORT, "
-		 "spamd:HOST:PORT or rspamd:HOST:PORT)"},
-		{"tls_cert without key", B "tls_cert = /x/cert.pem\n",
-		 "2: tls_cert and tls_key must be set together"},
-		{"path with space", B "state_dir = /data/my state\n",
-		 "2: bad value \"/data/my state\" for state_dir: one word "
-		 "expected"},
-		{"control chars shown", B "foo\x01 = 1\n",
-		 "2: unknown key \"foo?\""},
-		{"nul byte", B "greet_pause = 1\0s\n", "2: NUL byte in line"},
+	        {"unknown key", B "# ok\nfoo = bar\n",
+	         "3: unknown key \"foo\""},
+	        {"unknown key case", B "Listen = 0.0.0.0:25\n",
+	         "2: unknown key \"Listen\""},
+	        {"missing backend", "listen = 0.0.0.0:25\n# end\n",
+	         "2: missing required key \"backend\""},
+	        {"empty file", "", "1: missing required key \"backend\""},
+	        {"duplicate key", B "greet_pause = 1s\ngreet_pause = 2s\n",
+	         "3: duplicate key \"greet_pause\" (first set on line 2)"},
+	        {"duplicate backend", B B,
+	         "2: duplicate key \"backend\" (first "
+	         "set on line 1)"},
+	        {"no equals", B "greet_pause 3s\n",
+	         "2: expected \"key = value\", got \"greet_pause 3s\""},
+	        {"no key", B "= 3\n", "2: missing key before '='"},
+	        {"bad duration suffix", B "greet_pause = 5x\n",
+	         "2: bad duration \"5x\" for greet_pause"},
+	        {"bad duration empty", B "greet_pause =\n",
+	         "2: bad duration \"\" for greet_pause"},
+	        {"bad duration negative", B "greylist_delay = -5m\n",
+	         "2: bad duration \"-5m\" for greylist_delay"},
+	        {"bad duration two words", B "greylist_delay = 5 m\n",
+	         "2: bad duration \"5 m\" for greylist_delay"},
+	        {"bad duration float", B "dns_timeout = 1.5s\n",
+	         "2: bad duration \"1.5s\" for dns_timeout"},
+	        {"duration overflow",
+	         B "greylist_delay = 99999999999999999999d\n",
+	         "2: bad duration \"99999999999999999999d\" for "
+	         "greylist_delay"},
+	        {"duration out of range", B "dns_timeout = 50ms\n",
+	         "2: dns_timeout = 50ms out of range (100ms..300000ms)"},
+	        {"bad size", B "message_size_limit = 10X\n",
+	         "2: bad size \"10X\" for message_size_limit"},
+	        {"bad size MB", B "message_size_limit = 10MB\n",
+	         "2: bad size \"10MB\" for message_size_limit"},
+	        {"size out of range", B "message_size_limit = 2048G\n",
+	         "2: message_size_limit = 2048G out of range"},
+	        {"bad number", B "max_connections = ten\n",
+	         "2: bad number \"ten\" for max_connections"},
+	        {"number zero", B "max_per_ip = 0\n",
+	         "2: max_per_ip = 0 out of range (1..1000000)"},
+	        {"max_recipients over cap", B "max_recipients = 101\n",
+	         "2: max_recipients = 101 out of range (1..100)"},
+	        {"bad action", B "action_dnsbl = drop\n",
+	         "2: bad action \"drop\" for action_dnsbl "
+	         "(reject|tempfail|log|off)"},
+	        {"action for unknown check", B "action_foo = reject\n",
+	         "2: unknown key \"action_foo\""},
+	        {"bad spf action", B "spf_softfail = maybe\n",
+	         "2: bad action \"maybe\" for spf_softfail "
+	         "(reject|tempfail|log|off)"},
+	        {"bad transparent", B "transparent = yes\n",
+	         "2: bad value \"yes\" for transparent (off|redirect|tproxy)"},
+	        {"bad recipient_verify", B "recipient_verify = ldap\n",
+	         "2: bad value \"ldap\" for recipient_verify "
+	         "(list|backend|both)"},
+	        {"bad sender_mx", B "sender_mx = a\n",
+	         "2: bad value \"a\" for sender_mx (mx|mx-or-a)"},
+	        {"bad bool", B "helo_resolve = maybe\n",
+	         "2: bad value \"maybe\" for helo_resolve (yes|no)"},
+	        {"bad listen address",
+	         B "listen = 0.0.0.0:25 mail.example:25\n",
+	         "2: bad address \"mail.example:25\" for listen"},
+	        {"bad listen port", B "listen = 0.0.0.0:99999\n",
+	         "2: bad address \"0.0.0.0:99999\" for listen"},
+	        {"empty listen", B "listen =\n",
+	         "2: listen needs at least one address"},
+	        {"too many listen",
+	         B "listen = 127.0.0.1:1 127.0.0.1:2 "
+	           "127.0.0.1:3 127.0.0.1:4 127.0.0.1:5 "
+	           "127.0.0.1:6 127.0.0.1:7 127.0.0.1:8 "
+	           "127.0.0.1:9\n",
+	         "2: too many addresses for listen (at most 8)"},
+	        {"bad backend", "backend = localhost:25\n",
+	         "1: bad address \"localhost:25\" for backend"},
+	        {"two backends", "backend = 127.0.0.1:25 127.0.0.2:25\n",
+	         "1: bad address \"127.0.0.1:25 127.0.0.2:25\" for backend"},
+	        {"bad hostname", B "hostname = mx..example.com\n",
+	         "2: bad host name \"mx..example.com\" for hostname"},
+	        {"bad local domain",
+	         B "local_domains = example.com exa$mple.org\n",
+	         "2: bad domain \"exa$mple.org\" for local_domains"},
+	        {"bad local address", B "local_addresses = 203.0.113.5 1.2.3\n",
+	         "2: bad IP address \"1.2.3\" for local_addresses"},
+	        {"bad dns server", B "dns_servers = 127.0.0.1:53 dns.example\n",
+	         "2: bad address \"dns.example\" for dns_servers"},
+	        {"bad dnsbl range order",
+	         B "dnsbl = zen.spamhaus.org=127.0.0.9..127.0.0.2\n",
+	         "2: bad dnsbl entry \"zen.spamhaus.org=127.0.0.9..127.0.0.2\" "
+	         "(want ZONE or ZONE=127.0.0.2,127.0.0.4..127.0.0.7)"},
+	        {"bad dnsbl code", B "dnsbl = bl.example=127.0.0\n",
+	         "2: bad dnsbl entry \"bl.example=127.0.0\" "
+	         "(want ZONE or ZONE=127.0.0.2,127.0.0.4..127.0.0.7)"},
+	        {"bad dnsbl empty codes", B "dnsbl = bl.example=\n",
+	         "2: bad dnsbl entry \"bl.example=\" "
+	         "(want ZONE or ZONE=127.0.0.2,127.0.0.4..127.0.0.7)"},
+	        {"bad dnsbl double comma",
+	         B "dnsbl = bl.example=127.0.0.2,,127.0.0.3\n",
+	         "2: bad dnsbl entry \"bl.example=127.0.0.2,,127.0.0.3\" "
+	         "(want ZONE or ZONE=127.0.0.2,127.0.0.4..127.0.0.7)"},
+	        {"bad dnsbl zone", B "dnsbl = bl..example\n",
+	         "2: bad dnsbl entry \"bl..example\" "
+	         "(want ZONE or ZONE=127.0.0.2,127.0.0.4..127.0.0.7)"},
+	        {"too many dnsbl ranges",
+	         B
+	         "dnsbl = b.example=127.0.0.1,127.0.0.2,"
+	         "127.0.0.3,127.0.0.4,127.0.0.5,127.0.0.6,127.0.0.7,127.0.0.8,"
+	         "127.0.0.9\n",
+	         "2: bad dnsbl entry \"b.example=127.0.0.1,127.0.0.2,127.0.0.3,"
+	         "127.0.0.4,127.0.0.5,127.0.0.6,127.0.0.7,127.0.0.8,127.0.0."
+	         "9\" "
+	         "(want ZONE or ZONE=127.0.0.2,127.0.0.4..127.0.0.7)"},
+	        {"bad scanner kind", B "scanner = sophos:127.0.0.1:4010\n",
+	         "2: bad scanner \"sophos:127.0.0.1:4010\" (want "
+	         "clamd:HOST:PORT, "
+	         "spamd:HOST:PORT or rspamd:HOST:PORT)"},
+	        {"scanner without port", B "scanner = clamd:127.0.0.1\n",
+	         "2: bad scanner \"clamd:127.0.0.1\" (want clamd:HOST:PORT, "
+	         "spamd:HOST:PORT or rspamd:HOST:PORT)"},
+	        {"tls_cert without key", B "tls_cert = /x/cert.pem\n",
+	         "2: tls_cert and tls_key must be set together"},
+	        {"path with space", B "state_dir = /data/my state\n",
+	         "2: bad value \"/data/my state\" for state_dir: one word "
+	         "expected"},
+	        {"control chars shown", B "foo\x01 = 1\n",
+	         "2: unknown key \"foo?\""},
+	        {"nul byte", B "greet_pause = 1\0s\n", "2: NUL byte in line"},
 	};
 	char err[512], want[600], name[128];
 	size_t i;
@@ -498,13 +515,13 @@ test_errors(void)
 			fwrite(nul, 1, sizeof(nul) - 1, f);
 			fclose(f);
 			c = config_load(tmp_path("mailmoat.conf"), err,
-					sizeof(err));
+			                sizeof(err));
 		} else {
 			c = load_text(cases[i].text, err, sizeof(err));
 		}
 		T_CHECK(c == NULL, "loaded, want an error");
 		snprintf(want, sizeof(want), "%s:%s", tmp_path("mailmoat.conf"),
-			 cases[i].want);
+		         cases[i].want);
 		T_STREQ(err, want);
 		config_unref(c);
 		t_end();
@@ -520,10 +537,10 @@ test_values(void)
 
 	t_begin("durations: 30, 30s, 500ms, 5m, 2h, 1d, 0");
 	c = load_text(B "greet_pause = 30\ndns_timeout = 500ms\n"
-			"greylist_delay = 2h\ngreylist_window = 1d\n"
-			"timeout_command = 5m\nbackscatter_block = 0\n"
-			"state_flush = 30s\n",
-		      err, sizeof(err));
+	                "greylist_delay = 2h\ngreylist_window = 1d\n"
+	                "timeout_command = 5m\nbackscatter_block = 0\n"
+	                "state_flush = 30s\n",
+	              err, sizeof(err));
 	T_CHECK(c != NULL, "%s", err);
 	if (c) {
 		T_INTEQ(c->greet_pause_ms, 30000);
@@ -543,23 +560,24 @@ test_values(void)
 			const char *in;
 			uint64_t want;
 		} sz[] = {{"0", 0},
-			  {"1000", 1000},
-			  {"512K", 512 * 1024},
-			  {"512k", 512 * 1024},
-			  {"25M", 25ull << 20},
-			  {"1G", 1ull << 30}};
+		          {"1000", 1000},
+		          {"512K", 512 * 1024},
+		          {"512k", 512 * 1024},
+		          {"25M", 25ull << 20},
+		          {"1G", 1ull << 30}};
 		size_t i;
 		char text[128];
 
 		for (i = 0; i < ARRAY_LEN(sz); i++) {
 			snprintf(text, sizeof(text),
-				 B "message_size_limit = %s\n", sz[i].in);
+			         B "message_size_limit = %s\n", sz[i].in);
 			c = load_text(text, err, sizeof(err));
 			T_CHECK(c != NULL, "%s: %s", sz[i].in, err);
 			if (c)
 				T_CHECK(c->message_size_limit == sz[i].want,
-					"%s: got %llu", sz[i].in,
-					(unsigned long long)c->message_size_limit);
+				        "%s: got %llu", sz[i].in,
+				        (unsigned long long)
+				                c->message_size_limit);
 			config_unref(c);
 		}
 	}
@@ -588,7 +606,7 @@ test_values(void)
 
 	t_begin("transparent modes and recipient_verify backend");
 	c = load_text(B "transparent = tproxy\nrecipient_verify = backend\n",
-		      err, sizeof(err));
+	              err, sizeof(err));
 	T_CHECK(c != NULL, "%s", err);
 	if (c) {
 		T_INTEQ(c->transparent, TRANSPARENT_TPROXY);
@@ -596,24 +614,24 @@ test_values(void)
 	}
 	config_unref(c);
 	c = load_text(B "transparent = redirect\n", err, sizeof(err));
-	T_CHECK(c != NULL && c->transparent == TRANSPARENT_REDIRECT, "%s",
-		err);
+	T_CHECK(c != NULL && c->transparent == TRANSPARENT_REDIRECT, "%s", err);
 	config_unref(c);
 	t_end();
 
 	t_begin("comments: full-line, trailing, '#' inside a word");
 	write_file("a#b", "10.0.0.1\n");
-	c = load_text("   # indented comment\n\n" B
-		      "allowlist = a#b   # the file is a#b\n"
-		      "hostname = mx.example.com# no space: part of the value?\n",
-		      err, sizeof(err));
+	c = load_text(
+	        "   # indented comment\n\n" B
+	        "allowlist = a#b   # the file is a#b\n"
+	        "hostname = mx.example.com# no space: part of the value?\n",
+	        err, sizeof(err));
 	/* "mx.example.com#" is not a host name: '#' needs white space. */
 	T_CHECK(c == NULL, "loaded");
 	config_unref(c);
 	c = load_text("   # indented comment\n\n" B
-		      "allowlist = a#b   # the file is a#b\n"
-		      "hostname\t=\tmx.example.com\t# tabs\r\n",
-		      err, sizeof(err));
+	              "allowlist = a#b   # the file is a#b\n"
+	              "hostname\t=\tmx.example.com\t# tabs\r\n",
+	              err, sizeof(err));
 	T_CHECK(c != NULL, "%s", err);
 	if (c) {
 		T_STREQ(c->allowlist_path, tmp_path("a#b"));
@@ -624,7 +642,7 @@ test_values(void)
 
 	t_begin("backend default port, v6 backend, v6 listen");
 	c = load_text("backend = 127.0.0.1\nlisten = [::1]:2525 127.0.0.1\n",
-		      err, sizeof(err));
+	              err, sizeof(err));
 	T_CHECK(c != NULL, "%s", err);
 	if (c) {
 		T_STREQ(sa_text(&c->backend), "127.0.0.1 25");
@@ -637,9 +655,9 @@ test_values(void)
 
 	t_begin("scanner forms");
 	{
-		static const char *const ok[] = {
-			"clamd:127.0.0.1:3310", "spamd:[::1]:783",
-			"rspamd:10.0.0.2:11333"};
+		static const char *const ok[] = {"clamd:127.0.0.1:3310",
+		                                 "spamd:[::1]:783",
+		                                 "rspamd:10.0.0.2:11333"};
 		char text[128];
 		size_t i;
 
@@ -647,8 +665,8 @@ test_values(void)
 			snprintf(text, sizeof(text), B "scanner = %s\n", ok[i]);
 			c = load_text(text, err, sizeof(err));
 			T_CHECK(c != NULL && c->scanner &&
-					strcmp(c->scanner, ok[i]) == 0,
-				"%s: %s", ok[i], err);
+			                strcmp(c->scanner, ok[i]) == 0,
+			        "%s: %s", ok[i], err);
 			config_unref(c);
 		}
 	}
@@ -656,8 +674,8 @@ test_values(void)
 
 	t_begin("empty list values");
 	c = load_text(B "local_domains =\ndnsbl =   # none\n"
-			"local_addresses =\ndns_servers =\n",
-		      err, sizeof(err));
+	                "local_addresses =\ndns_servers =\n",
+	              err, sizeof(err));
 	T_CHECK(c != NULL, "%s", err);
 	if (c) {
 		T_INTEQ(c->local_domains.n, 0);
@@ -677,12 +695,12 @@ test_values(void)
 
 		for (i = 0; i < 4; i++) {
 			snprintf(text, sizeof(text), B "helo_resolve = %s\n",
-				 yes[i]);
+			         yes[i]);
 			c = load_text(text, err, sizeof(err));
 			T_CHECK(c && c->helo_resolve, "%s", yes[i]);
 			config_unref(c);
 			snprintf(text, sizeof(text), B "helo_resolve = %s\n",
-				 no[i]);
+			         no[i]);
 			c = load_text(text, err, sizeof(err));
 			T_CHECK(c && !c->helo_resolve, "%s", no[i]);
 			config_unref(c);
@@ -703,19 +721,20 @@ test_list_files(void)
 	c = load_text(B "allowlist = allow.bad\n", err, sizeof(err));
 	T_CHECK(c == NULL, "loaded");
 	snprintf(want, sizeof(want), "%s:3: bad entry \"10.0.0.0/99\"",
-		 tmp_path("allow.bad"));
+	         tmp_path("allow.bad"));
 	T_STREQ(err, want);
 	config_unref(c);
 	t_end();
 
 	t_begin("missing recipients file named at the config line");
 	c = load_text(B "\nrecipients = /nonexistent/recipients\n", err,
-		      sizeof(err));
+	              sizeof(err));
 	T_CHECK(c == NULL, "loaded");
 	snprintf(want, sizeof(want),
-		 "%s:3: cannot read recipients file \"/nonexistent/recipients\": "
-		 "No such file or directory",
-		 tmp_path("mailmoat.conf"));
+	         "%s:3: cannot read recipients file "
+	         "\"/nonexistent/recipients\": "
+	         "No such file or directory",
+	         tmp_path("mailmoat.conf"));
 	T_STREQ(err, want);
 	config_unref(c);
 	t_end();
@@ -730,8 +749,8 @@ test_list_files(void)
 	c = config_load(tmp_path("nope.conf"), err, sizeof(err));
 	T_CHECK(c == NULL, "loaded");
 	snprintf(want, sizeof(want),
-		 "%s: cannot open: No such file or directory",
-		 tmp_path("nope.conf"));
+	         "%s: cannot open: No such file or directory",
+	         tmp_path("nope.conf"));
 	T_STREQ(err, want);
 	t_end();
 
@@ -749,9 +768,10 @@ static void
 test_names(void)
 {
 	static const char *const names[CHK_COUNT] = {
-		"dnsbl", "rdns", "dynamic", "helo", "sender_tld", "sender_mx",
-		"spf", "pregreet", "pipelining", "null_sender", "dsn",
-		"greylist", "scanner"};
+	        "dnsbl",      "rdns",        "dynamic", "helo",
+	        "sender_tld", "sender_mx",   "spf",     "pregreet",
+	        "pipelining", "null_sender", "dsn",     "greylist",
+	        "scanner"};
 	int i;
 
 	t_begin("config_check_name/id round trip");

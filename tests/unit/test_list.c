@@ -67,42 +67,56 @@ test_cidr(void)
 		const char *ip;
 		bool want;
 	} cases[] = {
-		{"v4 /32 exact", {"192.0.2.1"}, "192.0.2.1", true},
-		{"v4 /32 neighbour", {"192.0.2.1"}, "192.0.2.2", false},
-		{"v4 /32 written", {"192.0.2.1/32"}, "192.0.2.1", true},
-		{"v4 /24 first", {"10.1.2.0/24"}, "10.1.2.0", true},
-		{"v4 /24 last", {"10.1.2.0/24"}, "10.1.2.255", true},
-		{"v4 /24 below", {"10.1.2.0/24"}, "10.1.1.255", false},
-		{"v4 /24 above", {"10.1.2.0/24"}, "10.1.3.0", false},
-		{"v4 /8 host bits cleared", {"10.9.9.9/8"}, "10.200.0.1", true},
-		{"v4 /31", {"10.0.0.2/31"}, "10.0.0.3", true},
-		{"v4 /31 out", {"10.0.0.2/31"}, "10.0.0.4", false},
-		{"v4 /0 matches all v4", {"0.0.0.0/0"}, "203.0.113.9", true},
-		{"v4 /0 not v6", {"0.0.0.0/0"}, "2001:db8::1", false},
-		{"v6 /128 exact", {"2001:db8::1"}, "2001:db8::1", true},
-		{"v6 /128 neighbour", {"2001:db8::1/128"}, "2001:db8::2",
-		 false},
-		{"v6 /64 inside", {"2001:db8:1:2::/64"},
-		 "2001:db8:1:2:ffff:ffff:ffff:ffff", true},
-		{"v6 /64 outside", {"2001:db8:1:2::/64"}, "2001:db8:1:3::",
-		 false},
-		{"v6 /0 matches all v6", {"::/0"}, "2001:db8::1", true},
-		{"v6 /0 not v4", {"::/0"}, "192.0.2.1", false},
-		{"v6 /127 odd prefix", {"2001:db8::/127"}, "2001:db8::1", true},
-		{"v6 /127 out", {"2001:db8::/127"}, "2001:db8::2", false},
-		{"v4-mapped entry matches v4", {"::ffff:192.0.2.7"},
-		 "192.0.2.7", true},
-		{"v4-mapped net /120 is v4 /24", {"::ffff:192.0.2.0/120"},
-		 "192.0.2.200", true},
-		{"v4-mapped client matches v4 entry", {"192.0.2.0/24"},
-		 "::ffff:192.0.2.9", true},
-		{"several prefixes", {"10.0.0.0/8", "192.168.1.0/24",
-				      "2001:db8::/32"},
-		 "192.168.1.77", true},
-		{"several prefixes miss", {"10.0.0.0/8", "192.168.1.0/24",
-					   "2001:db8::/32"},
-		 "192.168.2.1", false},
-		{"empty list", {NULL}, "10.0.0.1", false},
+	        {"v4 /32 exact", {"192.0.2.1"}, "192.0.2.1", true},
+	        {"v4 /32 neighbour", {"192.0.2.1"}, "192.0.2.2", false},
+	        {"v4 /32 written", {"192.0.2.1/32"}, "192.0.2.1", true},
+	        {"v4 /24 first", {"10.1.2.0/24"}, "10.1.2.0", true},
+	        {"v4 /24 last", {"10.1.2.0/24"}, "10.1.2.255", true},
+	        {"v4 /24 below", {"10.1.2.0/24"}, "10.1.1.255", false},
+	        {"v4 /24 above", {"10.1.2.0/24"}, "10.1.3.0", false},
+	        {"v4 /8 host bits cleared", {"10.9.9.9/8"}, "10.200.0.1", true},
+	        {"v4 /31", {"10.0.0.2/31"}, "10.0.0.3", true},
+	        {"v4 /31 out", {"10.0.0.2/31"}, "10.0.0.4", false},
+	        {"v4 /0 matches all v4", {"0.0.0.0/0"}, "203.0.113.9", true},
+	        {"v4 /0 not v6", {"0.0.0.0/0"}, "2001:db8::1", false},
+	        {"v6 /128 exact", {"2001:db8::1"}, "2001:db8::1", true},
+	        {"v6 /128 neighbour",
+	         {"2001:db8::1/128"},
+	         "2001:db8::2",
+	         false},
+	        {"v6 /64 inside",
+	         {"2001:db8:1:2::/64"},
+	         "2001:db8:1:2:ffff:ffff:ffff:ffff",
+	         true},
+	        {"v6 /64 outside",
+	         {"2001:db8:1:2::/64"},
+	         "2001:db8:1:3::",
+	         false},
+	        {"v6 /0 matches all v6", {"::/0"}, "2001:db8::1", true},
+	        {"v6 /0 not v4", {"::/0"}, "192.0.2.1", false},
+	        {"v6 /127 odd prefix", {"2001:db8::/127"}, "2001:db8::1", true},
+	        {"v6 /127 out", {"2001:db8::/127"}, "2001:db8::2", false},
+	        {"v4-mapped entry matches v4",
+	         {"::ffff:192.0.2.7"},
+	         "192.0.2.7",
+	         true},
+	        {"v4-mapped net /120 is v4 /24",
+	         {"::ffff:192.0.2.0/120"},
+	         "192.0.2.200",
+	         true},
+	        {"v4-mapped client matches v4 entry",
+	         {"192.0.2.0/24"},
+	         "::ffff:192.0.2.9",
+	         true},
+	        {"several prefixes",
+	         {"10.0.0.0/8", "192.168.1.0/24", "2001:db8::/32"},
+	         "192.168.1.77",
+	         true},
+	        {"several prefixes miss",
+	         {"10.0.0.0/8", "192.168.1.0/24", "2001:db8::/32"},
+	         "192.168.2.1",
+	         false},
+	        {"empty list", {NULL}, "10.0.0.1", false},
 	};
 	char name[128];
 	size_t i;
@@ -113,8 +127,8 @@ test_cidr(void)
 		snprintf(name, sizeof(name), "cidr %s", cases[i].name);
 		t_begin(name);
 		T_CHECK(ip_in(l, cases[i].ip) == cases[i].want,
-			"%s: got %d, want %d", cases[i].ip, !cases[i].want,
-			cases[i].want);
+		        "%s: got %d, want %d", cases[i].ip, !cases[i].want,
+		        cases[i].want);
 		t_end();
 		list_free(l);
 	}
@@ -125,10 +139,22 @@ static void
 test_bad_entries(void)
 {
 	static const char *const bad[] = {
-		"10.0.0.0/33", "2001:db8::/129", "10.0.0.0/", "10.0.0.0/x",
-		"10.0.0.0/-1", "1.2.3", "example.com", "@", "user@", "@bad domain",
-		"@exa_mple..com", "us er@example.com", "a@b@", "::ffff:1.2.3.4/95",
-		"", "@.example.com",
+	        "10.0.0.0/33",
+	        "2001:db8::/129",
+	        "10.0.0.0/",
+	        "10.0.0.0/x",
+	        "10.0.0.0/-1",
+	        "1.2.3",
+	        "example.com",
+	        "@",
+	        "user@",
+	        "@bad domain",
+	        "@exa_mple..com",
+	        "us er@example.com",
+	        "a@b@",
+	        "::ffff:1.2.3.4/95",
+	        "",
+	        "@.example.com",
 	};
 	struct list *l = list_new();
 	char name[96];
@@ -147,9 +173,9 @@ test_bad_entries(void)
 static void
 test_addresses(void)
 {
-	static const char *const entries[] = {
-		"Alice@Example.COM", "@Example.org", "bob@sub.example.net",
-		NULL};
+	static const char *const entries[] = {"Alice@Example.COM",
+	                                      "@Example.org",
+	                                      "bob@sub.example.net", NULL};
 	struct list *l = list_of(entries);
 
 	t_begin("addr exact, case-insensitive");
@@ -173,7 +199,7 @@ test_addresses(void)
 	T_CHECK(list_match_domain(l, "example.org"), "example.org");
 	T_CHECK(list_match_domain(l, "Example.ORG."), "rooted upper");
 	T_CHECK(!list_match_domain(l, "example.com"),
-		"a full address does not list its domain");
+	        "a full address does not list its domain");
 	T_CHECK(!list_match_domain(l, ""), "empty");
 	t_end();
 	t_begin("addr without @ or empty");
@@ -262,18 +288,19 @@ test_load(void)
 		const char *text;
 		const char *want_err; /* NULL: loads; "%s" is the path */
 	} cases[] = {
-		{"comments and blanks",
-		 "# allow list\n\n  10.0.0.0/8   # office\n\t@example.com\r\n"
-		 "user#tag@example.org\n",
-		 NULL},
-		{"bad line number", "10.0.0.1\n\n# x\nnot-an-entry\n",
-		 "%s:4: bad entry \"not-an-entry\""},
-		{"bad prefix", "10.0.0.0/40\n", "%s:1: bad entry \"10.0.0.0/40\""},
-		{"two entries on a line", "10.0.0.1 10.0.0.2\n",
-		 "%s:1: bad entry \"10.0.0.1 10.0.0.2\""},
-		{"control chars shown as ?", "ok@example.com\nx\x01y\n",
-		 "%s:2: bad entry \"x?y\""},
-		{"empty file", "", NULL},
+	        {"comments and blanks",
+	         "# allow list\n\n  10.0.0.0/8   # office\n\t@example.com\r\n"
+	         "user#tag@example.org\n",
+	         NULL},
+	        {"bad line number", "10.0.0.1\n\n# x\nnot-an-entry\n",
+	         "%s:4: bad entry \"not-an-entry\""},
+	        {"bad prefix", "10.0.0.0/40\n",
+	         "%s:1: bad entry \"10.0.0.0/40\""},
+	        {"two entries on a line", "10.0.0.1 10.0.0.2\n",
+	         "%s:1: bad entry \"10.0.0.1 10.0.0.2\""},
+	        {"control chars shown as ?", "ok@example.com\nx\x01y\n",
+	         "%s:2: bad entry \"x?y\""},
+	        {"empty file", "", NULL},
 	};
 	char err[512], want[512], name[96];
 	size_t i;
@@ -297,7 +324,7 @@ test_load(void)
 			T_CHECK(ip_in(l, "10.2.3.4"), "10/8");
 			T_CHECK(list_match_addr(l, "a@example.com"), "@dom");
 			T_CHECK(list_match_addr(l, "user#tag@example.org"),
-				"'#' inside a word is not a comment");
+			        "'#' inside a word is not a comment");
 		}
 		list_free(l);
 		t_end();
@@ -310,7 +337,7 @@ test_load(void)
 		snprintf(path, sizeof(path), "%s/nope", tmpdir);
 		T_CHECK(list_load(path, err, sizeof(err)) == NULL, "loaded");
 		snprintf(want, sizeof(want),
-			 "%s: cannot open: No such file or directory", path);
+		         "%s: cannot open: No such file or directory", path);
 		T_STREQ(err, want);
 	}
 	t_end();
@@ -321,8 +348,9 @@ static void
 test_save_reload(void)
 {
 	static const char *const entries[] = {
-		"10.0.0.0/8", "192.0.2.1", "2001:db8::/32", "2001:db8::1",
-		"a@example.com", "@example.org", NULL};
+	        "10.0.0.0/8",  "192.0.2.1",     "2001:db8::/32",
+	        "2001:db8::1", "a@example.com", "@example.org",
+	        NULL};
 	struct list *l = list_of(entries), *r;
 	struct buf b1 = {0}, b2 = {0};
 	char path[300], err[512];
@@ -341,8 +369,8 @@ test_save_reload(void)
 		T_STREQ(dump(r, &b2), b1.data);
 		T_CHECK(ip_in(r, "2001:db8:ffff::1"), "v6 net after reload");
 	}
-	T_CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0644,
-		"mode %o", (unsigned)(st.st_mode & 0777));
+	T_CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0644, "mode %o",
+	        (unsigned)(st.st_mode & 0777));
 	list_free(r);
 	t_end();
 
@@ -355,8 +383,8 @@ test_save_reload(void)
 	{
 		char cmd[400];
 
-		snprintf(cmd, sizeof(cmd),
-			 "test -z \"$(ls %s | grep tmp)\"", tmpdir);
+		snprintf(cmd, sizeof(cmd), "test -z \"$(ls %s | grep tmp)\"",
+		         tmpdir);
 		T_INTEQ(system(cmd), 0);
 	}
 	t_end();

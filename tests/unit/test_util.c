@@ -39,28 +39,28 @@ test_sockaddr_parse(void)
 		int defport;
 		const char *want; /* NULL: -EINVAL */
 	} cases[] = {
-		{"1.2.3.4:25", 25, "4 1.2.3.4 25"},
-		{"0.0.0.0:2525", 25, "4 0.0.0.0 2525"},
-		{"1.2.3.4", 25, "4 1.2.3.4 25"},
-		{"1.2.3.4", -1, NULL},
-		{"[::1]:25", 25, "6 ::1 25"},
-		{"[::]:25", 25, "6 :: 25"},
-		{"[2001:db8::5]", 587, "6 2001:db8::5 587"},
-		{"::1", 53, "6 ::1 53"},
-		{"127.0.0.1:65535", 25, "4 127.0.0.1 65535"},
-		{"127.0.0.1:65536", 25, NULL},
-		{"127.0.0.1:", 25, NULL},
-		{"127.0.0.1:2x", 25, NULL},
-		{"127.0.0.1:-1", 25, NULL},
-		{"localhost:25", 25, NULL},
-		{"mail.example.com", 25, NULL},
-		{"[::1", 25, NULL},
-		{"[::1]x", 25, NULL},
-		{"[1.2.3.4]:25", 25, NULL},
-		{"1.2.3:25", 25, NULL},
-		{"", 25, NULL},
-		{":25", 25, NULL},
-		{"[]:25", 25, NULL},
+	        {"1.2.3.4:25", 25, "4 1.2.3.4 25"},
+	        {"0.0.0.0:2525", 25, "4 0.0.0.0 2525"},
+	        {"1.2.3.4", 25, "4 1.2.3.4 25"},
+	        {"1.2.3.4", -1, NULL},
+	        {"[::1]:25", 25, "6 ::1 25"},
+	        {"[::]:25", 25, "6 :: 25"},
+	        {"[2001:db8::5]", 587, "6 2001:db8::5 587"},
+	        {"::1", 53, "6 ::1 53"},
+	        {"127.0.0.1:65535", 25, "4 127.0.0.1 65535"},
+	        {"127.0.0.1:65536", 25, NULL},
+	        {"127.0.0.1:", 25, NULL},
+	        {"127.0.0.1:2x", 25, NULL},
+	        {"127.0.0.1:-1", 25, NULL},
+	        {"localhost:25", 25, NULL},
+	        {"mail.example.com", 25, NULL},
+	        {"[::1", 25, NULL},
+	        {"[::1]x", 25, NULL},
+	        {"[1.2.3.4]:25", 25, NULL},
+	        {"1.2.3:25", 25, NULL},
+	        {"", 25, NULL},
+	        {":25", 25, NULL},
+	        {"[]:25", 25, NULL},
 	};
 	struct sockaddr_storage ss;
 	char got[96], name[96];
@@ -70,7 +70,7 @@ test_sockaddr_parse(void)
 		int rc = sockaddr_parse(&ss, cases[i].in, cases[i].defport);
 
 		snprintf(name, sizeof(name), "sockaddr_parse \"%s\"",
-			 cases[i].in);
+		         cases[i].in);
 		t_begin(name);
 		if (cases[i].want == NULL) {
 			T_INTEQ(rc, -EINVAL);
@@ -199,8 +199,10 @@ test_session_id(void)
 			bad++;
 		} else {
 			for (j = 0; j < 5; j++)
-				if (!strchr("0123456789ABCDEFGHJKLMNPQRSTUVWXYZ",
-					    s[j]) || s[j] == '\0')
+				if (!strchr("0123456789ABCDEFGHJKLMNPQRSTUVWXY"
+				            "Z",
+				            s[j]) ||
+				    s[j] == '\0')
 					bad++;
 		}
 		if (bad && first_bad < 0)
@@ -254,38 +256,37 @@ test_kv_escape(void)
 		size_t outlen;
 		const char *want;
 	} cases[] = {
-		{"plain", "mail.example.com", 64, "mail.example.com"},
-		{"empty", "", 64, "-"},
-		{"NULL", NULL, 64, "-"},
-		{"space quoted", "a b", 64, "\"a b\""},
-		{"equals quoted", "k=v", 64, "\"k=v\""},
-		{"quote escaped and quoted", "say \"hi\"", 64,
-		 "\"say \\x22hi\\x22\""},
-		{"lone quote", "a\"b", 64, "\"a\\x22b\""},
-		{"backslash", "a\\b", 64, "a\\x5cb"},
-		{"CRLF", "evil\r\nid=x", 64, "\"evil\\x0d\\x0aid=x\""},
-		{"tab", "a\tb", 64, "a\\x09b"},
-		{"NUL-free control", "\x01\x1f\x7f", 64, "\\x01\\x1f\\x7f"},
-		{"non-ASCII", "caf\xc3\xa9", 64, "caf\\xc3\\xa9"},
-		{"angle brackets kept", "<a@b>", 64, "<a@b>"},
-		{"truncated plain", "abcdefgh", 5, "abcd"},
-		{"truncated keeps escape whole", "ab\x01", 6, "ab"},
-		{"truncated quoted keeps quotes", "a b c d", 6, "\"a b\""},
-		{"outlen 1", "abc", 1, ""},
+	        {"plain", "mail.example.com", 64, "mail.example.com"},
+	        {"empty", "", 64, "-"},
+	        {"NULL", NULL, 64, "-"},
+	        {"space quoted", "a b", 64, "\"a b\""},
+	        {"equals quoted", "k=v", 64, "\"k=v\""},
+	        {"quote escaped and quoted", "say \"hi\"", 64,
+	         "\"say \\x22hi\\x22\""},
+	        {"lone quote", "a\"b", 64, "\"a\\x22b\""},
+	        {"backslash", "a\\b", 64, "a\\x5cb"},
+	        {"CRLF", "evil\r\nid=x", 64, "\"evil\\x0d\\x0aid=x\""},
+	        {"tab", "a\tb", 64, "a\\x09b"},
+	        {"NUL-free control", "\x01\x1f\x7f", 64, "\\x01\\x1f\\x7f"},
+	        {"non-ASCII", "caf\xc3\xa9", 64, "caf\\xc3\\xa9"},
+	        {"angle brackets kept", "<a@b>", 64, "<a@b>"},
+	        {"truncated plain", "abcdefgh", 5, "abcd"},
+	        {"truncated keeps escape whole", "ab\x01", 6, "ab"},
+	        {"truncated quoted keeps quotes", "a b c d", 6, "\"a b\""},
+	        {"outlen 1", "abc", 1, ""},
 	};
 	char out[64];
 	char name[96];
 	size_t i;
 
 	for (i = 0; i < ARRAY_LEN(cases); i++) {
-		snprintf(name, sizeof(name), "log_kv_escape %s",
-			 cases[i].name);
+		snprintf(name, sizeof(name), "log_kv_escape %s", cases[i].name);
 		t_begin(name);
 		memset(out, 'Z', sizeof(out));
 		log_kv_escape(out, cases[i].outlen, cases[i].in);
 		T_STREQ(out, cases[i].want);
 		T_CHECK(strlen(out) < cases[i].outlen, "overflow: %zu >= %zu",
-			strlen(out), cases[i].outlen);
+		        strlen(out), cases[i].outlen);
 		t_end();
 	}
 }
@@ -298,7 +299,7 @@ test_now_ms(void)
 
 	t_begin("util_now_ms monotonic");
 	T_CHECK(b >= a, "went back: %llu < %llu", (unsigned long long)b,
-		(unsigned long long)a);
+	        (unsigned long long)a);
 	T_CHECK(a > 0, "zero clock");
 	t_end();
 }
