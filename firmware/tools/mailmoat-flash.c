@@ -1,0 +1,228 @@
+/*
+ * mailmoat-flash - install a signed firmware image into the inactive slot.
+ *
+ *   mailmoat-flash [-n] [-f] [-R] IMAGE
+ *     -n  check only: verify and report, write nothing
+ *     -f  accept a version that is not newer than the running one
+ *     -R  do not reboot afterwards (the web UI reboots after replying)
+ *
+ * Checks, in order, before anything is written: signature and integrity
+ * (fwimg_verify against /etc/mailmoat/fw.pub), board (/etc/mailmoat/board),
+ * version code (/etc/mailmoat/version_code, must grow unless -f).  Then it
+ * writes the whole image to the inactive slot partition, reads it back and
+ * compares the SHA-256, and only then updates the boot record: the new slot
+ * is tried once at the next boot; rcS commits it when mailmoat serves, else
+ * the boot selector falls back to the old slot.  The data partition is never
+ * touched.  The partitions and the running slot come from /run/mailmoat-boot,
+ * written by the boot selector (/init of the initramfs).
+ *
+ * Output: one line, "valid: ..." / "flashed: ..." on stdout (exit 0) or
+ * "refused: <reason>" on stderr (exit 1; exit 2 for I/O errors).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <mbedtls/sha256.h>
+
+#include "fwimg.h"
+
+#define ETC "/etc/mailmoat"
+#define BOOTINFO "/run/mailmoat-boot"
+
+/* refuse - print a refusal and exit 1 */
+static void
+refuse(const char *why)
+{
+	fprintf(stderr, "refused: %s\n", why);
+	exit(1);
+}
+
+/* ioerr - print an I/O error and exit 2 */
+static void
+ioerr(const char *what, const char *path)
+{
+	fprintf(stderr, "error: %s %s: %s\n", what, path, strerror(errno));
+	exit(2);
+}
+
+/* read_line - first line of a small file into out; 0 or -ENOENT */
+static int
+read_line(const char *path, char *out, size_t outlen)
+{
+	FILE *f = fopen(path, "r");
+
+	if (!f)
+		return -ENOENT;
+	if (!fgets(out, (int)outlen, f))
+		out[0] = '\0';
+	fclose(f);
+	out[strcspn(out, "\r\n")] = '\0';
+	return 0;
+}
+
+/* bootinfo - value of key in /run/mailmoat-boot into out; 0 or -ENOENT */
+static int
+bootinfo(const char *key, char *out, size_t outlen)
+{
+	char line[256];
+	size_t kl = strlen(key);
+	FILE *f = fopen(BOOTINFO, "r");
+
+	if (!f)
+		return -ENOENT;
+	while (fgets(line, sizeof(line), f)) {
+		line[strcspn(line, "\r\n")] = '\0';
+		if (!strncmp(line, key, kl) && line[kl] == '=') {
+			snprintf(out, outlen, "%s", line + kl + 1);
+			fclose(f);
+			return 0;
+		}
+	}
+	fclose(f);
+	return -ENOENT;
+}
+
+/* copy_to_slot - write the image file to dev, fsync, read back, compare */
+static void
+copy_to_slot(const char *image, const char *dev, uint64_t total)
+{
+	static unsigned char buf[65536];
+	unsigned char d1[32], d2[32];
+	mbedtls_sha256_context c;
+	uint64_t left;
+	ssize_t n;
+	int in, out;
+
+	in = open(image, O_RDONLY);
+	if (in < 0)
+		ioerr("cannot open", image);
+	out = open(dev, O_RDWR);
+	if (out < 0)
+		ioerr("cannot open", dev);
+	mbedtls_sha256_init(&c);
+	mbedtls_sha256_starts_ret(&c, 0);
+	for (left = total; left > 0; left -= (uint64_t)n) {
+		n = read(in, buf, left < sizeof(buf) ? left : sizeof(buf));
+		if (n <= 0)
+			ioerr("read error on", image);
+		mbedtls_sha256_update_ret(&c, buf, (size_t)n);
+		if (write(out, buf, (size_t)n) != n)
+			ioerr("write error on", dev);
+	}
+	mbedtls_sha256_finish_ret(&c, d1);
+	if (fsync(out) < 0)
+		ioerr("fsync failed on", dev);
+	/* Read back what the medium now holds. */
+	if (lseek(out, 0, SEEK_SET) < 0)
+		ioerr("seek failed on", dev);
+	posix_fadvise(out, 0, 0, POSIX_FADV_DONTNEED);
+	mbedtls_sha256_starts_ret(&c, 0);
+	for (left = total; left > 0; left -= (uint64_t)n) {
+		n = read(out, buf, left < sizeof(buf) ? left : sizeof(buf));
+		if (n <= 0)
+			ioerr("read-back error on", dev);
+		mbedtls_sha256_update_ret(&c, buf, (size_t)n);
+	}
+	mbedtls_sha256_finish_ret(&c, d2);
+	mbedtls_sha256_free(&c);
+	close(in);
+	close(out);
+	if (memcmp(d1, d2, 32) != 0) {
+		fprintf(stderr, "error: read-back of %s does not match\n", dev);
+		exit(2);
+	}
+}
+
+/* write_bootrec - record "try slot once" in the boot record partition */
+static void
+write_bootrec(const char *dev, const char *active, const char *trial)
+{
+	char rec[512];
+	int fd;
+
+	memset(rec, 0, sizeof(rec));
+	snprintf(rec, sizeof(rec), "MMBOOT=1\nactive=%s\ntry=%s\ntries=0\n",
+		 active, trial);
+	fd = open(dev, O_WRONLY);
+	if (fd < 0)
+		ioerr("cannot open", dev);
+	if (write(fd, rec, sizeof(rec)) != (ssize_t)sizeof(rec) ||
+	    fsync(fd) < 0)
+		ioerr("cannot write", dev);
+	close(fd);
+}
+
+/* main - verify, check board and version, write, mark, reboot */
+int
+main(int argc, char **argv)
+{
+	char err[256], board[64], cur[32], slot[8], dev[128], rec[128];
+	char msg[512];
+	struct fwimg_hdr h;
+	unsigned long long curcode;
+	int opt, check_only = 0, force = 0, reboot = 1;
+	const char *other;
+
+	while ((opt = getopt(argc, argv, "nfR")) != -1) {
+		switch (opt) {
+		case 'n': check_only = 1; break;
+		case 'f': force = 1; break;
+		case 'R': reboot = 0; break;
+		default:
+			fprintf(stderr, "usage: mailmoat-flash [-n] [-f] [-R]"
+					" IMAGE\n");
+			return 2;
+		}
+	}
+	if (optind != argc - 1) {
+		fprintf(stderr, "usage: mailmoat-flash [-n] [-f] [-R] IMAGE\n");
+		return 2;
+	}
+	if (fwimg_verify(argv[optind], ETC "/fw.pub", &h, err, sizeof(err)))
+		refuse(err);
+	if (read_line(ETC "/board", board, sizeof(board)))
+		ioerr("cannot read", ETC "/board");
+	if (strcmp(h.board, board) != 0) {
+		snprintf(msg, sizeof(msg), "image is for board '%s', this box"
+			 " is '%s'", h.board, board);
+		refuse(msg);
+	}
+	if (read_line(ETC "/version_code", cur, sizeof(cur)))
+		ioerr("cannot read", ETC "/version_code");
+	curcode = strtoull(cur, NULL, 10);
+	if (h.version_code <= curcode && !force) {
+		snprintf(msg, sizeof(msg), "image version %s (%llu) is not"
+			 " newer than the running one (%llu); use -f to force",
+			 h.version, (unsigned long long)h.version_code,
+			 curcode);
+		refuse(msg);
+	}
+	if (check_only) {
+		printf("valid: board=%s version=%s version_code=%llu\n",
+		       h.board, h.version,
+		       (unsigned long long)h.version_code);
+		return 0;
+	}
+	if (bootinfo("slot", slot, sizeof(slot)) ||
+	    bootinfo("bootrec", rec, sizeof(rec)))
+		ioerr("cannot read", BOOTINFO);
+	other = strcmp(slot, "A") == 0 ? "B" : "A";
+	if (bootinfo(strcmp(other, "A") == 0 ? "slot_a" : "slot_b", dev,
+		     sizeof(dev)))
+		ioerr("cannot read", BOOTINFO);
+	copy_to_slot(argv[optind], dev,
+		     FWIMG_HDR_SIZE + h.payload_size + FWIMG_SIG_SIZE);
+	write_bootrec(rec, slot, other);
+	printf("flashed: version %s into slot %s (%s); it is tried once at"
+	       " the next boot%s\n", h.version, other, dev,
+	       reboot ? ", rebooting" : "");
+	fflush(stdout);
+	sync();
+	if (reboot)
+		execl("/sbin/reboot", "reboot", (char *)NULL);
+	return 0;
+}

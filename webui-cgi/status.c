@@ -1,0 +1,74 @@
+/*
+ * status.c - /cgi-bin/status: the minimal status page (version, board,
+ * slot, uptime and `mailmoatctl stats`) until the full web UI lands.
+ *
+ * Reads /etc/mailmoat/version, /etc/mailmoat/board, /run/mailmoat-boot and
+ * control_socket from /etc/mailmoat.conf.  GET only; the page is behind
+ * BusyBox httpd's login (/etc/httpd.conf).  Every value is escaped.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cgi.h"
+#include "proxy.h"
+
+/* row - one escaped table row */
+static void
+row(const char *k, const char *v)
+{
+	fputs("<tr><th>", stdout);
+	cgi_html(k);
+	fputs("</th><td>", stdout);
+	cgi_html(v);
+	fputs("</td></tr>\n", stdout);
+}
+
+/* main - print the status page */
+int
+main(void)
+{
+	char version[64], board[64], slot[64], host[256], sock[256];
+	char stats[16384], up[64];
+	const char *m = getenv("REQUEST_METHOD");
+	char *argv[] = { CGI_SBIN "/mailmoatctl", "-S", sock, "stats", NULL };
+	int rc;
+
+	if (m && strcmp(m, "GET") && strcmp(m, "HEAD"))
+		cgi_error(405, "only GET");
+	if (cgi_read_file(CGI_ETC "/mailmoat/version", version,
+			  sizeof(version)))
+		snprintf(version, sizeof(version), "%s", MAILMOAT_VERSION);
+	if (cgi_read_file(CGI_ETC "/mailmoat/board", board, sizeof(board)))
+		snprintf(board, sizeof(board), "host");
+	if (cgi_conf_get("/run/mailmoat-boot", "slot", slot, sizeof(slot)))
+		snprintf(slot, sizeof(slot), "-");
+	if (cgi_conf_get(CGI_ETC "/mailmoat.conf", "hostname", host,
+			 sizeof(host)))
+		snprintf(host, sizeof(host), "-");
+	if (cgi_conf_get(CGI_ETC "/mailmoat.conf", "control_socket", sock,
+			 sizeof(sock)))
+		snprintf(sock, sizeof(sock), "/run/mailmoat.sock");
+	if (cgi_read_file("/proc/uptime", up, sizeof(up)) == 0)
+		up[strcspn(up, " ")] = '\0';
+	else
+		snprintf(up, sizeof(up), "-");
+	rc = cgi_run(argv, stats, sizeof(stats));
+
+	printf("Content-Type: text/html; charset=utf-8\r\n"
+	       "Cache-Control: no-store\r\n\r\n");
+	printf("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
+	       "<title>mailmoat status</title></head><body>\n"
+	       "<h1>mailmoat</h1>\n<table>\n");
+	row("version", version);
+	row("board", board);
+	row("slot", slot);
+	row("hostname", host);
+	row("uptime (s)", up);
+	row("daemon", rc == 0 ? "running" : "not answering");
+	fputs("</table>\n<h2>mailmoatctl stats</h2>\n<pre id=\"stats\">",
+	      stdout);
+	cgi_html(stats);
+	fputs("</pre>\n</body></html>\n", stdout);
+	return 0;
+}
