@@ -85,6 +85,10 @@ fetch() {
 		fail "$TARBALL: SHA-256 mismatch"
 }
 
+# One build at a time per PREFIX (parallel makes, several engineers).
+mkdir -p "$(dirname "$PREFIX")"
+exec 9>"$PREFIX.lock"
+flock 9
 fetch
 patches=$(ls "$here"/patches/libspf2/*.patch 2>/dev/null | sort)
 stamp=$( { echo "$SHA256 $CC|$HOST|$EXTRA"; cat "$0" $patches; } | sha256sum | cut -c1-32)

@@ -257,6 +257,12 @@ spf_dns_txt(SPF_dns_rr_t *rr, const unsigned char *rd, size_t rdlen)
 		n += len;
 		i += len;
 	}
+	/* A NUL inside the text cannot pass through libspf2's C strings:
+	 * make it a character that makes the record invalid (permerror)
+	 * rather than letting it cut the record short. */
+	for (i = 0; i < n; i++)
+		if (txt[i] == '\0')
+			txt[i] = '\x7f';
 	rc = spf_dns_add_rr(rr, txt, n);
 	free(txt);
 	return rc;
@@ -506,12 +512,12 @@ spf_eval(const struct spf_query *q, struct spf_outcome *out)
 		goto done;
 	}
 
+	/* When the record cannot be fetched or compiled, the result stays
+	 * SPF_RESULT_INVALID and the error code is the return value. */
 	err = SPF_request_query_mailfrom(req, &resp);
-	out->result = spf_map(SPF_response_result(resp),
-			      SPF_response_errcode(resp));
-	out->errcode = (int)SPF_response_errcode(resp);
+	out->result = spf_map(SPF_response_result(resp), err);
+	out->errcode = (int)err;
 	spf_reason(resp, out->reason, sizeof(out->reason));
-	(void)err;
 	if (out->result == SPF_RES_FAIL) {
 		exp = SPF_response_get_explanation(resp);
 		if (exp && strcmp(exp, MM_SPF_DEFAULT_EXP) != 0)

@@ -8,8 +8,9 @@ Serves each scenario's zonedata from a small authoritative DNS server on
 scenario's tests to DRIVER (tests/spf/spf_driver: spf_eval with the c-ares
 DNS layer) and compares.  Conventions of the pyspf driver (testspf.py):
 records written as SPF are served as TXT too unless the name has TXT
-records; names not in zonedata are NXDOMAIN; TIMEOUT entries and names
-starting with "error." never get an answer; the default explanation is
+records (the copies go last); names not in zonedata are NXDOMAIN; a
+TIMEOUT entry met before any record of the asked type, and names starting
+with "error.", never get an answer; the default explanation is
 "DEFAULT".  UDP answers bigger than the client's buffer (512, or its EDNS
 size) are truncated (TC), so TCP fallback is exercised too.
 
@@ -29,20 +30,18 @@ import threading
 import yaml
 from dnslib import CNAME, DNSRecord, MX, PTR, QTYPE, RCODE, RR, TXT, A, AAAA
 
-ZONE = {}          # lower-case name without dot -> list of (type, value)
-TIMEOUT = set()    # names that never answer
+ZONE = {}   # lower-case name without dot -> [(type, value)], in order
 
 
 def load_zone(zonedata):
     """Turn a scenario's zonedata into ZONE/TIMEOUT."""
     ZONE.clear()
-    TIMEOUT.clear()
     for name, recs in (zonedata or {}).items():
         key = name.lower().rstrip('.')
         out = ZONE.setdefault(key, [])
         for r in recs or []:
             if r == 'TIMEOUT':
-                TIMEOUT.add(key)
+                out.append(('TIMEOUT', None))
                 continue
             for typ, val in r.items():
                 out.append((typ, val))
@@ -96,13 +95,14 @@ def answer(data):
     except Exception:
         return None
     q = req.q
-    qname = str(q.qname).rstrip('.')
+    # The raw labels: names with spaces or '%' must not be escaped.
+    qname = '.'.join(l.decode('latin-1') for l in q.qname.label)
     key = qname.lower()
     reply = req.reply()
     reply.header.aa = 1
     seen = 0
     while True:
-        if key in TIMEOUT or key.startswith('error.'):
+        if key.startswith('error.'):
             return None
         recs = ZONE.get(key)
         if recs is None:
@@ -111,19 +111,30 @@ def answer(data):
             break
         cname = [v for t, v in recs if t == 'CNAME']
         if cname and q.qtype != QTYPE.CNAME:
-            reply.add_answer(make_rr(qname, 'CNAME', cname[0]))
+            reply.add_answer(make_rr(q.qname if seen == 0 else qname,
+                                     'CNAME', cname[0]))
             qname = cname[0].rstrip('.')
             key = qname.lower()
             seen += 1
             if seen > 8:
                 break
             continue
+        # As testspf.py: a TIMEOUT met before any record of the asked
+        # type makes the query time out.
+        found = False
         for t, v in recs:
+            if t == 'TIMEOUT':
+                if not found:
+                    return None
+                continue
             want = {'SPF': 99}.get(t, getattr(QTYPE, t, None))
+            if v == 'NONE':     # placeholder: no record of this type
+                continue
             if want == q.qtype:
-                rr = make_rr(qname, t, v)
+                rr = make_rr(q.qname if seen == 0 else qname, t, v)
                 if rr is not None:
                     reply.add_answer(rr)
+                    found = True
         break
     return reply
 
