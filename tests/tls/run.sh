@@ -199,12 +199,122 @@ else
 	notok "swaks --tls (swaks not installed)"
 fi
 
+# Python's ssl (OpenSSL 3) with full verification, host name included.
+pyssl() {
+	/usr/bin/python3 - "$PORT" "$tmp/tls.crt" "$HOST" <<'EOF'
+import socket, ssl, sys
+port, cafile, host = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+s = socket.create_connection(("127.0.0.1", port), timeout=10)
+f = s.makefile("rb")
+f.readline()
+s.sendall(b"STARTTLS\r\n")
+assert f.readline().startswith(b"220")
+ctx = ssl.create_default_context(cafile=cafile)  # check_hostname on
+t = ctx.wrap_socket(s, server_hostname=host)
+assert t.version() == "TLSv1.2", t.version()
+t.sendall(b"PYTHON\r\nQUIT\r\n")
+data = b""
+while True:
+    d = t.recv(4096)
+    if not d:
+        break
+    data += d
+assert b"250 echo: PYTHON\r\n221" in data, data
+EOF
+}
+check "Python ssl: cert and host name verified, TLS 1.2, echo" pyssl
+pywrong() {
+	/usr/bin/python3 - "$PORT" "$tmp/tls.crt" <<'EOF'
+import socket, ssl, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+f = s.makefile("rb")
+f.readline()
+s.sendall(b"STARTTLS\r\n"); f.readline()
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+try:
+    ctx.wrap_socket(s, server_hostname="other.example")
+except ssl.SSLCertVerificationError:
+    sys.exit(0)
+sys.exit(1)
+EOF
+}
+check "Python ssl: a different host name does not verify (SAN is exact)" pywrong
+
+# Renegotiation is off: s_client's "R" command asks for it and the
+# server declines with a no_renegotiation alert (OpenSSL then gives up
+# the connection).  stdin is a FIFO kept open until each reply is seen,
+# so s_client does not quit at EOF; wait_for polls with a 20 s ceiling.
+wait_for() { # wait_for PATTERN FILE
+	for _ in $(seq 400); do
+		grep -q "$1" "$2" 2>/dev/null && return 0
+		sleep 0.05
+	done
+	return 1
+}
+reneg() {
+	local fifo=$tmp/reneg.in out=$tmp/reneg.out spid rc=0
+	mkfifo "$fifo"
+	timeout 30 openssl s_client -starttls smtp -connect "127.0.0.1:$PORT" \
+		-tls1_2 <"$fifo" >"$out" 2>&1 &
+	spid=$!
+	exec 7>"$fifo"
+	printf 'BEFORE\r\n' >&7
+	wait_for '^250 echo: BEFORE' "$out" || rc=1
+	printf 'R\n' >&7
+	wait_for 'no renegotiation' "$out" || rc=1
+	exec 7>&-
+	wait "$spid"
+	grep -q '^RENEGOTIATING' "$out" && ! grep -q '^250 echo: R' "$out" &&
+		[ $rc = 0 ]
+}
+check "renegotiation request declined (no_renegotiation alert)" reneg
+
 # A restart loads the files instead of regenerating them.
 sum_before=$(cat "$tmp/tls.key" "$tmp/tls.crt" | md5sum)
 kill "$pid"; wait "$pid" 2>/dev/null; pid=
 check "restart: tls_echo starts again" start_echo
 check "restart: key and cert loaded, not regenerated" \
 	test "$(cat "$tmp/tls.key" "$tmp/tls.crt" | md5sum)" = "$sum_before"
+
+# Keys the admin installs: RSA 2048 (ECDHE-RSA suites) and EC P-384,
+# made by openssl, PKCS#8 PEM.
+admin_key() { # admin_key NAME OPENSSL-KEY-ARGS...
+	local name=$1; shift
+	openssl req -x509 -newkey "$@" -nodes -days 30 -subj "/CN=$HOST" \
+		-keyout "$tmp/$name.key" -out "$tmp/$name.crt" >/dev/null 2>&1
+}
+kill "$pid"; wait "$pid" 2>/dev/null; pid=
+if admin_key rsa rsa:2048 &&
+	cp "$tmp/rsa.key" "$tmp/tls.key" && cp "$tmp/rsa.crt" "$tmp/tls.crt" &&
+	start_echo; then
+	sclient rsa 'QUIT\r\n' -CAfile "$tmp/tls.crt" -verify_return_error
+	check "admin RSA key: ECDHE-RSA-AES256-GCM-SHA384, verified" \
+		bash -c "grep -q 'Cipher is ECDHE-RSA-AES256-GCM-SHA384' '$tmp/rsa.out' &&
+			grep -q 'Verify return code: 0' '$tmp/rsa.out'"
+	kill "$pid"; wait "$pid" 2>/dev/null; pid=
+else
+	notok "admin RSA key: ECDHE-RSA-AES256-GCM-SHA384, verified"
+fi
+if admin_key p384 ec -pkeyopt ec_paramgen_curve:P-384 &&
+	cp "$tmp/p384.key" "$tmp/tls.key" && cp "$tmp/p384.crt" "$tmp/tls.crt" &&
+	start_echo; then
+	sclient p384 'QUIT\r\n' -CAfile "$tmp/tls.crt" -verify_return_error
+	check "admin EC P-384 key: ECDHE-ECDSA, verified" \
+		bash -c "grep -q 'Cipher is ECDHE-ECDSA-AES256-GCM-SHA384' '$tmp/p384.out' &&
+			grep -q 'Verify return code: 0' '$tmp/p384.out'"
+	kill "$pid"; wait "$pid" 2>/dev/null; pid=
+else
+	notok "admin EC P-384 key: ECDHE-ECDSA, verified"
+fi
+# A key that does not match the certificate: tls_echo must refuse to start.
+cp "$tmp/rsa.key" "$tmp/tls.key"
+if timeout 10 "$ECHO" "$tmp/port2" "$tmp/tls.crt" "$tmp/tls.key" "$HOST" \
+	2>"$tmp/mismatch.log"; then
+	notok "key not matching the cert: tls_global_init fails"
+else
+	check "key not matching the cert: tls_global_init fails" \
+		grep -q 'does not match' "$tmp/mismatch.log"
+fi
 
 if [ "$status" != 0 ]; then
 	echo "# tls_echo log:"; sed 's/^/#   /' "$tmp/echo.log" | tail -40
