@@ -650,6 +650,16 @@ config_set(struct config *c, const struct config_key *k, char *value,
 				                  config_shown(words[i], shown,
 				                               sizeof(shown)),
 				                  k->key);
+		for (i = 0; i < n; i++)
+			for (int j = 0; j < i; j++)
+				if (memcmp(&c->listen[i], &c->listen[j],
+				           sizeof(c->listen[i])) == 0)
+					return config_err(
+					        ctx,
+					        "listen address \"%s\" given "
+					        "twice",
+					        config_shown(words[i], shown,
+					                     sizeof(shown)));
 		c->n_listen = n;
 		return 0;
 
@@ -823,6 +833,7 @@ config_defaults(struct config *c)
 	if (gethostname(host, sizeof(host) - 1) != 0 || host[0] == '\0')
 		snprintf(host, sizeof(host), "localhost");
 	c->hostname = xstrdup(host);
+	util_lowercase(c->hostname);
 }
 
 /* config_free - free everything c owns, then c */
@@ -984,7 +995,10 @@ config_load(const char *path, char *err, size_t errlen)
 			           CONFIG_LINE_MAX);
 			goto fail;
 		}
-		s = config_strip(line);
+		s = line;
+		if (ctx.line == 1 && strncmp(s, "\xef\xbb\xbf", 3) == 0)
+			s += 3; /* a UTF-8 byte order mark from an editor */
+		s = config_strip(s);
 		if (*s == '\0')
 			continue;
 		eq = strchr(s, '=');

@@ -569,6 +569,8 @@ list_load(const char *path, char *err, size_t errlen)
 		char shown[96];
 
 		lineno++;
+		if (lineno == 1 && strncmp(s, "\xef\xbb\xbf", 3) == 0)
+			s += 3; /* a UTF-8 byte order mark from an editor */
 		if ((size_t)n != strlen(line)) {
 			snprintf(err, errlen, "%s:%u: NUL byte in line", path,
 			         lineno);

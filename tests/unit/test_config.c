@@ -435,6 +435,8 @@ test_errors(void)
 	         "2: bad address \"mail.example:25\" for listen"},
 	        {"bad listen port", B "listen = 0.0.0.0:99999\n",
 	         "2: bad address \"0.0.0.0:99999\" for listen"},
+	        {"listen twice", B "listen = 127.0.0.1:25 [::1]:25 127.0.0.1\n",
+	         "2: listen address \"127.0.0.1\" given twice"},
 	        {"empty listen", B "listen =\n",
 	         "2: listen needs at least one address"},
 	        {"too many listen",
@@ -637,6 +639,14 @@ test_values(void)
 		T_STREQ(c->allowlist_path, tmp_path("a#b"));
 		T_STREQ(c->hostname, "mx.example.com");
 	}
+	config_unref(c);
+	t_end();
+
+	t_begin("UTF-8 byte order mark on line 1 is skipped");
+	c = load_text("\xef\xbb\xbf" B "greet_pause = 1s\n", err, sizeof(err));
+	T_CHECK(c != NULL, "%s", err);
+	if (c)
+		T_INTEQ(c->greet_pause_ms, 1000);
 	config_unref(c);
 	t_end();
 

@@ -301,6 +301,19 @@ test_load(void)
 	        {"control chars shown as ?", "ok@example.com\nx\x01y\n",
 	         "%s:2: bad entry \"x?y\""},
 	        {"empty file", "", NULL},
+	        {"byte order mark",
+	         "\xef\xbb\xbf"
+	         "10.0.0.1\n",
+	         NULL},
+	        {"long line",
+	         "10.0.0.1\n"
+	         "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+	         "x"
+	         "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+	         "x"
+	         "@example.com\n",
+	         "%s:2: bad entry \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+	         "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx...\""},
 	};
 	char err[512], want[512], name[96];
 	size_t i;
