@@ -1,10 +1,16 @@
 /*
  * test_util.c - util.c and log.c: sockaddr_parse, ipaddr, buf, session
- * ids (uniqueness and alphabet), util_strcaseeq/lowercase, log_kv_escape.
+ * ids (uniqueness and alphabet), util_strcaseeq/lowercase, log_kv_escape,
+ * the stderr log line format, log_fatal's exit status and log_panic's abort.
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "proxy.h"
 #include "t.h"
@@ -304,6 +310,151 @@ test_now_ms(void)
 	t_end();
 }
 
+/* capture_start - send stderr to a fresh temp file; returns the old fd */
+static int
+capture_start(char *path, size_t len)
+{
+	int fd, saved;
+
+	snprintf(path, len, "/tmp/test_util_log.XXXXXX");
+	fd = mkstemp(path);
+	if (fd < 0)
+		return -1;
+	fflush(stderr);
+	saved = dup(2);
+	dup2(fd, 2);
+	close(fd);
+	return saved;
+}
+
+/* capture_end - restore stderr and read what was written (static) */
+static const char *
+capture_end(int saved, const char *path)
+{
+	static char text[4096];
+	FILE *f;
+	size_t n = 0;
+
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	f = fopen(path, "r");
+	if (f != NULL) {
+		n = fread(text, 1, sizeof(text) - 1, f);
+		fclose(f);
+	}
+	text[n] = '\0';
+	unlink(path);
+	return text;
+}
+
+/* test_log_lines - "TIMESTAMP mailmoat[pid]: LEVEL message" on stderr */
+static void
+test_log_lines(void)
+{
+	char path[64], want[128];
+	const char *got, *p;
+	int saved;
+
+	t_begin("log line format on stderr");
+	log_open(false, false);
+	saved = capture_start(path, sizeof(path));
+	T_CHECK(saved >= 0, "capture");
+	if (saved < 0) {
+		t_end();
+		return;
+	}
+	log_info("hello %d", 42);
+	log_debug("not shown when not verbose");
+	log_warn("two\nlines\r");
+	log_open(false, true);
+	log_debug("shown when verbose");
+	log_open(false, false);
+	got = capture_end(saved, path);
+	/* 2026-11-22T19:16:15.123Z mailmoat[1234]: INFO hello 42 */
+	T_CHECK(strlen(got) > 25 && got[4] == '-' && got[10] == 'T' &&
+	                got[23] == 'Z' && got[24] == ' ',
+	        "timestamp: %s", got);
+	snprintf(want, sizeof(want), "Z mailmoat[%ld]: INFO hello 42\n",
+	         (long)getpid());
+	T_CHECK(strstr(got, want) != NULL, "got %s want ...%s", got, want);
+	T_CHECK(strstr(got, "not shown") == NULL, "debug shown: %s", got);
+	T_CHECK(strstr(got, "DEBUG shown when verbose\n") != NULL,
+	        "verbose debug missing: %s", got);
+	T_CHECK(strstr(got, "WARN two?lines?\n") != NULL,
+	        "control chars not replaced: %s", got);
+	for (p = got, saved = 0; *p; p++)
+		saved += *p == '\n';
+	T_INTEQ(saved, 3);
+	t_end();
+}
+
+/* run_child - fork, run fn in the child with stderr closed, wait */
+static int
+run_child(void (*fn)(void))
+{
+	int status = 0;
+	pid_t pid;
+
+	fflush(stdout); /* the child's exit() must not print our buffer */
+	pid = fork();
+
+	if (pid == 0) {
+		int null = open("/dev/null", O_WRONLY);
+
+		dup2(null, 2);
+		fn();
+		_exit(0);
+	}
+	waitpid(pid, &status, 0);
+	return status;
+}
+
+/* child_fatal - log_fatal must exit 1 */
+static void
+child_fatal(void)
+{
+	log_fatal("bad config %s", "x");
+}
+
+/* child_panic - log_panic must abort */
+static void
+child_panic(void)
+{
+	signal(SIGABRT, SIG_DFL);
+	log_panic("invariant");
+}
+
+/* child_oom - xmalloc must not return on exhaustion */
+static void
+child_oom(void)
+{
+	volatile size_t huge = (size_t)1 << 46; /* 64 TiB */
+	void *p = xmalloc(huge);
+
+	free(p);
+}
+
+/* test_log_exits - log_fatal, log_panic, xmalloc failure */
+static void
+test_log_exits(void)
+{
+	int st;
+
+	t_begin("log_fatal exits 1");
+	st = run_child(child_fatal);
+	T_CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 1, "status %#x", st);
+	t_end();
+	t_begin("log_panic aborts");
+	st = run_child(child_panic);
+	T_CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT, "status %#x", st);
+	t_end();
+	t_begin("xmalloc never returns NULL (does not return on failure)");
+	st = run_child(child_oom);
+	T_CHECK(!(WIFEXITED(st) && WEXITSTATUS(st) == 0), "returned");
+	t_end();
+}
+
 int
 main(void)
 {
@@ -314,5 +465,7 @@ main(void)
 	test_strings();
 	test_kv_escape();
 	test_now_ms();
+	test_log_lines();
+	test_log_exits();
 	return t_exit();
 }
