@@ -523,7 +523,13 @@ tls_load_or_create(struct tls_ctx *ctx, const struct config *cfg)
 	bool new_key = false;
 
 	err = tls_read_file(kpath, &kdata, &klen);
-	if (err == -ENOENT) {
+	if (err == -ENOENT && !tls_hostname_ok(host)) {
+		/* A new key needs a new certificate: check before writing. */
+		log_warn("tls: hostname \"%s\" cannot go in a certificate",
+		         host);
+		err = -EINVAL;
+		goto out;
+	} else if (err == -ENOENT) {
 		if ((err = tls_gen_key(&ctx->key, why, sizeof(why))) != 0) {
 			log_warn("tls: cannot generate a key: %s", why);
 			goto out;
@@ -590,12 +596,21 @@ tls_load_or_create(struct tls_ctx *ctx, const struct config *cfg)
 	} else {
 		r = mbedtls_x509_crt_parse(&ctx->cert, cdata, clen);
 	}
-	if (r != 0) {
+	if (r < 0) {
 		tls_strerror(r, why, sizeof(why));
 		log_warn("tls: %s: not a usable certificate: %s", cpath, why);
 		err = -EINVAL;
 		goto out;
 	}
+	if (r > 0) /* a chain: the first one parsed, r others did not */
+		log_warn("tls: %s: %d certificate(s) of the chain skipped",
+		         cpath, r);
+#if defined(MBEDTLS_HAVE_TIME_DATE)
+	if (mbedtls_x509_time_is_past(&ctx->cert.valid_to))
+		log_warn("tls: %s has expired: clients that check will refuse "
+		         "it (delete it for a new self-signed one)",
+		         cpath);
+#endif
 	if ((r = mbedtls_pk_check_pair(&ctx->cert.pk, &ctx->key)) != 0) {
 		log_warn("tls: %s does not match the key in %s", cpath, kpath);
 		err = -EINVAL;
@@ -889,15 +904,17 @@ tls_handshake(struct tls *t)
 		return false;
 	}
 	t->ready = true;
-	tls_flush(t);
-	log_debug("tls: handshake done, %s %s", tls_version(t), tls_cipher(t));
-	t->hooks->ready(t, t->arg);
-	if (!t->failed && t->early.len > 0) {
+	/* Plaintext written before now goes first, in the order written,
+	 * and goes out in the same send as the server's Finished. */
+	if (t->early.len > 0) {
 		tls_encrypt(t, t->early.data, t->early.len);
 		buf_free(&t->early);
-		if (!t->failed)
-			tls_flush(t);
 	}
+	tls_flush(t);
+	if (t->failed)
+		return false;
+	log_debug("tls: handshake done, %s %s", tls_version(t), tls_cipher(t));
+	t->hooks->ready(t, t->arg);
 	return !t->failed;
 }
 
