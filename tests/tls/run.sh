@@ -30,7 +30,8 @@ check() { # check NAME CMD... - ok if CMD succeeds
 HOST=mx.tls-test.example
 mkdir -p "$BUILD/tests"
 ECHO=$BUILD/tests/tls_echo
-if ! cc -std=c11 -O2 -g -Wall -Wextra -Wno-unused-parameter \
+# ECHO_CFLAGS="-fsanitize=address,undefined" runs the suite on a sanitizer build.
+if ! cc -std=c11 -O2 -g ${ECHO_CFLAGS:-} -Wall -Wextra -Wno-unused-parameter \
 	-Wno-missing-field-initializers -Iproxy -D_GNU_SOURCE \
 	-o "$ECHO" tests/tls/tls_echo.c proxy/tls.c proxy/util.c proxy/log.c \
 	-luv -lmbedtls -lmbedx509 -lmbedcrypto 2>"$tmp/cc.log"; then
