@@ -509,6 +509,16 @@ const char *spf_res_name(enum spf_res r);
 /* spf_sanitize - printable ASCII only: tab/CR/LF -> space, others -> "?". */
 void spf_sanitize(char *out, size_t outlen, const char *in);
 
+/* ------------------------------------------------------- checks/spf.c */
+
+/* spf_auth_results - "Authentication-Results: HOST; spf=R smtp.mailfrom=A
+ * [; iprev=...]\r\n" into out (values restricted to safe characters);
+ * from NULL or null: smtp.helo=; ptr NULL: no iprev, "": fail/temperror. */
+void spf_auth_results(char *out, size_t outlen, const char *authserv,
+		      enum spf_res r, const struct mailpath *from,
+		      const char *helo, const struct ipaddr *client,
+		      const char *ptr, bool rdns_temp);
+
 /* ----------------------------------------------------------------- tld.c */
 
 /*

@@ -33,6 +33,7 @@ const struct check *const chk_registry[] = {
 	&chk_helo,
 	&chk_sender_tld,
 	&chk_sender_mx,
+	&chk_spf,
 	NULL /* end */
 };
 const unsigned chk_registry_len = ARRAY_LEN(chk_registry) - 1;

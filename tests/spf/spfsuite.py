@@ -154,6 +154,7 @@ def udp_limit(data):
 class UDPHandler(socketserver.BaseRequestHandler):
     def handle(self):
         data, sock = self.request
+        STATS['udp'] += 1
         reply = answer(data)
         if reply is None:
             return
@@ -161,12 +162,17 @@ class UDPHandler(socketserver.BaseRequestHandler):
         if len(wire) > udp_limit(data):
             reply.rr = []
             reply.header.tc = 1
+            STATS['truncated'] += 1
             wire = reply.pack()
         sock.sendto(wire, self.client_address)
 
 
+STATS = {'udp': 0, 'tcp': 0, 'truncated': 0}
+
+
 class TCPHandler(socketserver.BaseRequestHandler):
     def handle(self):
+        STATS['tcp'] += 1
         f = self.request
         while True:
             hdr = f.recv(2)
