@@ -23,7 +23,8 @@
  * delivered on the next loop turn (a zero timer), never from dns_query().
  *
  * Config keys: dns_servers (c-ares "ip:port,..." csv; none: resolv.conf),
- * dns_timeout (the whole lookup: c-ares gets two tries of half of it).
+ * dns_timeout (the whole lookup: two tries, t/3 then 2t/3, as c-ares
+ * doubles the timeout of each retry).
  */
 #include <arpa/nameser.h>
 #include <ares.h>
@@ -670,7 +671,8 @@ dns_chan_open(const char *servers, unsigned timeout_ms)
 		timeout_ms = 5000;
 	o.sock_state_cb = dns_sock_state_cb;
 	o.sock_state_cb_data = NULL;
-	o.timeout = (int)(timeout_ms / 2 ? timeout_ms / 2 : 1);
+	/* c-ares doubles the timeout at each try: t/3 + 2t/3 = t */
+	o.timeout = (int)(timeout_ms / 3 ? timeout_ms / 3 : 1);
 	o.tries = 2;
 	o.flags = ARES_FLAG_NOSEARCH | ARES_FLAG_NOALIASES;
 	r = ares_init_options(&dns.chan, &o, mask);
