@@ -193,6 +193,14 @@ class MmSMTP(SMTP):
         self.mm_raw.close()
         super().connection_lost(exc)
 
+    def eof_received(self):
+        # The peer closed its side: end the connection even while a
+        # handler sleeps (slow modes), so that "lost" is recorded.
+        r = super().eof_received()
+        if self.transport is not None:
+            self.transport.close()
+        return r
+
     def data_received(self, data):
         self.mm_raw.write(data)
         if self.mm_mode.get("lenient_eol"):

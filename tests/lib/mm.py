@@ -168,8 +168,13 @@ class Backend:
 
     def clear(self):
         """clear - forget recorded messages/events (mode is kept)."""
+        # events.jsonl is held open (O_APPEND) by the backend: truncate it,
+        # never unlink it, or later events would go to a deleted file
+        ev = os.path.join(self.spool, "events.jsonl")
+        if os.path.exists(ev):
+            os.truncate(ev, 0)
         for n in os.listdir(self.spool):
-            if n.startswith(("msg-", "conn-")) or n == "events.jsonl":
+            if n.startswith(("msg-", "conn-")):
                 try:
                     os.unlink(os.path.join(self.spool, n))
                 except OSError:
@@ -244,7 +249,27 @@ class Sink:
         wait_listen(self.port, self.proc)
         return self
 
+    def established(self):
+        """established - TCP connections to the sink still open."""
+        n = 0
+        for f in ("/proc/net/tcp", "/proc/net/tcp6"):
+            try:
+                with open(f) as fh:
+                    next(fh)
+                    for line in fh:
+                        p = line.split()
+                        if p[3] == "01" and int(p[1].rsplit(":", 1)[1],
+                                                16) == self.port:
+                            n += 1
+            except OSError:
+                pass
+        return n
+
     def messages(self):
+        """messages - the dumped messages, once no session is open: the
+        sink creates a dump file when a transaction starts and removes it
+        when the transaction is aborted, so only a quiet sink counts."""
+        wait_for(lambda: self.established() == 0, "sink sessions to end")
         out = []
         for n in sorted(os.listdir(self.dump)):
             with open(os.path.join(self.dump, n), "rb") as f:
