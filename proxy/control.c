@@ -12,7 +12,7 @@
  *   stats                       the JSON object of stats_json()
  *   allow add|del ADDR          IP, CIDR, address or @domain; saved to
  *                               the allowlist file
- *   block add|del ADDR          IP or CIDR; saved to the blocklist file
+ *   block add|del ADDR          likewise, saved to the blocklist file
  *   greylist list|del ...       an error until greylisting exists
  *   reload                      like SIGHUP
  *
@@ -95,23 +95,6 @@ ctl_printf(struct buf *b, const char *fmt, ...)
 	buf_append(b, tmp, (size_t)n);
 }
 
-/* ctl_is_net - "IP" or "IP/len": what a blocklist holds. */
-static bool
-ctl_is_net(const char *entry)
-{
-	char tmp[INET6_ADDRSTRLEN + 8];
-	struct ipaddr ip;
-	char *slash;
-
-	if (strlen(entry) >= sizeof(tmp))
-		return false;
-	strcpy(tmp, entry);
-	slash = strchr(tmp, '/');
-	if (slash != NULL)
-		*slash = '\0';
-	return ipaddr_parse(&ip, tmp) == 0;
-}
-
 /* ctl_list - allow|block add|del ENTRY. */
 static void
 ctl_list(struct buf *out, bool allow, const char *verb, const char *entry)
@@ -136,11 +119,6 @@ ctl_list(struct buf *out, bool allow, const char *verb, const char *entry)
 	if (path == NULL) {
 		ctl_printf(out, "error: no %s file is configured (key %s)\n",
 			   name, name);
-		return;
-	}
-	if (!allow && !ctl_is_net(entry)) {
-		ctl_printf(out, "error: not an IP address or CIDR net: %s\n",
-			   entry);
 		return;
 	}
 	if (*lp == NULL)

@@ -29,7 +29,7 @@ usage(void)
 		"usage: mailmoatctl [-S SOCKET] COMMAND...\n"
 		"  stats                    counters as JSON\n"
 		"  allow add|del ADDR       IP, CIDR, address or @domain\n"
-		"  block add|del ADDR       IP or CIDR\n"
+		"  block add|del ADDR       likewise\n"
 		"  greylist list|del ...    greylist entries\n"
 		"  reload                   reload the configuration\n"
 		"  (default socket: " DEFAULT_SOCKET ")\n");

@@ -1151,6 +1151,17 @@ sess_smtp_command_cb(struct smtp *e, enum smtp_cmd cmd,
 		addr_format(a->path, addr, sizeof(addr));
 		x->sender_allowlisted = s->cfg->allow != NULL && !a->path->null &&
 					list_match_addr(s->cfg->allow, addr);
+		if (!s->allowlisted && !x->sender_allowlisted &&
+		    s->cfg->block != NULL && !a->path->null &&
+		    list_match_addr(s->cfg->block, addr)) {
+			snprintf(reply, sizeof(reply),
+				 "554 5.7.1 We don't accept mail from this "
+				 "sender [id=%s]",
+				 s->sid);
+			sess_refuse(x, reply, "blocklist", addr);
+			s->has_from = false;
+			return;
+		}
 		if (x->hdr_base > s->add_headers.len)
 			x->hdr_base = s->add_headers.len;
 		s->add_headers.len = x->hdr_base;
