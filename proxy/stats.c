@@ -37,29 +37,37 @@ static unsigned n_sections;
 
 static time_t started;
 
-/* stats_count_reason - one more decision with this reason. */
+/* stats_reason_find - index of a reason, or -1. */
+static int
+stats_reason_find(const char *reason)
+{
+	unsigned i;
+
+	for (i = 0; i < n_reasons; i++)
+		if (strcmp(reasons[i].name, reason) == 0)
+			return (int)i;
+	return -1;
+}
+
+/* stats_count_reason - one more decision with this reason; when the table
+ * is full, new reasons count as "other" (the last slot). */
 void
 stats_count_reason(const char *reason)
 {
-	unsigned i;
+	int i;
 
 	if (started == 0)
 		started = time(NULL);
 	if (reason == NULL || reason[0] == '\0')
 		reason = "-";
-	for (i = 0; i < n_reasons; i++) {
-		if (strcmp(reasons[i].name, reason) == 0) {
-			reasons[i].count++;
-			return;
-		}
-	}
-	if (n_reasons == STATS_MAX_REASONS)
+	i = stats_reason_find(reason);
+	if (i < 0 && n_reasons >= STATS_MAX_REASONS - 1) {
 		reason = "other";
-	for (i = 0; i < n_reasons; i++) {
-		if (strcmp(reasons[i].name, reason) == 0) {
-			reasons[i].count++;
-			return;
-		}
+		i = stats_reason_find(reason);
+	}
+	if (i >= 0) {
+		reasons[i].count++;
+		return;
 	}
 	if (n_reasons == STATS_MAX_REASONS)
 		return;

@@ -1,0 +1,116 @@
+/*
+ * test_stats.c - the counters' JSON: keys, reasons, escaping, sections.
+ */
+#include <stdlib.h>
+
+#include "proxy.h"
+#include "t.h"
+
+/* json - stats_json() as a C string (caller frees). */
+static char *
+json(void)
+{
+	struct buf b = { 0 };
+
+	stats_json(&b);
+	buf_append(&b, "", 1);
+	return b.data;
+}
+
+/* section_dns - a section as dns.c would add it. */
+static void
+section_dns(struct buf *b)
+{
+	buf_append(b, "{\"zones\":1}", 11);
+}
+
+/* section_empty - a section that appends nothing: becomes null. */
+static void
+section_empty(struct buf *b)
+{
+}
+
+/* main - the cases. */
+int
+main(void)
+{
+	static const char *const keys[] = {
+		"\"connections_total\":",  "\"connections_active\":",
+		"\"accepted\":",	   "\"tempfailed\":",
+		"\"rejected\":",	   "\"logged\":",
+		"\"reasons\":{",	   "\"greylist_entries\":",
+		"\"backend_connections\":", "\"uptime\":",
+		"\"version\":\"" MAILMOAT_VERSION "\"",
+	};
+	char *j;
+	unsigned i;
+	int k;
+
+	t_begin("fresh counters: every key, zero, empty reasons");
+	j = json();
+	for (i = 0; i < ARRAY_LEN(keys); i++)
+		T_CHECK(strstr(j, keys[i]) != NULL, "no %s in %s", keys[i], j);
+	T_CHECK(strstr(j, "\"accepted\":0,") != NULL, "got %s", j);
+	T_CHECK(strstr(j, "\"reasons\":{}") != NULL, "got %s", j);
+	T_CHECK(j[0] == '{' && j[strlen(j) - 1] == '}', "got %s", j);
+	free(j);
+	t_end();
+
+	t_begin("counters and reasons move");
+	stats.connections_total = 7;
+	stats.rejected = 3;
+	stats.tempfailed = 1;
+	stats_count_reason("dnsbl");
+	stats_count_reason("dnsbl");
+	stats_count_reason("relay");
+	j = json();
+	T_CHECK(strstr(j, "\"connections_total\":7,") != NULL, "got %s", j);
+	T_CHECK(strstr(j, "\"rejected\":3,") != NULL, "got %s", j);
+	T_CHECK(strstr(j, "\"reasons\":{\"dnsbl\":2,\"relay\":1}") != NULL,
+		"got %s", j);
+	free(j);
+	t_end();
+
+	t_begin("reason names are escaped, NULL counts as -");
+	stats_count_reason("we\"ird\\\n");
+	stats_count_reason(NULL);
+	j = json();
+	T_CHECK(strstr(j, "\"we\\\"ird\\\\\\u000a\":1") != NULL, "got %s", j);
+	T_CHECK(strstr(j, "\"-\":1") != NULL, "got %s", j);
+	free(j);
+	t_end();
+
+	t_begin("too many reasons fold into other");
+	for (k = 0; k < 100; k++) {
+		char r[16];
+
+		snprintf(r, sizeof(r), "r%d", k);
+		stats_count_reason(r);
+	}
+	j = json();
+	T_CHECK(strstr(j, "\"other\":") != NULL, "got %s", j);
+	T_CHECK(strstr(j, "\"r99\"") == NULL, "got %s", j);
+	free(j);
+	t_end();
+
+	t_begin("sections: added after the counters; empty is null");
+	stats_add_section("dns", section_dns);
+	stats_add_section("empty", section_empty);
+	j = json();
+	T_CHECK(strstr(j, ",\"dns\":{\"zones\":1}") != NULL, "got %s", j);
+	T_CHECK(strstr(j, ",\"empty\":null}") != NULL, "got %s", j);
+	free(j);
+	t_end();
+
+	t_begin("json string escaping");
+	{
+		struct buf b = { 0 };
+
+		stats_json_string(&b, "a\"b\\c\td\x7f");
+		buf_append(&b, "", 1);
+		T_STREQ(b.data, "\"a\\\"b\\\\c\\u0009d\\u007f\"");
+		buf_free(&b);
+	}
+	t_end();
+	return t_exit();
+}
