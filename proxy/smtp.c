@@ -138,14 +138,15 @@ smtp_write(struct smtp *e, const char *reply)
 	size_t n = strlen(reply);
 	char line[SMTP_LINE_MAX + 64];
 
-	if (n + 2 <= sizeof(line)) {
-		memcpy(line, reply, n);
-		memcpy(line + n, "\r\n", 2);
-		e->hooks->write(e, line, n + 2);
-	} else {
-		e->hooks->write(e, reply, n);
-		e->hooks->write(e, "\r\n", 2);
-	}
+	char *big = NULL, *out = line;
+
+	/* One write per reply: with TLS that is one record. */
+	if (n + 2 > sizeof(line))
+		out = big = xmalloc(n + 2);
+	memcpy(out, reply, n);
+	memcpy(out + n, "\r\n", 2);
+	e->hooks->write(e, out, n + 2);
+	free(big);
 }
 
 /* smtp_close - stop for good and tell the owner (once) */
@@ -743,6 +744,8 @@ smtp_line(struct smtp *e, char *line, size_t len, bool more)
 	char *arg;
 	size_t vlen;
 
+	while (len > 0 && (line[len - 1] == ' ' || line[len - 1] == '\t'))
+		line[--len] = '\0';
 	vlen = strcspn(line, " ");
 	for (size_t i = 0; i < ARRAY_LEN(smtp_verbs); i++) {
 		if (strlen(smtp_verbs[i].verb) == vlen &&
@@ -765,9 +768,6 @@ smtp_line(struct smtp *e, char *line, size_t len, bool more)
 	arg = line + vlen;
 	while (*arg == ' ')
 		arg++;
-	for (char *t = arg + strlen(arg); t > arg && (t[-1] == ' ' ||
-						      t[-1] == '\t');)
-		*--t = '\0';
 	if (!(v->states & ST(e->state))) {
 		smtp_sequence_error(e, v);
 		return;

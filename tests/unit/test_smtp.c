@@ -23,6 +23,7 @@ struct fake {
 	struct smtp e;
 	enum fake_mode mode;
 	struct buf out;		/* everything written to the client */
+	unsigned writes;
 	struct buf body;	/* body bytes */
 	unsigned body_calls;
 	bool body_in_input;	/* every body span pointed into `input` */
@@ -60,6 +61,7 @@ fake_write(struct smtp *e, const char *buf, size_t len)
 	struct fake *f = container_of(e, struct fake, e);
 
 	buf_append(&f->out, buf, len);
+	f->writes++;
 }
 
 /* fake_command - record, then answer as the mode says */
@@ -387,6 +389,7 @@ test_errors(void)
 		  "250 2.1.0 Ok\r\n" },
 		{ "bare LF command line", "", "NOOP\n", "250 2.0.0 Ok\r\n" },
 		{ "trailing blanks", "", "NOOP  \t\r\n", "250 2.0.0 Ok\r\n" },
+		{ "trailing tab", "", "NOOP\t\r\n", "250 2.0.0 Ok\r\n" },
 		{ "VRFY discloses nothing", "", "VRFY root\r\n",
 		  "252 2.5.2 Cannot VRFY user, but will accept message and "
 		  "attempt delivery\r\n" },
@@ -1125,6 +1128,22 @@ test_reply_multiline(void)
 	T_INTEQ(f->e.state, SMTP_ST_HELO);
 	smtp_reply(&f->e, false, "stray");	/* nothing pending */
 	T_STREQ(take(f), "");
+	t_end();
+
+	t_begin("smtp_reply: a 3 KB reply goes out in one write");
+	{
+		char big[3000];
+
+		memset(big, 'z', sizeof(big));
+		memcpy(big, "550 5.7.1 ", 10);
+		big[sizeof(big) - 1] = '\0';
+		say(f, "EHLO c.example\r\n");
+		f->writes = 0;
+		smtp_reply(&f->e, false, big);
+		T_INTEQ(f->writes, 1);
+		T_INTEQ(f->out.len, sizeof(big) - 1 + 2);
+		take(f);
+	}
 	t_end();
 	fake_free(f);
 }
