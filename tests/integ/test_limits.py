@@ -12,6 +12,12 @@ TOO_MANY = "421 4.7.0 Too many connections, try again later"
 class Caps(MMTest):
     conf = {"max_per_ip": "3", "max_connections": "8"}
 
+    def setUp(self):
+        super().setUp()
+        # the previous test's sessions must be gone: the caps count them
+        mm.wait_for(lambda: self.daemon.stats()["connections_active"] == 0,
+                    "idle daemon")
+
     def test_per_ip_cap(self):
         held = [self.client(src="127.0.8.1") for _ in range(3)]
         for c in held:
@@ -30,8 +36,6 @@ class Caps(MMTest):
         self.assertEqual(self.client(src="127.0.8.1").banner().code, 220)
 
     def test_global_cap(self):
-        mm.wait_for(lambda: self.daemon.stats()["connections_active"] == 0,
-                    "idle daemon")
         held = []
         for i in range(8):
             c = self.client(src="127.0.9.%d" % (i + 1))
