@@ -206,7 +206,7 @@ dnsbl_finish(struct dnsbl_req *req)
 		if (zr->h)
 			zr->h->queries++;
 		if (zr->h && zr->h->state == DNSBL_SUSPENDED) {
-			log_info("dnsbl: zone %s suspended, ignored for %s",
+			log_debug("dnsbl: zone %s suspended, ignored for %s",
 				 zr->z.zone, req->ip_str);
 			continue;
 		}

@@ -326,7 +326,8 @@ dyn_ip_in_name(const char *host, const struct dyn_num *num, int n,
  * dynamic_match - the rules, in order: fewer than three labels: no;
  * exempt-regex or an exempt token: no; a regex: yes; the client's IPv4
  * address in the host part, or four small numbers in a row: yes; a
- * strong keyword token: yes; a keyword token and a digit: yes.
+ * strong keyword token: yes; a keyword token with a digit in its label:
+ * yes.
  */
 bool
 dynamic_match(const struct dynamic_rules *r, const char *ptr,
@@ -450,25 +451,36 @@ dynamic_match(const struct dynamic_rules *r, const char *ptr,
 	}
 	if (!digit)
 		return false;
-	for (i = 0; i <= hostlen;) {
-		size_t e = i, wl = 0;
+	/* a weak keyword needs a digit in its own label */
+	for (i = 0; i < hostlen;) {
+		size_t le = i, t;
+		bool label_digit = false;
 
-		while (e < hostlen && host[e] != '.' && host[e] != '-' &&
-		       host[e] != '_')
-			e++;
-		if (e > i) {
-			memcpy(tok, host + i, e - i);
-			tok[e - i] = '\0';
-			while (tok[wl] >= 'a' && tok[wl] <= 'z')
-				wl++;
-			if (dyn_strlist_has(&r->keyword, tok) ||
-			    (wl && (tok[wl] = '\0', 1) &&
-			     dyn_strlist_has(&r->keyword, tok))) {
-				snprintf(why, whylen, "keyword %s", tok);
-				return true;
+		while (le < hostlen && host[le] != '.')
+			le++;
+		for (t = i; t < le; t++)
+			if (host[t] >= '0' && host[t] <= '9')
+				label_digit = true;
+		for (t = i; label_digit && t < le;) {
+			size_t e = t, wl = 0;
+
+			while (e < le && host[e] != '-' && host[e] != '_')
+				e++;
+			if (e > t) {
+				memcpy(tok, host + t, e - t);
+				tok[e - t] = '\0';
+				while (tok[wl] >= 'a' && tok[wl] <= 'z')
+					wl++;
+				bool full = dyn_strlist_has(&r->keyword, tok);
+				tok[wl] = '\0';
+				if (full || (wl && dyn_strlist_has(&r->keyword, tok))) {
+					snprintf(why, whylen, "keyword %s", tok);
+					return true;
+				}
 			}
+			t = e + 1;
 		}
-		i = e + 1;
+		i = le + 1;
 	}
 	return false;
 }

@@ -19,7 +19,7 @@ const char dynamic_builtin_text[] =
 	"#   exempt WORD     a token or token word equal to WORD means \"not dynamic\",\n"
 	"#                   whatever else matches (static, mail, smtp, ...)\n"
 	"#   keyword WORD    a pool keyword: a token or token word equal to WORD,\n"
-	"#                   together with a number anywhere in the host part,\n"
+	"#                   with a digit in the same label,\n"
 	"#                   means \"dynamic\" (dsl-11-22.example.net, cm89.x.y.z)\n"
 	"#   strong WORD     like keyword, but no number is needed (dynamic, dialup)\n"
 	"#   regex ERE       POSIX extended regular expression (case-insensitive)\n"

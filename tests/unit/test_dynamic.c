@@ -75,6 +75,8 @@ static const struct {
 	{"ipv6 client mail", "mail.example.net", "2001:db8::1", false},
 	{"four numbers no ip", "10-20-30-40.customers.example.org", "", true},
 	{"two octets not enough", "m17-178.vip.126.com", "123.58.178.17", false},
+	{"keyword digit elsewhere", "good6.client.example.org", "", false},
+	{"keyword digit in label", "client-77.example.org.uk", "", true},
 };
 
 int

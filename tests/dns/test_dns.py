@@ -1,0 +1,377 @@
+#!/usr/bin/python3
+"""test_dns.py - the DNS checks (dnsbl, rdns, dynamic, helo, sender_tld,
+sender_mx) in the real daemon, against a real nsd.
+
+Peers, all real: nsd (tests/lib/dnsserver.py) serving the zones below,
+behind a DelayProxy that only delays or drops chosen names (timeouts,
+slow answers; the answers themselves are nsd's); SERVFAIL from zones nsd
+is configured for but cannot load; the aiosmtpd backend; the real
+build/host/mailmoat; SMTP clients from distinct 127.0.10.x addresses.
+IPv6: the same inside a network namespace (--ipv6-inner, started by
+run.sh through `ip netns exec`), clients from fd00::/64 addresses on lo.
+
+Prints "ok - dns:NAME" / "not ok - dns:NAME # detail".
+"""
+import ipaddress
+import os
+import re
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+
+import mm                                          # noqa: E402
+from dnsserver import DnsServer, DelayProxy       # noqa: E402
+
+results = []
+
+
+def check(name, cond, detail=""):
+    results.append(bool(cond))
+    print("%s - dns:%s%s" % ("ok" if cond else "not ok", name,
+                             "" if cond else " # " + str(detail)[:300]))
+    sys.stdout.flush()
+
+
+def strip_id(text):
+    return mm.ID_RE.sub("", text)
+
+
+def expect(name, reply, want):
+    """expect - the reply, without its [id=...], equals want exactly."""
+    got = strip_id(reply.text) if reply is not None else None
+    check(name, got == want, "got %r, want %r" % (got, want))
+
+
+ORG = "mmtest.org"
+RDNS_TEXT = ("Your IP address does not resolve to a hostname - no proper "
+             "reverse mapping exists")
+DYN_TEXT = ("You are a dynamic host - please use your providers mailserver "
+            "to send emails")
+
+
+def host(n):
+    return "127.0.10.%d" % n
+
+
+def zones():
+    """zones - the test's DNS data: clients 127.0.10.N, senders, lists."""
+    rev = []        # in 127.in-addr.arpa
+    org = ["good.client A 127.0.10.1",
+           "good.client TXT \"client\"",
+           "unconfirmed.client A 127.0.99.99",
+           "dsl-127-0-10-4.dyn A 127.0.10.4",
+           "noaddr-host TXT \"no address here\""]
+
+    def ptr(n, name):
+        rev.append("%d.10.0 PTR %s." % (n, name))
+
+    # 1: the good client; 2: no PTR; 3: PTR not confirmed; 4: dynamic;
+    # 6: PTR zone SERVFAIL; 7: PTR dropped (timeout); 8: PTR slow
+    ptr(1, "good.client." + ORG)
+    ptr(3, "unconfirmed.client." + ORG)
+    ptr(4, "dsl-127-0-10-4.dyn." + ORG)
+    ptr(7, "host7.senders." + ORG)
+    org.append("host7.senders A 127.0.10.7")
+    for n in (5, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20):
+        ptr(n, "host%d.senders.%s" % (n, ORG))
+        org.append("host%d.senders A 127.0.10.%d" % (n, n))
+
+    bl = [
+        "2.0.0.127 A 127.0.0.2",            # RFC 5782 test point
+        "5.10.0.127 A 127.0.0.2", "5.10.0.127 A 127.0.0.4",
+        "9.10.0.127 A 127.255.255.254",     # "public resolver" code
+        "10.10.0.127 A 127.0.0.99",         # outside the accepted set
+        "11.10.0.127 A 127.0.0.2",          # dropped by the proxy
+    ]
+    # a list that refuses us: everything, even 127.0.0.1, answers 127.0.0.2
+    refused = ["* A 127.0.0.2"]
+    return {
+        "127.in-addr.arpa": rev,
+        ORG: org,
+        "bl." + ORG: bl,
+        "refused." + ORG: refused,
+        "good-sender.com": ["@ MX 10 mx.good-sender.com.",
+                            "mx A 127.0.10.200",
+                            "@ TXT \"v=spf1 ip4:127.0.10.0/24 -all\""],
+        "nomx-sender.com": ["@ A 127.0.10.201"],
+        "nullmx-sender.com": ["@ MX 0 ."],
+        "slow-sender.com": ["@ MX 10 mx.slow-sender.com."],
+    }
+
+
+SERVFAIL = ["6.10.0.127.in-addr.arpa", "broken-sender.com"]
+RULES = [("7.10.0.127.in-addr.arpa", None),      # PTR timeout
+         ("8.10.0.127.in-addr.arpa", 300),       # PTR slow, in time
+         ("11.10.0.127.bl." + ORG, None),         # DNSBL timeout
+         ("slow-sender.com", None)]               # MX timeout
+
+
+def banner(d, src):
+    with mm.Client(d.port, src=src) as c:
+        b = c.banner()
+        try:
+            c.cmd("QUIT")
+        except (mm.Closed, mm.HarnessError):
+            pass
+        return b
+
+
+def helo(d, name, src=None):
+    with mm.Client(d.port, src=src or host(1)) as c:
+        b = c.banner()
+        if b.code != 220:
+            return b
+        r = c.cmd("EHLO " + name)
+        c.cmd("QUIT")
+        return r
+
+
+def mail(d, sender, src=None, helo_name="good.client." + ORG):
+    with mm.Client(d.port, src=src or host(1)) as c:
+        b = c.banner()
+        if b.code != 220:
+            return b
+        r = c.cmd("EHLO " + helo_name)
+        if r.code != 250:
+            return r
+        r = c.cmd("MAIL FROM:<%s>" % sender if sender else "MAIL FROM:<>")
+        c.cmd("QUIT")
+        return r
+
+
+def run(d, d2, dns, be):
+    # --- both directions: a good sender passes with every check on
+    be.clear()
+    with mm.Client(d.port, src=host(1)) as c:
+        b = c.banner()
+        check("good/banner", b.code == 220, b)
+        r = c.cmd("EHLO good.client." + ORG)
+        check("good/ehlo", r.code == 250, r)
+        r = c.transaction("alice@good-sender.com", ["bob@example.com"],
+                          mm.message("good"))
+        check("good/delivered", r.code == 250, r)
+        c.cmd("QUIT")
+    be.wait_closed()
+    check("good/backend got it", len(be.messages()) == 1,
+          len(be.messages()))
+    dec = d.decisions(client=host(1))
+    check("good/ptr logged", any(x.get("ptr") == "good.client." + ORG
+                                 for x in dec), dec[-1:] if dec else d.log_text()[-500:])
+
+    # --- rdns
+    expect("rdns/nxdomain", banner(d, host(2)), "550 5.7.1 " + RDNS_TEXT)
+    expect("rdns/not confirmed", banner(d, host(3)), "550 5.7.1 " + RDNS_TEXT)
+    expect("rdns/servfail tempfails", banner(d, host(6)),
+           "451 4.4.3 Temporary DNS failure looking up your reverse mapping")
+    expect("rdns/timeout tempfails", banner(d, host(7)),
+           "451 4.4.3 Temporary DNS failure looking up your reverse mapping")
+    b = banner(d, host(8))
+    check("rdns/slow answer in time passes", b.code == 220, b)
+    dec = d.decisions(client=host(2), reason="rdns")
+    check("rdns/decision logged with reason", bool(dec), d.log_text()[-800:])
+
+    # --- dynamic
+    expect("dynamic/pool name", banner(d, host(4)), "550 5.7.1 " + DYN_TEXT)
+    dec = d.decisions(client=host(4), reason="dynamic")
+    check("dynamic/logged with the PTR name",
+          dec and "dsl-127-0-10-4.dyn." + ORG in dec[-1].get("detail", ""),
+          dec)
+
+    # --- dnsbl
+    expect("dnsbl/listed", banner(d, host(5)),
+           "554 5.7.1 We don't accept mail from your IP (listed at bl.%s)"
+           % ORG)
+    dec = d.decisions(client=host(5), reason="dnsbl")
+    check("dnsbl/detail has zone and every code",
+          dec and dec[-1].get("detail") == "bl.%s=127.0.0.2,127.0.0.4" % ORG,
+          dec)
+    b = banner(d, host(9))
+    check("dnsbl/127.255.255.254 is an error, not a listing",
+          b.code == 220, b)
+    check("dnsbl/127.255.255.254 logged",
+          re.search(r"bl\.%s: 127\.0\.10\.9 answered 127\.255\.255\.254"
+                    % re.escape(ORG), d.log_text()), d.log_text()[-600:])
+    b = banner(d, host(10))
+    check("dnsbl/code outside the accepted set is not a listing",
+          b.code == 220, b)
+    b = banner(d, host(11))
+    check("dnsbl/zone timeout counts as not listed", b.code == 220, b)
+    check("dnsbl/zone timeout logged",
+          "lookup of 127.0.10.11 failed" in d.log_text(), "")
+    b = banner(d, host(12))
+    check("dnsbl/zone failing its self-test is suspended", b.code == 220, b)
+    st = d.stats()
+    z = st.get("dnsbl", {})
+    check("dnsbl/stats: failing zone unhealthy",
+          z.get("refused." + ORG, {}).get("healthy") is False, z)
+    check("dnsbl/stats: good zone healthy",
+          z.get("bl." + ORG, {}).get("healthy") is True, z)
+    check("dnsbl/stats: reasons counted",
+          st.get("reasons", {}).get("dnsbl", 0) >= 1 and
+          st.get("reasons", {}).get("rdns", 0) >= 2, st.get("reasons"))
+
+    # --- helo (from the good client)
+    expect("helo/localhost", helo(d, "localhost"),
+           "550 5.7.1 Invalid HELO name (not a fully qualified domain "
+           "name): localhost")
+    expect("helo/bare word", helo(d, "foo"),
+           "550 5.7.1 Invalid HELO name (not a fully qualified domain "
+           "name): foo")
+    expect("helo/our hostname", helo(d, mm.HOSTNAME),
+           "550 5.7.1 HELO name claims to be us")
+    expect("helo/our domain", helo(d, "example.org"),
+           "550 5.7.1 HELO name claims to be us")
+    expect("helo/our address", helo(d, "[203.0.113.5]"),
+           "550 5.7.1 HELO name claims to be us")
+    expect("helo/literal mismatch", helo(d, "[127.0.10.99]"),
+           "550 5.7.1 HELO address literal does not match your IP")
+    r = helo(d, "[127.0.10.1]")
+    check("helo/literal of the client passes", r.code == 250, r)
+    expect("helo/unregistered tld", helo(d, "host.example.invalidtld"),
+           "550 5.7.1 HELO name has an unregistered TLD: "
+           "host.example.invalidtld")
+    r = helo(d, "good.client." + ORG)
+    check("helo/fqdn passes", r.code == 250, r)
+    r = helo(d, "does-not-exist." + ORG)
+    check("helo/no resolve needed without helo_resolve", r.code == 250, r)
+    expect("helo_resolve/nxdomain", helo(d2, "does-not-exist." + ORG),
+           "550 5.7.1 HELO name does not resolve: does-not-exist." + ORG)
+    expect("helo_resolve/no address", helo(d2, "noaddr-host." + ORG),
+           "550 5.7.1 HELO name does not resolve: noaddr-host." + ORG)
+    r = helo(d2, "good.client." + ORG)
+    check("helo_resolve/resolving name passes", r.code == 250, r)
+    r = helo(d2, "x.broken-sender.com")
+    check("helo_resolve/servfail tempfails",
+          r.code == 451 and "Temporary DNS failure" in r.text, r)
+
+    # --- sender_tld / sender_mx
+    r = mail(d, "alice@good-sender.com")
+    check("sender/good domain", r.code == 250, r)
+    r = mail(d, None)
+    check("sender/null sender skips both", r.code == 250, r)
+    expect("sender_tld/unregistered", mail(d, "a@x.invalidtld"),
+           "550 5.7.1 Sender domain has an unregistered TLD: x.invalidtld")
+    expect("sender_mx/nxdomain", mail(d, "a@nx.good-sender.com"),
+           "550 5.7.1 Sender domain has no MX record: nx.good-sender.com")
+    expect("sender_mx/no mx", mail(d, "a@nomx-sender.com"),
+           "550 5.7.1 Sender domain has no MX record: nomx-sender.com")
+    expect("sender_mx/null mx", mail(d, "a@nullmx-sender.com"),
+           "550 5.7.1 Sender domain does not accept mail (null MX): "
+           "nullmx-sender.com")
+    expect("sender_mx/servfail", mail(d, "a@broken-sender.com"),
+           "451 4.4.3 Temporary DNS failure resolving the sender domain "
+           "broken-sender.com")
+    expect("sender_mx/timeout", mail(d, "a@slow-sender.com"),
+           "451 4.4.3 Temporary DNS failure resolving the sender domain "
+           "slow-sender.com")
+    r = mail(d2, "a@nomx-sender.com")
+    check("sender_mx=mx-or-a/implicit MX passes", r.code == 250, r)
+    expect("sender_mx=mx-or-a/nxdomain still refused",
+           mail(d2, "a@nx.good-sender.com"),
+           "550 5.7.1 Sender domain has no MX record: nx.good-sender.com")
+    expect("sender_mx=mx-or-a/null mx still refused",
+           mail(d2, "a@nullmx-sender.com"),
+           "550 5.7.1 Sender domain does not accept mail (null MX): "
+           "nullmx-sender.com")
+
+    # --- no hidden exemptions: loopback is checked like anyone; the
+    # allowlist is the way out
+    b = banner(d2, host(2))
+    check("allowlist exempts a host without PTR", b.code == 220, b)
+
+
+def conf_for(proxy_addr, **extra):
+    c = dict(action_dnsbl="reject", action_rdns="reject",
+             action_dynamic="reject", action_helo="reject",
+             action_sender_tld="reject", action_sender_mx="reject",
+             action_spf="reject",
+             dnsbl="bl.%s=127.0.0.2..127.0.0.11 refused.%s" % (ORG, ORG),
+             dns_servers=proxy_addr, dns_timeout="1s",
+             local_addresses="203.0.113.5")
+    c.update(extra)
+    return c
+
+
+def ipv6_inner():
+    """ipv6_inner - inside the namespace: nsd, daemon on [fd00::1],
+    clients from fd00::25 (good), fd00::26 (no PTR), fd00::27 (listed)."""
+    good, nop, listed = "fd00::25", "fd00::26", "fd00::27"
+
+    def rp(a):
+        return ipaddress.ip_address(a).reverse_pointer + "."
+
+    bl_name = ipaddress.ip_address(listed).reverse_pointer.replace(
+        ".ip6.arpa", "") + ".bl6." + ORG + "."
+    z = {
+        "ip6.arpa": [rp(good) + " PTR good6.client.%s." % ORG,
+                     rp(listed) + " PTR listed6.client.%s." % ORG],
+        ORG: ["good6.client AAAA " + good, "listed6.client AAAA " + listed],
+        "bl6." + ORG: [bl_name + " A 127.0.0.2",
+                       "2.0.0.127 A 127.0.0.2"],
+    }
+    with DnsServer(z) as dns, mm.Backend(host="127.0.0.1") as be:
+        d = mm.Daemon(be.port, listen="[fd00::1]:%d" % mm.free_port("::1"),
+                      **conf_for(dns.addr, dnsbl="bl6." + ORG))
+        # the daemon listens on [fd00::1]:port; mm waits on the port number
+        d.port = int(d.conf["listen"].rsplit(":", 1)[1])
+        d.write_conf()
+        try:
+            d.start()
+            with mm.Client(d.port, host="fd00::1", src=good) as c:
+                b = c.banner()
+                check("ipv6/forward-confirmed PTR passes", b.code == 220, b)
+                r = c.cmd("EHLO [IPv6:%s]" % good)
+                check("ipv6/helo literal of the client passes",
+                      r.code == 250, r)
+                r = c.cmd("MAIL FROM:<>")
+                c.cmd("QUIT")
+            with mm.Client(d.port, host="fd00::1", src=nop) as c:
+                expect("ipv6/no PTR refused", c.banner(),
+                       "550 5.7.1 " + RDNS_TEXT)
+            with mm.Client(d.port, host="fd00::1", src=listed) as c:
+                expect("ipv6/dnsbl nibble query listed", c.banner(),
+                       "554 5.7.1 We don't accept mail from your IP "
+                       "(listed at bl6.%s)" % ORG)
+        finally:
+            d.cleanup()
+
+
+def main():
+    if "--ipv6-inner" in sys.argv:
+        try:
+            ipv6_inner()
+        except Exception as e:  # a broken harness must fail a test
+            check("ipv6/harness", False, repr(e))
+        return 0 if all(results) else 1
+
+    with DnsServer(zones(), servfail=SERVFAIL) as dns, \
+            DelayProxy((dns.host, dns.port), RULES) as px, \
+            mm.Backend() as be:
+        try:
+            dns.selftest()
+            check("harness/nsd serves SERVFAIL zones", True)
+        except RuntimeError as e:
+            check("harness/nsd serves SERVFAIL zones", False, e)
+        d = mm.Daemon(be.port, **conf_for(px.addr))
+        d2 = mm.Daemon(be.port, allowlist="127.0.10.2\n",
+                       **conf_for(px.addr, helo_resolve="yes",
+                                  sender_mx="mx-or-a"))
+        try:
+            d.start()
+            d2.start()
+            run(d, d2, dns, be)
+        except Exception as e:
+            check("harness", False, repr(e))
+        finally:
+            log = d.log_text()
+            d.cleanup()
+            d2.cleanup()
+            if not all(results):
+                sys.stderr.write(log[-3000:])
+    return 0 if all(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
