@@ -131,7 +131,7 @@ addr_literal_len(const char *s)
 /*
  * addr_parse_local - the Local-part at s into p->local (unquoted form).
  * Returns its length as sent, or 0 if it is not valid.  *relay is set for
- * '%' or '!' in a dot-string and '@' in a quoted string.
+ * '%' or '!' anywhere in it, and for '@' in a quoted string.
  */
 static size_t
 addr_parse_local(const char *s, struct mailpath *p, bool *relay)
@@ -152,7 +152,9 @@ addr_parse_local(const char *s, struct mailpath *p, bool *relay)
 			} else if (c < 32 || c > 126) {
 				return 0;	/* also the missing close quote */
 			}
-			if (c == '@')
+			/* A backend unquotes before its %-hack or bang-path
+			 * rewriting: quoting must not hide them. */
+			if (c == '@' || c == '%' || c == '!')
 				*relay = true;
 			if (o < sizeof(p->local) - 1)
 				p->local[o++] = c;

@@ -16,7 +16,9 @@
  *   - nothing is written and no hook runs after the close hook;
  *   - the close hook runs at most once;
  *   - held input stays under the cap (8 KiB + a read);
- *   - the body of each message never holds an end of data.
+ *   - the body of each message never holds an end of data;
+ *   - addr.c round trip: the client bytes (up to a NUL) as a path; if it
+ *     parses, addr_format() of it parses again to the same path.
  * Seeds: tests/fuzz/seeds/smtp/.
  */
 #include <stdio.h>
@@ -214,6 +216,40 @@ static const struct smtp_hooks o_hooks = {
 	.close = o_close,
 };
 
+/* addr_round_trip - parse, format, parse again: the same path */
+static void
+addr_round_trip(const uint8_t *data, size_t size)
+{
+	char text[1024], fmt[1024];
+	struct mailpath p, q;
+	const char *end;
+	int r, r2;
+
+	if (size >= sizeof(text))
+		size = sizeof(text) - 1;
+	memcpy(text, data, size);
+	text[size] = '\0';
+	r = addr_parse_path(text, &p, &end);
+	if (r == ADDR_ESYNTAX || r == ADDR_ETOOLONG || p.null)
+		return;
+	if (end <= text || end > text + size || end[-1] != '>')
+		abort();
+	fmt[0] = '<';
+	addr_format(&p, fmt + 1, sizeof(fmt) - 2);
+	strcat(fmt, ">");
+	r2 = addr_parse_path(fmt, &q, &end);
+	if (r == ADDR_EROUTE)
+		r = (p.quoted && strchr(p.local, '@')) ||
+				    strpbrk(p.local, "%!") != NULL
+			    ? ADDR_ERELAY
+			    : ADDR_OK;
+	if (r2 != r)
+		abort();
+	if (*end != '\0' || strcmp(p.local, q.local) != 0 ||
+	    strcmp(p.domain, q.domain) != 0 || p.quoted != q.quoted)
+		abort();
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -224,6 +260,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (size < 2)
 		return 0;
+	addr_round_trip(data + 2, size - 2);
 	memset(&o, 0, sizeof(o));
 	smtp_init(&o.e, &o_hooks);
 	o.e.hostname = "mx.example.com";
