@@ -72,7 +72,8 @@ struct relay {
 	bool detached;		/* abort/quit called: no more callbacks */
 	bool quitting;
 	bool closing;
-	bool in_flight;		/* cmds[0] was sent, its reply is awaited */
+	unsigned n_sent;	/* cmds[0..n_sent) sent, replies awaited */
+	bool ext_pipelining;
 	bool writing;
 	unsigned handles;
 	struct relay_cmd cmds[RELAY_MAX_CMDS];
@@ -230,19 +231,31 @@ relay_write(struct relay *r, const char *p, size_t n)
 	relay_start_write(r);
 }
 
-/* relay_send_line - one command line, CRLF added. */
-static void
-relay_send_line(struct relay *r, const char *a, const char *b)
+/* relay_add_line - one command line, CRLF added, into out. */
+static bool
+relay_add_line(struct buf *out, const char *a, const char *b)
 {
 	char line[1100];
 	int n;
 
 	n = snprintf(line, sizeof(line), "%s%s\r\n", a, b ? b : "");
-	if (n < 0 || (size_t)n >= sizeof(line)) {
+	if (n < 0 || (size_t)n >= sizeof(line))
+		return false;
+	buf_append(out, line, (size_t)n);
+	return true;
+}
+
+/* relay_send_line - one command line now. */
+static void
+relay_send_line(struct relay *r, const char *a, const char *b)
+{
+	struct buf out = { 0 };
+
+	if (relay_add_line(&out, a, b))
+		relay_write(r, out.data, out.len);
+	else
 		relay_fail(r, "command too long");
-		return;
-	}
-	relay_write(r, line, (size_t)n);
+	buf_free(&out);
 }
 
 /* relay_mail_params - "<path> SIZE=n BODY=x" minus what was not offered. */
@@ -275,42 +288,65 @@ relay_mail_params(const struct relay *r, const char *in, char *out,
 	}
 }
 
-/* relay_pump - send the next queued command when nothing is in flight. */
+/* relay_groupable - may another command follow c in one write (RFC 2920:
+ * only when the backend offers PIPELINING, and not after DATA/QUIT)? */
+static bool
+relay_groupable(const struct relay *r, enum relay_cmd_kind c)
+{
+	return r->ext_pipelining &&
+	       (c == RC_MAIL || c == RC_RCPT || c == RC_RSET);
+}
+
+/*
+ * relay_pump - send what may be sent: the next command when nothing is
+ * awaited, or a group of MAIL/RCPT/RSET when the backend pipelines.
+ */
 static void
 relay_pump(struct relay *r)
 {
-	struct relay_cmd *c;
+	struct buf out = { 0 };
 	char params[600];
+	bool ok = true;
 
-	if (r->state != RS_READY || r->in_flight || r->n_cmds == 0 ||
-	    r->closing)
+	if (r->state != RS_READY || r->closing)
 		return;
-	c = &r->cmds[0];
-	switch (c->kind) {
-	case RC_MAIL:
-		relay_mail_params(r, c->arg, params, sizeof(params));
-		relay_send_line(r, "MAIL FROM:", params);
-		break;
-	case RC_RCPT:
-		relay_send_line(r, "RCPT TO:", c->arg);
-		break;
-	case RC_DATA:
-		relay_send_line(r, "DATA", NULL);
-		break;
-	case RC_DOT:
-		relay_write(r, ".\r\n", 3);
-		break;
-	case RC_RSET:
-		relay_send_line(r, "RSET", NULL);
-		break;
-	case RC_QUIT:
-		relay_send_line(r, "QUIT", NULL);
-		break;
+	while (r->n_sent < r->n_cmds && ok) {
+		struct relay_cmd *c = &r->cmds[r->n_sent];
+
+		if (r->n_sent > 0 &&
+		    !relay_groupable(r, r->cmds[r->n_sent - 1].kind))
+			break;
+		switch (c->kind) {
+		case RC_MAIL:
+			relay_mail_params(r, c->arg, params, sizeof(params));
+			ok = relay_add_line(&out, "MAIL FROM:", params);
+			break;
+		case RC_RCPT:
+			ok = relay_add_line(&out, "RCPT TO:", c->arg);
+			break;
+		case RC_DATA:
+			ok = relay_add_line(&out, "DATA", NULL);
+			break;
+		case RC_DOT:
+			buf_append(&out, ".\r\n", 3);
+			break;
+		case RC_RSET:
+			ok = relay_add_line(&out, "RSET", NULL);
+			break;
+		case RC_QUIT:
+			ok = relay_add_line(&out, "QUIT", NULL);
+			break;
+		}
+		r->n_sent++;
 	}
-	if (r->state == RS_DEAD)
-		return;
-	r->in_flight = true;
-	relay_arm(r);
+	if (!ok)
+		relay_fail(r, "command too long");
+	else if (out.len > 0) {
+		relay_write(r, out.data, out.len);
+		if (r->state != RS_DEAD)
+			relay_arm(r);
+	}
+	buf_free(&out);
 }
 
 /* relay_push - queue a command. */
@@ -342,6 +378,8 @@ relay_ehlo_exts(struct relay *r, const char *reply)
 			r->ext_size = true;
 		if (strncasecmp(p + 4, "8BITMIME", 8) == 0)
 			r->ext_8bit = true;
+		if (strncasecmp(p + 4, "PIPELINING", 10) == 0)
+			r->ext_pipelining = true;
 	}
 }
 
@@ -391,7 +429,7 @@ relay_handle_reply(struct relay *r, int code, const char *reply)
 	default:
 		return;
 	}
-	if (!r->in_flight) {
+	if (r->n_sent == 0) {
 		relay_fail(r, "unsolicited reply");
 		return;
 	}
@@ -399,7 +437,9 @@ relay_handle_reply(struct relay *r, int code, const char *reply)
 	c = r->cmds[0];
 	r->n_cmds--;
 	memmove(&r->cmds[0], &r->cmds[1], r->n_cmds * sizeof(r->cmds[0]));
-	r->in_flight = false;
+	r->n_sent--;
+	if (r->n_sent > 0)
+		relay_arm(r);	/* the next reply has its own deadline */
 	free(c.arg);
 	if (c.kind == RC_QUIT) {
 		relay_close(r);
@@ -625,7 +665,7 @@ void
 relay_quit(struct relay *r)
 {
 	r->detached = true;
-	if (r->state != RS_READY || r->in_flight || r->n_cmds > 0 ||
+	if (r->state != RS_READY || r->n_cmds > 0 ||
 	    r->closing) {
 		relay_close(r);
 		return;

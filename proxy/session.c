@@ -65,7 +65,8 @@ enum sess_phase {
 
 enum sess_op {
 	OP_NONE,
-	OP_MAIL,	/* MAIL sent to the backend for this RCPT */
+	OP_MAIL,	/* MAIL and RCPT sent (pipelined when offered) */
+	OP_RCPT_SKIP,	/* MAIL failed: the RCPT reply is not the answer */
 	OP_RCPT,
 	OP_DATA,
 	OP_DOT,
@@ -96,6 +97,7 @@ struct sess {
 	bool mail_8bit;
 	size_t hdr_base;		/* add_headers before this transaction */
 	char *reject_reply;		/* PH_REJECTING */
+	char *mail_refused;		/* OP_RCPT_SKIP: the MAIL reply */
 	struct buf rline;		/* PH_REJECTING: partial line */
 };
 
@@ -562,6 +564,7 @@ sess_free_cb(uv_handle_t *h)
 	buf_free(&s->add_headers);
 	buf_free(&x->rline);
 	free(x->reject_reply);
+	free(x->mail_refused);
 	config_unref(s->cfg);
 	free(x);
 	n_alive--;
@@ -810,6 +813,8 @@ sess_relay_start(struct sess *x)
 				 " BODY=8BITMIME");
 		x->op = OP_MAIL;
 		relay_mail(s->relay, path);
+		sess_path_str(&s->rcpt, path, sizeof(path));
+		relay_rcpt(s->relay, path);
 		return;
 	}
 	sess_path_str(&s->rcpt, path, sizeof(path));
@@ -892,14 +897,20 @@ sess_relay_cb(struct relay *r, void *arg, int code, const char *reply)
 	}
 	switch (op) {
 	case OP_MAIL:
+		/* The RCPT went with the MAIL: its reply comes next. */
 		if (code / 100 == 2) {
 			x->backend_txn = true;
-			sess_path_str(&s->rcpt, path, sizeof(path));
 			x->op = OP_RCPT;
-			relay_rcpt(r, path);
 			return;
 		}
-		sess_refuse(x, reply, "backend", reply);
+		free(x->mail_refused);
+		x->mail_refused = xstrdup(reply);
+		x->op = OP_RCPT_SKIP;
+		return;
+	case OP_RCPT_SKIP:
+		sess_refuse(x, x->mail_refused, "backend", x->mail_refused);
+		free(x->mail_refused);
+		x->mail_refused = NULL;
 		return;
 	case OP_RCPT:
 		if (code / 100 == 2) {
