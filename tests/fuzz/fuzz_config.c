@@ -77,6 +77,15 @@ fuzz_lines(const uint8_t *data, size_t size)
 	list_free(l);
 }
 
+/* fuzz_cleanup - remove the private directory at exit */
+static void
+fuzz_cleanup(void)
+{
+	unlink(conf_path);
+	unlink(list_path);
+	rmdir(fuzz_dir);
+}
+
 /* LLVMFuzzerInitialize - a private directory for the input files */
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -88,6 +97,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	}
 	snprintf(conf_path, sizeof(conf_path), "%s/mailmoat.conf", fuzz_dir);
 	snprintf(list_path, sizeof(list_path), "%s/list", fuzz_dir);
+	atexit(fuzz_cleanup);
 	log_open(false, false);
 	return 0;
 }
