@@ -22,10 +22,10 @@
 
 #include "proxy.h"
 
-#define ADDR_LOCAL_MAX 64	/* RFC 5321 4.5.3.1.1, as sent (quotes too) */
-#define ADDR_DOMAIN_MAX 255	/* RFC 5321 4.5.3.1.2 */
-#define ADDR_PATH_MAX 256	/* RFC 5321 4.5.3.1.3, with "<" and ">" */
-#define ADDR_LABEL_MAX 63	/* RFC 1035 2.3.4 */
+#define ADDR_LOCAL_MAX 64   /* RFC 5321 4.5.3.1.1, as sent (quotes too) */
+#define ADDR_DOMAIN_MAX 255 /* RFC 5321 4.5.3.1.2 */
+#define ADDR_PATH_MAX 256   /* RFC 5321 4.5.3.1.3, with "<" and ">" */
+#define ADDR_LABEL_MAX 63   /* RFC 1035 2.3.4 */
 
 /* addr_is_atext - RFC 5322 atext: letters, digits and !#$%&'*+-/=?^_`{|}~ */
 static bool
@@ -150,7 +150,7 @@ addr_parse_local(const char *s, struct mailpath *p, bool *relay)
 				if (c < 32 || c > 126)
 					return 0;
 			} else if (c < 32 || c > 126) {
-				return 0;	/* also the missing close quote */
+				return 0; /* also the missing close quote */
 			}
 			/* A backend unquotes before its %-hack or bang-path
 			 * rewriting: quoting must not hide them. */
@@ -164,7 +164,7 @@ addr_parse_local(const char *s, struct mailpath *p, bool *relay)
 	}
 	for (;;) {
 		if (!addr_is_atext(s[i]))
-			return 0;	/* empty atom: leading or double dot */
+			return 0; /* empty atom: leading or double dot */
 		while (addr_is_atext(s[i])) {
 			if (s[i] == '%' || s[i] == '!')
 				*relay = true;
@@ -194,7 +194,7 @@ addr_parse_route(const char *s)
 			return 0;
 		i++;
 		n = s[i] == '[' ? addr_literal_len(s + i)
-				: addr_domain_len(s + i, &labels);
+		                : addr_domain_len(s + i, &labels);
 		if (n == 0)
 			return 0;
 		i += n;
@@ -239,7 +239,7 @@ addr_parse_path(const char *text, struct mailpath *p, const char **end)
 	/* a syntax error anywhere wins over a length error */
 	dom = s + n + 1;
 	dlen = dom[0] == '[' ? addr_literal_len(dom)
-			     : addr_domain_len(dom, &labels);
+	                     : addr_domain_len(dom, &labels);
 	if (dlen == 0 || dom[dlen] != '>')
 		goto syntax;
 	if (end != NULL)

@@ -41,36 +41,36 @@
 
 #include "proxy.h"
 
-#define SMTP_LINE_MAX 512	/* command line incl. CRLF, RFC 5321 4.5.3.1.4 */
-#define SMTP_TEXT_MAX 1000	/* text line incl. CRLF, RFC 5321 4.5.3.1.6 */
-#define SMTP_QUEUE_MAX 8192	/* input held while the owner decides */
-#define SMTP_MAX_ERRORS 10	/* the 10th error reply becomes a 421 */
+#define SMTP_LINE_MAX 512   /* command line incl. CRLF, RFC 5321 4.5.3.1.4 */
+#define SMTP_TEXT_MAX 1000  /* text line incl. CRLF, RFC 5321 4.5.3.1.6 */
+#define SMTP_QUEUE_MAX 8192 /* input held while the owner decides */
+#define SMTP_MAX_ERRORS 10  /* the 10th error reply becomes a 421 */
 
 #define ST(s) (1u << (s))
 #define ST_GREETED (ST(SMTP_ST_HELO) | ST(SMTP_ST_MAIL) | ST(SMTP_ST_RCPT))
 
 /* Command flags. */
-#define F_NOARG (1u << 0)	/* no argument allowed */
-#define F_ARG (1u << 1)		/* an argument is required */
-#define F_ENDS (1u << 2)	/* ends the session: nothing after it */
-#define F_OWNER (1u << 3)	/* handed to the owner: the engine waits */
+#define F_NOARG (1u << 0) /* no argument allowed */
+#define F_ARG (1u << 1)   /* an argument is required */
+#define F_ENDS (1u << 2)  /* ends the session: nothing after it */
+#define F_OWNER (1u << 3) /* handed to the owner: the engine waits */
 
 /* DATA scanner states (e->dstate). */
 enum smtp_dstate {
-	DS_BOL,		/* at the start of a line */
-	DS_MID,		/* inside a line */
-	DS_CR,		/* a CR seen, its LF not yet */
-	DS_DOT,		/* "." at the start of a line, withheld */
-	DS_DOTCR,	/* "." CR at the start of a line, withheld */
-	DS_SYNBOL,	/* after a bare CR/LF rewritten as a line break */
+	DS_BOL,    /* at the start of a line */
+	DS_MID,    /* inside a line */
+	DS_CR,     /* a CR seen, its LF not yet */
+	DS_DOT,    /* "." at the start of a line, withheld */
+	DS_DOTCR,  /* "." CR at the start of a line, withheld */
+	DS_SYNBOL, /* after a bare CR/LF rewritten as a line break */
 };
 
 struct smtp_verb {
 	const char *verb;
 	void (*handler)(struct smtp *e, char *arg);
-	unsigned states;	/* ST() mask of the states it is allowed in */
+	unsigned states; /* ST() mask of the states it is allowed in */
 	unsigned flags;
-	const char *syntax;	/* the 501 reply text for a bad argument */
+	const char *syntax; /* the 501 reply text for a bad argument */
 };
 
 static void smtp_do_helo(struct smtp *e, char *arg);
@@ -92,41 +92,65 @@ static void smtp_do_unimpl(struct smtp *e, char *arg);
  * verb's 501 syntax text.
  */
 static const struct smtp_verb smtp_verbs[] = {
-	{ .verb = "EHLO", .handler = smtp_do_ehlo, .states = ST_GREETED,
-	  .flags = F_ARG | F_OWNER, .syntax = "Syntax: EHLO hostname" },
-	{ .verb = "HELO", .handler = smtp_do_helo, .states = ST_GREETED,
-	  .flags = F_ARG | F_OWNER, .syntax = "Syntax: HELO hostname" },
-	{ .verb = "MAIL", .handler = smtp_do_mail, .states = ST(SMTP_ST_MAIL),
-	  .flags = F_ARG | F_OWNER, .syntax = "Syntax: MAIL FROM:<address>" },
-	{ .verb = "RCPT", .handler = smtp_do_rcpt, .states = ST(SMTP_ST_RCPT),
-	  .flags = F_ARG | F_OWNER, .syntax = "Syntax: RCPT TO:<address>" },
-	{ .verb = "DATA", .handler = smtp_do_data, .states = ST(SMTP_ST_RCPT),
-	  .flags = F_NOARG | F_OWNER, .syntax = "Syntax: DATA" },
-	{ .verb = "RSET", .handler = smtp_do_rset, .states = ST_GREETED,
-	  .flags = F_NOARG, .syntax = "Syntax: RSET" },
-	{ .verb = "NOOP", .handler = smtp_do_noop, .states = ST_GREETED },
-	{ .verb = "QUIT", .handler = smtp_do_quit, .states = ST_GREETED,
-	  .flags = F_ENDS },
-	{ .verb = "VRFY", .handler = smtp_do_vrfy, .states = ST_GREETED,
-	  .flags = F_ARG, .syntax = "Syntax: VRFY address" },
-	{ .verb = "HELP", .handler = smtp_do_help, .states = ST_GREETED },
-	{ .verb = "STARTTLS", .handler = smtp_do_starttls,
-	  .states = ST(SMTP_ST_MAIL), .flags = F_NOARG | F_OWNER,
-	  .syntax = "Syntax: STARTTLS" },
-	/* Known, deliberately not implemented. */
-	{ .verb = "EXPN", .handler = smtp_do_unimpl, .states = ST_GREETED },
-	{ .verb = "TURN", .handler = smtp_do_unimpl, .states = ST_GREETED },
-	{ .verb = "ETRN", .handler = smtp_do_unimpl, .states = ST_GREETED },
-	{ .verb = "ATRN", .handler = smtp_do_unimpl, .states = ST_GREETED },
-	{ .verb = "BDAT", .handler = smtp_do_unimpl, .states = ST_GREETED },
-	{ .verb = "AUTH", .handler = smtp_do_unimpl, .states = ST_GREETED },
-	{ .verb = "SEND", .handler = smtp_do_unimpl, .states = ST_GREETED },
-	{ .verb = "SOML", .handler = smtp_do_unimpl, .states = ST_GREETED },
-	{ .verb = "SAML", .handler = smtp_do_unimpl, .states = ST_GREETED },
-	{ .verb = "VERB", .handler = smtp_do_unimpl, .states = ST_GREETED },
-	{ .verb = "XCLIENT", .handler = smtp_do_unimpl, .states = ST_GREETED },
-	{ .verb = "XFORWARD", .handler = smtp_do_unimpl,
-	  .states = ST_GREETED },
+        {.verb = "EHLO",
+         .handler = smtp_do_ehlo,
+         .states = ST_GREETED,
+         .flags = F_ARG | F_OWNER,
+         .syntax = "Syntax: EHLO hostname"},
+        {.verb = "HELO",
+         .handler = smtp_do_helo,
+         .states = ST_GREETED,
+         .flags = F_ARG | F_OWNER,
+         .syntax = "Syntax: HELO hostname"},
+        {.verb = "MAIL",
+         .handler = smtp_do_mail,
+         .states = ST(SMTP_ST_MAIL),
+         .flags = F_ARG | F_OWNER,
+         .syntax = "Syntax: MAIL FROM:<address>"},
+        {.verb = "RCPT",
+         .handler = smtp_do_rcpt,
+         .states = ST(SMTP_ST_RCPT),
+         .flags = F_ARG | F_OWNER,
+         .syntax = "Syntax: RCPT TO:<address>"},
+        {.verb = "DATA",
+         .handler = smtp_do_data,
+         .states = ST(SMTP_ST_RCPT),
+         .flags = F_NOARG | F_OWNER,
+         .syntax = "Syntax: DATA"},
+        {.verb = "RSET",
+         .handler = smtp_do_rset,
+         .states = ST_GREETED,
+         .flags = F_NOARG,
+         .syntax = "Syntax: RSET"},
+        {.verb = "NOOP", .handler = smtp_do_noop, .states = ST_GREETED},
+        {.verb = "QUIT",
+         .handler = smtp_do_quit,
+         .states = ST_GREETED,
+         .flags = F_ENDS},
+        {.verb = "VRFY",
+         .handler = smtp_do_vrfy,
+         .states = ST_GREETED,
+         .flags = F_ARG,
+         .syntax = "Syntax: VRFY address"},
+        {.verb = "HELP", .handler = smtp_do_help, .states = ST_GREETED},
+        {.verb = "STARTTLS",
+         .handler = smtp_do_starttls,
+         .states = ST(SMTP_ST_MAIL),
+         .flags = F_NOARG | F_OWNER,
+         .syntax = "Syntax: STARTTLS"},
+        /* Known, deliberately not implemented. */
+        {.verb = "EXPN", .handler = smtp_do_unimpl, .states = ST_GREETED},
+        {.verb = "TURN", .handler = smtp_do_unimpl, .states = ST_GREETED},
+        {.verb = "ETRN", .handler = smtp_do_unimpl, .states = ST_GREETED},
+        {.verb = "ATRN", .handler = smtp_do_unimpl, .states = ST_GREETED},
+        {.verb = "BDAT", .handler = smtp_do_unimpl, .states = ST_GREETED},
+        {.verb = "AUTH", .handler = smtp_do_unimpl, .states = ST_GREETED},
+        {.verb = "SEND", .handler = smtp_do_unimpl, .states = ST_GREETED},
+        {.verb = "SOML", .handler = smtp_do_unimpl, .states = ST_GREETED},
+        {.verb = "SAML", .handler = smtp_do_unimpl, .states = ST_GREETED},
+        {.verb = "VERB", .handler = smtp_do_unimpl, .states = ST_GREETED},
+        {.verb = "XCLIENT", .handler = smtp_do_unimpl, .states = ST_GREETED},
+        {.verb = "XFORWARD", .handler = smtp_do_unimpl, .states = ST_GREETED},
 };
 
 static void smtp_drain(struct smtp *e);
@@ -171,14 +195,15 @@ smtp_error(struct smtp *e, const char *code, const char *text)
 	char line[SMTP_LINE_MAX];
 
 	if (code[0] == '5' && ++e->n_errors >= SMTP_MAX_ERRORS) {
-		snprintf(line, sizeof(line), "421 4.7.0 Too many errors [id=%s]",
-			 e->sid ? e->sid : "-");
+		snprintf(line, sizeof(line),
+		         "421 4.7.0 Too many errors [id=%s]",
+		         e->sid ? e->sid : "-");
 		smtp_write(e, line);
 		smtp_close(e);
 		return;
 	}
 	snprintf(line, sizeof(line), "%s %s [id=%s]", code, text,
-		 e->sid ? e->sid : "-");
+	         e->sid ? e->sid : "-");
 	smtp_write(e, line);
 }
 
@@ -187,7 +212,7 @@ static bool
 smtp_violation(struct smtp *e, enum smtp_violation v)
 {
 	bool *seen = v == SMTP_VIOL_PREGREET ? &e->viol_pregreet
-					     : &e->viol_pipelining;
+	                                     : &e->viol_pipelining;
 
 	if (*seen)
 		return false;
@@ -275,7 +300,7 @@ smtp_ehlo_reply(struct smtp *e)
 
 	if (e->size_limit > 0)
 		snprintf(size, sizeof(size), "SIZE %llu",
-			 (unsigned long long)e->size_limit);
+		         (unsigned long long)e->size_limit);
 	else
 		snprintf(size, sizeof(size), "SIZE");
 	ext[n++] = size;
@@ -286,7 +311,7 @@ smtp_ehlo_reply(struct smtp *e)
 	o = snprintf(out, sizeof(out), "250-%.255s\r\n", e->hostname);
 	for (size_t i = 0; i < n; i++)
 		o += snprintf(out + o, sizeof(out) - o, "250%c%s\r\n",
-			      i + 1 < n ? '-' : ' ', ext[i]);
+		              i + 1 < n ? '-' : ' ', ext[i]);
 	e->hooks->write(e, out, o);
 }
 
@@ -401,7 +426,7 @@ smtp_reply(struct smtp *e, bool ok, const char *reply)
 		return;
 	if (ok && e->pending == SMTP_CMD_RCPT &&
 	    e->pending_addr_err != ADDR_OK) {
-		smtp_accept(e);	/* refuses it */
+		smtp_accept(e); /* refuses it */
 		return;
 	}
 	smtp_write(e, reply);
@@ -441,7 +466,7 @@ smtp_tls_started(struct smtp *e)
 static void
 smtp_do_helo(struct smtp *e, char *arg)
 {
-	struct smtp_args a = { .helo = arg };
+	struct smtp_args a = {.helo = arg};
 
 	if (e->state == SMTP_ST_RCPT) {
 		smtp_reset_txn(e);
@@ -454,7 +479,7 @@ smtp_do_helo(struct smtp *e, char *arg)
 static void
 smtp_do_ehlo(struct smtp *e, char *arg)
 {
-	struct smtp_args a = { .helo = arg };
+	struct smtp_args a = {.helo = arg};
 
 	/* RFC 5321 4.1.4: an EHLO in a transaction also resets it. */
 	if (e->state == SMTP_ST_RCPT) {
@@ -519,28 +544,30 @@ smtp_mail_params(struct smtp *e, char *p, struct smtp_args *a)
 		}
 		if (strcasecmp(kw, "SIZE") == 0) {
 			if (val == NULL || smtp_parse_u64(val, &a->size) != 0) {
-				smtp_error(e, "501 5.5.4", "Bad SIZE parameter");
+				smtp_error(e, "501 5.5.4",
+				           "Bad SIZE parameter");
 				return false;
 			}
 			if (e->size_limit > 0 && a->size > e->size_limit) {
 				smtp_error(e, "552 5.3.4",
-					   "Message size exceeds fixed maximum "
-					   "message size");
+				           "Message size exceeds fixed maximum "
+				           "message size");
 				return false;
 			}
 		} else if (strcasecmp(kw, "BODY") == 0) {
 			if (val != NULL && strcasecmp(val, "7BIT") == 0) {
 				a->body_8bit = false;
 			} else if (val != NULL &&
-				   strcasecmp(val, "8BITMIME") == 0) {
+			           strcasecmp(val, "8BITMIME") == 0) {
 				a->body_8bit = true;
 			} else if (val != NULL &&
-				   strcasecmp(val, "BINARYMIME") == 0) {
+			           strcasecmp(val, "BINARYMIME") == 0) {
 				smtp_error(e, "504 5.5.4",
-					   "BODY=BINARYMIME is not supported");
+				           "BODY=BINARYMIME is not supported");
 				return false;
 			} else {
-				smtp_error(e, "501 5.5.4", "Bad BODY parameter");
+				smtp_error(e, "501 5.5.4",
+				           "Bad BODY parameter");
 				return false;
 			}
 		} else {
@@ -556,7 +583,7 @@ static void
 smtp_do_mail(struct smtp *e, char *arg)
 {
 	struct mailpath path;
-	struct smtp_args a = { .path = &path };
+	struct smtp_args a = {.path = &path};
 	const char *end;
 	char *rest;
 	int r;
@@ -585,7 +612,7 @@ static void
 smtp_do_rcpt(struct smtp *e, char *arg)
 {
 	struct mailpath path;
-	struct smtp_args a = { .path = &path };
+	struct smtp_args a = {.path = &path};
 	const char *end;
 	char *rest;
 	int r;
@@ -632,7 +659,7 @@ smtp_do_rcpt(struct smtp *e, char *arg)
 static void
 smtp_do_data(struct smtp *e, char *arg)
 {
-	struct smtp_args a = { 0 };
+	struct smtp_args a = {0};
 
 	if (e->n_rcpt_tried == 0) {
 		smtp_error(e, "503 5.5.1", "Error: need RCPT command");
@@ -649,7 +676,7 @@ smtp_do_data(struct smtp *e, char *arg)
 static void
 smtp_do_rset(struct smtp *e, char *arg)
 {
-	struct smtp_args a = { 0 };
+	struct smtp_args a = {0};
 
 	smtp_reset_txn(e);
 	smtp_write(e, "250 2.0.0 Ok");
@@ -667,7 +694,7 @@ smtp_do_noop(struct smtp *e, char *arg)
 static void
 smtp_do_quit(struct smtp *e, char *arg)
 {
-	struct smtp_args a = { 0 };
+	struct smtp_args a = {0};
 
 	smtp_write(e, "221 2.0.0 Bye");
 	e->hooks->command(e, SMTP_CMD_QUIT, &a);
@@ -679,7 +706,7 @@ static void
 smtp_do_vrfy(struct smtp *e, char *arg)
 {
 	smtp_write(e, "252 2.5.2 Cannot VRFY user, but will accept message "
-		      "and attempt delivery");
+	              "and attempt delivery");
 }
 
 /* smtp_do_help - HELP */
@@ -687,14 +714,14 @@ static void
 smtp_do_help(struct smtp *e, char *arg)
 {
 	smtp_write(e, "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET "
-		      "NOOP QUIT VRFY HELP");
+	              "NOOP QUIT VRFY HELP");
 }
 
 /* smtp_do_starttls - STARTTLS: only when offered, before MAIL */
 static void
 smtp_do_starttls(struct smtp *e, char *arg)
 {
-	struct smtp_args a = { 0 };
+	struct smtp_args a = {0};
 
 	if (e->tls_active) {
 		smtp_error(e, "503 5.5.1", "Error: TLS already active");
@@ -846,13 +873,13 @@ static void
 smtp_end_of_data(struct smtp *e, bool more)
 {
 	struct smtp_args a = {
-		.msg_size = e->msg_size,
-		.bad_line_end = e->bad_line_end,
-		.line_too_long = e->line_too_long,
-		.too_big = e->too_big,
+	        .msg_size = e->msg_size,
+	        .bad_line_end = e->bad_line_end,
+	        .line_too_long = e->line_too_long,
+	        .too_big = e->too_big,
 	};
 
-	smtp_reset_txn(e);	/* what follows are commands again */
+	smtp_reset_txn(e); /* what follows are commands again */
 	if (more && smtp_violation(e, SMTP_VIOL_PIPELINING))
 		return;
 	smtp_hand(e, SMTP_CMD_DOT, &a);
@@ -912,7 +939,7 @@ smtp_data_scan(struct smtp *e, const char *p, size_t n)
 				e->line_len = 1;
 				e->dstate = DS_MID;
 			} else {
-				e->dstate = DS_MID;	/* c is seen there */
+				e->dstate = DS_MID; /* c is seen there */
 			}
 			break;
 		case DS_CR:
@@ -930,7 +957,7 @@ smtp_data_scan(struct smtp *e, const char *p, size_t n)
 			span = i;
 			e->bad_line_end = true;
 			e->line_len = 0;
-			e->dstate = DS_SYNBOL;	/* c is seen there */
+			e->dstate = DS_SYNBOL; /* c is seen there */
 			break;
 		case DS_DOT:
 			if (c == '\r') {
@@ -938,7 +965,8 @@ smtp_data_scan(struct smtp *e, const char *p, size_t n)
 				span = i + 1;
 				i++;
 			} else if (c == '\n') {
-				/* ".\n" must not reach the backend as ".\r\n" */
+				/* ".\n" must not reach the backend as ".\r\n"
+				 */
 				smtp_emit(e, "..\r\n", 4);
 				span = i + 1;
 				e->bad_line_end = true;
@@ -947,7 +975,7 @@ smtp_data_scan(struct smtp *e, const char *p, size_t n)
 			} else {
 				smtp_emit(e, ".", 1);
 				span = i;
-				e->dstate = DS_MID;	/* c is seen there */
+				e->dstate = DS_MID; /* c is seen there */
 			}
 			break;
 		case DS_DOTCR:
@@ -987,7 +1015,7 @@ smtp_feed(struct smtp *e, const char *p, size_t n)
 	e->busy = true;
 	while (off < n) {
 		if (e->state == SMTP_ST_CLOSED || e->tls_wait) {
-			off = n;	/* dropped */
+			off = n; /* dropped */
 			break;
 		}
 		if (e->waiting)
@@ -1013,8 +1041,9 @@ smtp_queue(struct smtp *e, const char *buf, size_t len)
 
 	if (e->in.len + len > SMTP_QUEUE_MAX) {
 		snprintf(line, sizeof(line),
-			 "421 4.7.0 Too much input without waiting for "
-			 "replies [id=%s]", e->sid ? e->sid : "-");
+		         "421 4.7.0 Too much input without waiting for "
+		         "replies [id=%s]",
+		         e->sid ? e->sid : "-");
 		smtp_close_reply(e, line);
 		return;
 	}
@@ -1028,7 +1057,7 @@ smtp_drain(struct smtp *e)
 	size_t used;
 
 	if (e->busy)
-		return;	/* the loop below us goes on by itself */
+		return; /* the loop below us goes on by itself */
 	while (e->in.len > 0 && !e->waiting && e->state != SMTP_ST_CLOSED &&
 	       !e->tls_wait) {
 		used = smtp_feed(e, e->in.data, e->in.len);
@@ -1039,7 +1068,7 @@ smtp_drain(struct smtp *e)
 	if (e->state == SMTP_ST_CLOSED || e->tls_wait)
 		e->in.len = 0;
 	if (e->in.len == 0 && e->in.cap > SMTP_LINE_MAX * 2)
-		buf_free(&e->in);	/* idle sessions stay small */
+		buf_free(&e->in); /* idle sessions stay small */
 }
 
 /* smtp_input - bytes from the client */

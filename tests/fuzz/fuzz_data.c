@@ -50,7 +50,7 @@ o_command(struct smtp *e, enum smtp_cmd cmd, const struct smtp_args *a)
 		o->dot = *a;
 		o->dot.path = NULL;
 		o->dot.helo = NULL;
-		return;	/* left pending: later bytes are not data */
+		return; /* left pending: later bytes are not data */
 	}
 	if (cmd != SMTP_CMD_RSET && cmd != SMTP_CMD_QUIT)
 		smtp_accept(e);
@@ -79,11 +79,11 @@ o_close(struct smtp *e)
 }
 
 static const struct smtp_hooks o_hooks = {
-	.write = o_write,
-	.command = o_command,
-	.body = o_body,
-	.violation = o_violation,
-	.close = o_close,
+        .write = o_write,
+        .command = o_command,
+        .body = o_body,
+        .violation = o_violation,
+        .close = o_close,
 };
 
 /* has_bare - a CR not followed by LF, or an LF not after a CR */
@@ -112,7 +112,7 @@ has_long_line(const char *p, size_t n)
 			start = i + 2;
 		}
 	}
-	return false;	/* a clean body ends in CRLF: no tail */
+	return false; /* a clean body ends in CRLF: no tail */
 }
 
 /* feed - the client side, in reads of 1..max bytes */
@@ -138,8 +138,10 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const char *const setup[] = {
-		"EHLO c.example\r\n", "MAIL FROM:<a@b.example>\r\n",
-		"RCPT TO:<c@d.example>\r\n", "DATA\r\n",
+	        "EHLO c.example\r\n",
+	        "MAIL FROM:<a@b.example>\r\n",
+	        "RCPT TO:<c@d.example>\r\n",
+	        "DATA\r\n",
 	};
 	struct owner o;
 	const char *msg, *eod = NULL;
@@ -152,7 +154,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memset(&o, 0, sizeof(o));
 	smtp_init(&o.e, &o_hooks);
 	o.e.sid = "F2";
-	o.e.size_limit = 0;	/* no cut: the body is complete */
+	o.e.size_limit = 0; /* no cut: the body is complete */
 	smtp_banner(&o.e);
 	for (size_t i = 0; i < ARRAY_LEN(setup); i++)
 		smtp_input(&o.e, setup[i], strlen(setup[i]));
@@ -171,7 +173,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		eod = memmem(msg, n, "\r\n.\r\n", 5);
 		end = eod != NULL;
 		if (end)
-			eod += 2;	/* the body keeps the CRLF */
+			eod += 2; /* the body keeps the CRLF */
 	}
 	body_n = end ? (size_t)(eod - msg) : n;
 

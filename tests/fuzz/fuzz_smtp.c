@@ -10,7 +10,8 @@
  *
  * The fake owner accepts (or refuses) every command, replies to the end
  * of data, starts "TLS" (smtp_tls_started) after a STARTTLS, and goes on
- * after violations (now and then it refuses and closes).  Checked on every run, besides ASan/UBSan:
+ * after violations (now and then it refuses and closes).  Checked on every run,
+ * besides ASan/UBSan:
  *   - every write is one or more complete reply lines: "DDD" then ' ' or
  *     '-', CRLF-terminated, 3 digits first, no bare CR/LF inside;
  *   - nothing is written and no hook runs after the close hook;
@@ -30,10 +31,10 @@
 struct owner {
 	struct smtp e;
 	uint32_t rng;
-	unsigned refuse;	/* 0..15: refuse when rng % 16 < refuse */
+	unsigned refuse; /* 0..15: refuse when rng % 16 < refuse */
 	bool defer;
-	bool answer_due;	/* deferred: answer before the next read */
-	bool tls_due;		/* STARTTLS accepted: "handshake" next */
+	bool answer_due; /* deferred: answer before the next read */
+	bool tls_due;    /* STARTTLS accepted: "handshake" next */
 	int closed;
 	/* the last bytes of the body: is an end of data in it? */
 	char tail[5];
@@ -105,7 +106,8 @@ o_answer(struct owner *o)
 		if (rnd(o) % 8 == 0)
 			smtp_close_reply(e, "421 4.3.0 Closing [id=F]");
 		else
-			smtp_reply(e, false, "550-5.7.1 No\r\n550 5.7.1 Still no");
+			smtp_reply(e, false,
+			           "550-5.7.1 No\r\n550 5.7.1 Still no");
 		return;
 	}
 	if (e->pending == SMTP_CMD_STARTTLS)
@@ -113,9 +115,9 @@ o_answer(struct owner *o)
 	if (rnd(o) & 1)
 		smtp_accept(e);
 	else
-		smtp_reply(e, true, e->pending == SMTP_CMD_DATA
-					    ? "354 Go ahead"
-					    : "250 2.0.0 Fine");
+		smtp_reply(e, true,
+		           e->pending == SMTP_CMD_DATA ? "354 Go ahead"
+		                                       : "250 2.0.0 Fine");
 }
 
 /* o_command - record and answer now or later */
@@ -175,7 +177,8 @@ o_body(struct smtp *e, const char *buf, size_t len)
 		}
 		if (n == 5 && memcmp(w, "\r\n.\r\n", 5) == 0)
 			abort();
-		if (o->body_len + i + 1 == 3 && memcmp(w + n - 3, ".\r\n", 3) == 0)
+		if (o->body_len + i + 1 == 3 &&
+		    memcmp(w + n - 3, ".\r\n", 3) == 0)
 			abort();
 		memcpy(o->tail, w, n);
 		o->tail_len = n;
@@ -209,11 +212,11 @@ o_close(struct smtp *e)
 }
 
 static const struct smtp_hooks o_hooks = {
-	.write = o_write,
-	.command = o_command,
-	.body = o_body,
-	.violation = o_violation,
-	.close = o_close,
+        .write = o_write,
+        .command = o_command,
+        .body = o_body,
+        .violation = o_violation,
+        .close = o_close,
 };
 
 /* addr_round_trip - parse, format, parse again: the same path */
@@ -240,9 +243,9 @@ addr_round_trip(const uint8_t *data, size_t size)
 	r2 = addr_parse_path(fmt, &q, &end);
 	if (r == ADDR_EROUTE)
 		r = (p.quoted && strchr(p.local, '@')) ||
-				    strpbrk(p.local, "%!") != NULL
-			    ? ADDR_ERELAY
-			    : ADDR_OK;
+		                    strpbrk(p.local, "%!") != NULL
+		            ? ADDR_ERELAY
+		            : ADDR_OK;
 	if (r2 != r)
 		abort();
 	if (*end != '\0' || strcmp(p.local, q.local) != 0 ||
@@ -296,8 +299,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			o.answer_due = false;
 			o_answer(&o);
 		}
-		if (o.tls_due && !o.e.waiting &&
-		    o.e.state != SMTP_ST_CLOSED) {
+		if (o.tls_due && !o.e.waiting && o.e.state != SMTP_ST_CLOSED) {
 			o.tls_due = false;
 			smtp_tls_started(&o.e);
 		}

@@ -18,64 +18,70 @@ test_paths(void)
 		int want;
 		const char *local, *domain, *rest;
 	} cases[] = {
-		{ "plain", "<a@b.example>", ADDR_OK, "a", "b.example", "" },
-		{ "null", "<>", ADDR_OK, "", "", "" },
-		{ "null with params", "<> SIZE=10", ADDR_OK, "", "", " SIZE=10" },
-		{ "params left", "<a@b.c> BODY=8BITMIME", ADDR_OK, "a", "b.c",
-		  " BODY=8BITMIME" },
-		{ "domain lower-cased", "<Joe.Bloggs@Example.COM>", ADDR_OK,
-		  "Joe.Bloggs", "example.com", "" },
-		{ "dotless domain", "<a@localhost>", ADDR_OK, "a", "localhost",
-		  "" },
-		{ "quoted", "<\"john doe\"@x.org>", ADDR_OK, "john doe", "x.org",
-		  "" },
-		{ "quoted pair", "<\"a\\\"b\"@x.org>", ADDR_OK, "a\"b", "x.org",
-		  "" },
-		{ "ipv4 literal", "<a@[192.0.2.1]>", ADDR_OK, "a", "[192.0.2.1]",
-		  "" },
-		{ "ipv6 literal", "<a@[IPv6:2001:db8::1]>", ADDR_OK, "a",
-		  "[ipv6:2001:db8::1]", "" },
-		{ "route", "<@r1.example,@r2.example:a@b.example>", ADDR_EROUTE,
-		  "a", "b.example", "" },
-		{ "route literal", "<@[10.0.0.1]:a@b.example>", ADDR_EROUTE, "a",
-		  "b.example", "" },
-		{ "percent hack", "<a%c.example@b.example>", ADDR_ERELAY,
-		  "a%c.example", "b.example", "" },
-		{ "bang path", "<c.example!a@b.example>", ADDR_ERELAY,
-		  "c.example!a", "b.example", "" },
-		{ "quoted at", "<\"a@c.example\"@b.example>", ADDR_ERELAY,
-		  "a@c.example", "b.example", "" },
-		{ "quoted percent", "<\"a%c.example\"@b.example>", ADDR_ERELAY,
-		  "a%c.example", "b.example", "" },
-		{ "quoted bang", "<\"c!a\"@b.example>", ADDR_ERELAY, "c!a",
-		  "b.example", "" },
-		{ "no brackets", "a@b.example", ADDR_ESYNTAX, "", "", NULL },
-		{ "no close", "<a@b.example", ADDR_ESYNTAX, "", "", NULL },
-		{ "no domain", "<a>", ADDR_ESYNTAX, "", "", NULL },
-		{ "empty domain", "<a@>", ADDR_ESYNTAX, "", "", NULL },
-		{ "no local", "<@b.example>", ADDR_ESYNTAX, "", "", NULL },
-		{ "space inside", "<a b@c.example>", ADDR_ESYNTAX, "", "", NULL },
-		{ "double dot", "<a..b@c.example>", ADDR_ESYNTAX, "", "", NULL },
-		{ "trailing dot domain", "<a@c.example.>", ADDR_ESYNTAX, "", "",
-		  NULL },
-		{ "hyphen label", "<a@-c.example>", ADDR_ESYNTAX, "", "", NULL },
-		{ "underscore domain", "<a@c_d.example>", ADDR_ESYNTAX, "", "",
-		  NULL },
-		{ "bad route", "<@:a@b.example>", ADDR_ESYNTAX, "", "", NULL },
-		{ "route no colon", "<@r.example,a@b.example>", ADDR_ESYNTAX, "",
-		  "", NULL },
-		{ "general literal", "<a@[x-tag:abc]>", ADDR_ESYNTAX, "", "",
-		  NULL },
-		{ "v4 too big", "<a@[256.1.1.1]>", ADDR_ESYNTAX, "", "", NULL },
-		{ "v6 no tag", "<a@[2001:db8::1]>", ADDR_ESYNTAX, "", "", NULL },
-		{ "nul in quoted", "<\"a\x01\"@b.c>", ADDR_ESYNTAX, "", "", NULL },
-		{ "8bit local", "<j\xc3\xb6rg@b.c>", ADDR_ESYNTAX, "", "", NULL },
-		{ "local 64", "<aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-			      "aaaaaaaaaa@b.c>", ADDR_OK,
-		  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
-		  "b.c", "" },
-		{ "local 65", "<aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-			      "aaaaaaaaaaa@b.c>", ADDR_ETOOLONG, "", "", "" },
+	        {"plain", "<a@b.example>", ADDR_OK, "a", "b.example", ""},
+	        {"null", "<>", ADDR_OK, "", "", ""},
+	        {"null with params", "<> SIZE=10", ADDR_OK, "", "", " SIZE=10"},
+	        {"params left", "<a@b.c> BODY=8BITMIME", ADDR_OK, "a", "b.c",
+	         " BODY=8BITMIME"},
+	        {"domain lower-cased", "<Joe.Bloggs@Example.COM>", ADDR_OK,
+	         "Joe.Bloggs", "example.com", ""},
+	        {"dotless domain", "<a@localhost>", ADDR_OK, "a", "localhost",
+	         ""},
+	        {"quoted", "<\"john doe\"@x.org>", ADDR_OK, "john doe", "x.org",
+	         ""},
+	        {"quoted pair", "<\"a\\\"b\"@x.org>", ADDR_OK, "a\"b", "x.org",
+	         ""},
+	        {"ipv4 literal", "<a@[192.0.2.1]>", ADDR_OK, "a", "[192.0.2.1]",
+	         ""},
+	        {"ipv6 literal", "<a@[IPv6:2001:db8::1]>", ADDR_OK, "a",
+	         "[ipv6:2001:db8::1]", ""},
+	        {"route", "<@r1.example,@r2.example:a@b.example>", ADDR_EROUTE,
+	         "a", "b.example", ""},
+	        {"route literal", "<@[10.0.0.1]:a@b.example>", ADDR_EROUTE, "a",
+	         "b.example", ""},
+	        {"percent hack", "<a%c.example@b.example>", ADDR_ERELAY,
+	         "a%c.example", "b.example", ""},
+	        {"bang path", "<c.example!a@b.example>", ADDR_ERELAY,
+	         "c.example!a", "b.example", ""},
+	        {"quoted at", "<\"a@c.example\"@b.example>", ADDR_ERELAY,
+	         "a@c.example", "b.example", ""},
+	        {"quoted percent", "<\"a%c.example\"@b.example>", ADDR_ERELAY,
+	         "a%c.example", "b.example", ""},
+	        {"quoted bang", "<\"c!a\"@b.example>", ADDR_ERELAY, "c!a",
+	         "b.example", ""},
+	        {"no brackets", "a@b.example", ADDR_ESYNTAX, "", "", NULL},
+	        {"no close", "<a@b.example", ADDR_ESYNTAX, "", "", NULL},
+	        {"no domain", "<a>", ADDR_ESYNTAX, "", "", NULL},
+	        {"empty domain", "<a@>", ADDR_ESYNTAX, "", "", NULL},
+	        {"no local", "<@b.example>", ADDR_ESYNTAX, "", "", NULL},
+	        {"space inside", "<a b@c.example>", ADDR_ESYNTAX, "", "", NULL},
+	        {"double dot", "<a..b@c.example>", ADDR_ESYNTAX, "", "", NULL},
+	        {"trailing dot domain", "<a@c.example.>", ADDR_ESYNTAX, "", "",
+	         NULL},
+	        {"hyphen label", "<a@-c.example>", ADDR_ESYNTAX, "", "", NULL},
+	        {"underscore domain", "<a@c_d.example>", ADDR_ESYNTAX, "", "",
+	         NULL},
+	        {"bad route", "<@:a@b.example>", ADDR_ESYNTAX, "", "", NULL},
+	        {"route no colon", "<@r.example,a@b.example>", ADDR_ESYNTAX, "",
+	         "", NULL},
+	        {"general literal", "<a@[x-tag:abc]>", ADDR_ESYNTAX, "", "",
+	         NULL},
+	        {"v4 too big", "<a@[256.1.1.1]>", ADDR_ESYNTAX, "", "", NULL},
+	        {"v6 no tag", "<a@[2001:db8::1]>", ADDR_ESYNTAX, "", "", NULL},
+	        {"nul in quoted", "<\"a\x01\"@b.c>", ADDR_ESYNTAX, "", "",
+	         NULL},
+	        {"8bit local", "<j\xc3\xb6rg@b.c>", ADDR_ESYNTAX, "", "", NULL},
+	        {"local 64",
+	         "<aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	         "aaaaaaaaaa@b.c>",
+	         ADDR_OK,
+	         "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	         "aaa",
+	         "b.c", ""},
+	        {"local 65",
+	         "<aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	         "aaaaaaaaaaa@b.c>",
+	         ADDR_ETOOLONG, "", "", ""},
 	};
 
 	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
@@ -85,7 +91,7 @@ test_paths(void)
 		int r;
 
 		snprintf(name, sizeof(name), "addr_parse_path: %s",
-			 cases[i].name);
+		         cases[i].name);
 		t_begin(name);
 		r = addr_parse_path(cases[i].in, &p, &end);
 		T_INTEQ(r, cases[i].want);
@@ -93,7 +99,7 @@ test_paths(void)
 			T_STREQ(p.local, cases[i].local);
 			T_STREQ(p.domain, cases[i].domain);
 			T_CHECK(p.null == (cases[i].in[1] == '>'),
-				"got null=%d", p.null);
+			        "got null=%d", p.null);
 		}
 		if (cases[i].rest != NULL && r != ADDR_ESYNTAX)
 			T_STREQ(end, cases[i].rest);
@@ -118,17 +124,19 @@ test_lengths(void)
 		n += 63;
 		dom[n++] = '.';
 	}
-	memcpy(dom + n, "com", 3);	/* 192 + 3 = 195 */
+	memcpy(dom + n, "com", 3); /* 192 + 3 = 195 */
 	n += 3;
 	dom[n] = '\0';
 	snprintf(in, sizeof(in), "<%.58s@%s>",
-		 "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-		 dom);
+	         "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+	         "xx",
+	         dom);
 	T_INTEQ(strlen(in), 256);
 	T_INTEQ(addr_parse_path(in, &p, &end), ADDR_OK);
 	snprintf(in, sizeof(in), "<%.59s@%s>",
-		 "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-		 dom);
+	         "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+	         "xx",
+	         dom);
 	T_INTEQ(addr_parse_path(in, &p, &end), ADDR_ETOOLONG);
 	t_end();
 
@@ -137,7 +145,7 @@ test_lengths(void)
 	memcpy(dom + 64, ".com", 5);
 	snprintf(in, sizeof(in), "<x@%s>", dom);
 	T_INTEQ(addr_parse_path(in, &p, &end), ADDR_ESYNTAX);
-	snprintf(in, sizeof(in), "<x@%s>", dom + 1);	/* 63 */
+	snprintf(in, sizeof(in), "<x@%s>", dom + 1); /* 63 */
 	T_INTEQ(addr_parse_path(in, &p, &end), ADDR_OK);
 	t_end();
 }
@@ -150,32 +158,32 @@ test_fqdn(void)
 		const char *in;
 		bool want;
 	} cases[] = {
-		{ "mail.example.com", true },
-		{ "a.b", true },
-		{ "MX1.Example.ORG", true },
-		{ "a-b.c-d.example", true },
-		{ "xn--bcher-kva.example", true },
-		{ "1.2.3.com", true },
-		{ "localhost", false },
-		{ "example.com.", false },
-		{ ".example.com", false },
-		{ "a..b", false },
-		{ "-a.example.com", false },
-		{ "a-.example.com", false },
-		{ "mail.example.123", false },
-		{ "192.0.2.1", false },
-		{ "[192.0.2.1]", false },
-		{ "under_score.example.com", false },
-		{ "", false },
-		{ "a b.example", false },
+	        {"mail.example.com", true},
+	        {"a.b", true},
+	        {"MX1.Example.ORG", true},
+	        {"a-b.c-d.example", true},
+	        {"xn--bcher-kva.example", true},
+	        {"1.2.3.com", true},
+	        {"localhost", false},
+	        {"example.com.", false},
+	        {".example.com", false},
+	        {"a..b", false},
+	        {"-a.example.com", false},
+	        {"a-.example.com", false},
+	        {"mail.example.123", false},
+	        {"192.0.2.1", false},
+	        {"[192.0.2.1]", false},
+	        {"under_score.example.com", false},
+	        {"", false},
+	        {"a b.example", false},
 	};
 	char big[300];
 
 	t_begin("addr_is_fqdn: table");
 	for (size_t i = 0; i < ARRAY_LEN(cases); i++)
 		T_CHECK(addr_is_fqdn(cases[i].in) == cases[i].want,
-			"%s: got %d, want %d", cases[i].in,
-			addr_is_fqdn(cases[i].in), cases[i].want);
+		        "%s: got %d, want %d", cases[i].in,
+		        addr_is_fqdn(cases[i].in), cases[i].want);
 	T_CHECK(!addr_is_fqdn(NULL), "NULL accepted");
 	t_end();
 
@@ -183,8 +191,8 @@ test_fqdn(void)
 	/* 4 labels of 62 + 3 dots = 251, + ".a" ... build exactly */
 	memset(big, 'a', sizeof(big));
 	for (int i = 62; i < 253; i += 63)
-		big[i] = '.';	/* labels of 62 */
-	big[253] = '\0';	/* 253 long, last label "aaaaa.." */
+		big[i] = '.'; /* labels of 62 */
+	big[253] = '\0';      /* 253 long, last label "aaaaa.." */
 	T_CHECK(addr_is_fqdn(big), "253 refused");
 	big[253] = 'a';
 	big[254] = '\0';
@@ -203,12 +211,15 @@ static void
 test_format(void)
 {
 	static const char *const in[] = {
-		"<a@b.example>", "<\"john doe\"@x.org>", "<\"a\\\"b\\\\c\"@x.org>",
-		"<a@[192.0.2.1]>", "<\"\"@x.org>",
+	        "<a@b.example>",
+	        "<\"john doe\"@x.org>",
+	        "<\"a\\\"b\\\\c\"@x.org>",
+	        "<a@[192.0.2.1]>",
+	        "<\"\"@x.org>",
 	};
 	static const char *const want[] = {
-		"a@b.example", "\"john doe\"@x.org", "\"a\\\"b\\\\c\"@x.org",
-		"a@[192.0.2.1]", "\"\"@x.org",
+	        "a@b.example",   "\"john doe\"@x.org", "\"a\\\"b\\\\c\"@x.org",
+	        "a@[192.0.2.1]", "\"\"@x.org",
 	};
 	struct mailpath p, q;
 	char out[600], again[610];
@@ -254,7 +265,7 @@ tsv_unescape(char *s)
 		else if (*p == 'n')
 			*o++ = '\n';
 		else if (*p == 'x' && p[1] && p[2]) {
-			char hex[3] = { p[1], p[2], 0 };
+			char hex[3] = {p[1], p[2], 0};
 
 			*o++ = (char)strtol(hex, NULL, 16);
 			p += 2;
@@ -293,20 +304,21 @@ test_isemail(void)
 		int id;
 		const char *why;
 	} xfail[] = {
-		{ 1, "\"\" wrapped is \"<>\", the null reverse-path: valid "
-		     "for MAIL FROM (RFC 5321 4.1.1.2); smtp.c refuses it "
-		     "for RCPT" },
+	        {1, "\"\" wrapped is \"<>\", the null reverse-path: valid "
+	            "for MAIL FROM (RFC 5321 4.1.1.2); smtp.c refuses it "
+	            "for RCPT"},
 	};
 	FILE *f;
 	char line[2048], path[1100];
 	int total = 0, agree = 0, strict = 0;
 
 	t_begin("isemail: rfc5321_envelope verdicts");
-	f = tsv_open("isemail-tests.tsv",
-		     "/work/shared/data/email-address-isemail/isemail-tests.tsv");
+	f = tsv_open(
+	        "isemail-tests.tsv",
+	        "/work/shared/data/email-address-isemail/isemail-tests.tsv");
 	T_CHECK(f != NULL, "isemail-tests.tsv not found");
 	while (f != NULL && fgets(line, sizeof(line), f) != NULL) {
-		char *fld[8] = { 0 }, *save = NULL, *s = line;
+		char *fld[8] = {0}, *save = NULL, *s = line;
 		int nf = 0, id, r;
 		bool want, got, expected_fail = false;
 		struct mailpath p;
@@ -342,17 +354,20 @@ test_isemail(void)
 		for (size_t k = 0; k < ARRAY_LEN(xfail); k++)
 			if (xfail[k].id == id && got != want) {
 				expected_fail = true;
-				printf("# isemail id %d: expected disagreement: "
-				       "%s\n", id, xfail[k].why);
+				printf("# isemail id %d: expected "
+				       "disagreement: "
+				       "%s\n",
+				       id, xfail[k].why);
 			}
 		if (got != want && !expected_fail)
 			T_CHECK(0, "id %d %s: got %s (%d), want %s", id, fld[3],
-				got ? "accept" : "reject", r, fld[5]);
+			        got ? "accept" : "reject", r, fld[5]);
 	}
 	if (f != NULL)
 		fclose(f);
 	printf("# isemail: %d/%d agree on syntax (%d/%d if ERELAY counted "
-	       "as a refusal)\n", agree, total, strict, total);
+	       "as a refusal)\n",
+	       agree, total, strict, total);
 	T_CHECK(total >= 160, "only %d cases read", total);
 	t_end();
 }

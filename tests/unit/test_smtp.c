@@ -15,21 +15,21 @@
 #include "t.h"
 
 enum fake_mode {
-	FAKE_SYNC,	/* smtp_accept() from inside the command hook */
-	FAKE_DEFER,	/* the test answers */
+	FAKE_SYNC,  /* smtp_accept() from inside the command hook */
+	FAKE_DEFER, /* the test answers */
 };
 
 struct fake {
 	struct smtp e;
 	enum fake_mode mode;
-	struct buf out;		/* everything written to the client */
+	struct buf out; /* everything written to the client */
 	unsigned writes;
-	struct buf body;	/* body bytes */
+	struct buf body; /* body bytes */
 	unsigned body_calls;
-	bool body_in_input;	/* every body span pointed into `input` */
-	const char *input;	/* the buffer being fed, for the check above */
+	bool body_in_input; /* every body span pointed into `input` */
+	const char *input;  /* the buffer being fed, for the check above */
 	size_t input_len;
-	char cmds[512];		/* "EHLO MAIL RCPT ..." in order */
+	char cmds[512]; /* "EHLO MAIL RCPT ..." in order */
 	int n_cmd;
 	enum smtp_cmd last;
 	char last_helo[600];
@@ -37,21 +37,21 @@ struct fake {
 	int last_addr_err;
 	uint64_t last_size;
 	bool last_8bit;
-	struct smtp_args dot;	/* the end-of-data args */
+	struct smtp_args dot; /* the end-of-data args */
 	int n_dot;
 	int viol[2];
 	int viol_ret;
 	int closed;
-	bool reject_rcpt;	/* answer RCPT with a 550 */
-	bool accept_relay;	/* accept RCPT even with addr_err */
+	bool reject_rcpt;  /* answer RCPT with a 550 */
+	bool accept_relay; /* accept RCPT even with addr_err */
 };
 
 static const char *const cmd_names[] = {
-	[SMTP_CMD_EHLO] = "EHLO", [SMTP_CMD_HELO] = "HELO",
-	[SMTP_CMD_MAIL] = "MAIL", [SMTP_CMD_RCPT] = "RCPT",
-	[SMTP_CMD_DATA] = "DATA", [SMTP_CMD_DOT] = "DOT",
-	[SMTP_CMD_STARTTLS] = "STARTTLS", [SMTP_CMD_RSET] = "RSET",
-	[SMTP_CMD_QUIT] = "QUIT",
+        [SMTP_CMD_EHLO] = "EHLO",         [SMTP_CMD_HELO] = "HELO",
+        [SMTP_CMD_MAIL] = "MAIL",         [SMTP_CMD_RCPT] = "RCPT",
+        [SMTP_CMD_DATA] = "DATA",         [SMTP_CMD_DOT] = "DOT",
+        [SMTP_CMD_STARTTLS] = "STARTTLS", [SMTP_CMD_RSET] = "RSET",
+        [SMTP_CMD_QUIT] = "QUIT",
 };
 
 /* fake_write - the client's view */
@@ -72,7 +72,7 @@ fake_command(struct smtp *e, enum smtp_cmd cmd, const struct smtp_args *a)
 	size_t n = strlen(f->cmds);
 
 	snprintf(f->cmds + n, sizeof(f->cmds) - n, "%s%s", n ? " " : "",
-		 cmd_names[cmd]);
+	         cmd_names[cmd]);
 	f->n_cmd++;
 	f->last = cmd;
 	if (a->helo != NULL)
@@ -92,7 +92,7 @@ fake_command(struct smtp *e, enum smtp_cmd cmd, const struct smtp_args *a)
 	if (cmd == SMTP_CMD_DOT)
 		smtp_reply(e, true, "250 2.0.0 Ok: queued");
 	else if (cmd == SMTP_CMD_RCPT && a->addr_err != ADDR_OK &&
-		 !f->accept_relay)
+	         !f->accept_relay)
 		smtp_reply(e, false, "550 5.7.1 Relaying denied [id=T]");
 	else if (cmd == SMTP_CMD_RCPT && f->reject_rcpt)
 		smtp_reply(e, false, "550 5.7.1 recipient <x@y> unknown");
@@ -121,7 +121,8 @@ fake_violation(struct smtp *e, enum smtp_violation v)
 
 	f->viol[v]++;
 	if (f->viol_ret < 0)
-		smtp_close_reply(e, "554 5.5.0 Pipelining is not allowed [id=T]");
+		smtp_close_reply(e,
+		                 "554 5.5.0 Pipelining is not allowed [id=T]");
 	return f->viol_ret;
 }
 
@@ -135,11 +136,11 @@ fake_close(struct smtp *e)
 }
 
 static const struct smtp_hooks fake_hooks = {
-	.write = fake_write,
-	.command = fake_command,
-	.body = fake_body,
-	.violation = fake_violation,
-	.close = fake_close,
+        .write = fake_write,
+        .command = fake_command,
+        .body = fake_body,
+        .violation = fake_violation,
+        .close = fake_close,
 };
 
 /* fake_new - an engine with test settings, banner not sent yet */
@@ -246,12 +247,12 @@ test_dialogue(void)
 	smtp_banner(&f->e);
 	T_STREQ(take(f), "220 mx.example.com ESMTP mailmoat\r\n");
 	T_STREQ(chat(f, "EHLO client.example\r\n"),
-		"250-mx.example.com\r\n250-SIZE 10000\r\n250-8BITMIME\r\n"
-		"250 ENHANCEDSTATUSCODES\r\n");
+	        "250-mx.example.com\r\n250-SIZE 10000\r\n250-8BITMIME\r\n"
+	        "250 ENHANCEDSTATUSCODES\r\n");
 	T_STREQ(f->last_helo, "client.example");
 	T_CHECK(f->e.esmtp, "not esmtp");
 	T_STREQ(chat(f, "MAIL FROM:<a@b.example> SIZE=300 BODY=8BITMIME\r\n"),
-		"250 2.1.0 Ok\r\n");
+	        "250 2.1.0 Ok\r\n");
 	T_STREQ(f->last_path, "a@b.example");
 	T_INTEQ(f->last_size, 300);
 	T_CHECK(f->last_8bit, "BODY=8BITMIME lost");
@@ -261,14 +262,16 @@ test_dialogue(void)
 	T_STREQ(chat(f, "DATA\r\n"), "354 End data with <CR><LF>.<CR><LF>\r\n");
 	T_INTEQ(f->e.state, SMTP_ST_DATA);
 	T_STREQ(chat(f, "Subject: hi\r\n\r\nbody\r\n.\r\n"),
-		"250 2.0.0 Ok: queued\r\n");
+	        "250 2.0.0 Ok: queued\r\n");
 	T_INTEQ(f->n_dot, 1);
 	T_INTEQ(f->dot.msg_size, 21);
 	T_CHECK(!f->dot.bad_line_end && !f->dot.line_too_long &&
-		!f->dot.too_big, "flags set on a clean message");
+	                !f->dot.too_big,
+	        "flags set on a clean message");
 	T_CHECK(f->body.len == 21 &&
-		memcmp(f->body.data, "Subject: hi\r\n\r\nbody\r\n", 21) == 0,
-		"body %zu bytes", f->body.len);
+	                memcmp(f->body.data, "Subject: hi\r\n\r\nbody\r\n",
+	                       21) == 0,
+	        "body %zu bytes", f->body.len);
 	T_INTEQ(f->e.state, SMTP_ST_MAIL);
 	T_STREQ(chat(f, "QUIT\r\n"), "221 2.0.0 Bye\r\n");
 	T_INTEQ(f->closed, 1);
@@ -292,8 +295,9 @@ test_greetings(void)
 	T_STREQ(chat(f, "HELO client.example\r\n"), "250 mx.example.com\r\n");
 	T_CHECK(!f->e.esmtp, "esmtp after HELO");
 	T_STREQ(chat(f, "MAIL FROM:<a@b.example> SIZE=10\r\n"),
-		"555 5.5.4 Unsupported parameter [id=T1]\r\n");
-	T_STREQ(chat(f, "HELO\r\n"), "501 5.5.4 Syntax: HELO hostname [id=T1]\r\n");
+	        "555 5.5.4 Unsupported parameter [id=T1]\r\n");
+	T_STREQ(chat(f, "HELO\r\n"),
+	        "501 5.5.4 Syntax: HELO hostname [id=T1]\r\n");
 	t_end();
 	fake_free(f);
 
@@ -304,9 +308,10 @@ test_greetings(void)
 	smtp_banner(&f->e);
 	take(f);
 	T_STREQ(chat(f, "ehlo client.example\r\n"),
-		"250-mx.example.com\r\n250-SIZE\r\n250-8BITMIME\r\n"
-		"250-ENHANCEDSTATUSCODES\r\n250 STARTTLS\r\n");
-	T_STREQ(chat(f, "EHLO\r\n"), "501 5.5.4 Syntax: EHLO hostname [id=T1]\r\n");
+	        "250-mx.example.com\r\n250-SIZE\r\n250-8BITMIME\r\n"
+	        "250-ENHANCEDSTATUSCODES\r\n250 STARTTLS\r\n");
+	T_STREQ(chat(f, "EHLO\r\n"),
+	        "501 5.5.4 Syntax: EHLO hostname [id=T1]\r\n");
 	t_end();
 	fake_free(f);
 }
@@ -318,88 +323,89 @@ test_errors(void)
 	static const struct {
 		const char *name, *setup, *line, *want;
 	} cases[] = {
-		{ "500 unknown", "", "FOO bar\r\n",
-		  "500 5.5.2 Command unrecognized [id=T1]\r\n" },
-		{ "500 empty line", "", "\r\n",
-		  "500 5.5.2 Command unrecognized [id=T1]\r\n" },
-		{ "500 NUL in line", "", "NOOP\0x\r\n",
-		  "500 5.5.2 Command unrecognized [id=T1]\r\n" },
-		{ "502 EXPN", "", "EXPN staff\r\n",
-		  "502 5.5.1 Command not implemented [id=T1]\r\n" },
-		{ "502 AUTH", "", "AUTH PLAIN AGFiYwBkZWY=\r\n",
-		  "502 5.5.1 Command not implemented [id=T1]\r\n" },
-		{ "502 BDAT", "", "BDAT 10 LAST\r\n",
-		  "502 5.5.1 Command not implemented [id=T1]\r\n" },
-		{ "502 ETRN", "", "ETRN example.com\r\n",
-		  "502 5.5.1 Command not implemented [id=T1]\r\n" },
-		{ "502 STARTTLS not offered", "", "STARTTLS\r\n",
-		  "502 5.5.1 Command not implemented [id=T1]\r\n" },
-		{ "501 STARTTLS arg", "", "STARTTLS now\r\n",
-		  "501 5.5.4 Syntax: STARTTLS [id=T1]\r\n" },
-		{ "503 RCPT before MAIL", "", "RCPT TO:<c@d.example>\r\n",
-		  "503 5.5.1 Error: need MAIL command [id=T1]\r\n" },
-		{ "503 DATA before MAIL", "", "DATA\r\n",
-		  "503 5.5.1 Error: need MAIL command [id=T1]\r\n" },
-		{ "503 nested MAIL", "MAIL FROM:<a@b.example>\r\n",
-		  "MAIL FROM:<a@b.example>\r\n",
-		  "503 5.5.1 Error: nested MAIL command [id=T1]\r\n" },
-		{ "503 DATA before RCPT", "MAIL FROM:<a@b.example>\r\n",
-		  "DATA\r\n", "503 5.5.1 Error: need RCPT command [id=T1]\r\n" },
-		{ "501 MAIL no FROM", "", "MAIL <a@b.example>\r\n",
-		  "501 5.5.4 Syntax: MAIL FROM:<address> [id=T1]\r\n" },
-		{ "501 MAIL no arg", "", "MAIL\r\n",
-		  "501 5.5.4 Syntax: MAIL FROM:<address> [id=T1]\r\n" },
-		{ "501 MAIL bad path", "", "MAIL FROM:a@b.example\r\n",
-		  "501 5.1.7 Bad sender address syntax [id=T1]\r\n" },
-		{ "501 MAIL junk after", "", "MAIL FROM:<a@b.example>x\r\n",
-		  "501 5.1.7 Bad sender address syntax [id=T1]\r\n" },
-		{ "501 RCPT no TO", "MAIL FROM:<>\r\n", "RCPT <c@d.example>\r\n",
-		  "501 5.5.4 Syntax: RCPT TO:<address> [id=T1]\r\n" },
-		{ "501 RCPT bad path", "MAIL FROM:<>\r\n", "RCPT TO:<c@>\r\n",
-		  "501 5.1.3 Bad recipient address syntax [id=T1]\r\n" },
-		{ "501 RCPT null path", "MAIL FROM:<>\r\n", "RCPT TO:<>\r\n",
-		  "501 5.1.3 Bad recipient address syntax [id=T1]\r\n" },
-		{ "501 DATA arg", "MAIL FROM:<>\r\nRCPT TO:<c@d.example>\r\n",
-		  "DATA now\r\n", "501 5.5.4 Syntax: DATA [id=T1]\r\n" },
-		{ "501 RSET arg", "", "RSET x\r\n",
-		  "501 5.5.4 Syntax: RSET [id=T1]\r\n" },
-		{ "501 VRFY no arg", "", "VRFY\r\n",
-		  "501 5.5.4 Syntax: VRFY address [id=T1]\r\n" },
-		{ "501 bad SIZE", "", "MAIL FROM:<a@b.example> SIZE=x1\r\n",
-		  "501 5.5.4 Bad SIZE parameter [id=T1]\r\n" },
-		{ "501 bad BODY", "", "MAIL FROM:<a@b.example> BODY=9BIT\r\n",
-		  "501 5.5.4 Bad BODY parameter [id=T1]\r\n" },
-		{ "504 BINARYMIME", "", "MAIL FROM:<a@b.example> BODY=BINARYMIME\r\n",
-		  "504 5.5.4 BODY=BINARYMIME is not supported [id=T1]\r\n" },
-		{ "555 unknown MAIL param", "",
-		  "MAIL FROM:<a@b.example> SMTPUTF8\r\n",
-		  "555 5.5.4 Unsupported parameter [id=T1]\r\n" },
-		{ "555 unknown RCPT param", "MAIL FROM:<>\r\n",
-		  "RCPT TO:<c@d.example> NOTIFY=NEVER\r\n",
-		  "555 5.5.4 Unsupported parameter [id=T1]\r\n" },
-		{ "552 SIZE over the limit", "",
-		  "MAIL FROM:<a@b.example> SIZE=10001\r\n",
-		  "552 5.3.4 Message size exceeds fixed maximum message size "
-		  "[id=T1]\r\n" },
-		{ "SIZE at the limit", "", "MAIL FROM:<a@b.example> SIZE=10000\r\n",
-		  "250 2.1.0 Ok\r\n" },
-		{ "MAIL FROM: <a@b> tolerated", "", "MAIL FROM: <a@b.example>\r\n",
-		  "250 2.1.0 Ok\r\n" },
-		{ "verbs any case", "", "mAiL fRoM:<a@b.example>\r\n",
-		  "250 2.1.0 Ok\r\n" },
-		{ "bare LF command line", "", "NOOP\n", "250 2.0.0 Ok\r\n" },
-		{ "trailing blanks", "", "NOOP  \t\r\n", "250 2.0.0 Ok\r\n" },
-		{ "trailing tab", "", "NOOP\t\r\n", "250 2.0.0 Ok\r\n" },
-		{ "VRFY discloses nothing", "", "VRFY root\r\n",
-		  "252 2.5.2 Cannot VRFY user, but will accept message and "
-		  "attempt delivery\r\n" },
-		{ "HELP", "", "HELP\r\n",
-		  "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT "
-		  "VRFY HELP\r\n" },
-		{ "NOOP with arg", "", "NOOP hello\r\n", "250 2.0.0 Ok\r\n" },
-		{ "RSET", "MAIL FROM:<>\r\n", "RSET\r\n", "250 2.0.0 Ok\r\n" },
-		{ "postmaster without domain", "MAIL FROM:<>\r\n",
-		  "RCPT TO:<Postmaster>\r\n", "250 2.1.5 Ok\r\n" },
+	        {"500 unknown", "", "FOO bar\r\n",
+	         "500 5.5.2 Command unrecognized [id=T1]\r\n"},
+	        {"500 empty line", "", "\r\n",
+	         "500 5.5.2 Command unrecognized [id=T1]\r\n"},
+	        {"500 NUL in line", "", "NOOP\0x\r\n",
+	         "500 5.5.2 Command unrecognized [id=T1]\r\n"},
+	        {"502 EXPN", "", "EXPN staff\r\n",
+	         "502 5.5.1 Command not implemented [id=T1]\r\n"},
+	        {"502 AUTH", "", "AUTH PLAIN AGFiYwBkZWY=\r\n",
+	         "502 5.5.1 Command not implemented [id=T1]\r\n"},
+	        {"502 BDAT", "", "BDAT 10 LAST\r\n",
+	         "502 5.5.1 Command not implemented [id=T1]\r\n"},
+	        {"502 ETRN", "", "ETRN example.com\r\n",
+	         "502 5.5.1 Command not implemented [id=T1]\r\n"},
+	        {"502 STARTTLS not offered", "", "STARTTLS\r\n",
+	         "502 5.5.1 Command not implemented [id=T1]\r\n"},
+	        {"501 STARTTLS arg", "", "STARTTLS now\r\n",
+	         "501 5.5.4 Syntax: STARTTLS [id=T1]\r\n"},
+	        {"503 RCPT before MAIL", "", "RCPT TO:<c@d.example>\r\n",
+	         "503 5.5.1 Error: need MAIL command [id=T1]\r\n"},
+	        {"503 DATA before MAIL", "", "DATA\r\n",
+	         "503 5.5.1 Error: need MAIL command [id=T1]\r\n"},
+	        {"503 nested MAIL", "MAIL FROM:<a@b.example>\r\n",
+	         "MAIL FROM:<a@b.example>\r\n",
+	         "503 5.5.1 Error: nested MAIL command [id=T1]\r\n"},
+	        {"503 DATA before RCPT", "MAIL FROM:<a@b.example>\r\n",
+	         "DATA\r\n", "503 5.5.1 Error: need RCPT command [id=T1]\r\n"},
+	        {"501 MAIL no FROM", "", "MAIL <a@b.example>\r\n",
+	         "501 5.5.4 Syntax: MAIL FROM:<address> [id=T1]\r\n"},
+	        {"501 MAIL no arg", "", "MAIL\r\n",
+	         "501 5.5.4 Syntax: MAIL FROM:<address> [id=T1]\r\n"},
+	        {"501 MAIL bad path", "", "MAIL FROM:a@b.example\r\n",
+	         "501 5.1.7 Bad sender address syntax [id=T1]\r\n"},
+	        {"501 MAIL junk after", "", "MAIL FROM:<a@b.example>x\r\n",
+	         "501 5.1.7 Bad sender address syntax [id=T1]\r\n"},
+	        {"501 RCPT no TO", "MAIL FROM:<>\r\n", "RCPT <c@d.example>\r\n",
+	         "501 5.5.4 Syntax: RCPT TO:<address> [id=T1]\r\n"},
+	        {"501 RCPT bad path", "MAIL FROM:<>\r\n", "RCPT TO:<c@>\r\n",
+	         "501 5.1.3 Bad recipient address syntax [id=T1]\r\n"},
+	        {"501 RCPT null path", "MAIL FROM:<>\r\n", "RCPT TO:<>\r\n",
+	         "501 5.1.3 Bad recipient address syntax [id=T1]\r\n"},
+	        {"501 DATA arg", "MAIL FROM:<>\r\nRCPT TO:<c@d.example>\r\n",
+	         "DATA now\r\n", "501 5.5.4 Syntax: DATA [id=T1]\r\n"},
+	        {"501 RSET arg", "", "RSET x\r\n",
+	         "501 5.5.4 Syntax: RSET [id=T1]\r\n"},
+	        {"501 VRFY no arg", "", "VRFY\r\n",
+	         "501 5.5.4 Syntax: VRFY address [id=T1]\r\n"},
+	        {"501 bad SIZE", "", "MAIL FROM:<a@b.example> SIZE=x1\r\n",
+	         "501 5.5.4 Bad SIZE parameter [id=T1]\r\n"},
+	        {"501 bad BODY", "", "MAIL FROM:<a@b.example> BODY=9BIT\r\n",
+	         "501 5.5.4 Bad BODY parameter [id=T1]\r\n"},
+	        {"504 BINARYMIME", "",
+	         "MAIL FROM:<a@b.example> BODY=BINARYMIME\r\n",
+	         "504 5.5.4 BODY=BINARYMIME is not supported [id=T1]\r\n"},
+	        {"555 unknown MAIL param", "",
+	         "MAIL FROM:<a@b.example> SMTPUTF8\r\n",
+	         "555 5.5.4 Unsupported parameter [id=T1]\r\n"},
+	        {"555 unknown RCPT param", "MAIL FROM:<>\r\n",
+	         "RCPT TO:<c@d.example> NOTIFY=NEVER\r\n",
+	         "555 5.5.4 Unsupported parameter [id=T1]\r\n"},
+	        {"552 SIZE over the limit", "",
+	         "MAIL FROM:<a@b.example> SIZE=10001\r\n",
+	         "552 5.3.4 Message size exceeds fixed maximum message size "
+	         "[id=T1]\r\n"},
+	        {"SIZE at the limit", "",
+	         "MAIL FROM:<a@b.example> SIZE=10000\r\n", "250 2.1.0 Ok\r\n"},
+	        {"MAIL FROM: <a@b> tolerated", "",
+	         "MAIL FROM: <a@b.example>\r\n", "250 2.1.0 Ok\r\n"},
+	        {"verbs any case", "", "mAiL fRoM:<a@b.example>\r\n",
+	         "250 2.1.0 Ok\r\n"},
+	        {"bare LF command line", "", "NOOP\n", "250 2.0.0 Ok\r\n"},
+	        {"trailing blanks", "", "NOOP  \t\r\n", "250 2.0.0 Ok\r\n"},
+	        {"trailing tab", "", "NOOP\t\r\n", "250 2.0.0 Ok\r\n"},
+	        {"VRFY discloses nothing", "", "VRFY root\r\n",
+	         "252 2.5.2 Cannot VRFY user, but will accept message and "
+	         "attempt delivery\r\n"},
+	        {"HELP", "", "HELP\r\n",
+	         "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT "
+	         "VRFY HELP\r\n"},
+	        {"NOOP with arg", "", "NOOP hello\r\n", "250 2.0.0 Ok\r\n"},
+	        {"RSET", "MAIL FROM:<>\r\n", "RSET\r\n", "250 2.0.0 Ok\r\n"},
+	        {"postmaster without domain", "MAIL FROM:<>\r\n",
+	         "RCPT TO:<Postmaster>\r\n", "250 2.1.5 Ok\r\n"},
 	};
 
 	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
@@ -432,9 +438,9 @@ test_sequence_before_helo(void)
 	smtp_banner(&f->e);
 	take(f);
 	T_STREQ(chat(f, "MAIL FROM:<a@b.example>\r\n"),
-		"503 5.5.1 Error: send HELO/EHLO first [id=T1]\r\n");
+	        "503 5.5.1 Error: send HELO/EHLO first [id=T1]\r\n");
 	T_STREQ(chat(f, "RCPT TO:<a@b.example>\r\n"),
-		"503 5.5.1 Error: need MAIL command [id=T1]\r\n");
+	        "503 5.5.1 Error: need MAIL command [id=T1]\r\n");
 	T_STREQ(chat(f, "NOOP\r\n"), "250 2.0.0 Ok\r\n");
 	T_INTEQ(f->n_cmd, 0);
 	t_end();
@@ -458,7 +464,7 @@ test_recipients(void)
 	}
 	T_INTEQ(ok, 100);
 	T_STREQ(chat(f, "RCPT TO:<u100@d.example>\r\n"),
-		"452 4.5.3 Too many recipients [id=T1]\r\n");
+	        "452 4.5.3 Too many recipients [id=T1]\r\n");
 	T_INTEQ(f->e.n_rcpt, 100);
 	T_STREQ(chat(f, "DATA\r\n"), "354 End data with <CR><LF>.<CR><LF>\r\n");
 	t_end();
@@ -469,9 +475,9 @@ test_recipients(void)
 	f->reject_rcpt = true;
 	say(f, "MAIL FROM:<a@b.example>\r\n");
 	T_STREQ(chat(f, "RCPT TO:<c@d.example>\r\n"),
-		"550 5.7.1 recipient <x@y> unknown\r\n");
+	        "550 5.7.1 recipient <x@y> unknown\r\n");
 	T_STREQ(chat(f, "DATA\r\n"),
-		"554 5.5.1 Error: no valid recipients [id=T1]\r\n");
+	        "554 5.5.1 Error: no valid recipients [id=T1]\r\n");
 	T_INTEQ(f->e.state, SMTP_ST_RCPT);
 	t_end();
 	fake_free(f);
@@ -485,7 +491,7 @@ test_recipients(void)
 	say(f, "MAIL FROM:<a@b.example>\r\n");
 	T_STREQ(chat(f, "RCPT TO:<c@d.example>\r\n"), "250 2.1.5 Ok\r\n");
 	T_STREQ(chat(f, "RCPT TO:<e@d.example>\r\n"),
-		"452 4.5.3 Too many recipients [id=T1]\r\n");
+	        "452 4.5.3 Too many recipients [id=T1]\r\n");
 	t_end();
 	fake_free(f);
 }
@@ -499,13 +505,13 @@ test_relay_hacks(void)
 		int err;
 		const char *path;
 	} cases[] = {
-		{ "<@relay.example:c@d.example>", ADDR_EROUTE, "c@d.example" },
-		{ "<c%other.example@d.example>", ADDR_ERELAY,
-		  "c%other.example@d.example" },
-		{ "<other.example!c@d.example>", ADDR_ERELAY,
-		  "other.example!c@d.example" },
-		{ "<\"c@other.example\"@d.example>", ADDR_ERELAY,
-		  "\"c@other.example\"@d.example" },
+	        {"<@relay.example:c@d.example>", ADDR_EROUTE, "c@d.example"},
+	        {"<c%other.example@d.example>", ADDR_ERELAY,
+	         "c%other.example@d.example"},
+	        {"<other.example!c@d.example>", ADDR_ERELAY,
+	         "other.example!c@d.example"},
+	        {"<\"c@other.example\"@d.example>", ADDR_ERELAY,
+	         "\"c@other.example\"@d.example"},
 	};
 	char line[128], name[128];
 
@@ -513,7 +519,7 @@ test_relay_hacks(void)
 		struct fake *f = greeted();
 
 		snprintf(name, sizeof(name), "relay hack refused: %s",
-			 cases[i].rcpt);
+		         cases[i].rcpt);
 		t_begin(name);
 		say(f, "MAIL FROM:<a@b.example>\r\n");
 		snprintf(line, sizeof(line), "RCPT TO:%s\r\n", cases[i].rcpt);
@@ -532,7 +538,7 @@ test_relay_hacks(void)
 
 	t_begin("MAIL FROM source route: ignored, path kept");
 	T_STREQ(chat(f, "MAIL FROM:<@r.example:a@b.example>\r\n"),
-		"250 2.1.0 Ok\r\n");
+	        "250 2.1.0 Ok\r\n");
 	T_INTEQ(f->last_addr_err, ADDR_EROUTE);
 	T_STREQ(f->last_path, "a@b.example");
 	t_end();
@@ -563,7 +569,7 @@ test_line_limits(void)
 	T_STREQ(chat(f, line), "500 5.5.6 Line too long [id=T1]\r\n");
 	T_STREQ(chat(f, line), "");
 	T_CHECK(f->e.in.len == 0, "kept %zu bytes", f->e.in.len);
-	T_STREQ(chat(f, "MAIL FROM:<a@b.example>\r\n"), "");	/* tail */
+	T_STREQ(chat(f, "MAIL FROM:<a@b.example>\r\n"), ""); /* tail */
 	T_STREQ(chat(f, "MAIL FROM:<a@b.example>\r\n"), "250 2.1.0 Ok\r\n");
 	t_end();
 	fake_free(f);
@@ -584,7 +590,9 @@ test_line_limits(void)
 	say(f, line);
 	T_INTEQ(f->n_dot, 1);
 	T_CHECK(!f->dot.line_too_long, "1000 flagged");
-	say_lines(f, "MAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nDATA\r\n");
+	say_lines(
+	        f,
+	        "MAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nDATA\r\n");
 	memset(line, 'y', sizeof(line));
 	memcpy(line + 999, "\r\n.\r\n", 6);
 	take(f);
@@ -618,7 +626,7 @@ test_pipelining(void)
 
 	t_begin("pipelining: bytes while the owner decides, reported once");
 	say(f, "RCPT TO:<c@d.example>\r\n");
-	say(f, "RCPT TO:<e@d.example>\r\n");	/* before the answer */
+	say(f, "RCPT TO:<e@d.example>\r\n"); /* before the answer */
 	say(f, "RCPT TO:<f@d.example>\r\n");
 	T_INTEQ(f->viol[SMTP_VIOL_PIPELINING], 1);
 	smtp_accept(&f->e);
@@ -730,18 +738,18 @@ test_starttls(void)
 	T_INTEQ(f->viol[SMTP_VIOL_PIPELINING], 1);
 	T_STREQ(f->cmds, "EHLO STARTTLS");
 	T_INTEQ(f->e.in.len, 0);
-	say(f, "RCPT TO:<evil@x.example>\r\n");	/* before the handshake */
+	say(f, "RCPT TO:<evil@x.example>\r\n"); /* before the handshake */
 	T_STREQ(f->cmds, "EHLO STARTTLS");
 	smtp_tls_started(&f->e);
 	T_INTEQ(f->e.state, SMTP_ST_HELO);
 	T_CHECK(!f->e.esmtp, "esmtp kept");
 	T_STREQ(chat(f, "MAIL FROM:<a@b.example>\r\n"),
-		"503 5.5.1 Error: send HELO/EHLO first [id=T1]\r\n");
+	        "503 5.5.1 Error: send HELO/EHLO first [id=T1]\r\n");
 	T_STREQ(chat(f, "EHLO c.example\r\n"),
-		"250-mx.example.com\r\n250-SIZE 10000\r\n250-8BITMIME\r\n"
-		"250 ENHANCEDSTATUSCODES\r\n");
+	        "250-mx.example.com\r\n250-SIZE 10000\r\n250-8BITMIME\r\n"
+	        "250 ENHANCEDSTATUSCODES\r\n");
 	T_STREQ(chat(f, "STARTTLS\r\n"),
-		"503 5.5.1 Error: TLS already active [id=T1]\r\n");
+	        "503 5.5.1 Error: TLS already active [id=T1]\r\n");
 	t_end();
 	fake_free(f);
 
@@ -752,7 +760,7 @@ test_starttls(void)
 	say(f, "EHLO c.example\r\nMAIL FROM:<a@b.example>\r\n");
 	take(f);
 	T_STREQ(chat(f, "STARTTLS\r\n"),
-		"503 5.5.1 Error: MAIL transaction in progress [id=T1]\r\n");
+	        "503 5.5.1 Error: MAIL transaction in progress [id=T1]\r\n");
 	say(f, "RSET\r\n");
 	f->mode = FAKE_DEFER;
 	take(f);
@@ -777,7 +785,8 @@ test_errors_limit(void)
 	t_begin("too many errors: 421 4.7.0 and close");
 	for (int i = 0; i < 9; i++)
 		n500 += strcmp(chat(f, "BOGUS\r\n"),
-			       "500 5.5.2 Command unrecognized [id=T1]\r\n") == 0;
+		               "500 5.5.2 Command unrecognized [id=T1]\r\n") ==
+		        0;
 	T_INTEQ(n500, 9);
 	T_INTEQ(f->closed, 0);
 	r = chat(f, "BOGUS\r\n");
@@ -802,19 +811,19 @@ test_rset(void)
 	T_INTEQ(f->e.state, SMTP_ST_MAIL);
 	T_INTEQ(f->e.n_rcpt, 0);
 	T_STREQ(chat(f, "RCPT TO:<c@d.example>\r\n"),
-		"503 5.5.1 Error: need MAIL command [id=T1]\r\n");
+	        "503 5.5.1 Error: need MAIL command [id=T1]\r\n");
 	T_STREQ(chat(f, "DATA\r\n"),
-		"503 5.5.1 Error: need MAIL command [id=T1]\r\n");
+	        "503 5.5.1 Error: need MAIL command [id=T1]\r\n");
 	t_end();
 
 	t_begin("EHLO mid-transaction resets it too");
 	say_lines(f, "MAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\n");
 	take(f);
 	T_CHECK(strncmp(chat(f, "EHLO c.example\r\n"), "250-", 4) == 0,
-		"EHLO refused");
+	        "EHLO refused");
 	T_STREQ(f->cmds, "EHLO MAIL RCPT RSET MAIL RCPT RSET EHLO");
 	T_STREQ(chat(f, "DATA\r\n"),
-		"503 5.5.1 Error: need MAIL command [id=T1]\r\n");
+	        "503 5.5.1 Error: need MAIL command [id=T1]\r\n");
 	t_end();
 	fake_free(f);
 }
@@ -828,11 +837,12 @@ test_refuse(void)
 
 	t_begin("smtp_refuse: every command but QUIT gets the greeting");
 	smtp_refuse(&f->e, no);
-	T_STREQ(take(f), "554 5.7.1 We don't accept mail from your IP [id=T1]\r\n");
+	T_STREQ(take(f),
+	        "554 5.7.1 We don't accept mail from your IP [id=T1]\r\n");
 	T_STREQ(chat(f, "EHLO c.example\r\n"),
-		"554 5.7.1 We don't accept mail from your IP [id=T1]\r\n");
+	        "554 5.7.1 We don't accept mail from your IP [id=T1]\r\n");
 	T_STREQ(chat(f, "MAIL FROM:<a@b.example>\r\n"),
-		"554 5.7.1 We don't accept mail from your IP [id=T1]\r\n");
+	        "554 5.7.1 We don't accept mail from your IP [id=T1]\r\n");
 	T_INTEQ(f->n_cmd, 0);
 	T_STREQ(chat(f, "QUIT\r\n"), "221 2.0.0 Bye\r\n");
 	T_INTEQ(f->closed, 1);
@@ -845,7 +855,7 @@ static void
 test_data_body(void)
 {
 	static const char msg[] =
-		"Subject: dots\r\n\r\n..leading dot\r\n.x\r\n...\r\nend\r\n";
+	        "Subject: dots\r\n\r\n..leading dot\r\n.x\r\n...\r\nend\r\n";
 	struct fake *f = in_data();
 	char big[3000];
 
@@ -853,8 +863,8 @@ test_data_body(void)
 	say(f, msg);
 	T_INTEQ(f->n_dot, 0);
 	T_CHECK(f->body.len == strlen(msg) &&
-		memcmp(f->body.data, msg, f->body.len) == 0,
-		"body differs (%zu bytes)", f->body.len);
+	                memcmp(f->body.data, msg, f->body.len) == 0,
+	        "body differs (%zu bytes)", f->body.len);
 	T_CHECK(f->body_calls <= 1 + 2 * 3, "%u calls", f->body_calls);
 	say(f, ".\r\n");
 	T_INTEQ(f->n_dot, 1);
@@ -892,7 +902,7 @@ test_data_body(void)
 	t_begin("DATA: bare LF and bare CR flagged, canonical output");
 	f = in_data();
 	say(f, "a\nb\rc\r\n.\n.\r.\r\n");
-	T_INTEQ(f->n_dot, 0);	/* the last "." follows a bare CR */
+	T_INTEQ(f->n_dot, 0); /* the last "." follows a bare CR */
 	say(f, "\r\n.\r\n");
 	T_INTEQ(f->n_dot, 1);
 	T_CHECK(f->dot.bad_line_end, "not flagged");
@@ -971,7 +981,7 @@ test_smuggling(void)
 	fp = fopen("tests/unit/data/smtp-eod-sequences.tsv", "r");
 	if (fp == NULL)
 		fp = fopen("/work/shared/data/smtp-smuggling/eod-sequences.tsv",
-			   "r");
+		           "r");
 	t_begin("smuggling: data file");
 	T_CHECK(fp != NULL, "smtp-eod-sequences.tsv not found");
 	t_end();
@@ -1007,7 +1017,7 @@ test_smuggling(void)
 			bool end = want[0] == '1';
 
 			snprintf(name, sizeof(name), "smuggling: %s%s", id,
-				 bytewise ? " (byte by byte)" : "");
+			         bytewise ? " (byte by byte)" : "");
 			t_begin(name);
 			if (bytewise) {
 				for (size_t i = 0; i < alln; i++)
@@ -1018,20 +1028,23 @@ test_smuggling(void)
 			}
 			T_INTEQ(f->n_dot, end ? 1 : 0);
 			T_CHECK(!body_has_early_end(&f->body),
-				"early end in the body");
+			        "early end in the body");
 			if (!end) {
 				say(f, "\r\n.\r\n");
 				T_INTEQ(f->n_dot, 1);
 				T_CHECK(!body_has_early_end(&f->body),
-					"early end in the body");
+				        "early end in the body");
 				T_CHECK(f->body.len >= 2 &&
-					memcmp(f->body.data + f->body.len - 2,
-					       "\r\n", 2) == 0,
-					"body does not end in CRLF");
-				T_CHECK(f->dot.bad_line_end == has_bare(all, alln),
-					"bad_line_end %d", f->dot.bad_line_end);
+				                memcmp(f->body.data +
+				                               f->body.len - 2,
+				                       "\r\n", 2) == 0,
+				        "body does not end in CRLF");
+				T_CHECK(f->dot.bad_line_end ==
+				                has_bare(all, alln),
+				        "bad_line_end %d", f->dot.bad_line_end);
 			} else {
-				T_CHECK(!f->dot.bad_line_end, "bad_line_end set");
+				T_CHECK(!f->dot.bad_line_end,
+				        "bad_line_end set");
 			}
 			/* the session goes on as commands */
 			T_STREQ(take(f), "250 2.0.0 Ok: queued\r\n");
@@ -1055,10 +1068,10 @@ test_bad_line_end_flags(void)
 		const char *in;
 		bool bad;
 	} cases[] = {
-		{ "\n.\n", true },	{ "\r.\r", true },
-		{ "\r\n.\n", true },	{ "\r\n..\r\n", false },
-		{ "\r\n. \r\n", false }, { "\r\n\0.\r\n", false },
-		{ "x\r\r\n", true },	{ "\n", true },
+	        {"\n.\n", true},       {"\r.\r", true},
+	        {"\r\n.\n", true},     {"\r\n..\r\n", false},
+	        {"\r\n. \r\n", false}, {"\r\n\0.\r\n", false},
+	        {"x\r\r\n", true},     {"\n", true},
 	};
 
 	t_begin("DATA: bad_line_end exactly for bare CR/LF");
@@ -1071,8 +1084,8 @@ test_bad_line_end_flags(void)
 		smtp_input(&f->e, cases[i].in, len);
 		say(f, "\r\n.\r\n");
 		T_CHECK(f->n_dot == 1 && f->dot.bad_line_end == cases[i].bad,
-			"case %zu: dot %d bad %d", i, f->n_dot,
-			f->dot.bad_line_end);
+		        "case %zu: dot %d bad %d", i, f->n_dot,
+		        f->dot.bad_line_end);
 		fake_free(f);
 	}
 	t_end();
@@ -1083,10 +1096,13 @@ static void
 test_split_reads(void)
 {
 	static const char *const lines[] = {
-		"EHLO c.example\r\n", "MAIL FROM:<a@b.example>\r\n",
-		"RCPT TO:<c@d.example>\r\n", "DATA\r\n",
-		"Subject: s\r\n\r\n..dot\r\nline\r\n.\r\n", "RSET\r\n",
-		"QUIT\r\n",
+	        "EHLO c.example\r\n",
+	        "MAIL FROM:<a@b.example>\r\n",
+	        "RCPT TO:<c@d.example>\r\n",
+	        "DATA\r\n",
+	        "Subject: s\r\n\r\n..dot\r\nline\r\n.\r\n",
+	        "RSET\r\n",
+	        "QUIT\r\n",
 	};
 	struct fake *a = fake_new(FAKE_SYNC), *b = fake_new(FAKE_SYNC);
 	char ra[2048], rb[2048];
@@ -1104,8 +1120,8 @@ test_split_reads(void)
 	T_STREQ(rb, ra);
 	T_STREQ(b->cmds, a->cmds);
 	T_CHECK(a->body.len == b->body.len &&
-		memcmp(a->body.data, b->body.data, a->body.len) == 0,
-		"bodies differ");
+	                memcmp(a->body.data, b->body.data, a->body.len) == 0,
+	        "bodies differ");
 	T_INTEQ(b->viol[0] + b->viol[1], 0);
 	T_INTEQ(b->closed, 1);
 	t_end();
@@ -1126,7 +1142,7 @@ test_reply_multiline(void)
 	smtp_reply(&f->e, false, "550-5.7.1 one\r\n550 5.7.1 two");
 	T_STREQ(take(f), "550-5.7.1 one\r\n550 5.7.1 two\r\n");
 	T_INTEQ(f->e.state, SMTP_ST_HELO);
-	smtp_reply(&f->e, false, "stray");	/* nothing pending */
+	smtp_reply(&f->e, false, "stray"); /* nothing pending */
 	T_STREQ(take(f), "");
 	t_end();
 
