@@ -134,6 +134,7 @@ static uv_timer_t backoff_timer;
 static bool backoff_init, backoff_active;
 
 static void sess_close(struct sess *x);
+static void sess_close_handles(struct sess *x);
 static void sess_stage_start(struct sess *x, unsigned stage);
 static void sess_rearm(struct sess *x);
 static void sess_relay_cb(struct relay *r, void *arg, int code,
@@ -343,8 +344,8 @@ sess_write_cb(uv_write_t *req, int status)
 	x->writes_pending--;
 	if (status < 0 && !x->s.closing)
 		sess_close(x);
-	if (x->s.closing && x->writes_pending == 0 && !x->handles_closing)
-		sess_close(x); /* the last reply is out: close the handles */
+	if (x->s.closing && x->writes_pending == 0)
+		sess_close_handles(x); /* the last reply is out */
 }
 
 /* sess_raw_write - bytes to the client socket (ciphertext under TLS). */
@@ -498,10 +499,7 @@ sess_timer_cb(uv_timer_t *t)
 
 	if (x->s.closing) {
 		/* The client does not read our last reply: close anyway. */
-		if (!x->handles_closing) {
-			x->writes_pending = 0;
-			sess_close(x);
-		}
+		sess_close_handles(x);
 		return;
 	}
 	if (x->phase == PH_CONNECT && !x->greet_elapsed) {
@@ -572,6 +570,17 @@ sess_free_cb(uv_handle_t *h)
 		sess_drain_finish();
 }
 
+/* sess_close_handles - close both handles (once); freed afterwards. */
+static void
+sess_close_handles(struct sess *x)
+{
+	if (x->handles_closing)
+		return;
+	x->handles_closing = true;
+	uv_close((uv_handle_t *)&x->s.tcp, sess_free_cb);
+	uv_close((uv_handle_t *)&x->s.timer, sess_free_cb);
+}
+
 /*
  * sess_close - end the session: checks cancelled, the relay dropped (an
  * open transaction without its dot), counters released; the handles
@@ -607,11 +616,8 @@ sess_close(struct sess *x)
 			return;
 		}
 	}
-	if (x->handles_closing || x->writes_pending > 0)
-		return;
-	x->handles_closing = true;
-	uv_close((uv_handle_t *)&s->tcp, sess_free_cb);
-	uv_close((uv_handle_t *)&s->timer, sess_free_cb);
+	if (x->writes_pending == 0)
+		sess_close_handles(x);
 }
 
 /* -------------------------------------------------------- decisions */
