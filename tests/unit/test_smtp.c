@@ -1164,6 +1164,53 @@ test_reply_multiline(void)
 	fake_free(f);
 }
 
+/* test_closing - smtp_close_reply mid-DATA, input after the end */
+static void
+test_closing(void)
+{
+	struct fake *f = in_data();
+	char junk[9000];
+
+	t_begin("close mid-DATA: final reply, close hook once, input ignored");
+	say(f, "Subject: x\r\n\r\npart");
+	smtp_close_reply(&f->e,
+	                 "421 4.4.2 Timeout, closing connection [id=T1]");
+	T_STREQ(take(f), "421 4.4.2 Timeout, closing connection [id=T1]\r\n");
+	T_INTEQ(f->closed, 1);
+	f->body.len = 0;
+	say(f, "more\r\n.\r\nQUIT\r\n");
+	smtp_close_reply(&f->e, "421 again");
+	T_STREQ(take(f), "");
+	T_INTEQ(f->body.len, 0);
+	T_INTEQ(f->n_dot, 0);
+	T_INTEQ(f->closed, 1);
+	t_end();
+	fake_free(f);
+
+	t_begin("pregreet flood: 421 and close, nothing kept");
+	f = fake_new(FAKE_SYNC);
+	memset(junk, 'j', sizeof(junk));
+	smtp_input(&f->e, junk, sizeof(junk));
+	T_INTEQ(f->closed, 1);
+	T_CHECK(strncmp(take(f), "421 4.7.0 ", 10) == 0, "no 421");
+	smtp_banner(&f->e);
+	T_STREQ(take(f), "");
+	T_INTEQ(f->e.in.len, 0);
+	t_end();
+	fake_free(f);
+
+	t_begin("STARTTLS before EHLO: 503");
+	f = fake_new(FAKE_SYNC);
+	f->e.tls_offer = true;
+	smtp_banner(&f->e);
+	take(f);
+	T_STREQ(chat(f, "STARTTLS\r\n"),
+	        "503 5.5.1 Error: send HELO/EHLO first [id=T1]\r\n");
+	T_INTEQ(f->n_cmd, 0);
+	t_end();
+	fake_free(f);
+}
+
 int
 main(void)
 {
@@ -1185,5 +1232,6 @@ main(void)
 	test_bad_line_end_flags();
 	test_split_reads();
 	test_reply_multiline();
+	test_closing();
 	return t_exit();
 }
