@@ -329,3 +329,28 @@ class SinkBackend(MMTest):
                               b"Subject: seq-"))
         self.assertEqual(len(subjects), 20)
         self.assertEqual(len(set(subjects)), 20)
+
+
+class SmtpSource(MMTest):
+    """Postfix's smtp-source as the client: 10 parallel sessions, 300
+    messages, each recipient numbered (-N): every one at the backend exactly
+    once."""
+
+    def test_smtp_source_each_once(self):
+        if mm.SMTP_SOURCE is None:
+            self.skipTest("smtp-source not installed")
+        import subprocess
+        p = subprocess.run([mm.SMTP_SOURCE, "-s", "10", "-m", "300", "-N",
+                            "-l", "3000", "-f", "src@sender.example",
+                            "-t", "user@example.org", "-M",
+                            "client.example.net",
+                            "127.0.0.1:%d" % self.daemon.port],
+                           capture_output=True, text=True, timeout=120)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.backend.wait_closed()
+        msgs = self.backend.messages()
+        rcpts = [r for meta, _ in msgs for r in meta["rcpt_tos"]]
+        self.assertEqual(len(msgs), 300)
+        self.assertEqual(len(set(rcpts)), 300, sorted(rcpts)[:5])
+        st = self.daemon.stats()
+        self.assertGreaterEqual(st["accepted"], 300)
