@@ -154,6 +154,9 @@ class DnsServer:
             "  hide-version: yes",
             "  minimal-responses: yes",
             "  refuse-any: yes",
+            # no response rate limiting: tests and benchmarks send bursts
+            "  rrl-ratelimit: 0",
+            "  rrl-whitelist-ratelimit: 0",
             "remote-control:",
             "  control-enable: no",
         ]
