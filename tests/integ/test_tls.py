@@ -15,8 +15,7 @@ class StartTls(MMTest):
     @classmethod
     def setUpClass(cls):
         # the files do not exist yet: the daemon must make them
-        import tempfile
-        cls.tlsdir = tempfile.mkdtemp(prefix="mm-tls-")
+        cls.tlsdir = mm.mkdtemp("tls-")
         cls.conf = {"tls_cert": os.path.join(cls.tlsdir, "cert.pem"),
                     "tls_key": os.path.join(cls.tlsdir, "key.pem")}
         super().setUpClass()

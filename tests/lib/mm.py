@@ -44,6 +44,17 @@ SMTP_SOURCE = next((p for p in ("/usr/sbin/smtp-source",
 HOSTNAME = "mx.mailmoat.test"
 GUARD = 20.0            # seconds a wait may take before the test fails
 
+# Temp dirs live under build/ (MM_TMPDIR overrides): /tmp is shared with
+# other people's clean-ups on the build machine.
+TMPBASE = os.environ.get("MM_TMPDIR") or os.path.join(ROOT, "build",
+                                                       "integ-tmp")
+
+
+def mkdtemp(prefix):
+    os.makedirs(TMPBASE, exist_ok=True)
+    return tempfile.mkdtemp(prefix=prefix, dir=TMPBASE)
+
+
 ID_RE = re.compile(r" \[id=([0-9A-Z]{5})\]$")
 
 
@@ -125,7 +136,7 @@ class Backend:
 
     def __init__(self, tmp=None, host="127.0.0.1"):
         self._own_tmp = tmp is None
-        self.tmp = tmp or tempfile.mkdtemp(prefix="mm-backend-")
+        self.tmp = tmp or mkdtemp("backend-")
         self.spool = os.path.join(self.tmp, "spool")
         os.makedirs(self.spool, exist_ok=True)
         self.host = host
@@ -232,7 +243,7 @@ class Sink:
         if SMTP_SINK is None:
             raise HarnessError("smtp-sink not installed (postfix)")
         self._own_tmp = tmp is None
-        self.tmp = tmp or tempfile.mkdtemp(prefix="mm-sink-")
+        self.tmp = tmp or mkdtemp("sink-")
         self.dump = os.path.join(self.tmp, "dump")
         os.makedirs(self.dump, exist_ok=True)
         self.port = free_port()
@@ -328,7 +339,7 @@ class Daemon:
     def __init__(self, backend_port=None, recipients=DEFAULT_RECIPIENTS,
                  allowlist=None, blocklist=None, listen=None, env=None,
                  wrapper=(), ipv6=False, **conf):
-        self.tmp = tempfile.mkdtemp(prefix="mm-daemon-")
+        self.tmp = mkdtemp("daemon-")
         self.port = free_port()
         self.host = "127.0.0.1"
         self.sock = os.path.join(self.tmp, "ctl.sock")
