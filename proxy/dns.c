@@ -37,10 +37,10 @@
 
 #include "proxy.h"
 
-#define DNS_CACHE_MAX 4096		/* entries */
-#define DNS_CACHE_MAX_TTL 86400		/* seconds */
-#define DNS_NEG_TTL_DEFAULT 60		/* no SOA in a negative answer */
-#define DNS_MAX_RR 64			/* records kept per answer */
+#define DNS_CACHE_MAX 4096      /* entries */
+#define DNS_CACHE_MAX_TTL 86400 /* seconds */
+#define DNS_NEG_TTL_DEFAULT 60  /* no SOA in a negative answer */
+#define DNS_MAX_RR 64           /* records kept per answer */
 #define DNS_HASH_SIZE 1024
 
 /* One c-ares socket being watched. */
@@ -64,13 +64,13 @@ struct dns_entry {
 	int type;
 	uint64_t expires_ms;
 	struct dns_answer *ans;
-	struct dns_entry *hnext;		/* hash chain */
-	struct dns_entry *older, *newer;	/* insertion order */
+	struct dns_entry *hnext;         /* hash chain */
+	struct dns_entry *older, *newer; /* insertion order */
 };
 
 /* A cache hit waiting for the next loop turn. */
 struct dns_hit {
-	struct dns_answer *ans;	/* a copy, TTL adjusted */
+	struct dns_answer *ans; /* a copy, TTL adjusted */
 	dns_cb cb;
 	void *arg;
 	struct dns_hit *next;
@@ -187,7 +187,7 @@ dns_get32(const unsigned char *p)
  */
 static int
 dns_name_read(const unsigned char *msg, size_t len, size_t *off, char *out,
-	      size_t outlen)
+              size_t outlen)
 {
 	size_t pos = *off, o = 0, limit = *off;
 	bool jumped = false;
@@ -215,7 +215,7 @@ dns_name_read(const unsigned char *msg, size_t len, size_t *off, char *out,
 			continue;
 		}
 		if (c & 0xc0)
-			return -EBADMSG;	/* 0x40, 0x80: obsolete */
+			return -EBADMSG; /* 0x40, 0x80: obsolete */
 		if (c == 0) {
 			if (!jumped)
 				*off = pos + 1;
@@ -240,8 +240,9 @@ dns_name_read(const unsigned char *msg, size_t len, size_t *off, char *out,
 			} else {
 				if (o + 1 >= outlen)
 					return -EBADMSG;
-				out[o++] = (ch >= 'A' && ch <= 'Z') ?
-						   (char)(ch + 32) : (char)ch;
+				out[o++] = (ch >= 'A' && ch <= 'Z')
+				                   ? (char)(ch + 32)
+				                   : (char)ch;
 			}
 		}
 		pos += 1 + c;
@@ -259,7 +260,7 @@ dns_name_read(const unsigned char *msg, size_t len, size_t *off, char *out,
  */
 int
 dns_parse(const unsigned char *msg, size_t len, int type,
-	  struct dns_answer **out)
+          struct dns_answer **out)
 {
 	struct dns_answer *a = NULL;
 	unsigned qd, an, ns, rcode, i;
@@ -272,7 +273,7 @@ dns_parse(const unsigned char *msg, size_t len, int type,
 	if (len < 12)
 		return -EBADMSG;
 	if (!(msg[2] & 0x80))
-		return -EBADMSG;	/* not a response */
+		return -EBADMSG; /* not a response */
 	rcode = msg[3] & 0x0f;
 	qd = dns_get16(msg + 4);
 	an = dns_get16(msg + 6);
@@ -312,7 +313,7 @@ dns_parse(const unsigned char *msg, size_t len, int type,
 		rclass = dns_get16(msg + off + 2);
 		ttl = dns_get32(msg + off + 4);
 		if (ttl > 0x7fffffff)
-			ttl = 0;	/* RFC 2181 8 */
+			ttl = 0; /* RFC 2181 8 */
 		rdlen = dns_get16(msg + off + 8);
 		rd = off + 10;
 		if (rd + rdlen > len)
@@ -327,9 +328,9 @@ dns_parse(const unsigned char *msg, size_t len, int type,
 
 				p = rd;
 				if (dns_name_read(msg, len, &p, mname,
-						  sizeof(mname)) < 0 ||
+				                  sizeof(mname)) < 0 ||
 				    dns_name_read(msg, len, &p, mname,
-						  sizeof(mname)) < 0 ||
+				                  sizeof(mname)) < 0 ||
 				    p + 20 > rd + rdlen)
 					goto bad;
 				neg_ttl = dns_get32(msg + p + 16);
@@ -395,7 +396,7 @@ dns_parse(const unsigned char *msg, size_t len, int type,
 			break;
 		}
 		default:
-			continue;	/* a type we do not decode */
+			continue; /* a type we do not decode */
 		}
 		a->n++;
 		if (ttl < ttl_min)
@@ -405,9 +406,9 @@ dns_parse(const unsigned char *msg, size_t len, int type,
 		a->status = DNS_OK;
 		a->ttl = ttl_min;
 	} else {
-		if (a->status == DNS_NODATA && an > 0 && ttl_min != UINT32_MAX &&
-		    ttl_min < neg_ttl)
-			neg_ttl = ttl_min;	/* CNAME to nothing */
+		if (a->status == DNS_NODATA && an > 0 &&
+		    ttl_min != UINT32_MAX && ttl_min < neg_ttl)
+			neg_ttl = ttl_min; /* CNAME to nothing */
 		a->ttl = neg_ttl;
 	}
 	if (a->ttl > DNS_CACHE_MAX_TTL)
@@ -535,13 +536,13 @@ dns_stats_json(struct buf *b)
 	int n;
 
 	n = snprintf(tmp, sizeof(tmp),
-		     "{\"queries\":%llu,\"cache_hits\":%llu,\"sent\":%llu,"
-		     "\"tempfails\":%llu,\"timeouts\":%llu,\"cached\":%u}",
-		     (unsigned long long)dns.st.queries,
-		     (unsigned long long)dns.st.hits,
-		     (unsigned long long)dns.st.sent,
-		     (unsigned long long)dns.st.tempfails,
-		     (unsigned long long)dns.st.timeouts, dns.n_cache);
+	             "{\"queries\":%llu,\"cache_hits\":%llu,\"sent\":%llu,"
+	             "\"tempfails\":%llu,\"timeouts\":%llu,\"cached\":%u}",
+	             (unsigned long long)dns.st.queries,
+	             (unsigned long long)dns.st.hits,
+	             (unsigned long long)dns.st.sent,
+	             (unsigned long long)dns.st.tempfails,
+	             (unsigned long long)dns.st.timeouts, dns.n_cache);
 	buf_append(b, tmp, (size_t)n);
 }
 
@@ -640,14 +641,14 @@ dns_timer_arm(void)
 		uv_timer_stop(&dns.timer);
 		return;
 	}
-	ms = (uint64_t)tvp->tv_sec * 1000 + (uint64_t)(tvp->tv_usec + 999) / 1000;
+	ms = (uint64_t)tvp->tv_sec * 1000 +
+	     (uint64_t)(tvp->tv_usec + 999) / 1000;
 	uv_timer_start(&dns.timer, dns_timer_cb, ms, 0);
 }
 
 /* dns_ares_cb - c-ares finished a query (answer, failure or shutdown). */
 static void
-dns_ares_cb(void *arg, int status, int timeouts, unsigned char *abuf,
-	    int alen)
+dns_ares_cb(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 {
 	struct dns_q *q = arg;
 	struct dns_answer *a = NULL;
@@ -666,7 +667,7 @@ dns_ares_cb(void *arg, int status, int timeouts, unsigned char *abuf,
 			dns.st.timeouts++;
 		if (status != ARES_EDESTRUCTION && status != ARES_ECANCELLED)
 			log_info("dns: %s/%d: %s", q->name, q->type,
-				 ares_strerror(status));
+			         ares_strerror(status));
 	}
 	if (a->status == DNS_TEMPFAIL)
 		dns.st.tempfails++;
@@ -683,7 +684,7 @@ dns_chan_open(const char *servers, unsigned timeout_ms)
 {
 	struct ares_options o = {0};
 	int mask = ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS |
-		   ARES_OPT_TRIES | ARES_OPT_FLAGS | ARES_OPT_SOCK_RCVBUF;
+	           ARES_OPT_TRIES | ARES_OPT_FLAGS | ARES_OPT_SOCK_RCVBUF;
 	int r;
 
 	if (timeout_ms == 0)
@@ -706,7 +707,7 @@ dns_chan_open(const char *servers, unsigned timeout_ms)
 		r = ares_set_servers_ports_csv(dns.chan, servers);
 		if (r != ARES_SUCCESS) {
 			log_warn("dns: bad dns_servers \"%s\": %s", servers,
-				 ares_strerror(r));
+			         ares_strerror(r));
 			ares_destroy(dns.chan);
 			return -EINVAL;
 		}
@@ -806,7 +807,7 @@ dns_query(const char *name, int type, dns_cb cb, void *arg)
 /* dns_reverse_name - "d.c.b.a.ZONE" or the 32-nibble form for IPv6. */
 void
 dns_reverse_name(const struct ipaddr *ip, const char *zone, char *out,
-		 size_t outlen)
+                 size_t outlen)
 {
 	static const char hex[] = "0123456789abcdef";
 	char buf[80];
@@ -820,7 +821,7 @@ dns_reverse_name(const struct ipaddr *ip, const char *zone, char *out,
 		const unsigned char *b = (const unsigned char *)&ip->u.v4;
 
 		snprintf(out, outlen, "%u.%u.%u.%u.%s", b[3], b[2], b[1], b[0],
-			 zone);
+		         zone);
 		return;
 	}
 	for (int i = 15; i >= 0; i--) {

@@ -123,7 +123,7 @@ tld_valid_label(const char *s)
  */
 static struct tld_set *
 tld_parse_set(const char *text, size_t len, const char *name, char *err,
-	      size_t errlen)
+              size_t errlen)
 {
 	struct tld_set *t = xcalloc(1, sizeof(*t));
 	size_t pos = 0;
@@ -140,7 +140,7 @@ tld_parse_set(const char *text, size_t len, const char *name, char *err,
 		while (a < b && (text[a] == ' ' || text[a] == '\t'))
 			a++;
 		while (b > a && (text[b - 1] == ' ' || text[b - 1] == '\t' ||
-				 text[b - 1] == '\r'))
+		                 text[b - 1] == '\r'))
 			b--;
 		if (a == b || text[a] == '#')
 			continue;
@@ -157,7 +157,7 @@ tld_parse_set(const char *text, size_t len, const char *name, char *err,
 		util_lowercase(word);
 		if (!tld_valid_label(word)) {
 			snprintf(err, errlen, "%s:%d: not a TLD: \"%.40s\"",
-				 name, line, word);
+			         name, line, word);
 			tld_set_free(t);
 			return NULL;
 		}
@@ -174,7 +174,7 @@ tld_parse_set(const char *text, size_t len, const char *name, char *err,
 /* tld_parse - replace the current set with one parsed from text. */
 int
 tld_parse(const char *text, size_t len, const char *name, char *err,
-	  size_t errlen)
+          size_t errlen)
 {
 	struct tld_set *t = tld_parse_set(text, len, name, err, errlen);
 
@@ -201,7 +201,7 @@ tld_load(const char *path, char *err, size_t errlen)
 
 	if (path == NULL)
 		return tld_parse(tld_builtin_text, strlen(tld_builtin_text),
-				 "(built-in TLD list)", err, errlen);
+		                 "(built-in TLD list)", err, errlen);
 	f = fopen(path, "r");
 	if (f == NULL) {
 		rc = -errno;
@@ -211,7 +211,8 @@ tld_load(const char *path, char *err, size_t errlen)
 	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
 		buf_append(&b, chunk, n);
 		if (b.len > (1u << 20)) {
-			snprintf(err, errlen, "%s: too big for a TLD list", path);
+			snprintf(err, errlen, "%s: too big for a TLD list",
+			         path);
 			fclose(f);
 			buf_free(&b);
 			return -EFBIG;

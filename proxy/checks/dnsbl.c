@@ -48,9 +48,9 @@ enum dnsbl_state { DNSBL_UNKNOWN, DNSBL_HEALTHY, DNSBL_SUSPENDED };
 struct dnsbl_health {
 	char zone[256];
 	enum dnsbl_state state;
-	uint64_t tested_ms;	/* when the last self-test ended; 0 never */
-	bool testing;		/* a session is running one */
-	char why[96];		/* why it is suspended */
+	uint64_t tested_ms; /* when the last self-test ended; 0 never */
+	bool testing;       /* a session is running one */
+	char why[96];       /* why it is suspended */
 	uint64_t listed, errors, timeouts, queries;
 };
 
@@ -58,15 +58,15 @@ struct dnsbl_health {
 struct dnsbl_ans {
 	enum dns_status status;
 	int n;
-	uint32_t a[DNSBL_MAX_CODES];	/* host byte order */
+	uint32_t a[DNSBL_MAX_CODES]; /* host byte order */
 };
 
 /* A zone within one session's request. */
 struct dnsbl_zreq {
-	struct dnsbl_zone z;		/* copy: the config may go first */
+	struct dnsbl_zone z; /* copy: the config may go first */
 	struct dnsbl_health *h;
 	bool selftest;
-	struct dnsbl_ans q, t2, t1;	/* the client, 127.0.0.2, 127.0.0.1 */
+	struct dnsbl_ans q, t2, t1; /* the client, 127.0.0.2, 127.0.0.1 */
 };
 
 struct dnsbl_req {
@@ -107,7 +107,7 @@ static void
 dnsbl_code_str(uint32_t a, char *out, size_t outlen)
 {
 	snprintf(out, outlen, "%u.%u.%u.%u", a >> 24, (a >> 16) & 255,
-		 (a >> 8) & 255, a & 255);
+	         (a >> 8) & 255, a & 255);
 }
 
 /* dnsbl_accepted - does code a mean "listed" for zone z? */
@@ -117,7 +117,7 @@ dnsbl_accepted(const struct dnsbl_zone *z, uint32_t a)
 	int i;
 
 	if ((a >> 24) != 127 || (a >> 8) == 0x7fffff)
-		return false;	/* not 127/8, or 127.255.255.x */
+		return false; /* not 127/8, or 127.255.255.x */
 	if (z->n_ranges == 0)
 		return true;
 	for (i = 0; i < z->n_ranges; i++)
@@ -153,7 +153,7 @@ dnsbl_codes(const struct dnsbl_ans *a, char *out, size_t outlen)
 
 		dnsbl_code_str(a->a[i], c, sizeof(c));
 		o += (size_t)snprintf(out + o, outlen - o, "%s%s", i ? "," : "",
-				      c);
+		                      c);
 	}
 }
 
@@ -175,16 +175,17 @@ dnsbl_selftest_eval(struct dnsbl_zreq *zr)
 	h->tested_ms = util_now_ms();
 	if (why == NULL) {
 		if (h->state != DNSBL_HEALTHY)
-			log_info("dnsbl: zone %s passed its self-test", h->zone);
+			log_info("dnsbl: zone %s passed its self-test",
+			         h->zone);
 		h->state = DNSBL_HEALTHY;
 		h->why[0] = '\0';
 		return;
 	}
 	dnsbl_codes(zr->t2.status == DNS_OK ? &zr->t2 : &zr->t1, codes,
-		    sizeof(codes));
+	            sizeof(codes));
 	if (h->state != DNSBL_SUSPENDED || strcmp(h->why, why) != 0)
 		log_warn("dnsbl: zone %s suspended: %s%s%s", h->zone, why,
-			 codes[0] ? "; answers " : "", codes);
+		         codes[0] ? "; answers " : "", codes);
 	h->state = DNSBL_SUSPENDED;
 	snprintf(h->why, sizeof(h->why), "%s", why);
 }
@@ -207,13 +208,13 @@ dnsbl_finish(struct dnsbl_req *req)
 			zr->h->queries++;
 		if (zr->h && zr->h->state == DNSBL_SUSPENDED) {
 			log_debug("dnsbl: zone %s suspended, ignored for %s",
-				 zr->z.zone, req->ip_str);
+			          zr->z.zone, req->ip_str);
 			continue;
 		}
 		if (zr->q.status == DNS_TEMPFAIL) {
 			log_warn("dnsbl: zone %s: lookup of %s failed "
-				 "(timeout or SERVFAIL), counted as not listed",
-				 zr->z.zone, req->ip_str);
+			         "(timeout or SERVFAIL), counted as not listed",
+			         zr->z.zone, req->ip_str);
 			if (zr->h)
 				zr->h->timeouts++;
 			continue;
@@ -226,8 +227,8 @@ dnsbl_finish(struct dnsbl_req *req)
 				break;
 		if (j < zr->q.n) {
 			log_warn("dnsbl: zone %s: %s answered %s: not an "
-				 "accepted listing code, ignored", zr->z.zone,
-				 req->ip_str, codes);
+			         "accepted listing code, ignored",
+			         zr->z.zone, req->ip_str, codes);
 			if (zr->h)
 				zr->h->errors++;
 		}
@@ -239,16 +240,17 @@ dnsbl_finish(struct dnsbl_req *req)
 			char text[192];
 
 			snprintf(text, sizeof(text),
-				 "We don't accept mail from your IP (listed "
-				 "at %s)", zr->z.zone);
+			         "We don't accept mail from your IP (listed "
+			         "at %s)",
+			         zr->z.zone);
 			chk_set(s, CHK_DNSBL, CHK_FAIL, "554 5.7.1", text,
-				"%s=%s", zr->z.zone, codes);
+			        "%s=%s", zr->z.zone, codes);
 		}
 		goto done;
 	}
 	if (s != NULL)
-		chk_set(s, CHK_DNSBL, CHK_PASS, NULL, "", "not listed (%d zones)",
-			req->n);
+		chk_set(s, CHK_DNSBL, CHK_PASS, NULL, "",
+		        "not listed (%d zones)", req->n);
 done:
 	if (s != NULL)
 		sess_check_done(s, CHK_DNSBL);
@@ -266,8 +268,9 @@ dnsbl_answer_cb(void *arg, const struct dns_answer *a)
 	int i;
 
 	q->ans->status = a->status;
-	for (i = 0; i < a->n && a->status == DNS_OK &&
-		    q->ans->n < DNSBL_MAX_CODES; i++)
+	for (i = 0;
+	     i < a->n && a->status == DNS_OK && q->ans->n < DNSBL_MAX_CODES;
+	     i++)
 		q->ans->a[q->ans->n++] = ntohl(a->rr[i].u.a.s_addr);
 	free(q);
 	if (--req->pending == 0)
@@ -304,7 +307,7 @@ dnsbl_start(struct session *s)
 	req->t = chk_ticket_make(s, CHK_DNSBL);
 	req->ip = s->client;
 	ipaddr_format(&s->client, req->ip_str, sizeof(req->ip_str));
-	req->pending = 1;	/* held until every query is sent */
+	req->pending = 1; /* held until every query is sent */
 	for (i = 0; i < cfg->n_dnsbl && req->n < DNSBL_MAX_ZONES; i++) {
 		struct dnsbl_zreq *zr = &req->z[req->n++];
 		struct dnsbl_health *h;
@@ -315,21 +318,24 @@ dnsbl_start(struct session *s)
 		zr->h = h = dnsbl_health_get(zr->z.zone);
 		if (h != NULL) {
 			due = h->state == DNSBL_SUSPENDED ? DNSBL_RETEST_BAD_S
-							  : DNSBL_RETEST_OK_S;
+			                                  : DNSBL_RETEST_OK_S;
 			if (h->tested_ms == 0 ||
 			    now - h->tested_ms >= due * 1000) {
 				/* someone else's test is in flight and we
 				 * know a state: use it */
-				if (!(h->testing && h->state != DNSBL_UNKNOWN)) {
+				if (!(h->testing &&
+				      h->state != DNSBL_UNKNOWN)) {
 					zr->selftest = true;
 					h->testing = true;
 				}
 			}
 		}
 		if (zr->selftest) {
-			snprintf(name, sizeof(name), "2.0.0.127.%s", zr->z.zone);
+			snprintf(name, sizeof(name), "2.0.0.127.%s",
+			         zr->z.zone);
 			dnsbl_send(req, name, &zr->t2);
-			snprintf(name, sizeof(name), "1.0.0.127.%s", zr->z.zone);
+			snprintf(name, sizeof(name), "1.0.0.127.%s",
+			         zr->z.zone);
 			dnsbl_send(req, name, &zr->t1);
 		}
 		dns_reverse_name(&s->client, zr->z.zone, name, sizeof(name));
@@ -365,19 +371,20 @@ dnsbl_stats_json(struct buf *b)
 			buf_append(b, ",", 1);
 		stats_json_string(b, h->zone);
 		snprintf(tmp, sizeof(tmp),
-			 ":{\"healthy\":%s,\"state\":\"%s\",\"tested_ago_s\":%lld,"
-			 "\"queries\":%llu,\"listed\":%llu,\"errors\":%llu,"
-			 "\"timeouts\":%llu,\"reason\":",
-			 h->state == DNSBL_SUSPENDED ? "false" : "true",
-			 h->state == DNSBL_HEALTHY     ? "healthy"
-			 : h->state == DNSBL_SUSPENDED ? "suspended"
-						       : "untested",
-			 h->tested_ms ? (long long)((now - h->tested_ms) / 1000)
-				      : -1LL,
-			 (unsigned long long)h->queries,
-			 (unsigned long long)h->listed,
-			 (unsigned long long)h->errors,
-			 (unsigned long long)h->timeouts);
+		         ":{\"healthy\":%s,\"state\":\"%s\",\"tested_ago_s\":%"
+		         "lld,"
+		         "\"queries\":%llu,\"listed\":%llu,\"errors\":%llu,"
+		         "\"timeouts\":%llu,\"reason\":",
+		         h->state == DNSBL_SUSPENDED ? "false" : "true",
+		         h->state == DNSBL_HEALTHY     ? "healthy"
+		         : h->state == DNSBL_SUSPENDED ? "suspended"
+		                                       : "untested",
+		         h->tested_ms ? (long long)((now - h->tested_ms) / 1000)
+		                      : -1LL,
+		         (unsigned long long)h->queries,
+		         (unsigned long long)h->listed,
+		         (unsigned long long)h->errors,
+		         (unsigned long long)h->timeouts);
 		buf_append(b, tmp, strlen(tmp));
 		stats_json_string(b, h->why);
 		buf_append(b, "}", 1);
@@ -398,9 +405,9 @@ dnsbl_init(const struct config *cfg, char *err, size_t errlen)
 }
 
 const struct check chk_dnsbl = {
-	.name = "dnsbl",
-	.id = CHK_DNSBL,
-	.stage = STAGE_CONNECT,
-	.init = dnsbl_init,
-	.start = dnsbl_start,
+        .name = "dnsbl",
+        .id = CHK_DNSBL,
+        .stage = STAGE_CONNECT,
+        .init = dnsbl_init,
+        .start = dnsbl_start,
 };

@@ -30,7 +30,7 @@
 
 struct dynamic_rules {
 	struct strlist exempt, strong, keyword;
-	regex_t *re, *xre;		/* match: dynamic / not dynamic */
+	regex_t *re, *xre; /* match: dynamic / not dynamic */
 	char **re_src, **xre_src;
 	int n_re, n_xre;
 };
@@ -113,7 +113,7 @@ dyn_word_ok(const char *w)
 /* dyn_regex_add - compile and append one expression; 0 or -EINVAL. */
 static int
 dyn_regex_add(regex_t **v, char ***src, int *n, const char *ere, char *msg,
-	      size_t msglen)
+              size_t msglen)
 {
 	regex_t re;
 	int rc;
@@ -137,7 +137,7 @@ dyn_regex_add(regex_t **v, char ***src, int *n, const char *ere, char *msg,
  */
 struct dynamic_rules *
 dynamic_rules_parse(const char *text, size_t len, const char *name, char *err,
-		    size_t errlen)
+                    size_t errlen)
 {
 	struct dynamic_rules *r = xcalloc(1, sizeof(*r));
 	size_t pos = 0;
@@ -154,18 +154,18 @@ dynamic_rules_parse(const char *text, size_t len, const char *name, char *err,
 		while (a < b && (text[a] == ' ' || text[a] == '\t'))
 			a++;
 		while (b > a && (text[b - 1] == ' ' || text[b - 1] == '\t' ||
-				 text[b - 1] == '\r'))
+		                 text[b - 1] == '\r'))
 			b--;
 		if (a == b || text[a] == '#')
 			continue;
 		if (b - a >= sizeof(l) || memchr(text + a, '\0', b - a)) {
 			snprintf(err, errlen, "%s:%d: line too long", name,
-				 line);
+			         line);
 			goto fail;
 		}
 		if (++n_rules > DYN_MAX_RULES) {
 			snprintf(err, errlen, "%s:%d: too many rules", name,
-				 line);
+			         line);
 			goto fail;
 		}
 		memcpy(l, text + a, b - a);
@@ -176,8 +176,9 @@ dynamic_rules_parse(const char *text, size_t len, const char *name, char *err,
 			*arg++ = '\0';
 		arg += strspn(arg, " \t");
 		if (*arg == '\0') {
-			snprintf(err, errlen, "%s:%d: \"%.20s\" needs an argument",
-				 name, line, verb);
+			snprintf(err, errlen,
+			         "%s:%d: \"%.20s\" needs an argument", name,
+			         line, verb);
 			goto fail;
 		}
 		if (strcmp(verb, "regex") == 0 ||
@@ -185,11 +186,11 @@ dynamic_rules_parse(const char *text, size_t len, const char *name, char *err,
 			bool ex = verb[0] == 'e';
 
 			if (dyn_regex_add(ex ? &r->xre : &r->re,
-					  ex ? &r->xre_src : &r->re_src,
-					  ex ? &r->n_xre : &r->n_re, arg, msg,
-					  sizeof(msg)) < 0) {
+			                  ex ? &r->xre_src : &r->re_src,
+			                  ex ? &r->n_xre : &r->n_re, arg, msg,
+			                  sizeof(msg)) < 0) {
 				snprintf(err, errlen, "%s:%d: bad regex: %s",
-					 name, line, msg);
+				         name, line, msg);
 				goto fail;
 			}
 			continue;
@@ -197,8 +198,8 @@ dynamic_rules_parse(const char *text, size_t len, const char *name, char *err,
 		util_lowercase(arg);
 		if (!dyn_word_ok(arg)) {
 			snprintf(err, errlen,
-				 "%s:%d: \"%.40s\" is not a word (a-z, 0-9)",
-				 name, line, arg);
+			         "%s:%d: \"%.40s\" is not a word (a-z, 0-9)",
+			         name, line, arg);
 			goto fail;
 		}
 		if (strcmp(verb, "exempt") == 0)
@@ -208,8 +209,9 @@ dynamic_rules_parse(const char *text, size_t len, const char *name, char *err,
 		else if (strcmp(verb, "keyword") == 0)
 			dyn_strlist_add(&r->keyword, arg);
 		else {
-			snprintf(err, errlen, "%s:%d: unknown directive \"%.20s\"",
-				 name, line, verb);
+			snprintf(err, errlen,
+			         "%s:%d: unknown directive \"%.20s\"", name,
+			         line, verb);
 			goto fail;
 		}
 	}
@@ -230,10 +232,9 @@ dynamic_rules_load(const char *path, char *err, size_t errlen)
 	FILE *f;
 
 	if (path == NULL)
-		return dynamic_rules_parse(dynamic_builtin_text,
-					   strlen(dynamic_builtin_text),
-					   "(built-in dynamic patterns)", err,
-					   errlen);
+		return dynamic_rules_parse(
+		        dynamic_builtin_text, strlen(dynamic_builtin_text),
+		        "(built-in dynamic patterns)", err, errlen);
 	f = fopen(path, "r");
 	if (f == NULL) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
@@ -258,7 +259,7 @@ dynamic_rules_load(const char *path, char *err, size_t errlen)
 struct dyn_num {
 	unsigned val;
 	unsigned len;
-	size_t end;	/* offset just after the run */
+	size_t end; /* offset just after the run */
 	size_t start;
 };
 
@@ -269,7 +270,7 @@ struct dyn_num {
  */
 static bool
 dyn_ip_in_name(const char *host, const struct dyn_num *num, int n,
-	       const unsigned char o[4], char *why, size_t whylen)
+               const unsigned char o[4], char *why, size_t whylen)
 {
 	char hex[9];
 	int i, k;
@@ -287,9 +288,10 @@ dyn_ip_in_name(const char *host, const struct dyn_num *num, int n,
 			memcpy(d, host + s, 12);
 			d[12] = '\0';
 			for (k = 0; k < 4; k++) {
-				unsigned v = (unsigned)(d[k * 3] - '0') * 100 +
-					     (unsigned)(d[k * 3 + 1] - '0') * 10 +
-					     (unsigned)(d[k * 3 + 2] - '0');
+				unsigned v =
+				        (unsigned)(d[k * 3] - '0') * 100 +
+				        (unsigned)(d[k * 3 + 1] - '0') * 10 +
+				        (unsigned)(d[k * 3 + 2] - '0');
 				if (v != o[k])
 					break;
 			}
@@ -331,7 +333,7 @@ dyn_ip_in_name(const char *host, const struct dyn_num *num, int n,
  */
 bool
 dynamic_match(const struct dynamic_rules *r, const char *ptr,
-	      const struct ipaddr *ip, char *why, size_t whylen)
+              const struct ipaddr *ip, char *why, size_t whylen)
 {
 	char name[256], host[256], tok[256];
 	struct dyn_num num[DYN_MAX_TOKENS];
@@ -386,15 +388,18 @@ dynamic_match(const struct dynamic_rules *r, const char *ptr,
 			word[wl] = '\0';
 			if (dyn_strlist_has(&r->exempt, tok) ||
 			    (wl && dyn_strlist_has(&r->exempt, word))) {
-				snprintf(why, whylen, "exempt %s", wl ? word : tok);
+				snprintf(why, whylen, "exempt %s",
+				         wl ? word : tok);
 				return false;
 			}
-			if (!kw && (dyn_strlist_has(&r->strong, tok) ||
-				    (wl && dyn_strlist_has(&r->strong, word)))) {
+			if (!kw &&
+			    (dyn_strlist_has(&r->strong, tok) ||
+			     (wl && dyn_strlist_has(&r->strong, word)))) {
 				kw = true;
 				snprintf(kwname, sizeof(kwname), "strong %.50s",
-					 dyn_strlist_has(&r->strong, tok) ? tok
-									 : word);
+				         dyn_strlist_has(&r->strong, tok)
+				                 ? tok
+				                 : word);
 			}
 		}
 		i = e + 1;
@@ -412,7 +417,8 @@ dynamic_match(const struct dynamic_rules *r, const char *ptr,
 			unsigned v = 0;
 
 			digit = true;
-			while (i < hostlen && host[i] >= '0' && host[i] <= '9') {
+			while (i < hostlen && host[i] >= '0' &&
+			       host[i] <= '9') {
 				if (v < 100000)
 					v = v * 10 + (unsigned)(host[i] - '0');
 				i++;
@@ -427,8 +433,8 @@ dynamic_match(const struct dynamic_rules *r, const char *ptr,
 		}
 	}
 	if (ip && ip->family == AF_INET &&
-	    dyn_ip_in_name(host, num, n_num,
-			   (const unsigned char *)&ip->u.v4, why, whylen))
+	    dyn_ip_in_name(host, num, n_num, (const unsigned char *)&ip->u.v4,
+	                   why, whylen))
 		return true;
 	/* four numbers 0..255 in a row, single separators */
 	for (k = 0; k + 3 < n_num; k++) {
@@ -473,8 +479,10 @@ dynamic_match(const struct dynamic_rules *r, const char *ptr,
 					wl++;
 				bool full = dyn_strlist_has(&r->keyword, tok);
 				tok[wl] = '\0';
-				if (full || (wl && dyn_strlist_has(&r->keyword, tok))) {
-					snprintf(why, whylen, "keyword %s", tok);
+				if (full ||
+				    (wl && dyn_strlist_has(&r->keyword, tok))) {
+					snprintf(why, whylen, "keyword %s",
+					         tok);
 					return true;
 				}
 			}
@@ -510,11 +518,11 @@ dynamic_done_cb(struct session *s, const struct rdns_ptr *p)
 
 	for (i = 0; i < p->n; i++) {
 		if (dynamic_match(dyn_current, p->name[i], &s->client, why,
-				  sizeof(why))) {
+		                  sizeof(why))) {
 			chk_set(s, CHK_DYNAMIC, CHK_FAIL, "550 5.7.1",
-				"You are a dynamic host - please use your "
-				"providers mailserver to send emails",
-				"ptr=%s rule=\"%s\"", p->name[i], why);
+			        "You are a dynamic host - please use your "
+			        "providers mailserver to send emails",
+			        "ptr=%s rule=\"%s\"", p->name[i], why);
 			sess_check_done(s, CHK_DYNAMIC);
 			return;
 		}
@@ -523,7 +531,7 @@ dynamic_done_cb(struct session *s, const struct rdns_ptr *p)
 		chk_set(s, CHK_DYNAMIC, CHK_PASS, NULL, "", "no PTR");
 	else
 		chk_set(s, CHK_DYNAMIC, CHK_PASS, NULL, "", "ptr=%s",
-			p->name[0]);
+		        p->name[0]);
 	sess_check_done(s, CHK_DYNAMIC);
 }
 
@@ -542,9 +550,9 @@ dynamic_start(struct session *s)
 }
 
 const struct check chk_dynamic = {
-	.name = "dynamic",
-	.id = CHK_DYNAMIC,
-	.stage = STAGE_CONNECT,
-	.init = dynamic_init,
-	.start = dynamic_start,
+        .name = "dynamic",
+        .id = CHK_DYNAMIC,
+        .stage = STAGE_CONNECT,
+        .init = dynamic_init,
+        .start = dynamic_start,
 };

@@ -95,7 +95,7 @@ helo_tld(const char *name)
  */
 int
 helo_judge(const struct config *cfg, const struct ipaddr *client,
-	   const char *helo, char *text, size_t textlen)
+           const char *helo, char *text, size_t textlen)
 {
 	char low[256];
 	size_t n = helo ? strlen(helo) : 0;
@@ -108,8 +108,9 @@ helo_judge(const struct config *cfg, const struct ipaddr *client,
 	}
 	if (n >= sizeof(low)) {
 		snprintf(text, textlen,
-			 "Invalid HELO name (not a fully qualified domain "
-			 "name): %.60s...", helo);
+		         "Invalid HELO name (not a fully qualified domain "
+		         "name): %.60s...",
+		         helo);
 		return CHK_FAIL;
 	}
 	memcpy(low, helo, n + 1);
@@ -130,32 +131,33 @@ helo_judge(const struct config *cfg, const struct ipaddr *client,
 			if (ipaddr_parse(&lit, a) < 0 || !strchr(a, ':'))
 				goto bad_literal;
 		} else if (strchr(inner, ':') || ipaddr_parse(&lit, a) < 0 ||
-			   lit.family != AF_INET) {
+		           lit.family != AF_INET) {
 			goto bad_literal;
 		}
 		for (i = 0; i < cfg->n_local_addresses; i++)
 			if (ipaddr_equal(&lit, &cfg->local_addresses[i])) {
-				snprintf(text, textlen, "HELO name claims to be us");
+				snprintf(text, textlen,
+				         "HELO name claims to be us");
 				return CHK_FAIL;
 			}
 		if (!ipaddr_equal(&lit, client)) {
 			snprintf(text, textlen,
-				 "HELO address literal does not match your IP");
+			         "HELO address literal does not match your IP");
 			return CHK_FAIL;
 		}
 		return CHK_PASS;
 	bad_literal:
 		snprintf(text, textlen, "Invalid HELO address literal: %s",
-			 helo);
+		         helo);
 		return CHK_FAIL;
 	}
 
 	if (strcmp(low, "localhost") == 0 ||
 	    strncmp(low, "localhost.", 10) == 0 || !helo_fqdn_ok(low)) {
 		snprintf(text, textlen,
-			 "Invalid HELO name (not a fully qualified domain "
-			 "name): %s",
-			 helo);
+		         "Invalid HELO name (not a fully qualified domain "
+		         "name): %s",
+		         helo);
 		return CHK_FAIL;
 	}
 	if (cfg->hostname && util_strcaseeq(low, cfg->hostname)) {
@@ -168,8 +170,8 @@ helo_judge(const struct config *cfg, const struct ipaddr *client,
 			return CHK_FAIL;
 		}
 	if (!tld_registered(helo_tld(low))) {
-		snprintf(text, textlen, "HELO name has an unregistered TLD: %.140s",
-			 helo);
+		snprintf(text, textlen,
+		         "HELO name has an unregistered TLD: %.140s", helo);
 		return CHK_FAIL;
 	}
 	return CHK_PASS;
@@ -186,17 +188,17 @@ helo_finish(struct helo_req *r)
 		goto out;
 	if (r->a == DNS_OK || r->aaaa == DNS_OK) {
 		chk_set(s, CHK_HELO, CHK_PASS, NULL, "", "helo=%s resolves",
-			r->name);
+		        r->name);
 	} else if (r->a == DNS_TEMPFAIL || r->aaaa == DNS_TEMPFAIL) {
 		chk_set(s, CHK_HELO, CHK_TEMPERR, NULL,
-			"Temporary DNS failure resolving your HELO name",
-			"helo=%s lookup failed", r->name);
+		        "Temporary DNS failure resolving your HELO name",
+		        "helo=%s lookup failed", r->name);
 	} else {
-		snprintf(text, sizeof(text), "HELO name does not resolve: %.150s",
-			 r->name);
-		chk_set(s, CHK_HELO, CHK_FAIL, "550 5.7.1", text,
-			"helo=%s %s", r->name,
-			r->a == DNS_NXDOMAIN ? "NXDOMAIN" : "no A/AAAA");
+		snprintf(text, sizeof(text),
+		         "HELO name does not resolve: %.150s", r->name);
+		chk_set(s, CHK_HELO, CHK_FAIL, "550 5.7.1", text, "helo=%s %s",
+		        r->name,
+		        r->a == DNS_NXDOMAIN ? "NXDOMAIN" : "no A/AAAA");
 	}
 	sess_check_done(s, CHK_HELO);
 out:
@@ -255,8 +257,8 @@ helo_start(struct session *s)
 	if (r->pending == 0) {
 		free(r);
 		chk_set(s, CHK_HELO, CHK_TEMPERR, NULL,
-			"Temporary DNS failure resolving your HELO name",
-			"resolver unavailable");
+		        "Temporary DNS failure resolving your HELO name",
+		        "resolver unavailable");
 		chk_done_later(s, CHK_HELO);
 	}
 }
@@ -269,9 +271,9 @@ helo_init(const struct config *cfg, char *err, size_t errlen)
 }
 
 const struct check chk_helo = {
-	.name = "helo",
-	.id = CHK_HELO,
-	.stage = STAGE_HELO,
-	.init = helo_init,
-	.start = helo_start,
+        .name = "helo",
+        .id = CHK_HELO,
+        .stage = STAGE_HELO,
+        .init = helo_init,
+        .start = helo_start,
 };

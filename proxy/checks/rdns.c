@@ -31,8 +31,8 @@ struct rdns_job {
 	uint64_t sess_id;
 	uint32_t gen;
 	struct ipaddr ip;
-	int pending;			/* DNS queries in flight */
-	bool done;			/* waiters have been told */
+	int pending; /* DNS queries in flight */
+	bool done;   /* waiters have been told */
 	struct rdns_ptr res;
 	struct {
 		enum chk_id id;
@@ -51,7 +51,7 @@ struct rdns_fwd {
 static struct rdns_job *rdns_jobs;
 
 static const char rdns_text[] = "Your IP address does not resolve to a "
-				"hostname - no proper reverse mapping exists";
+                                "hostname - no proper reverse mapping exists";
 
 /* rdns_job_unlink - take j off the list of live jobs. */
 static void
@@ -76,7 +76,7 @@ rdns_job_finish(struct rdns_job *j)
 	j->done = true;
 	for (i = 0; i < j->n_w; i++) {
 		struct chk_ticket t = {
-			.sess_id = j->sess_id, .gen = j->gen, .id = j->w[i].id};
+		        .sess_id = j->sess_id, .gen = j->gen, .id = j->w[i].id};
 		struct session *s = chk_ticket_session(&t);
 
 		if (s != NULL)
@@ -119,8 +119,9 @@ rdns_ptr_cb(void *arg, const struct dns_answer *a)
 	int i;
 
 	j->res.status = a->status;
-	for (i = 0; i < a->n && a->status == DNS_OK &&
-		    j->res.n < RDNS_MAX_NAMES; i++) {
+	for (i = 0;
+	     i < a->n && a->status == DNS_OK && j->res.n < RDNS_MAX_NAMES;
+	     i++) {
 		const char *nm = a->rr[i].u.name;
 
 		if (nm == NULL || *nm == '\0' || strlen(nm) > 253)
@@ -134,8 +135,8 @@ rdns_ptr_cb(void *arg, const struct dns_answer *a)
 		f->idx = i;
 		j->pending++;
 		if (dns_query(j->res.name[i],
-			      j->ip.family == AF_INET ? ns_t_a : ns_t_aaaa,
-			      rdns_fwd_cb, f) < 0) {
+		              j->ip.family == AF_INET ? ns_t_a : ns_t_aaaa,
+		              rdns_fwd_cb, f) < 0) {
 			j->pending--;
 			j->res.fwd_tempfail = true;
 			free(f);
@@ -171,8 +172,9 @@ rdns_lookup_start(struct session *s, enum chk_id who, rdns_done_fn fn)
 			/* no resolver: a known answer, on the next turn */
 			free(j);
 			chk_set(s, who, CHK_TEMPERR, NULL,
-				"Temporary DNS failure looking up your "
-				"reverse mapping", "resolver unavailable");
+			        "Temporary DNS failure looking up your "
+			        "reverse mapping",
+			        "resolver unavailable");
 			chk_done_later(s, who);
 			return;
 		}
@@ -195,22 +197,22 @@ rdns_done_cb(struct session *s, const struct rdns_ptr *p)
 		chk_set(s, CHK_RDNS, CHK_PASS, NULL, "", "ptr=%s", s->ptr);
 	} else if (p->status == DNS_TEMPFAIL) {
 		chk_set(s, CHK_RDNS, CHK_TEMPERR, NULL,
-			"Temporary DNS failure looking up your reverse mapping",
-			"PTR lookup failed (SERVFAIL or timeout)");
+		        "Temporary DNS failure looking up your reverse mapping",
+		        "PTR lookup failed (SERVFAIL or timeout)");
 	} else if (p->status == DNS_NXDOMAIN) {
 		chk_set(s, CHK_RDNS, CHK_FAIL, "550 5.7.1", rdns_text,
-			"PTR NXDOMAIN");
+		        "PTR NXDOMAIN");
 	} else if (p->n == 0) {
 		chk_set(s, CHK_RDNS, CHK_FAIL, "550 5.7.1", rdns_text,
-			"no PTR record");
+		        "no PTR record");
 	} else if (p->fwd_tempfail) {
 		chk_set(s, CHK_RDNS, CHK_TEMPERR, NULL,
-			"Temporary DNS failure looking up your reverse mapping",
-			"ptr=%s forward lookup failed", p->name[0]);
+		        "Temporary DNS failure looking up your reverse mapping",
+		        "ptr=%s forward lookup failed", p->name[0]);
 	} else {
 		chk_set(s, CHK_RDNS, CHK_FAIL, "550 5.7.1", rdns_text,
-			"ptr=%s does not resolve back to %s", p->name[0],
-			s->client_str);
+		        "ptr=%s does not resolve back to %s", p->name[0],
+		        s->client_str);
 	}
 	sess_check_done(s, CHK_RDNS);
 }
@@ -223,8 +225,8 @@ rdns_start(struct session *s)
 }
 
 const struct check chk_rdns = {
-	.name = "rdns",
-	.id = CHK_RDNS,
-	.stage = STAGE_CONNECT,
-	.start = rdns_start,
+        .name = "rdns",
+        .id = CHK_RDNS,
+        .stage = STAGE_CONNECT,
+        .start = rdns_start,
 };

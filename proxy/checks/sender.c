@@ -46,13 +46,14 @@ sender_tld_start(struct session *s)
 	if (!s->has_from || s->from.null || dom[0] == '\0') {
 		chk_set(s, CHK_SENDER_TLD, CHK_PASS, NULL, "", "null sender");
 	} else if (dom[0] == '[' ||
-		   !tld_registered((dot = strrchr(dom, '.')) ? dot + 1 : dom)) {
+	           !tld_registered((dot = strrchr(dom, '.')) ? dot + 1 : dom)) {
 		snprintf(text, sizeof(text),
-			 "Sender domain has an unregistered TLD: %.150s", dom);
+		         "Sender domain has an unregistered TLD: %.150s", dom);
 		chk_set(s, CHK_SENDER_TLD, CHK_FAIL, "550 5.7.1", text,
-			"domain=%s", dom);
+		        "domain=%s", dom);
 	} else {
-		chk_set(s, CHK_SENDER_TLD, CHK_PASS, NULL, "", "domain=%s", dom);
+		chk_set(s, CHK_SENDER_TLD, CHK_PASS, NULL, "", "domain=%s",
+		        dom);
 	}
 	chk_done_later(s, CHK_SENDER_TLD);
 }
@@ -64,9 +65,9 @@ sender_tempfail(struct session *s, const char *dom, const char *detail)
 	char text[192];
 
 	snprintf(text, sizeof(text),
-		 "Temporary DNS failure resolving the sender domain %.130s", dom);
-	chk_set(s, CHK_SENDER_MX, CHK_TEMPERR, "451 4.4.3", text, "%s",
-		detail);
+	         "Temporary DNS failure resolving the sender domain %.130s",
+	         dom);
+	chk_set(s, CHK_SENDER_MX, CHK_TEMPERR, "451 4.4.3", text, "%s", detail);
 }
 
 /* sender_finish - every answer is in: decide. */
@@ -80,28 +81,28 @@ sender_finish(struct sender_req *r)
 		goto out;
 	if (r->mx == DNS_OK && r->null_mx) {
 		snprintf(text, sizeof(text),
-			 "Sender domain does not accept mail (null MX): %.140s",
-			 r->dom);
+		         "Sender domain does not accept mail (null MX): %.140s",
+		         r->dom);
 		chk_set(s, CHK_SENDER_MX, CHK_FAIL, "550 5.7.1", text,
-			"domain=%s null MX", r->dom);
+		        "domain=%s null MX", r->dom);
 	} else if (r->mx == DNS_OK) {
 		chk_set(s, CHK_SENDER_MX, CHK_PASS, NULL, "", "domain=%s MX",
-			r->dom);
+		        r->dom);
 	} else if (r->mx == DNS_TEMPFAIL) {
 		sender_tempfail(s, r->dom, "MX lookup failed");
 	} else if (r->mx_or_a && r->mx == DNS_NODATA &&
-		   (r->a == DNS_OK || r->aaaa == DNS_OK)) {
+	           (r->a == DNS_OK || r->aaaa == DNS_OK)) {
 		chk_set(s, CHK_SENDER_MX, CHK_PASS, NULL, "",
-			"domain=%s implicit MX (A/AAAA)", r->dom);
+		        "domain=%s implicit MX (A/AAAA)", r->dom);
 	} else if (r->mx_or_a && r->mx == DNS_NODATA &&
-		   (r->a == DNS_TEMPFAIL || r->aaaa == DNS_TEMPFAIL)) {
+	           (r->a == DNS_TEMPFAIL || r->aaaa == DNS_TEMPFAIL)) {
 		sender_tempfail(s, r->dom, "A/AAAA lookup failed");
 	} else {
-		snprintf(text, sizeof(text), "Sender domain has no MX record: %.150s",
-			 r->dom);
+		snprintf(text, sizeof(text),
+		         "Sender domain has no MX record: %.150s", r->dom);
 		chk_set(s, CHK_SENDER_MX, CHK_FAIL, "550 5.7.1", text,
-			"domain=%s %s", r->dom,
-			r->mx == DNS_NXDOMAIN ? "NXDOMAIN" : "no MX");
+		        "domain=%s %s", r->dom,
+		        r->mx == DNS_NXDOMAIN ? "NXDOMAIN" : "no MX");
 	}
 	sess_check_done(s, CHK_SENDER_MX);
 out:
@@ -162,10 +163,10 @@ sender_mx_start(struct session *s)
 	if (dom[0] == '[') {
 		char text[192];
 
-		snprintf(text, sizeof(text), "Sender domain has no MX record: %.150s",
-			 dom);
+		snprintf(text, sizeof(text),
+		         "Sender domain has no MX record: %.150s", dom);
 		chk_set(s, CHK_SENDER_MX, CHK_FAIL, "550 5.7.1", text,
-			"domain=%s address literal", dom);
+		        "domain=%s address literal", dom);
 		chk_done_later(s, CHK_SENDER_MX);
 		return;
 	}
@@ -199,17 +200,17 @@ sender_init(const struct config *cfg, char *err, size_t errlen)
 }
 
 const struct check chk_sender_tld = {
-	.name = "sender_tld",
-	.id = CHK_SENDER_TLD,
-	.stage = STAGE_MAIL,
-	.init = sender_init,
-	.start = sender_tld_start,
+        .name = "sender_tld",
+        .id = CHK_SENDER_TLD,
+        .stage = STAGE_MAIL,
+        .init = sender_init,
+        .start = sender_tld_start,
 };
 
 const struct check chk_sender_mx = {
-	.name = "sender_mx",
-	.id = CHK_SENDER_MX,
-	.stage = STAGE_MAIL,
-	.init = sender_init,
-	.start = sender_mx_start,
+        .name = "sender_mx",
+        .id = CHK_SENDER_MX,
+        .stage = STAGE_MAIL,
+        .init = sender_init,
+        .start = sender_mx_start,
 };

@@ -17,8 +17,8 @@
 
 #include "proxy.h"
 
-static const int types[] = {ns_t_a, ns_t_aaaa, ns_t_mx, ns_t_ptr, ns_t_txt,
-			    ns_t_cname};
+static const int types[] = {ns_t_a,   ns_t_aaaa, ns_t_mx,
+                            ns_t_ptr, ns_t_txt,  ns_t_cname};
 
 /* same - two parses of the same input agree. */
 static void

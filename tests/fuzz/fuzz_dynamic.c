@@ -21,14 +21,16 @@
 static struct dynamic_rules *builtin;
 
 static const char *const names[] = {
-	"dsl-1-2-3-4.pool.example.net", "mail.example.com",
-	"pD9FFF73B.dip.t-dialin.net", "x.y", "a.b.c.d.e.f.g",
+        "dsl-1-2-3-4.pool.example.net",
+        "mail.example.com",
+        "pD9FFF73B.dip.t-dialin.net",
+        "x.y",
+        "a.b.c.d.e.f.g",
 };
 
 /* match2 - match twice, compare, check why. */
 static void
-match2(const struct dynamic_rules *r, const char *name,
-       const struct ipaddr *ip)
+match2(const struct dynamic_rules *r, const char *name, const struct ipaddr *ip)
 {
 	char why[96], why2[96];
 	bool a, b;
@@ -62,7 +64,8 @@ LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 		if (size >= 5)
 			memcpy(&ip.u.v4, data + 1, 4);
 		while (p < end) {
-			const unsigned char *nl = memchr(p, '\n', (size_t)(end - p));
+			const unsigned char *nl =
+			        memchr(p, '\n', (size_t)(end - p));
 			size_t l = (size_t)((nl ? nl : end) - p);
 
 			if (l >= sizeof(name))
@@ -86,9 +89,8 @@ LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 			buf_append(&b, p, l);
 		p += l;
 	}
-	struct dynamic_rules *r = dynamic_rules_parse(b.data ? b.data : "",
-						      b.len, "fuzz", err,
-						      sizeof(err));
+	struct dynamic_rules *r = dynamic_rules_parse(
+	        b.data ? b.data : "", b.len, "fuzz", err, sizeof(err));
 	if (r != NULL) {
 		for (size_t i = 0; i < ARRAY_LEN(names); i++)
 			match2(r, names[i], NULL);

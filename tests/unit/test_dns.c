@@ -147,8 +147,8 @@ test_parser(void)
 	rr_a(&m, 100, "192.0.2.2");
 	T_INTEQ(dns_parse(m.b, m.n, ns_t_a, &a), 0);
 	T_CHECK(a && a->status == DNS_OK && a->n == 2 && a->ttl == 100,
-		"status %d n %d ttl %u", a ? (int)a->status : -1, a ? a->n : -1,
-		a ? a->ttl : 0);
+	        "status %d n %d ttl %u", a ? (int)a->status : -1, a ? a->n : -1,
+	        a ? a->ttl : 0);
 	dns_answer_free(a);
 	t_end();
 
@@ -268,7 +268,7 @@ test_reverse(void)
 	ipaddr_parse(&ip, "2001:db8::1");
 	dns_reverse_name(&ip, "bl.example", out, sizeof(out));
 	T_STREQ(out, "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0."
-		     "1.0.0.2.bl.example");
+	             "1.0.0.2.bl.example");
 	dns_reverse_name(&ip, NULL, out, sizeof(out));
 	T_CHECK(strstr(out, ".ip6.arpa") != NULL, "%s", out);
 	t_end();
@@ -278,9 +278,9 @@ test_reverse(void)
 
 static uv_loop_t loop;
 static uv_udp_t srv;
-static int srv_count[8];	/* queries seen, per name below */
+static int srv_count[8]; /* queries seen, per name below */
 static const char *const srv_names[] = {"a.test",  "zero.test", "nx.test",
-					"sf.test", "drop.test", "mx.test"};
+                                        "sf.test", "drop.test", "mx.test"};
 
 static void
 srv_alloc_cb(uv_handle_t *h, size_t sz, uv_buf_t *b)
@@ -299,7 +299,7 @@ srv_send_cb(uv_udp_send_t *r, int status)
 /* srv_recv_cb - answer a query according to its name. */
 static void
 srv_recv_cb(uv_udp_t *h, ssize_t n, const uv_buf_t *b,
-	    const struct sockaddr *from, unsigned flags)
+            const struct sockaddr *from, unsigned flags)
 {
 	const unsigned char *q = (const unsigned char *)b->base;
 	char qname[256];
@@ -340,7 +340,7 @@ srv_recv_cb(uv_udp_t *h, ssize_t n, const uv_buf_t *b,
 		rr_name(m, ns_t_mx, 60, 10, "mx1.mx.test");
 	} else {
 		free(m);
-		return;	/* drop.test and the rest: silence */
+		return; /* drop.test and the rest: silence */
 	}
 	uv_udp_send_t *r = (uv_udp_send_t *)(m + 1);
 	uv_buf_t out = uv_buf_init((char *)m->b, (unsigned)m->n);
@@ -425,7 +425,7 @@ test_loop(void)
 	uv_udp_bind(&srv, (struct sockaddr *)&sa, 0);
 	uv_udp_getsockname(&srv, (struct sockaddr *)&ss, &len);
 	snprintf(servers, sizeof(servers), "127.0.0.1:%d",
-		 ntohs(((struct sockaddr_in *)&ss)->sin_port));
+	         ntohs(((struct sockaddr_in *)&ss)->sin_port));
 	uv_udp_recv_start(&srv, srv_alloc_cb, srv_recv_cb);
 	cfg.dns_servers = servers;
 	cfg.dns_timeout_ms = 400;
@@ -436,8 +436,8 @@ test_loop(void)
 
 	t_begin("loop: A answer, asynchronous");
 	lookup("a.test", ns_t_a, &r);
-	T_CHECK(r.status == DNS_OK && r.n == 2 && r.ttl == 300, "status %d n %d",
-		r.status, r.n);
+	T_CHECK(r.status == DNS_OK && r.n == 2 && r.ttl == 300,
+	        "status %d n %d", r.status, r.n);
 	T_STREQ(r.first, "192.0.2.1");
 	T_INTEQ(srv_count[0], 1);
 	t_end();
@@ -460,7 +460,7 @@ test_loop(void)
 	t_begin("loop: NXDOMAIN, cached for the SOA minimum");
 	lookup("nx.test", ns_t_a, &r);
 	T_CHECK(r.status == DNS_NXDOMAIN && r.ttl == 30, "status %d ttl %u",
-		r.status, r.ttl);
+	        r.status, r.ttl);
 	lookup("nx.test", ns_t_a, &r);
 	T_CHECK(r.status == DNS_NXDOMAIN, "status %d", r.status);
 	T_INTEQ(srv_count[2], 1);
@@ -487,7 +487,7 @@ test_loop(void)
 	uint64_t took = uv_now(&loop) - t0;
 	T_CHECK(r.status == DNS_TEMPFAIL, "status %d", r.status);
 	T_CHECK(took >= 300 && took < 3000, "took %llu ms",
-		(unsigned long long)took);
+	        (unsigned long long)took);
 	t_end();
 
 	t_begin("loop: three lookups run concurrently");
@@ -505,7 +505,7 @@ test_loop(void)
 	took = uv_now(&loop) - t0;
 	T_CHECK(r.calls + r2.calls + r3.calls == 3, "calls");
 	T_CHECK(took < 2 * 400 + 200, "3 timeouts took %llu ms, not ~1",
-		(unsigned long long)took);
+	        (unsigned long long)took);
 	t_end();
 
 	t_begin("loop: bad name refused");
@@ -519,7 +519,7 @@ test_loop(void)
 	dns_query("a.test", ns_t_a, res_cb, &r2); /* cached: queued */
 	dns_shutdown();
 	T_CHECK(r.calls == 1 && r.status == DNS_TEMPFAIL, "in flight: %d %d",
-		r.calls, r.status);
+	        r.calls, r.status);
 	T_CHECK(r2.calls == 1, "queued hit: %d", r2.calls);
 	uv_close((uv_handle_t *)&srv, NULL);
 	uv_close((uv_handle_t *)&tick, NULL);

@@ -38,8 +38,8 @@ read_file(const char *path, size_t *len)
 
 /* one - does ptr (client ip, may be "") match? */
 static bool
-one(const struct dynamic_rules *r, const char *ptr, const char *ip,
-    char *why, size_t whylen)
+one(const struct dynamic_rules *r, const char *ptr, const char *ip, char *why,
+    size_t whylen)
 {
 	struct ipaddr a;
 
@@ -52,31 +52,39 @@ static const struct {
 	const char *name, *ptr, *ip;
 	bool want;
 } cases[] = {
-	{"spec example dip.t-dialin", "pD9FFF73B.dip.t-dialin.net", "217.255.247.59", true},
-	{"spec example without ip", "pD9FFF73B.dip.t-dialin.net", "", true},
-	{"ip dashes", "host-109-168-232-131.stv.ru", "109.168.232.131", true},
-	{"ip reversed dots", "74.67-201-80.adsl.skynet.be", "80.201.67.74", true},
-	{"ip hex 0x", "0x3ec6ec81.inet.dsl.telianet.dk", "62.198.236.129", true},
-	{"ip 12 digits", "yahoobb219173000034.bbtec.net", "219.173.0.34", true},
-	{"static word wins", "static-1-2-3-4.example.net", "1.2.3.4", false},
-	{"business wins", "c-76-121-96-159.business.wa.comcast.net", "76.121.96.159", false},
-	{"dedicated wins", "92-67-42-100-dedicated.multacom.com", "100.42.67.92", false},
-	{"mail server", "mail.example.com", "192.0.2.1", false},
-	{"google outbound", "mail-we0-f182.google.com", "74.125.82.182", false},
-	{"two labels never", "dsl.example", "", false},
-	{"domain part ignored", "www.dynamic-dsl.com", "", false},
-	{"keyword needs number", "user.example.com", "", false},
-	{"keyword with number", "user123.pool.example.com", "", true},
-	{"strong keyword alone", "abc.dialup.example.net", "", true},
-	{"trailing dot", "dsl-1-2-3-4.example.net.", "1.2.3.4", true},
-	{"empty", "", "", false},
-	{"upper case", "DSL-188-34-255-136.ASRETELECOM.NET", "188.34.255.136", true},
-	{"ipv6 client keyword", "dyn-2001-db8.pool.example.net", "2001:db8::1", true},
-	{"ipv6 client mail", "mail.example.net", "2001:db8::1", false},
-	{"four numbers no ip", "10-20-30-40.customers.example.org", "", true},
-	{"two octets not enough", "m17-178.vip.126.com", "123.58.178.17", false},
-	{"keyword digit elsewhere", "good6.client.example.org", "", false},
-	{"keyword digit in label", "client-77.example.org.uk", "", true},
+        {"spec example dip.t-dialin", "pD9FFF73B.dip.t-dialin.net",
+         "217.255.247.59", true},
+        {"spec example without ip", "pD9FFF73B.dip.t-dialin.net", "", true},
+        {"ip dashes", "host-109-168-232-131.stv.ru", "109.168.232.131", true},
+        {"ip reversed dots", "74.67-201-80.adsl.skynet.be", "80.201.67.74",
+         true},
+        {"ip hex 0x", "0x3ec6ec81.inet.dsl.telianet.dk", "62.198.236.129",
+         true},
+        {"ip 12 digits", "yahoobb219173000034.bbtec.net", "219.173.0.34", true},
+        {"static word wins", "static-1-2-3-4.example.net", "1.2.3.4", false},
+        {"business wins", "c-76-121-96-159.business.wa.comcast.net",
+         "76.121.96.159", false},
+        {"dedicated wins", "92-67-42-100-dedicated.multacom.com",
+         "100.42.67.92", false},
+        {"mail server", "mail.example.com", "192.0.2.1", false},
+        {"google outbound", "mail-we0-f182.google.com", "74.125.82.182", false},
+        {"two labels never", "dsl.example", "", false},
+        {"domain part ignored", "www.dynamic-dsl.com", "", false},
+        {"keyword needs number", "user.example.com", "", false},
+        {"keyword with number", "user123.pool.example.com", "", true},
+        {"strong keyword alone", "abc.dialup.example.net", "", true},
+        {"trailing dot", "dsl-1-2-3-4.example.net.", "1.2.3.4", true},
+        {"empty", "", "", false},
+        {"upper case", "DSL-188-34-255-136.ASRETELECOM.NET", "188.34.255.136",
+         true},
+        {"ipv6 client keyword", "dyn-2001-db8.pool.example.net", "2001:db8::1",
+         true},
+        {"ipv6 client mail", "mail.example.net", "2001:db8::1", false},
+        {"four numbers no ip", "10-20-30-40.customers.example.org", "", true},
+        {"two octets not enough", "m17-178.vip.126.com", "123.58.178.17",
+         false},
+        {"keyword digit elsewhere", "good6.client.example.org", "", false},
+        {"keyword digit in label", "client-77.example.org.uk", "", true},
 };
 
 int
@@ -98,7 +106,7 @@ main(void)
 	t_begin("built-in copy equals data/dynamic-ptr.patterns");
 	text = read_file("data/dynamic-ptr.patterns", &len);
 	T_CHECK(text && strcmp(text, dynamic_builtin_text) == 0,
-		"run data/gen-builtin.sh");
+	        "run data/gen-builtin.sh");
 	free(text);
 	rb = dynamic_rules_load(NULL, err, sizeof(err));
 	T_CHECK(rb != NULL, "built-in: %s", err);
@@ -108,7 +116,7 @@ main(void)
 	t_begin("built-in TLD copy equals data/tlds.txt");
 	text = read_file("data/tlds.txt", &len);
 	T_CHECK(text && strcmp(text, tld_builtin_text) == 0,
-		"run data/gen-builtin.sh");
+	        "run data/gen-builtin.sh");
 	free(text);
 	t_end();
 
@@ -119,17 +127,17 @@ main(void)
 		t_begin(name);
 		bool got = one(r, cases[i].ptr, cases[i].ip, why, sizeof(why));
 		T_CHECK(got == cases[i].want, "%s: got %d (%s), want %d",
-			cases[i].ptr, got, why, cases[i].want);
+		        cases[i].ptr, got, why, cases[i].want);
 		t_end();
 	}
 
 	static const struct {
 		const char *text, *err;
 	} bad[] = {
-		{"frobnicate dsl\n", "x:1: unknown directive \"frobnicate\""},
-		{"# c\n\nkeyword\n", "x:3: \"keyword\" needs an argument"},
-		{"regex (unclosed\n", "x:1: bad regex"},
-		{"keyword a.b\n", "x:1: \"a.b\" is not a word (a-z, 0-9)"},
+	        {"frobnicate dsl\n", "x:1: unknown directive \"frobnicate\""},
+	        {"# c\n\nkeyword\n", "x:3: \"keyword\" needs an argument"},
+	        {"regex (unclosed\n", "x:1: bad regex"},
+	        {"keyword a.b\n", "x:1: \"a.b\" is not a word (a-z, 0-9)"},
 	};
 	for (i = 0; i < ARRAY_LEN(bad); i++) {
 		char name[64];
@@ -139,17 +147,17 @@ main(void)
 		t_begin(name);
 		err[0] = '\0';
 		x = dynamic_rules_parse(bad[i].text, strlen(bad[i].text), "x",
-					err, sizeof(err));
+		                        err, sizeof(err));
 		T_CHECK(x == NULL, "accepted a bad file");
 		T_CHECK(strncmp(err, bad[i].err, strlen(bad[i].err)) == 0,
-			"got \"%s\", want \"%s...\"", err, bad[i].err);
+		        "got \"%s\", want \"%s...\"", err, bad[i].err);
 		dynamic_rules_free(x);
 		t_end();
 	}
 
 	t_begin("missing pattern file is an error");
 	T_CHECK(dynamic_rules_load("/nonexistent/p", err, sizeof(err)) == NULL,
-		"loaded");
+	        "loaded");
 	t_end();
 
 	/* The labelled corpus, both directions. */
@@ -199,7 +207,7 @@ main(void)
 	       stat ? 100.0 * fp / stat : 0.0);
 	t_begin("corpus: >= 95% of dynamic names caught");
 	T_CHECK(dyn >= 60 && caught * 100 >= dyn * 95, "caught %u/%u", caught,
-		dyn);
+	        dyn);
 	t_end();
 	t_begin("corpus: 0 false positives on static names");
 	T_CHECK(stat >= 20 && fp == 0, "flagged %u/%u", fp, stat);
