@@ -45,7 +45,7 @@ main(int argc, char **argv)
 	size_t rl = 0, al = 0;
 	struct sockaddr_un sun;
 	struct timeval tv = { .tv_sec = 30 };
-	int fd, i, c;
+	int fd, i, c, rc = 1;
 	ssize_t n;
 
 	while ((c = getopt(argc, argv, "+S:h")) != -1) {
@@ -103,6 +103,7 @@ main(int argc, char **argv)
 				continue;
 			fprintf(stderr, "mailmoatctl: read from %s: %s\n", path,
 				strerror(errno));
+			free(ans);
 			return 1;
 		}
 		al += (size_t)n;
@@ -111,14 +112,15 @@ main(int argc, char **argv)
 	ans[al] = '\0';
 	if (strncmp(ans, "ok\n", 3) == 0) {
 		fputs(ans + 3, stdout);
-		return 0;
-	}
-	if (strncmp(ans, "error: ", 7) == 0) {
+		rc = 0;
+	} else if (strncmp(ans, "error: ", 7) == 0) {
 		fprintf(stderr, "mailmoatctl: %s", ans + 7);
 		if (al == 0 || ans[al - 1] != '\n')
 			fputc('\n', stderr);
-		return 1;
+	} else {
+		fprintf(stderr,
+			"mailmoatctl: unexpected answer from the daemon\n");
 	}
-	fprintf(stderr, "mailmoatctl: unexpected answer from the daemon\n");
-	return 1;
+	free(ans);
+	return rc;
 }

@@ -1055,7 +1055,7 @@ sess_banner(struct sess *x)
 
 /* sess_rcpt - recipient rules (always enforced), then the RCPT checks. */
 static void
-sess_rcpt(struct sess *x, const struct mailpath *p)
+sess_rcpt(struct sess *x, const struct mailpath *p, int addr_err)
 {
 	struct session *s = &x->s;
 	const struct config *c = s->cfg;
@@ -1071,7 +1071,7 @@ sess_rcpt(struct sess *x, const struct mailpath *p)
 			local = true;
 	if (p->domain[0] == '\0' && strcasecmp(p->local, "postmaster") == 0)
 		local = true;
-	if (!local || strpbrk(p->local, "%!@") != NULL) {
+	if (!local || addr_err != ADDR_OK || strpbrk(p->local, "%!@") != NULL) {
 		snprintf(reply, sizeof(reply),
 			 "550 5.7.1 Relaying denied [id=%s]", s->sid);
 		sess_refuse(x, reply, "relay", addr);
@@ -1185,7 +1185,7 @@ sess_smtp_command_cb(struct smtp *e, enum smtp_cmd cmd,
 		sess_stage_start(x, STAGE_MAIL);
 		return;
 	case SMTP_CMD_RCPT:
-		sess_rcpt(x, a->path);
+		sess_rcpt(x, a->path, a->addr_err);
 		return;
 	case SMTP_CMD_DATA:
 		if (s->relay == NULL || !x->backend_txn ||
