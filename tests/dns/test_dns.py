@@ -98,6 +98,10 @@ def zones():
         "nomx-sender.com": ["@ A 127.0.10.201"],
         "nullmx-sender.com": ["@ MX 0 ."],
         "slow-sender.com": ["@ MX 10 mx.slow-sender.com."],
+        # the cache: same MX, one kept 300 s, one 1 s; update_zones()
+        # turns both into null MX
+        "ttl-sender.com": ["long 300 MX 10 mx.good-sender.com.",
+                           "short 1 MX 10 mx.good-sender.com."],
     }
 
 
@@ -106,6 +110,53 @@ RULES = [("7.10.0.127.in-addr.arpa", None),      # PTR timeout
          ("8.10.0.127.in-addr.arpa", 300),       # PTR slow, in time
          ("11.10.0.127.bl." + ORG, None),         # DNSBL timeout
          ("slow-sender.com", None)]               # MX timeout
+
+
+def cache_test(d, dns):
+    """cache_test - answers are cached for their TTL, and only that long."""
+    r1 = mail(d, "a@long.ttl-sender.com")
+    r2 = mail(d, "a@short.ttl-sender.com")
+    check("cache/before the zone change", r1.code == 250 and r2.code == 250,
+          (r1, r2))
+    z = zones()
+    z["ttl-sender.com"] = ["long 300 MX 0 .", "short 1 MX 0 ."]
+    dns.update(z)
+    rc, ans = dns.query("short.ttl-sender.com", "MX")
+    check("cache/nsd serves the new zone", ans == ["0 ."], (rc, ans))
+    r = mail(d, "a@long.ttl-sender.com")
+    check("cache/answer within its TTL comes from the cache",
+          r.code == 250, r)
+    # the 1 s TTL runs out (a wait for expiry, not a timed assertion)
+    mm.wait_for(lambda: mail(d, "a@short.ttl-sender.com").code == 550,
+                "the 1 s TTL to expire", timeout=10, step=0.5)
+    expect("cache/expired answer is fetched again",
+           mail(d, "a@short.ttl-sender.com"),
+           "550 5.7.1 Sender domain does not accept mail (null MX): "
+           "short.ttl-sender.com")
+    st = d.stats().get("dns", {})
+    check("cache/stats count hits",
+          st.get("cache_hits", 0) > 0 and st.get("sent", 0) > 0, st)
+
+
+def reload_test(be, dns_addr):
+    """reload_test - SIGHUP applies a new dns_servers."""
+    from dnsserver import Blackhole
+    with Blackhole() as bh:
+        d = mm.Daemon(be.port, **conf_for(bh.addr, dns_timeout="500ms"))
+        try:
+            d.start()
+            expect("reload/dead server: tempfail", banner(d, host(1)),
+                   "451 4.4.3 Temporary DNS failure looking up your "
+                   "reverse mapping")
+            check("reload/the blackhole saw the queries", bh.count > 0,
+                  bh.count)
+            d.conf["dns_servers"] = dns_addr
+            d.write_conf()
+            d.reload()
+            b = banner(d, host(1))
+            check("reload/new dns_servers used", b.code == 220, b)
+        finally:
+            d.cleanup()
 
 
 def banner(d, src):
@@ -362,6 +413,8 @@ def main():
             d.start()
             d2.start()
             run(d, d2, dns, be)
+            cache_test(d, dns)
+            reload_test(be, px.addr)
         except Exception as e:
             check("harness", False, repr(e))
         finally:
