@@ -1,27 +1,122 @@
 #!/bin/sh
-# tests/spf/run.sh - the RFC 7208 conformance suite (openspf/pyspf
-# rfc7208-tests.yml, 203 tests) through the project's SPF path: spf_eval()
-# with the patched libspf2 and the c-ares DNS layer, against a loopback DNS
-# server serving each scenario's zone (spfsuite.py).  Passes when at least
-# MIN_PASS tests pass and every failure is listed in xfail.txt.  Then the
-# spf check in the real daemon (test_daemon.py).
-set -eu
-cd "$(dirname "$0")/../.."
+# tests/spf/run.sh - the SPF suite.
+#
+#  1. spf:<scenario>/<test>  the RFC 7208 conformance suite (openspf/pyspf
+#     rfc7208-tests.yml, 203 tests) through the project's SPF path:
+#     spf_eval() with the patched libspf2 and the c-ares DNS layer, against
+#     a loopback DNS server serving each scenario's zone (spfsuite.py).
+#     Passes when at least SPF_MIN_PASS (195) pass and every failure is
+#     listed in xfail.txt.
+#  2. spf:asan-rfc7208  the same 203 cases with libspf2, spf.c and the
+#     driver built with ASan/UBSan (clang; libspf2 via firmware/libspf2.sh
+#     EXTRA_CFLAGS): any memory error fails it.
+#  3. spf:fuzz-asan  tests/fuzz/fuzz_spf.c against that libspf2 for
+#     SPF_FUZZ_SECONDS (30), seeds in tests/fuzz/seeds/spf (crash seeds
+#     are regression tests).
+#  4. spf:fuzz-finds-unpatched-cve  the harness is able to fail: the
+#     URL-encoding seed crashes a libspf2 built WITHOUT the project's CVE
+#     patches (only the build fixes).  SPF_FUZZ_SELFTEST=0 skips it.
+#  5. spf:daemon/<test>  the spf check in the real daemon (test_daemon.py).
+set -u
+cd "$(dirname "$0")/../.." || exit 1
 MIN_PASS=${SPF_MIN_PASS:-195}
+SECS=${SPF_FUZZ_SECONDS:-30}
 B=build/host/tests/spf
-mkdir -p "$B"
-make -s build/spf2-host/lib/libspf2.a
+L=build/test-logs
+mkdir -p "$B" "$L" tests/fuzz/crashes
+SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
+SUITE="tests/spf/data/rfc7208-tests.yml tests/spf/xfail.txt"
+WARN="-Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers"
+rc=0
+
+make -s build/spf2-host/lib/libspf2.a || exit 1
 # Built from the three sources it needs, so the suite does not depend on
 # the rest of the daemon compiling.
-cc -std=c11 -O1 -g -Wall -Wextra -Wno-unused-parameter \
-	-Wno-missing-field-initializers -D_GNU_SOURCE -Iproxy \
-	-Ibuild/spf2-host/include ${SPF_CFLAGS:-} \
-	-o "$B/spf_driver" tests/spf/spf_driver.c proxy/spf.c proxy/util.c \
-	proxy/log.c build/spf2-host/lib/libspf2.a -lresolv -lcares -lpthread
-rc=0
-/usr/bin/python3 tests/spf/spfsuite.py "$B/spf_driver" \
-	tests/spf/data/rfc7208-tests.yml tests/spf/xfail.txt \
-	"$MIN_PASS" || rc=1
+if ! cc -std=c11 -O1 -g $WARN -D_GNU_SOURCE -Iproxy \
+	-Ibuild/spf2-host/include -o "$B/spf_driver" tests/spf/spf_driver.c \
+	proxy/spf.c proxy/util.c proxy/log.c build/spf2-host/lib/libspf2.a \
+	-lresolv -lcares -lpthread; then
+	echo "not ok - spf:build (spf_driver)"
+	exit 1
+fi
+/usr/bin/python3 tests/spf/spfsuite.py "$B/spf_driver" $SUITE "$MIN_PASS" ||
+	rc=1
+
+# ASan/UBSan: libspf2 itself instrumented (and for the fuzzer's coverage).
+asan=$PWD/build/spf2-asan
+if ! command -v clang >/dev/null; then
+	echo "not ok - spf:asan-rfc7208 (clang not installed)"
+	rc=1
+elif ! firmware/libspf2.sh "$asan" clang "" \
+	"$SAN -fsanitize=fuzzer-no-link" >"$L/spf-asan-build.log" 2>&1; then
+	echo "not ok - spf:asan-rfc7208 (libspf2 ASan build failed, see $L/spf-asan-build.log)"
+	rc=1
+else
+	clang -std=c11 -O1 -g $SAN -D_GNU_SOURCE -Iproxy -I"$asan/include" \
+		-o "$B/spf_driver_asan" tests/spf/spf_driver.c proxy/spf.c \
+		proxy/util.c proxy/log.c "$asan/lib/libspf2.a" \
+		-lresolv -lcares -lpthread >"$L/spf-asan-driver.log" 2>&1
+	if /usr/bin/python3 tests/spf/spfsuite.py "$B/spf_driver_asan" \
+		$SUITE "$MIN_PASS" >"$L/spf-asan-rfc7208.log" 2>&1; then
+		echo "ok - spf:asan-rfc7208 ($(tail -1 "$L/spf-asan-rfc7208.log" | sed 's/^# //'))"
+	else
+		echo "not ok - spf:asan-rfc7208 (see $L/spf-asan-rfc7208.log)"
+		rc=1
+	fi
+
+	fz=$B/fuzz_spf_asan
+	corpus=build/fuzz/corpus/spf-asan
+	mkdir -p "$corpus"
+	if ! clang -std=c11 -O1 -g $SAN -fsanitize=fuzzer -D_GNU_SOURCE \
+		-Iproxy -I"$asan/include" -o "$fz" tests/fuzz/fuzz_spf.c \
+		proxy/spf.c proxy/util.c proxy/log.c "$asan/lib/libspf2.a" \
+		-lresolv -lcares -lpthread >"$L/spf-fuzz-build.log" 2>&1; then
+		echo "not ok - spf:fuzz-asan (does not build, see $L/spf-fuzz-build.log)"
+		rc=1
+	else
+		ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+		UBSAN_OPTIONS=print_stacktrace=1 \
+		"$fz" -max_total_time="$SECS" -timeout=10 -max_len=4096 \
+			-rss_limit_mb=2048 -print_final_stats=1 \
+			-artifact_prefix=tests/fuzz/crashes/spf- \
+			"$corpus" tests/fuzz/seeds/spf >"$L/spf-fuzz.log" 2>&1
+		frc=$?
+		runs=$(sed -n 's/^stat::number_of_executed_units: *//p' \
+			"$L/spf-fuzz.log" | tail -1)
+		if [ "$frc" = 0 ]; then
+			echo "ok - spf:fuzz-asan (${runs:-?} runs in ${SECS}s)"
+		else
+			echo "not ok - spf:fuzz-asan (exit $frc, see $L/spf-fuzz.log)"
+			rc=1
+		fi
+	fi
+
+	if [ "${SPF_FUZZ_SELFTEST:-1}" != 0 ]; then
+		up=$PWD/build/spf2-asan-unpatched
+		seed=tests/fuzz/seeds/spf/regress-urlencode-nonascii
+		if LIBSPF2_ONLY_PATCHES=0001 firmware/libspf2.sh "$up" clang "" \
+			"$SAN -fsanitize=fuzzer-no-link" >"$L/spf-unpatched.log" 2>&1 &&
+		   clang -std=c11 -O1 -g $SAN -fsanitize=fuzzer -D_GNU_SOURCE \
+			-Iproxy -I"$up/include" -o "$B/fuzz_spf_unpatched" \
+			tests/fuzz/fuzz_spf.c proxy/spf.c proxy/util.c proxy/log.c \
+			"$up/lib/libspf2.a" -lresolv -lcares -lpthread \
+			>>"$L/spf-unpatched.log" 2>&1; then
+			ASAN_OPTIONS=detect_leaks=0 "$B/fuzz_spf_unpatched" "$seed" \
+				>>"$L/spf-unpatched.log" 2>&1
+			if grep -q "AddressSanitizer: heap-buffer-overflow" \
+				"$L/spf-unpatched.log"; then
+				echo "ok - spf:fuzz-finds-unpatched-cve (heap-buffer-overflow in Debian's code, fixed by 0002)"
+			else
+				echo "not ok - spf:fuzz-finds-unpatched-cve (no overflow reported, see $L/spf-unpatched.log)"
+				rc=1
+			fi
+		else
+			echo "not ok - spf:fuzz-finds-unpatched-cve (build failed, see $L/spf-unpatched.log)"
+			rc=1
+		fi
+	fi
+fi
+
 # The check inside the real daemon (needs `make`).
 if [ -x build/host/mailmoat ]; then
 	/usr/bin/python3 tests/spf/test_daemon.py || rc=1
