@@ -48,6 +48,53 @@ one(const struct dynamic_rules *r, const char *ptr, const char *ip, char *why,
 	return dynamic_match(r, ptr, NULL, why, whylen);
 }
 
+/* corpus - run the labelled corpus through r; 0 or -1 (no file). */
+static int
+corpus(const struct dynamic_rules *r, bool verbose, unsigned *dyn,
+       unsigned *caught, unsigned *stat, unsigned *fp)
+{
+	FILE *f = fopen("tests/unit/data/dynamic-ptrs.tsv", "r");
+	char line[512], why[96];
+
+	*dyn = *caught = *stat = *fp = 0;
+	if (f == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		char *ptr, *ip, *label, *save;
+
+		if (line[0] == '#')
+			continue;
+		ptr = strtok_r(line, "\t\n", &save);
+		ip = strtok_r(NULL, "\t", &save);
+		label = strtok_r(NULL, "\t\n", &save);
+		if (!ptr || !ip || !label)
+			continue;
+		/* an empty ip column: strtok skips it */
+		if (strcmp(ip, "dynamic") == 0 || strcmp(ip, "static") == 0) {
+			label = ip;
+			ip = "";
+		}
+		bool got = one(r, ptr, ip, why, sizeof(why));
+		if (strcmp(label, "dynamic") == 0) {
+			(*dyn)++;
+			if (got)
+				(*caught)++;
+			else if (verbose)
+				printf("# missed dynamic: %s %s\n", ptr, ip);
+		} else {
+			(*stat)++;
+			if (got) {
+				(*fp)++;
+				if (verbose)
+					printf("# false positive: %s %s (%s)\n",
+					       ptr, ip, why);
+			}
+		}
+	}
+	fclose(f);
+	return 0;
+}
+
 static const struct {
 	const char *name, *ptr, *ip;
 	bool want;
@@ -161,46 +208,12 @@ main(void)
 	t_end();
 
 	/* The labelled corpus, both directions. */
-	FILE *f = fopen("tests/unit/data/dynamic-ptrs.tsv", "r");
-	unsigned dyn = 0, caught = 0, stat = 0, fp = 0;
-	char line[512];
+	unsigned dyn, caught, stat, fp;
 
 	t_begin("labelled corpus readable");
-	T_CHECK(f != NULL, "tests/unit/data/dynamic-ptrs.tsv");
+	T_CHECK(corpus(r, true, &dyn, &caught, &stat, &fp) == 0,
+	        "tests/unit/data/dynamic-ptrs.tsv");
 	t_end();
-	while (f && fgets(line, sizeof(line), f)) {
-		char *ptr, *ip, *label, *save;
-
-		if (line[0] == '#')
-			continue;
-		ptr = strtok_r(line, "\t\n", &save);
-		ip = strtok_r(NULL, "\t", &save);
-		label = strtok_r(NULL, "\t\n", &save);
-		if (!ptr || !ip || !label)
-			continue;
-		/* an empty ip column: strtok skips it, so re-split */
-		if (strcmp(ip, "dynamic") == 0 || strcmp(ip, "static") == 0) {
-			label = ip;
-			ip = "";
-		}
-		bool got = one(r, ptr, ip, why, sizeof(why));
-		if (strcmp(label, "dynamic") == 0) {
-			dyn++;
-			if (got)
-				caught++;
-			else
-				printf("# missed dynamic: %s %s\n", ptr, ip);
-		} else {
-			stat++;
-			if (got) {
-				fp++;
-				printf("# false positive: %s %s (%s)\n", ptr,
-				       ip, why);
-			}
-		}
-	}
-	if (f)
-		fclose(f);
 	printf("# corpus: dynamic caught %u/%u (%.1f%%), static flagged "
 	       "%u/%u (%.1f%%)\n",
 	       caught, dyn, dyn ? 100.0 * caught / dyn : 0.0, fp, stat,
@@ -212,6 +225,30 @@ main(void)
 	t_begin("corpus: 0 false positives on static names");
 	T_CHECK(stat >= 20 && fp == 0, "flagged %u/%u", fp, stat);
 	t_end();
+
+	/* For the record: the generic rules alone (no provider regexes). */
+	text = read_file("data/dynamic-ptr.patterns", &len);
+	if (text) {
+		struct buf b = {0};
+		char *line, *save;
+
+		for (line = strtok_r(text, "\n", &save); line;
+		     line = strtok_r(NULL, "\n", &save)) {
+			if (strncmp(line, "regex", 5) == 0)
+				continue;
+			buf_append(&b, line, strlen(line));
+			buf_append(&b, "\n", 1);
+		}
+		rb = dynamic_rules_parse(b.data, b.len, "generic", err,
+		                         sizeof(err));
+		if (rb && corpus(rb, false, &dyn, &caught, &stat, &fp) == 0)
+			printf("# generic rules only (no regex lines): dynamic "
+			       "caught %u/%u (%.1f%%), static flagged %u/%u\n",
+			       caught, dyn, 100.0 * caught / dyn, fp, stat);
+		dynamic_rules_free(rb);
+		buf_free(&b);
+		free(text);
+	}
 
 	dynamic_rules_free(r);
 	return t_exit();
