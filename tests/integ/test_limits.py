@@ -26,6 +26,7 @@ class Caps(MMTest):
         r = c.banner()
         self.assertEqual(r.code, 421, r)
         self.assertTrue(r.text.startswith(TOO_MANY), r)
+        self.assertIsNotNone(r.id, "a tempfail without a session id")
         self.assertTrue(c.is_closed())
         # another address is not affected
         self.assertEqual(self.client(src="127.0.8.2").banner().code, 220)
@@ -55,6 +56,7 @@ class Timeouts(MMTest):
     def expect_timeout(self, c):
         got = c.wait_closed(timeout=30)
         self.assertIn(b"421 4.4.2", got)
+        self.assertRegex(got, rb"421 4\.4\.2 .* \[id=[0-9A-Z]{5}\]\r\n$")
 
     def test_silent_before_helo(self):
         c = self.client()

@@ -90,6 +90,21 @@ class Lists(MMTest):
         self.assertNotEqual(p.returncode, 0)
         self.assertTrue(p.stderr.strip(), "no error message")
 
+    def test_ctl_allow_add_del(self):
+        src = "127.0.4.9"
+        c = self.client(src=src)
+        c.send("EHLO early.example.net\r\n")
+        self.assertEqual(c.reply().code, 554)
+        self.daemon.ctl("allow", "add", src)
+        c = self.client(src=src)
+        c.send("EHLO early.example.net\r\n")
+        self.assertEqual(c.reply().code, 220)
+        c.cmd("QUIT")
+        self.daemon.ctl("allow", "del", src)
+        c = self.client(src=src)
+        c.send("EHLO early.example.net\r\n")
+        self.assertEqual(c.reply().code, 554)
+
     def test_file_reload(self):
         src = "127.0.7.7"
         self.assertEqual(self.client(src=src).banner().code, 220)
@@ -125,3 +140,48 @@ class ListsIPv6(MMTest):
         self.assertEqual(d[-1]["client"], "::1")
         c4 = self.client()
         self.assertEqual(c4.banner().code, 220)
+
+
+class SenderAllow(MMTest):
+    """A sender address or @domain in the allowlist exempts that
+    transaction from the MAIL-stage checks (here: sender_tld, which needs
+    no DNS)."""
+    conf = {"action_sender_tld": "reject"}
+    daemon_kw = {"allowlist": "@trusted.invalidtld\nboss@other.invalidtld\n"}
+
+    def test_sender_allowlist(self):
+        c = self.greeted()
+        r = c.cmd("MAIL FROM:<a@other.invalidtld>")
+        self.assertReply(r, 550)
+        self.assertIn("invalidtld", r.text)
+        for sender in ("a@trusted.invalidtld", "boss@other.invalidtld"):
+            r = c.transaction(sender, ["bob@example.com"], message())
+            self.assertReply(r, 250)
+        c.cmd("QUIT")
+        self.assertDelivered(2)
+
+
+class IPv6Delivery(MMTest):
+    daemon_kw = {"ipv6": True}
+
+    @classmethod
+    def setUpClass(cls):
+        if not has_ipv6():
+            raise __import__("unittest").SkipTest("no IPv6 loopback")
+        super().setUpClass()
+
+    def test_ipv6_client_delivers(self):
+        c = Client(self.daemon.port, host="::1")
+        self.addCleanup(c.close)
+        c.hello()
+        r = c.transaction("a@sender.example", ["bob@example.com"], message())
+        self.assertReply(r, 250)
+        c.cmd("MAIL FROM:<a@sender.example>")
+        r = c.cmd("RCPT TO:<x@elsewhere.test>")
+        d = self.daemon.wait_decision(id=r.id)
+        self.assertEqual(d[-1]["client"], "::1")
+        c.cmd("QUIT")
+        (meta, content), = self.assertDelivered(1)
+        # the Received header names the IPv6 client
+        self.assertRegex(content.split(b"\r\n\r\n")[0],
+                         rb"(?i)Received: from [^\r]*\[(IPv6:)?::1\]")

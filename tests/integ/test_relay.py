@@ -266,6 +266,28 @@ class RecipientVerifyBackend(MMTest):
         self.assertEqual(meta["rcpt_tos"], ["anybody@example.com"])
 
 
+class RecipientVerifyBoth(MMTest):
+    """recipient_verify = both: the list first, then the backend's word."""
+    conf = {"recipient_verify": "both"}
+
+    def test_list_and_backend(self):
+        self.backend.set_mode(refuse_rcpt="^alice@")
+        c = self.greeted()
+        c.cmd("MAIL FROM:<a@sender.example>")
+        # not in the list: refused without asking the backend
+        r = c.cmd("RCPT TO:<nobody@example.com>")
+        self.assertReply(r, 550, "550 5.7.1 recipient <nobody@example.com> "
+                         "unknown")
+        # in the list, refused by the backend
+        r = c.cmd("RCPT TO:<alice@example.com>")
+        self.assertReply(r, 550, "550 5.7.1 recipient <alice@example.com> "
+                         "unknown")
+        self.assertReply(c.cmd("RCPT TO:<bob@example.com>"), 250)
+        drain(c)
+        self.assertNotIn("nobody@example.com",
+                         [e["arg"] for e in self.backend.events("rcpt")])
+
+
 class BackendCap(MMTest):
     conf = {"max_backend_connections": "2"}
 

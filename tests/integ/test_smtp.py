@@ -232,6 +232,59 @@ class SmtpEngine(MMTest):
         self.assertEqual(meta["mail_from"], "a@sender.example")
         self.assertIn(b"Subject: smtplib", content)
 
+    def test_helo_delivery(self):
+        """Plain SMTP (HELO, no extensions) is relayed as well."""
+        c = self.greeted(verb="HELO")
+        r = c.transaction("a@sender.example", ["bob@example.com"],
+                          message(subject="helo only"))
+        self.assertReply(r, 250)
+        c.cmd("QUIT")
+        (meta, content), = self.assertDelivered(1)
+        self.assertIn(b"Subject: helo only", content)
+
+    def test_body_in_odd_chunks_arrives_exactly(self):
+        """The streaming DATA scanner: a dot-stuffed body sent in 1..7
+        byte writes reaches the backend byte for byte (canonical input
+        stays as it is)."""
+        import random
+        rnd = random.Random(5321)
+        lines = []
+        for i in range(300):
+            kind = rnd.randrange(5)
+            if kind == 0:
+                lines.append("." * rnd.randrange(1, 4) + "dots %d" % i)
+            elif kind == 1:
+                lines.append("")
+            else:
+                lines.append("line %d " % i + "x" * rnd.randrange(0, 120))
+        wire = ("Subject: chunks\r\n\r\n" + "".join(
+            ("." + l if l.startswith(".") else l) + "\r\n" for l in lines)
+            ).encode()
+        want = ("Subject: chunks\r\n\r\n" + "".join(
+            l + "\r\n" for l in lines)).encode()
+        c = self.greeted()
+        c.cmd("MAIL FROM:<a@sender.example>")
+        c.cmd("RCPT TO:<bob@example.com>")
+        self.assertEqual(c.cmd("DATA").code, 354)
+        i = 0
+        while i < len(wire):
+            n = rnd.randrange(1, 8)
+            c.send(wire[i:i + n])
+            i += n
+        c.send(b".\r\n")
+        self.assertReply(c.reply(), 250)
+        c.cmd("QUIT")
+        (meta, content), = self.assertDelivered(1)
+        self.assertTrue(content.endswith(want), content[-300:])
+        raw = self.backend.all_raw()
+        self.assertIn(wire + b".\r\n", raw)
+
+    def test_starttls_not_after_mail(self):
+        c = self.greeted()
+        c.cmd("MAIL FROM:<a@sender.example>")
+        r = c.cmd("STARTTLS")
+        self.assertGreaterEqual(r.code, 500, r)
+
     def test_swaks_delivery(self):
         rc, out = mm.swaks(self.daemon.port, "--to", "alice@example.com",
                            "--from", "a@sender.example",
