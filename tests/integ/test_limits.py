@@ -98,8 +98,8 @@ class Timeouts(MMTest):
 
 
 class Concurrency(MMTest):
-    conf = {"max_connections": "3000", "max_per_ip": "3000"}
-    N = 2000
+    conf = {"max_connections": "6000", "max_per_ip": "6000"}
+    N = 5000
 
     def test_thousands_of_sessions(self):
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

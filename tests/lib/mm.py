@@ -346,6 +346,11 @@ class Daemon:
         self.conf_path = os.path.join(self.tmp, "mailmoat.conf")
         self.log_path = os.path.join(self.tmp, "daemon.log")
         self.env = env
+        # MM_WRAPPER="valgrind -q --error-exitcode=99 --leak-check=full"
+        # runs every daemon of the suite under that command
+        if not wrapper and os.environ.get("MM_WRAPPER"):
+            import shlex
+            wrapper = shlex.split(os.environ["MM_WRAPPER"])
         self.wrapper = list(wrapper)
         self.proc = None
         self.conf = dict(DEFAULT_CONF)
@@ -434,7 +439,14 @@ class Daemon:
         return rc
 
     def cleanup(self):
-        self.stop()
+        rc = self.stop()
+        if self.wrapper and rc == 99:
+            # the wrapper (valgrind --error-exitcode=99) found errors
+            tail = self.log_text()[-6000:]
+            if not os.environ.get("MM_KEEP"):
+                shutil.rmtree(self.tmp, ignore_errors=True)
+            raise HarnessError("daemon under %s reported errors:\n%s"
+                               % (self.wrapper[0], tail))
         if os.environ.get("MM_KEEP"):
             sys.stderr.write("# kept %s\n" % self.tmp)
         else:
