@@ -64,6 +64,12 @@ main_reload(char *err, size_t errlen)
 	}
 	if (dns_reconfigure(n) < 0)
 		log_warn("reload: DNS settings not applied");
+	if (n->n_listen != cfg->n_listen ||
+	    memcmp(n->listen, cfg->listen,
+		   sizeof(n->listen[0]) * (size_t)n->n_listen) != 0)
+		log_warn("reload: a new listen address needs a restart");
+	if ((n->tls_cert == NULL) != (cfg->tls_cert == NULL))
+		log_warn("reload: TLS settings need a restart");
 	sess_reload(n);
 	config_unref(cfg);
 	cfg = n;
