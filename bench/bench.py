@@ -187,28 +187,34 @@ def callgrind_total(path):
 
 
 def callgrind(args, out):
+    """callgrind - instructions per message for 5 KB and 100 KB messages:
+    two runs of different lengths, the difference divided by the
+    difference in messages (start-up and shut-down cancel out)."""
     res = {}
-    with mm.Sink() as sink:
-        counts = {}
-        for n in (args.cg_small, args.cg_large):
-            outf = "/tmp/mm-callgrind.%d.out" % n
-            d = mm.Daemon(sink.port, wrapper=[
-                "valgrind", "--tool=callgrind", "--callgrind-out-file=" + outf,
-                "--quiet"], **BENCH_CONF)
-            d.start()
-            try:
-                smtp_source(d.port, 1, n, 5)
-            finally:
-                rc = d.stop(120)
-                d.cleanup()
-            counts[n] = callgrind_total(outf)
-            print("callgrind messages=%d Ir=%d (exit %s)" % (n, counts[n], rc),
-                  flush=True)
-        per = (counts[args.cg_large] - counts[args.cg_small]) / \
-            (args.cg_large - args.cg_small)
-        res = {"Ir": counts, "Ir_per_message": per}
-        print("callgrind Ir_per_message=%.0f (5 KB, 1 session)" % per,
-              flush=True)
+    with mm.Sink(dump=False) as sink:
+        for size in (5, 100):
+            counts = {}
+            for n in (args.cg_small, args.cg_large):
+                outf = os.path.join(mm.mkdtemp("callgrind-"), "cg.out")
+                d = mm.Daemon(sink.port, wrapper=[
+                    "valgrind", "--tool=callgrind",
+                    "--callgrind-out-file=" + outf, "--quiet"], **BENCH_CONF)
+                d.start()
+                try:
+                    smtp_source(d.port, 1, n, size)
+                finally:
+                    rc = d.stop(120)
+                    d.cleanup()
+                counts[n] = callgrind_total(outf)
+                os.unlink(outf)
+                os.rmdir(os.path.dirname(outf))
+                print("callgrind size=%dKB messages=%d Ir=%d (exit %s)" % (
+                    size, n, counts[n], rc), flush=True)
+            per = (counts[args.cg_large] - counts[args.cg_small]) / \
+                (args.cg_large - args.cg_small)
+            res["%dKB" % size] = {"Ir": counts, "Ir_per_message": per}
+            print("callgrind size=%dKB Ir_per_message=%.0f (1 session)"
+                  % (size, per), flush=True)
     out["callgrind"] = res
 
 
