@@ -4,8 +4,12 @@
  *
  * Public: dns_init(), dns_reconfigure(), dns_query(), dns_reverse_name(),
  * dns_shutdown(), and for tests and fuzzers dns_parse() / dns_answer_free()
- * / dns_cache_flush() / dns_stats_get().  dns_init() adds a "dns" section
- * (queries, cache hits, sent, failures) to `mailmoatctl stats`.
+ * / dns_cache_flush() / dns_stats_get(); dns_tick_add() for periodic
+ * work of DNS users (DNSBL self-tests).  dns_init() adds a "dns" section
+ * (queries, cache hits, sent, failures) to `mailmoatctl stats`.  A tick
+ * timer (unref'd: it never keeps the loop alive) drops expired cache
+ * entries every DNS_TICK_MS and runs the tick functions, at once after
+ * dns_init() and after each dns_reconfigure().
  *
  * One c-ares channel lives on the loop: one uv_poll_t per c-ares socket
  * (created and stopped from c-ares's socket-state callback) and one uv
@@ -42,6 +46,8 @@
 #define DNS_NEG_TTL_DEFAULT 60  /* no SOA in a negative answer */
 #define DNS_MAX_RR 64           /* records kept per answer */
 #define DNS_HASH_SIZE 1024
+#define DNS_TICK_MS 30000 /* housekeeping and tick hooks */
+#define DNS_MAX_TICK_FNS 4
 
 /* One c-ares socket being watched. */
 struct dns_sock {
@@ -82,6 +88,7 @@ static struct {
 	bool chan_ok;
 	uv_timer_t timer;
 	uv_timer_t deliver;
+	uv_timer_t tick;
 	struct dns_sock *socks;
 	char *servers;
 	unsigned timeout_ms;
@@ -95,6 +102,10 @@ static struct {
 } dns;
 
 static void dns_timer_arm(void);
+
+/* Functions called at each tick (registered before or after dns_init). */
+static void (*dns_tick_fns[DNS_MAX_TICK_FNS])(void);
+static int dns_n_tick_fns;
 
 /* dns_answer_new - an answer with room for n records. */
 static struct dns_answer *
@@ -546,6 +557,38 @@ dns_stats_json(struct buf *b)
 	buf_append(b, tmp, (size_t)n);
 }
 
+/* dns_tick_add - call fn on the loop right after dns_init() and every
+ * reload, then every DNS_TICK_MS (DNSBL self-tests use it). */
+void
+dns_tick_add(void (*fn)(void))
+{
+	int i;
+
+	for (i = 0; i < dns_n_tick_fns; i++)
+		if (dns_tick_fns[i] == fn)
+			return;
+	if (dns_n_tick_fns == DNS_MAX_TICK_FNS)
+		log_panic("dns: too many tick functions");
+	dns_tick_fns[dns_n_tick_fns++] = fn;
+}
+
+/* dns_tick_cb - drop expired cache entries, run the tick functions. */
+static void
+dns_tick_cb(uv_timer_t *t)
+{
+	uint64_t now = util_now_ms();
+	struct dns_entry *e, *next;
+	int i;
+
+	for (e = dns.oldest; e; e = next) {
+		next = e->newer;
+		if (e->expires_ms <= now)
+			dns_cache_drop(e);
+	}
+	for (i = 0; i < dns_n_tick_fns; i++)
+		dns_tick_fns[i]();
+}
+
 /* dns_deliver_cb - hand queued cache hits to their callbacks. */
 static void
 dns_deliver_cb(uv_timer_t *t)
@@ -730,10 +773,15 @@ dns_init(uv_loop_t *loop, const struct config *cfg)
 	dns.hits_tail = &dns.hits;
 	uv_timer_init(loop, &dns.timer);
 	uv_timer_init(loop, &dns.deliver);
+	uv_timer_init(loop, &dns.tick);
+	/* the tick must not keep the loop alive on its own */
+	uv_unref((uv_handle_t *)&dns.tick);
 	dns.servers = cfg->dns_servers ? xstrdup(cfg->dns_servers) : NULL;
 	dns.timeout_ms = cfg->dns_timeout_ms;
 	stats_add_section("dns", dns_stats_json);
-	return dns_chan_open(dns.servers, dns.timeout_ms);
+	r = dns_chan_open(dns.servers, dns.timeout_ms);
+	uv_timer_start(&dns.tick, dns_tick_cb, 0, DNS_TICK_MS);
+	return r;
 }
 
 /*
@@ -747,6 +795,9 @@ dns_reconfigure(const struct config *cfg)
 {
 	const char *s = cfg->dns_servers ? cfg->dns_servers : "";
 
+	/* a reload runs the tick functions at once (new DNSBL zones...) */
+	if (dns.loop != NULL)
+		uv_timer_start(&dns.tick, dns_tick_cb, 0, DNS_TICK_MS);
 	if (strcmp(s, dns.servers ? dns.servers : "") == 0 &&
 	    cfg->dns_timeout_ms == dns.timeout_ms)
 		return 0;
@@ -869,6 +920,7 @@ dns_shutdown(void)
 	dns_cache_flush();
 	uv_close((uv_handle_t *)&dns.timer, dns_shutdown_close_cb);
 	uv_close((uv_handle_t *)&dns.deliver, dns_shutdown_close_cb);
+	uv_close((uv_handle_t *)&dns.tick, dns_shutdown_close_cb);
 	free(dns.servers);
 	dns.servers = NULL;
 	dns.loop = NULL;

@@ -465,6 +465,9 @@ struct dns_stats {
 	uint64_t cached;	/* entries in the cache now */
 };
 void dns_stats_get(struct dns_stats *out);
+/* dns_tick_add - fn runs on the loop after dns_init(), after each
+ * dns_reconfigure(), and every 30 s (at most 4 functions). */
+void dns_tick_add(void (*fn)(void));
 
 /* ----------------------------------------------------------------- spf.c */
 

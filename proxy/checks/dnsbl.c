@@ -16,13 +16,15 @@
  *
  * Zone health: each zone is self-tested (RFC 5782 5: 127.0.0.2 must be
  * listed, 127.0.0.1 must not) when its last test is older than
- * DNSBL_RETEST_OK_S (DNSBL_RETEST_BAD_S for a failing zone).  There is no
- * timer of our own: the session that finds a test due runs the two test
- * queries next to its own and decides with the fresh result, so the first
- * session after start already sees it.  A zone that fails its self-test
- * (typically: a public resolver refused by the list operator) is
- * suspended - its answers are ignored - and shown as unhealthy under
- * "dnsbl" in `mailmoatctl stats`, instead of rejecting every sender.
+ * DNSBL_RETEST_OK_S (DNSBL_RETEST_BAD_S for a failing zone): in the
+ * background from dns.c's tick (at start, at each reload, then every 30 s
+ * for the zones due), and by a session that finds a test due and none
+ * running - it runs the two test queries next to its own and decides with
+ * the fresh result, so no session ever decides on an untested zone.
+ * A zone that fails its self-test (typically: a public resolver refused
+ * by the list operator) is suspended - its answers are ignored - and shown as
+ * unhealthy under "dnsbl" in `mailmoatctl stats`, instead of rejecting every
+ * sender.
  *
  * Per session at most DNSBL_MAX_ZONES zones, 3 queries each.  Answers
  * carry the request, which holds a ticket, never the session.
@@ -48,9 +50,11 @@ enum dnsbl_state { DNSBL_UNKNOWN, DNSBL_HEALTHY, DNSBL_SUSPENDED };
 struct dnsbl_health {
 	char zone[256];
 	enum dnsbl_state state;
-	uint64_t tested_ms; /* when the last self-test ended; 0 never */
-	bool testing;       /* a session is running one */
-	char why[96];       /* why it is suspended */
+	uint64_t tested_ms;  /* when the last self-test ended; 0 never */
+	bool testing;        /* a self-test is running */
+	bool configured;     /* in the current config's dnsbl */
+	struct dnsbl_zone z; /* its ranges (zone string: .zone above) */
+	char why[96];        /* why it is suspended */
 	uint64_t listed, errors, timeouts, queries;
 };
 
@@ -86,6 +90,19 @@ struct dnsbl_q {
 
 static struct dnsbl_health health[DNSBL_MAX_HEALTH];
 static int n_health;
+
+/* A background self-test (from the DNS tick), owned by its queries. */
+struct dnsbl_test {
+	struct dnsbl_zreq zr;
+	int pending;
+};
+
+struct dnsbl_tq {
+	struct dnsbl_test *t;
+	struct dnsbl_ans *ans;
+};
+
+static void dnsbl_selftest_eval(struct dnsbl_zreq *zr);
 
 /* dnsbl_health_get - the health entry of zone (created if new). */
 static struct dnsbl_health *
@@ -355,6 +372,84 @@ dnsbl_start(struct session *s)
 	}
 }
 
+/* dnsbl_test_cb - one answer of a background self-test. */
+static void
+dnsbl_test_cb(void *arg, const struct dns_answer *a)
+{
+	struct dnsbl_tq *q = arg;
+	struct dnsbl_test *t = q->t;
+	int i;
+
+	q->ans->status = a->status;
+	for (i = 0;
+	     i < a->n && a->status == DNS_OK && q->ans->n < DNSBL_MAX_CODES;
+	     i++)
+		q->ans->a[q->ans->n++] = ntohl(a->rr[i].u.a.s_addr);
+	free(q);
+	if (--t->pending == 0) {
+		dnsbl_selftest_eval(&t->zr);
+		free(t->zr.z.zone);
+		free(t);
+	}
+}
+
+/* dnsbl_test_send - one query of a background self-test. */
+static void
+dnsbl_test_send(struct dnsbl_test *t, const char *name, struct dnsbl_ans *ans)
+{
+	struct dnsbl_tq *q = xcalloc(1, sizeof(*q));
+
+	q->t = t;
+	q->ans = ans;
+	t->pending++;
+	if (dns_query(name, ns_t_a, dnsbl_test_cb, q) < 0) {
+		ans->status = DNS_TEMPFAIL;
+		t->pending--;
+		free(q);
+	}
+}
+
+/*
+ * dnsbl_tick - from dns.c's tick (after start, after a reload, every
+ * 30 s): self-test every configured zone whose test is due, so that zone
+ * health is known (and shown in stats) before the first session needs it.
+ */
+static void
+dnsbl_tick(void)
+{
+	uint64_t now = util_now_ms(), due;
+	char name[512];
+	int i;
+
+	for (i = 0; i < n_health; i++) {
+		struct dnsbl_health *h = &health[i];
+		struct dnsbl_test *t;
+
+		if (!h->configured || h->testing)
+			continue;
+		due = h->state == DNSBL_SUSPENDED ? DNSBL_RETEST_BAD_S
+		                                  : DNSBL_RETEST_OK_S;
+		if (h->tested_ms != 0 && now - h->tested_ms < due * 1000)
+			continue;
+		t = xcalloc(1, sizeof(*t));
+		t->zr.z = h->z;
+		t->zr.z.zone = xstrdup(h->zone);
+		t->zr.h = h;
+		t->zr.selftest = true;
+		h->testing = true;
+		t->pending = 1;
+		snprintf(name, sizeof(name), "2.0.0.127.%.255s", h->zone);
+		dnsbl_test_send(t, name, &t->zr.t2);
+		snprintf(name, sizeof(name), "1.0.0.127.%.255s", h->zone);
+		dnsbl_test_send(t, name, &t->zr.t1);
+		if (--t->pending == 0) {
+			dnsbl_selftest_eval(&t->zr);
+			free(t->zr.z.zone);
+			free(t);
+		}
+	}
+}
+
 /* dnsbl_stats_json - {"ZONE": {"healthy": ..., ...}, ...} into b. */
 void
 dnsbl_stats_json(struct buf *b)
@@ -362,13 +457,18 @@ dnsbl_stats_json(struct buf *b)
 	char tmp[256];
 	int i;
 
+	bool first = true;
+
 	buf_append(b, "{", 1);
 	for (i = 0; i < n_health; i++) {
 		const struct dnsbl_health *h = &health[i];
 		uint64_t now = util_now_ms();
 
-		if (i)
+		if (!h->configured)
+			continue;
+		if (!first)
 			buf_append(b, ",", 1);
+		first = false;
 		stats_json_string(b, h->zone);
 		snprintf(tmp, sizeof(tmp),
 		         ":{\"healthy\":%s,\"state\":\"%s\",\"tested_ago_s\":%"
@@ -392,15 +492,30 @@ dnsbl_stats_json(struct buf *b)
 	buf_append(b, "}", 1);
 }
 
-/* dnsbl_init - register the stats section; health survives reloads. */
+/*
+ * dnsbl_init - register the stats section and the tick; note the zones
+ * of this config (health entries survive reloads by name, but a reload
+ * tests every zone again: its ranges may have changed).
+ */
 static int
 dnsbl_init(const struct config *cfg, char *err, size_t errlen)
 {
+	struct dnsbl_health *h;
 	int i;
 
 	stats_add_section("dnsbl", dnsbl_stats_json);
-	for (i = 0; i < cfg->n_dnsbl; i++)
-		(void)dnsbl_health_get(cfg->dnsbl[i].zone);
+	dns_tick_add(dnsbl_tick);
+	for (i = 0; i < n_health; i++)
+		health[i].configured = false;
+	for (i = 0; i < cfg->n_dnsbl; i++) {
+		h = dnsbl_health_get(cfg->dnsbl[i].zone);
+		if (h == NULL)
+			continue;
+		h->configured = true;
+		h->z = cfg->dnsbl[i];
+		h->z.zone = NULL; /* the name is h->zone */
+		h->tested_ms = 0;
+	}
 	return 0;
 }
 

@@ -193,6 +193,21 @@ def mail(d, sender, src=None, helo_name="good.client." + ORG):
 
 
 def run(d, d2, dns, be):
+    # --- zone self-tests run at start, before any session
+    def health():
+        z = d2.stats().get("dnsbl", {})
+        r, b = z.get("refused." + ORG, {}), z.get("bl." + ORG, {})
+        return (r.get("state") == "suspended" and
+                b.get("state") == "healthy") and z
+    try:
+        z = mm.wait_for(health, "self-tests at start", timeout=10)
+        check("dnsbl/self-tested at start, before any session", True)
+        check("dnsbl/stats name the failure",
+              "127.0.0.1 is listed" in z["refused." + ORG]["reason"], z)
+    except mm.HarnessError:
+        check("dnsbl/self-tested at start, before any session", False,
+              d2.stats().get("dnsbl"))
+
     # --- both directions: a good sender passes with every check on
     be.clear()
     with mm.Client(d.port, src=host(1)) as c:
