@@ -38,10 +38,17 @@ class MMTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
+        bad = None
         if cls.daemon:
+            # an invariant that broke (log_panic) fails the class even
+            # when every reply looked right
+            log = cls.daemon.log_text()
+            bad = [l for l in log.splitlines() if ": PANIC " in l]
             cls.daemon.cleanup()
         if cls.backend:
             cls.backend.stop()
+        if bad:
+            raise AssertionError("daemon panicked:\n" + "\n".join(bad[:5]))
 
     def setUp(self):
         if isinstance(self.backend, Backend):
