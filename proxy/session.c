@@ -96,6 +96,7 @@ struct sess {
 	uint64_t mail_size;
 	bool mail_8bit;
 	size_t hdr_base;		/* add_headers before this transaction */
+	bool hdr_base_set;
 	char *reject_reply;		/* PH_REJECTING */
 	char *mail_refused;		/* OP_RCPT_SKIP: the MAIL reply */
 	struct buf rline;		/* PH_REJECTING: partial line */
@@ -1151,6 +1152,10 @@ sess_smtp_command_cb(struct smtp *e, enum smtp_cmd cmd,
 	case SMTP_CMD_EHLO:
 	case SMTP_CMD_HELO:
 		snprintf(s->helo, sizeof(s->helo), "%s", a->helo ? a->helo : "");
+		if (x->hdr_base_set) {
+			s->add_headers.len = x->hdr_base;
+			x->hdr_base_set = false;
+		}
 		sess_stage_start(x, STAGE_HELO);
 		return;
 	case SMTP_CMD_MAIL:
@@ -1179,8 +1184,12 @@ sess_smtp_command_cb(struct smtp *e, enum smtp_cmd cmd,
 			s->has_from = false;
 			return;
 		}
-		if (x->hdr_base > s->add_headers.len)
+		/* Header lines of the connect and HELO stages stay; those
+		 * of an earlier transaction go. */
+		if (!x->hdr_base_set || x->hdr_base > s->add_headers.len) {
 			x->hdr_base = s->add_headers.len;
+			x->hdr_base_set = true;
+		}
 		s->add_headers.len = x->hdr_base;
 		sess_stage_start(x, STAGE_MAIL);
 		return;
