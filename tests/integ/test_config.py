@@ -91,6 +91,21 @@ class Reload(MMTest):
         self.daemon.write_conf()
         self.daemon.reload()
 
+    def test_recipients_file_reloaded(self):
+        c = self.greeted()
+        c.cmd("MAIL FROM:<a@sender.example>")
+        self.assertEqual(c.cmd("RCPT TO:<carol@example.com>").code, 550)
+        c.cmd("QUIT")
+        self.daemon.write_file("recipients", mm.DEFAULT_RECIPIENTS +
+                               "carol@example.com\n")
+        self.daemon.reload()
+        c = self.greeted()
+        c.cmd("MAIL FROM:<a@sender.example>")
+        self.assertReply(c.cmd("RCPT TO:<carol@example.com>"), 250)
+        c.cmd("QUIT")
+        self.daemon.write_file("recipients", mm.DEFAULT_RECIPIENTS)
+        self.daemon.reload()
+
     def test_bad_config_on_reload_keeps_old(self):
         self.daemon.write_conf("this line is broken\n")
         n = len(self.daemon.log_text())

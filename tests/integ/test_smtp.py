@@ -322,6 +322,9 @@ class Pregreet(MMTest):
 
     def test_patient_client_gets_banner(self):
         c = self.client()
+        # nothing before the pause (1 s) is over; then the banner
+        got, closed = c.pending(wait=0.5)
+        self.assertEqual((got, closed), (b"", False))
         b = c.banner()
         self.assertEqual(b.text, "220 %s ESMTP mailmoat" % H)
 

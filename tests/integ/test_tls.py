@@ -115,6 +115,19 @@ class StartTls(MMTest):
         self.assertNotRegex(out, r"Protocol\s*:\s*TLSv1(\.1)?\s*$", out)
         self.assertNotEqual(p.returncode, 0, out)
 
+    def test_tls13_attempt_is_clean(self):
+        """mbedTLS 2.28 has no usable TLS 1.3: a 1.3-only client fails the
+        handshake (or gets 1.3 from a later build), the daemon carries on."""
+        p = subprocess.run(
+            ["openssl", "s_client", "-starttls", "smtp", "-tls1_3",
+             "-connect", "127.0.0.1:%d" % self.daemon.port, "-brief"],
+            input="QUIT\r\n", capture_output=True, text=True, timeout=30)
+        out = p.stdout + p.stderr
+        if p.returncode == 0:
+            self.assertRegex(out, r"Protocol version: TLSv1\.3", out)
+        c = self.greeted()
+        self.assertReply(c.cmd("NOOP"), 250)
+
     def test_swaks_tls(self):
         rc, out = mm.swaks(self.daemon.port, "--tls", "--to",
                            "alice@example.com", "--from", "a@sender.example",
