@@ -146,6 +146,16 @@ def run(d, d2, be):
     r = mail(d, "127.0.30.1", "bob@slow.test")
     check("timeout-tempfails", r.full.startswith("451 4.4.3"), repr(r))
 
+    # the client leaves while its evaluation is in the threadpool: the
+    # answer is dropped, the daemon goes on
+    c = mm.Client(d.port, src="127.0.30.1")
+    c.hello()
+    c.send("MAIL FROM:<gone@slow.test>\r\n")
+    c.close()
+    r = mail(d, "127.0.30.1", "bob@slow.test")
+    check("client-gone-during-lookup",
+          d.alive() and r.full.startswith("451 4.4.3"), repr(r))
+
     r = mail(d, "127.0.30.1", "", helo="helo.fail.test")
     check("null-sender-helo-identity-fail",
           r.full.startswith("550 5.7.1 SPF check failed: domain "
