@@ -149,3 +149,25 @@ class Drain(MMTest):
 
     def tearDown(self):
         pass
+
+
+class Persist(MMTest):
+    """SPEC.md: SIGTERM drains and saves state; counters persist in
+    state_dir (config comment of state_dir)."""
+
+    def test_counters_survive_restart(self):
+        c = self.greeted()
+        self.assertReply(c.transaction("a@sender.example",
+                                       ["bob@example.com"], message()), 250)
+        c.cmd("MAIL FROM:<a@sender.example>")
+        self.assertEqual(c.cmd("RCPT TO:<x@elsewhere.test>").code, 550)
+        c.cmd("QUIT")
+        before = mm.wait_for(lambda: (lambda s: s if s["accepted"] >= 1 and
+                                      s["connections_active"] == 0 else
+                                      None)(self.daemon.stats()),
+                             "counted")
+        self.assertEqual(self.daemon.stop(), 0)
+        self.daemon.start()
+        after = self.daemon.stats()
+        self.assertGreaterEqual(after["accepted"], before["accepted"])
+        self.assertGreaterEqual(after["rejected"], before["rejected"])

@@ -73,6 +73,17 @@ class Relay(MMTest):
         self.assertEqual(len(self.backend.events("mail")), 1)
         drain(c)
 
+    def test_backend_quit_when_client_leaves(self):
+        c = self.greeted()
+        self.assertReply(c.transaction("a@sender.example",
+                                       ["bob@example.com"], message()), 250)
+        c.cmd("QUIT")
+        self.backend.wait_closed()
+        self.assertEqual(len(self.backend.events("quit")), 1)
+        mm.wait_for(lambda: self.daemon.stats().get("backend_connections",
+                                                    0) == 0,
+                    "backend_connections back to 0")
+
     def test_two_messages_one_session_each_once(self):
         c = self.greeted()
         for i in range(2):
