@@ -387,3 +387,77 @@ class SmtpSource(MMTest):
         self.assertEqual(len(set(rcpts)), 300, sorted(rcpts)[:5])
         st = self.daemon.stats()
         self.assertGreaterEqual(st["accepted"], 300)
+
+
+class Chaos(MMTest):
+    """The invariant behind every backend failure mode at once: with
+    sessions in parallel and the backend's behaviour changing from one
+    connection to the next, a message the client got 250 for is at the
+    backend exactly once, and any other message is not there at all."""
+    conf = {"timeout_backend": "2s"}
+    MODES = [{}, {}, {}, {"fail_stage": "banner"}, {"fail_stage": "ehlo"},
+             {"fail_stage": "mail"}, {"fail_stage": "rcpt"},
+             {"fail_stage": "data"}, {"fail_stage": "dot"},
+             {"drop": "mid-data"}, {"drop": "after-dot"},
+             {"slow_stage": "dot", "slow_seconds": 5},
+             {"slow_stage": "mail", "slow_seconds": 5},
+             {"dot_reply": "250-2.0.0 multi\r\n250 2.0.0 line"}]
+
+    def test_250_means_exactly_once(self):
+        import random
+        import threading
+        rnd = random.Random(2)
+        results = []
+        lock = threading.Lock()
+
+        def worker(w):
+            for i in range(10):
+                with lock:
+                    self.backend.set_mode(**rnd.choice(self.MODES))
+                c = Client(self.daemon.port, src="127.0.30.%d" % (w + 1))
+                try:
+                    c.hello()
+                    for j in range(2):
+                        subj = "chaos-%d-%d-%d" % (w, i, j)
+                        try:
+                            r = c.transaction("a@sender.example",
+                                              ["bob@example.com"],
+                                              message(subject=subj))
+                            code = r.code
+                        except (mm.Closed, OSError):
+                            code = None
+                        with lock:
+                            results.append((subj, code))
+                        if code is None or code == 421:
+                            break
+                    try:
+                        c.cmd("QUIT")
+                    except (mm.Closed, OSError):
+                        pass
+                except (mm.Closed, OSError, mm.HarnessError):
+                    pass
+                finally:
+                    c.close()
+
+        threads = [threading.Thread(target=worker, args=(w,))
+                   for w in range(5)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(300)
+        self.backend.wait_closed()
+        got = {}
+        for meta, content in self.backend.messages():
+            for line in content.split(b"\r\n"):
+                if line.startswith(b"Subject: chaos-"):
+                    s = line[9:].decode()
+                    got[s] = got.get(s, 0) + 1
+        self.assertTrue(any(c == 250 for _, c in results), results)
+        self.assertTrue(any(c != 250 for _, c in results), results)
+        for subj, code in results:
+            want = 1 if code == 250 else 0
+            self.assertEqual(got.get(subj, 0), want,
+                             "%s: client got %s, backend has %d" % (
+                                 subj, code, got.get(subj, 0)))
+        self.assertEqual(sum(got.values()),
+                         len([1 for _, c in results if c == 250]))
