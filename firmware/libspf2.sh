@@ -108,8 +108,11 @@ if [ -f "$PREFIX/lib/libspf2.a" ] && [ -f "$PREFIX/include/spf2/spf.h" ] &&
 	exit 0
 fi
 
-rm -rf "$work" "$PREFIX"
-mkdir -p "$work/obj" "$PREFIX"
+# Build and install beside the old copy, then swap: a make running
+# meanwhile keeps seeing a complete (old or new) library.
+new=$PREFIX.new
+rm -rf "$work" "$new"
+mkdir -p "$work/obj" "$new"
 : > "$log"
 tar xzf "$srcdir/$TARBALL" -C "$work" || fail "cannot extract $TARBALL"
 src=$work/libspf2-$VER
@@ -134,7 +137,7 @@ cd "$work/obj"
 # The ac_cv_* values: musl provides ns_initparse & co. under their public
 # names (libreplace's copies would collide), and cross builds cannot run
 # the malloc/realloc/memcmp/setpgrp probes.
-"$src/configure" $host_arg --prefix="$PREFIX" --disable-shared --enable-static \
+"$src/configure" $host_arg --prefix="$new" --disable-shared --enable-static \
 	CC="$CC" CFLAGS="-O2 -g -ffunction-sections -fdata-sections $EXTRA" \
 	LDFLAGS="$EXTRA" \
 	ac_cv_func___ns_initparse=yes ac_cv_func___ns_name_uncompress=yes \
@@ -146,5 +149,7 @@ jobs=$(nproc 2>/dev/null || echo 2)
 { make -C src/libreplace -j"$jobs" && make -C src/libspf2 -j"$jobs" &&
   make -C src/libspf2 install && make -C src/include install; } \
 	>> "$log" 2>&1 || fail "build failed"
-[ -f "$PREFIX/lib/libspf2.a" ] || fail "no libspf2.a after install"
-echo "$stamp" > "$PREFIX/.stamp"
+[ -f "$new/lib/libspf2.a" ] || fail "no libspf2.a after install"
+echo "$stamp" > "$new/.stamp"
+rm -rf "$PREFIX"
+mv "$new" "$PREFIX"
