@@ -78,8 +78,9 @@ struct srv {
 	struct buf plain; /* decrypted bytes */
 	int n_ready, n_error, n_send;
 	char why[200];
-	bool echo;         /* tls_write every plain chunk back */
-	const char *hello; /* tls_write this from the ready hook */
+	bool echo;          /* tls_write every plain chunk back */
+	const char *hello;  /* tls_write this from the ready hook */
+	struct buf reenter; /* tls_input this from the plain hook */
 };
 
 /* srv_send_cb - ciphertext for the client. */
@@ -99,6 +100,13 @@ srv_plain_cb(struct tls *t, void *arg, const char *buf, size_t len)
 	struct srv *s = arg;
 
 	buf_append(&s->plain, buf, len);
+	if (s->reenter.len > 0) {
+		struct buf b = s->reenter;
+
+		s->reenter = (struct buf){0};
+		tls_input(t, b.data, b.len);
+		buf_free(&b);
+	}
 	if (s->echo)
 		tls_write(t, buf, len);
 }
@@ -705,6 +713,25 @@ test_bulk(void)
 	T_INTEQ(cli_read_all(&c, &got), 0);
 	T_INTEQ(got.len, N);
 	T_CHECK(got.len == N && memcmp(got.data, data, N) == 0, "echo differs");
+	T_INTEQ(s.n_error, 0);
+	t_end();
+
+	t_begin("tls_input re-entered from the plain hook: order kept");
+	s.echo = false;
+	s.plain.len = 0;
+	T_INTEQ(cli_write_all(&c, "ONE\r\n", 5), 0);
+	{
+		struct buf rec1 = c.out;
+
+		c.out = (struct buf){0};
+		T_INTEQ(cli_write_all(&c, "TWO\r\n", 5), 0);
+		s.reenter = c.out;
+		c.out = (struct buf){0};
+		tls_input(s.t, rec1.data, rec1.len);
+		buf_free(&rec1);
+	}
+	buf_append(&s.plain, "", 1);
+	T_STREQ(s.plain.data, "ONE\r\nTWO\r\n");
 	T_INTEQ(s.n_error, 0);
 	t_end();
 
