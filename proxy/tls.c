@@ -63,7 +63,6 @@
  *             MBEDTLS_PEM_WRITE_C MBEDTLS_PK_C MBEDTLS_PK_PARSE_C
  *             MBEDTLS_PK_WRITE_C MBEDTLS_X509_USE_C MBEDTLS_X509_CRT_PARSE_C
  *             MBEDTLS_X509_CREATE_C MBEDTLS_X509_CRT_WRITE_C
- *             MBEDTLS_SSL_SERVER_NAME_INDICATION (harmless; clients send it)
  *             platform entropy: do NOT define MBEDTLS_NO_PLATFORM_ENTROPY
  *             (getrandom()/ /dev/urandom).
  *             do NOT define MBEDTLS_SSL_SRV_RESPECT_CLIENT_PREFERENCE.
@@ -79,12 +78,17 @@
  *             MBEDTLS_CHACHAPOLY_C; fallback MBEDTLS_CIPHER_MODE_CBC
  *             (suites not compiled in are skipped at init)
  *   hashes:   MBEDTLS_SHA256_C MBEDTLS_SHA512_C (SHA-384)
+ *   recommended: MBEDTLS_SSL_EXTENDED_MASTER_SECRET,
+ *             MBEDTLS_SSL_ENCRYPT_THEN_MAC (CBC fallback),
+ *             MBEDTLS_ECP_NIST_OPTIM (faster P-256/P-384),
+ *             MBEDTLS_HAVE_TIME MBEDTLS_HAVE_TIME_DATE (expired-cert warning).
  *   not needed: MBEDTLS_FS_IO (we read files ourselves), MBEDTLS_NET_C,
  *             MBEDTLS_SSL_CLI_C (only the unit test uses a client),
  *             MBEDTLS_SSL_PROTO_TLS1 / TLS1_1 / SSL3, MBEDTLS_SHA1_C for TLS
  *             (only for the CBC-SHA fallbacks, which we do not list),
  *             MBEDTLS_SSL_RENEGOTIATION, MBEDTLS_SSL_SESSION_TICKETS,
- *             MBEDTLS_SSL_CACHE_C, MBEDTLS_DHM_C, MBEDTLS_ERROR_C (used
+ *             MBEDTLS_SSL_CACHE_C, MBEDTLS_DHM_C,
+ *             MBEDTLS_SSL_SERVER_NAME_INDICATION, MBEDTLS_ERROR_C (used
  *             for readable errors when present).
  *   memory:   MBEDTLS_SSL_IN_CONTENT_LEN must stay 16384 (peers may send
  *             full records); MBEDTLS_SSL_OUT_CONTENT_LEN may be cut to
