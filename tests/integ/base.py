@@ -52,6 +52,12 @@ class MMTest(unittest.TestCase):
 
     def setUp(self):
         if isinstance(self.backend, Backend):
+            # let the previous test's backend sessions end first, so their
+            # last events do not land in this test's record
+            try:
+                self.backend.wait_closed()
+            except mm.HarnessError:
+                pass
             self.backend.set_mode()
             self.backend.clear()
         self.assertTrue(self.daemon.alive(), "daemon died earlier:\n" +
