@@ -45,15 +45,15 @@
 
 #include "proxy.h"
 
-#define SPF_BUDGET_QUERIES 100	/* DNS queries per evaluation */
-#define SPF_BUDGET_FACTOR 6	/* total time: this many query timeouts */
+#define SPF_BUDGET_QUERIES 100 /* DNS queries per evaluation */
+#define SPF_BUDGET_FACTOR 6    /* total time: this many query timeouts */
 #define MM_SPF_DEFAULT_EXP "mailmoat-default-exp"
 
 /* The state of one evaluation's DNS layer (the layer's hook). */
 struct spf_dns {
 	SPF_dns_server_t layer;
 	ares_channel ch;
-	uint64_t deadline;	/* util_now_ms() */
+	uint64_t deadline; /* util_now_ms() */
 	unsigned n_queries;
 };
 
@@ -98,13 +98,13 @@ const char *
 spf_res_name(enum spf_res r)
 {
 	static const char *const names[] = {
-		[SPF_RES_NONE] = "none",
-		[SPF_RES_NEUTRAL] = "neutral",
-		[SPF_RES_PASS] = "pass",
-		[SPF_RES_FAIL] = "fail",
-		[SPF_RES_SOFTFAIL] = "softfail",
-		[SPF_RES_TEMPERROR] = "temperror",
-		[SPF_RES_PERMERROR] = "permerror",
+	        [SPF_RES_NONE] = "none",
+	        [SPF_RES_NEUTRAL] = "neutral",
+	        [SPF_RES_PASS] = "pass",
+	        [SPF_RES_FAIL] = "fail",
+	        [SPF_RES_SOFTFAIL] = "softfail",
+	        [SPF_RES_TEMPERROR] = "temperror",
+	        [SPF_RES_PERMERROR] = "permerror",
 	};
 
 	if ((unsigned)r >= ARRAY_LEN(names))
@@ -134,7 +134,7 @@ spf_sanitize(char *out, size_t outlen, const char *in)
 /* spf_lookup_cb - c-ares answer for one query: keep a copy of the packet. */
 static void
 spf_lookup_cb(void *arg, int status, int timeouts, unsigned char *abuf,
-	      int alen)
+              int alen)
 {
 	struct spf_lookup *lk = arg;
 
@@ -164,7 +164,8 @@ spf_dns_wait(struct spf_dns *d, struct spf_lookup *lk)
 			break;
 		}
 		maxtv.tv_sec = (time_t)((d->deadline - now) / 1000);
-		maxtv.tv_usec = (suseconds_t)((d->deadline - now) % 1000) * 1000;
+		maxtv.tv_usec =
+		        (suseconds_t)((d->deadline - now) % 1000) * 1000;
 		ares_timeout(d->ch, &maxtv, &tv);
 		ms = (int)(tv.tv_sec * 1000 + tv.tv_usec / 1000) + 1;
 
@@ -197,10 +198,11 @@ spf_dns_wait(struct spf_dns *d, struct spf_lookup *lk)
 				continue;
 			/* An error goes to c-ares as readable+writable. */
 			ares_process_fd(d->ch,
-					(re & POLLIN) || err ? pfd[i].fd
-							     : ARES_SOCKET_BAD,
-					(re & POLLOUT) || err ? pfd[i].fd
-							      : ARES_SOCKET_BAD);
+			                (re & POLLIN) || err ? pfd[i].fd
+			                                     : ARES_SOCKET_BAD,
+			                (re & POLLOUT) || err
+			                        ? pfd[i].fd
+			                        : ARES_SOCKET_BAD);
 		}
 		/* Timeouts are handled even when nothing was readable. */
 		ares_process_fd(d->ch, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
@@ -221,9 +223,9 @@ spf_dns_herrno(int status)
 	case ARES_ENODATA:
 		return NO_DATA;
 	case ARES_ENOTFOUND:
-	case ARES_EBADNAME:	/* a name that cannot exist */
+	case ARES_EBADNAME: /* a name that cannot exist */
 		return HOST_NOT_FOUND;
-	default:		/* timeout, SERVFAIL, REFUSED, ... */
+	default: /* timeout, SERVFAIL, REFUSED, ... */
 		return TRY_AGAIN;
 	}
 }
@@ -254,7 +256,7 @@ spf_dns_txt(SPF_dns_rr_t *rr, const unsigned char *rd, size_t rdlen)
 		size_t len = rd[i++];
 
 		if (len > rdlen - i)
-			len = rdlen - i;	/* malformed: keep what is there */
+			len = rdlen - i; /* malformed: keep what is there */
 		memcpy(txt + n, rd + i, len);
 		n += len;
 		i += len;
@@ -310,12 +312,12 @@ spf_dns_parse(SPF_dns_rr_t *rr, const unsigned char *abuf, int alen)
 		case ns_t_mx:
 			if (rdlen > 2 &&
 			    ns_name_uncompress(abuf, abuf + alen, rd + 2, name,
-					       sizeof(name)) >= 0)
+			                       sizeof(name)) >= 0)
 				rc = spf_dns_add_rr(rr, name, strlen(name));
 			break;
 		case ns_t_ptr:
 			if (ns_name_uncompress(abuf, abuf + alen, rd, name,
-					       sizeof(name)) >= 0)
+			                       sizeof(name)) >= 0)
 				rc = spf_dns_add_rr(rr, name, strlen(name));
 			break;
 		case ns_t_txt:
@@ -338,10 +340,10 @@ spf_dns_parse(SPF_dns_rr_t *rr, const unsigned char *abuf, int alen)
 /* spf_dns_lookup_cb - libspf2's lookup entry point for our layer. */
 static SPF_dns_rr_t *
 spf_dns_lookup_cb(SPF_dns_server_t *layer, const char *domain, ns_type type,
-		  int should_cache)
+                  int should_cache)
 {
 	struct spf_dns *d = container_of(layer, struct spf_dns, layer);
-	struct spf_lookup lk = { 0 };
+	struct spf_lookup lk = {0};
 	SPF_dns_rr_t *rr;
 
 	rr = SPF_dns_rr_new_init(layer, domain, type, 0, NETDB_SUCCESS);
@@ -365,7 +367,7 @@ spf_dns_lookup_cb(SPF_dns_server_t *layer, const char *domain, ns_type type,
 static int
 spf_dns_open(struct spf_dns *d, const struct spf_query *q)
 {
-	struct ares_options opt = { 0 };
+	struct ares_options opt = {0};
 	unsigned timeout = q->timeout_ms ? q->timeout_ms : 5000;
 	int rc;
 
@@ -376,8 +378,8 @@ spf_dns_open(struct spf_dns *d, const struct spf_query *q)
 	opt.flags = ARES_FLAG_EDNS | ARES_FLAG_NOSEARCH;
 	opt.ednspsz = 1232;
 	rc = ares_init_options(&d->ch, &opt,
-			       ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES |
-				       ARES_OPT_FLAGS | ARES_OPT_EDNSPSZ);
+	                       ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES |
+	                               ARES_OPT_FLAGS | ARES_OPT_EDNSPSZ);
 	if (rc != ARES_SUCCESS)
 		return -EIO;
 	if (q->dns_servers && *q->dns_servers &&
@@ -386,7 +388,7 @@ spf_dns_open(struct spf_dns *d, const struct spf_query *q)
 		return -EINVAL;
 	}
 	d->deadline = util_now_ms() + (uint64_t)timeout * SPF_BUDGET_FACTOR;
-	d->layer.destroy = NULL;	/* embedded in d: we free it */
+	d->layer.destroy = NULL; /* embedded in d: we free it */
 	d->layer.lookup = spf_dns_lookup_cb;
 	d->layer.name = "mailmoat-cares";
 	return 0;
@@ -413,7 +415,7 @@ spf_map(SPF_result_t r, SPF_errcode_t err)
 		return SPF_RES_PERMERROR;
 	default:
 		return err == SPF_E_DNS_ERROR ? SPF_RES_TEMPERROR
-					      : SPF_RES_PERMERROR;
+		                              : SPF_RES_PERMERROR;
 	}
 }
 
@@ -458,10 +460,10 @@ spf_eval(const struct spf_query *q, struct spf_outcome *out)
 	out->result = SPF_RES_TEMPERROR;
 	out->helo_identity = *sender == '\0';
 	spf_sanitize(out->domain, sizeof(out->domain),
-		     out->helo_identity ? helo
-					: (strrchr(sender, '@')
-						   ? strrchr(sender, '@') + 1
-						   : sender));
+	             out->helo_identity
+	                     ? helo
+	                     : (strrchr(sender, '@') ? strrchr(sender, '@') + 1
+	                                             : sender));
 
 	/* An IPv4-mapped IPv6 client is an IPv4 client (RFC 7208 5). */
 	if (ip.family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&ip.u.v6)) {
@@ -474,7 +476,7 @@ spf_eval(const struct spf_query *q, struct spf_outcome *out)
 	rc = spf_dns_open(&d, q);
 	if (rc < 0) {
 		snprintf(out->reason, sizeof(out->reason),
-			 "cannot set up the resolver (%d)", rc);
+		         "cannot set up the resolver (%d)", rc);
 		return rc;
 	}
 	srv = SPF_server_new_dns(&d.layer, 0);
@@ -482,14 +484,12 @@ spf_eval(const struct spf_query *q, struct spf_outcome *out)
 		rc = -ENOMEM;
 		goto done;
 	}
-	SPF_server_set_rec_dom(srv, q->receiver && *q->receiver
-					    ? q->receiver
-					    : "unknown");
+	SPF_server_set_rec_dom(srv, q->receiver && *q->receiver ? q->receiver
+	                                                        : "unknown");
 	resp = NULL;
-	if (SPF_server_set_explanation(srv,
-				       q->default_exp ? q->default_exp
-						      : MM_SPF_DEFAULT_EXP,
-				       &resp) != SPF_E_SUCCESS) {
+	if (SPF_server_set_explanation(
+	            srv, q->default_exp ? q->default_exp : MM_SPF_DEFAULT_EXP,
+	            &resp) != SPF_E_SUCCESS) {
 		rc = -EINVAL;
 		goto done;
 	}
@@ -523,8 +523,8 @@ spf_eval(const struct spf_query *q, struct spf_outcome *out)
 	if (out->result == SPF_RES_FAIL) {
 		exp = SPF_response_get_explanation(resp);
 		if (exp && strcmp(exp, MM_SPF_DEFAULT_EXP) != 0)
-			spf_sanitize(out->explanation,
-				     sizeof(out->explanation), exp);
+			spf_sanitize(out->explanation, sizeof(out->explanation),
+			             exp);
 	}
 
 done:

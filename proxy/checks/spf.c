@@ -54,12 +54,12 @@ struct spf_job {
 	char sender[330];
 	char receiver[256];
 	char *dns_servers;
-	enum action act[3];	/* softfail, neutral, permerror */
+	enum action act[3]; /* softfail, neutral, permerror */
 	struct spf_outcome out;
 	int rc;
 };
 
-static unsigned spf_jobs;	/* in flight; loop thread only */
+static unsigned spf_jobs; /* in flight; loop thread only */
 
 /* spf_work_cb - in a threadpool thread: the blocking evaluation. */
 static void
@@ -98,36 +98,36 @@ spf_text(const struct spf_job *j, char *text, size_t len)
 	case SPF_RES_FAIL:
 		if (o->explanation[0])
 			snprintf(text, len, "SPF check failed: %.150s",
-				 o->explanation);
+			         o->explanation);
 		else
 			snprintf(text, len,
-				 "SPF check failed: domain %.100s does not "
-				 "designate %s as permitted sender",
-				 o->domain, ip);
+			         "SPF check failed: domain %.100s does not "
+			         "designate %s as permitted sender",
+			         o->domain, ip);
 		break;
 	case SPF_RES_SOFTFAIL:
 		snprintf(text, len,
-			 "SPF check failed (softfail): domain %.100s does not "
-			 "designate %s as permitted sender",
-			 o->domain, ip);
+		         "SPF check failed (softfail): domain %.100s does not "
+		         "designate %s as permitted sender",
+		         o->domain, ip);
 		break;
 	case SPF_RES_NEUTRAL:
 		snprintf(text, len,
-			 "SPF check failed (neutral): domain %.100s makes no "
-			 "statement about %s",
-			 o->domain, ip);
+		         "SPF check failed (neutral): domain %.100s makes no "
+		         "statement about %s",
+		         o->domain, ip);
 		break;
 	case SPF_RES_PERMERROR:
 		snprintf(text, len,
-			 "SPF check failed: the SPF record of %.100s is "
-			 "invalid (permerror)",
-			 o->domain);
+		         "SPF check failed: the SPF record of %.100s is "
+		         "invalid (permerror)",
+		         o->domain);
 		break;
 	default:
 		snprintf(text, len,
-			 "Temporary DNS failure checking the SPF record of "
-			 "%.100s",
-			 o->domain);
+		         "Temporary DNS failure checking the SPF record of "
+		         "%.100s",
+		         o->domain);
 		break;
 	}
 }
@@ -149,10 +149,9 @@ spf_value_ok(char c, bool local)
  * with iprev from ptr (NULL: no iprev; "": fail, or temperror when
  * rdns_temp).  All values restricted to safe characters. */
 void
-spf_auth_results(char *out, size_t outlen, const char *authserv,
-		 enum spf_res r, const struct mailpath *from,
-		 const char *helo, const struct ipaddr *client,
-		 const char *ptr, bool rdns_temp)
+spf_auth_results(char *out, size_t outlen, const char *authserv, enum spf_res r,
+                 const struct mailpath *from, const char *helo,
+                 const struct ipaddr *client, const char *ptr, bool rdns_temp)
 {
 	char prop[400], host[256], ip[INET6_ADDRSTRLEN], iprev[400];
 	size_t n = 0, i;
@@ -200,14 +199,14 @@ spf_auth_results(char *out, size_t outlen, const char *authserv,
 		name[n] = '\0';
 		if (name[0])
 			snprintf(iprev, sizeof(iprev),
-				 "; iprev=pass policy.iprev=%s (%s)", ip, name);
+			         "; iprev=pass policy.iprev=%s (%s)", ip, name);
 		else
 			snprintf(iprev, sizeof(iprev),
-				 "; iprev=%s policy.iprev=%s",
-				 rdns_temp ? "temperror" : "fail", ip);
+			         "; iprev=%s policy.iprev=%s",
+			         rdns_temp ? "temperror" : "fail", ip);
 	}
 	snprintf(out, outlen, "Authentication-Results: %s; spf=%s %s%s\r\n",
-		 host, spf_res_name(r), prop, iprev);
+	         host, spf_res_name(r), prop, iprev);
 }
 
 /* spf_add_header - append the Authentication-Results line for s. */
@@ -224,8 +223,8 @@ spf_add_header(struct session *s, enum spf_res r)
 	    (dy == CHK_NONE || dy == CHK_PENDING))
 		ptr = NULL;
 	spf_auth_results(line, sizeof(line), s->cfg->hostname, r,
-			 s->has_from ? &s->from : NULL, s->helo, &s->client,
-			 ptr, rd == CHK_TEMPERR);
+	                 s->has_from ? &s->from : NULL, s->helo, &s->client,
+	                 ptr, rd == CHK_TEMPERR);
 	buf_append(&s->add_headers, line, strlen(line));
 }
 
@@ -242,15 +241,15 @@ spf_after_cb(uv_work_t *w, int status)
 	spf_jobs--;
 	s = chk_ticket_session(&j->t);
 	if (s == NULL)
-		goto done;	/* the session has gone or moved on */
+		goto done; /* the session has gone or moved on */
 
 	ipaddr_format(&j->q.client, ip, sizeof(ip));
 	if (status < 0 || j->rc < 0) {
 		snprintf(text, sizeof(text),
-			 "Temporary failure checking SPF for %.100s",
-			 o->domain[0] ? o->domain : "the sender");
+		         "Temporary failure checking SPF for %.100s",
+		         o->domain[0] ? o->domain : "the sender");
 		chk_set(s, CHK_SPF, CHK_TEMPERR, NULL, text,
-			"spf=temperror error=%d", status < 0 ? status : j->rc);
+		        "spf=temperror error=%d", status < 0 ? status : j->rc);
 		goto finish;
 	}
 	spf_text(j, text, sizeof(text));
@@ -258,44 +257,45 @@ spf_after_cb(uv_work_t *w, int status)
 	case SPF_RES_PASS:
 	case SPF_RES_NONE:
 		chk_set(s, CHK_SPF, CHK_PASS, NULL, "",
-			"spf=%s identity=%s domain=%s ip=%s",
-			spf_res_name(o->result),
-			o->helo_identity ? "helo" : "mailfrom", o->domain, ip);
+		        "spf=%s identity=%s domain=%s ip=%s",
+		        spf_res_name(o->result),
+		        o->helo_identity ? "helo" : "mailfrom", o->domain, ip);
 		break;
 	case SPF_RES_FAIL:
 		chk_set(s, CHK_SPF, CHK_FAIL, "550 5.7.1", text,
-			"spf=fail identity=%s domain=%s ip=%s why=%s",
-			o->helo_identity ? "helo" : "mailfrom", o->domain, ip,
-			o->reason);
+		        "spf=fail identity=%s domain=%s ip=%s why=%s",
+		        o->helo_identity ? "helo" : "mailfrom", o->domain, ip,
+		        o->reason);
 		break;
 	case SPF_RES_TEMPERROR:
 		chk_set(s, CHK_SPF, CHK_TEMPERR, NULL, text,
-			"spf=temperror domain=%s why=%s", o->domain, o->reason);
+		        "spf=temperror domain=%s why=%s", o->domain, o->reason);
 		break;
-	default:	/* softfail, neutral, permerror */
+	default: /* softfail, neutral, permerror */
 		a = spf_sub_action(j, o->result);
 		if (a == ACT_REJECT || a == ACT_TEMPFAIL) {
 			chk_set(s, CHK_SPF, CHK_FAIL,
-				a == ACT_REJECT ? "550 5.7.1" : "451 4.7.1",
-				text, "spf=%s domain=%s ip=%s why=%s",
-				spf_res_name(o->result), o->domain, ip,
-				o->reason);
+			        a == ACT_REJECT ? "550 5.7.1" : "451 4.7.1",
+			        text, "spf=%s domain=%s ip=%s why=%s",
+			        spf_res_name(o->result), o->domain, ip,
+			        o->reason);
 		} else {
 			if (a == ACT_LOG)
-				log_info("id=%s client=%s action=log reason=spf "
-					 "detail=\"spf=%s domain=%s\"",
-					 s->sid, s->client_str,
-					 spf_res_name(o->result), o->domain);
+				log_info(
+				        "id=%s client=%s action=log reason=spf "
+				        "detail=\"spf=%s domain=%s\"",
+				        s->sid, s->client_str,
+				        spf_res_name(o->result), o->domain);
 			chk_set(s, CHK_SPF, CHK_PASS, NULL, "",
-				"spf=%s domain=%s ip=%s why=%s",
-				spf_res_name(o->result), o->domain, ip,
-				o->reason);
+			        "spf=%s domain=%s ip=%s why=%s",
+			        spf_res_name(o->result), o->domain, ip,
+			        o->reason);
 		}
 		break;
 	}
 finish:
-	spf_add_header(s, status < 0 || j->rc < 0 ? SPF_RES_TEMPERROR
-						  : o->result);
+	spf_add_header(s,
+	               status < 0 || j->rc < 0 ? SPF_RES_TEMPERROR : o->result);
 	sess_check_done(s, CHK_SPF);
 done:
 	free(j->dns_servers);
@@ -312,8 +312,8 @@ spf_start(struct session *s)
 
 	if (spf_jobs >= SPF_MAX_JOBS) {
 		chk_set(s, CHK_SPF, CHK_TEMPERR, NULL,
-			"SPF checks are busy, try again later",
-			"spf=temperror jobs=%u", spf_jobs);
+		        "SPF checks are busy, try again later",
+		        "spf=temperror jobs=%u", spf_jobs);
 		chk_done_later(s, CHK_SPF);
 		return;
 	}
@@ -323,7 +323,7 @@ spf_start(struct session *s)
 	if (s->has_from && !s->from.null && s->from.domain[0])
 		addr_format(&s->from, j->sender, sizeof(j->sender));
 	snprintf(j->receiver, sizeof(j->receiver), "%s",
-		 c->hostname ? c->hostname : "");
+	         c->hostname ? c->hostname : "");
 	j->dns_servers = c->dns_servers ? xstrdup(c->dns_servers) : NULL;
 	j->act[0] = c->spf_softfail;
 	j->act[1] = c->spf_neutral;
@@ -338,8 +338,9 @@ spf_start(struct session *s)
 		free(j->dns_servers);
 		free(j);
 		chk_set(s, CHK_SPF, CHK_TEMPERR, NULL,
-			"Temporary failure checking SPF", "spf=temperror "
-			"queue failed");
+		        "Temporary failure checking SPF",
+		        "spf=temperror "
+		        "queue failed");
 		chk_done_later(s, CHK_SPF);
 		return;
 	}
@@ -347,8 +348,8 @@ spf_start(struct session *s)
 }
 
 const struct check chk_spf = {
-	.name = "spf",
-	.id = CHK_SPF,
-	.stage = STAGE_MAIL,
-	.start = spf_start,
+        .name = "spf",
+        .id = CHK_SPF,
+        .stage = STAGE_MAIL,
+        .start = spf_start,
 };

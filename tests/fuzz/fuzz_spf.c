@@ -11,11 +11,11 @@
  *   4  the HELO name
  *   5  a record compiled and expanded on its own (SPF_record_compile)
  *   6  an explanation compiled and expanded on its own (compile_macro)
- * and an odd input length picks an IPv6 client, an even one IPv4.  DNS answers come from libspf2's zone
- * layer (no network): A/AAAA/MX/PTR records for the usual names so the
- * a, mx, ptr, exists, include and redirect paths all run.  Whatever the
- * bytes: no crash, no out-of-bounds access, no leak, and the explanation
- * through spf_sanitize() is printable ASCII.
+ * and an odd input length picks an IPv6 client, an even one IPv4.  DNS answers
+ * come from libspf2's zone layer (no network): A/AAAA/MX/PTR records for the
+ * usual names so the a, mx, ptr, exists, include and redirect paths all run.
+ * Whatever the bytes: no crash, no out-of-bounds access, no leak, and the
+ * explanation through spf_sanitize() is printable ASCII.
  *
  * tests/fuzz/run.sh builds this against build/spf2-host (uninstrumented
  * libspf2); tests/spf/run.sh also builds it against an ASan/UBSan-built
@@ -127,7 +127,7 @@ run_query(char **f, bool v6)
 		SPF_response_free(resp);
 	}
 	SPF_request_free(req);
-	SPF_server_free(srv);	/* a server_new_dns() leaves the layer */
+	SPF_server_free(srv); /* a server_new_dns() leaves the layer */
 	SPF_dns_free(z);
 }
 
@@ -159,11 +159,10 @@ run_compile(char **f)
 		SPF_record_free(rec);
 	SPF_response_free(resp);
 	resp = SPF_response_new(req);
-	if (SPF_record_compile_macro(srv, resp, &mac, f[6]) ==
-		    SPF_E_SUCCESS &&
+	if (SPF_record_compile_macro(srv, resp, &mac, f[6]) == SPF_E_SUCCESS &&
 	    mac != NULL)
 		SPF_record_expand_data(srv, req, resp, fuzz_macro_data(mac),
-				       mac->macro_len, &buf, &len);
+		                       mac->macro_len, &buf, &len);
 	if (mac != NULL)
 		SPF_macro_free(mac);
 	free(buf);

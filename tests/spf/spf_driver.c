@@ -42,7 +42,7 @@ main(int argc, char **argv)
 		return 2;
 	}
 	while (fgets(line, sizeof(line), stdin)) {
-		struct spf_query q = { 0 };
+		struct spf_query q = {0};
 		struct spf_outcome out;
 		char *p = line, *id, *ip;
 

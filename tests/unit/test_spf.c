@@ -49,12 +49,14 @@ test_res_names(void)
 		enum spf_res r;
 		const char *want;
 	} cases[] = {
-		{ SPF_RES_NONE, "none" },	{ SPF_RES_NEUTRAL, "neutral" },
-		{ SPF_RES_PASS, "pass" },	{ SPF_RES_FAIL, "fail" },
-		{ SPF_RES_SOFTFAIL, "softfail" },
-		{ SPF_RES_TEMPERROR, "temperror" },
-		{ SPF_RES_PERMERROR, "permerror" },
-		{ (enum spf_res)99, "permerror" },
+	        {SPF_RES_NONE, "none"},
+	        {SPF_RES_NEUTRAL, "neutral"},
+	        {SPF_RES_PASS, "pass"},
+	        {SPF_RES_FAIL, "fail"},
+	        {SPF_RES_SOFTFAIL, "softfail"},
+	        {SPF_RES_TEMPERROR, "temperror"},
+	        {SPF_RES_PERMERROR, "permerror"},
+	        {(enum spf_res)99, "permerror"},
 	};
 
 	t_begin("spf_res_name");
@@ -71,13 +73,13 @@ test_sanitize(void)
 		size_t outlen;
 		const char *want;
 	} cases[] = {
-		{ "plain text", 64, "plain text" },
-		{ "two\r\n250 ok", 64, "two  250 ok" },
-		{ "tab\there", 64, "tab here" },
-		{ "caf\xc3\xa9", 64, "caf??" },
-		{ "\x01\x7f", 64, "??" },
-		{ "truncated here", 10, "truncated" },
-		{ "", 4, "" },
+	        {"plain text", 64, "plain text"},
+	        {"two\r\n250 ok", 64, "two  250 ok"},
+	        {"tab\there", 64, "tab here"},
+	        {"caf\xc3\xa9", 64, "caf??"},
+	        {"\x01\x7f", 64, "??"},
+	        {"truncated here", 10, "truncated"},
+	        {"", 4, ""},
 	};
 	char out[64];
 
@@ -89,7 +91,7 @@ test_sanitize(void)
 	spf_sanitize(out, sizeof(out), NULL);
 	T_STREQ(out, "");
 	out[0] = 'x';
-	spf_sanitize(out, 0, "abc");	/* no room: untouched */
+	spf_sanitize(out, 0, "abc"); /* no room: untouched */
 	T_CHECK(out[0] == 'x', "wrote into a 0-byte buffer");
 	t_end();
 }
@@ -97,7 +99,7 @@ test_sanitize(void)
 static void
 test_auth_results(void)
 {
-	struct mailpath from = { 0 };
+	struct mailpath from = {0};
 	struct ipaddr ip;
 	char out[1200];
 
@@ -107,44 +109,43 @@ test_auth_results(void)
 
 	t_begin("auth-results pass with iprev");
 	spf_auth_results(out, sizeof(out), "mx.example.net", SPF_RES_PASS,
-			 &from, "h.example.org", &ip, "mail.example.org",
-			 false);
+	                 &from, "h.example.org", &ip, "mail.example.org",
+	                 false);
 	T_STREQ(out, "Authentication-Results: mx.example.net; spf=pass "
-		     "smtp.mailfrom=alice@example.org; iprev=pass "
-		     "policy.iprev=192.0.2.7 (mail.example.org)\r\n");
+	             "smtp.mailfrom=alice@example.org; iprev=pass "
+	             "policy.iprev=192.0.2.7 (mail.example.org)\r\n");
 	t_end();
 
 	t_begin("auth-results no iprev, null sender uses helo");
 	from.null = true;
 	spf_auth_results(out, sizeof(out), "mx.example.net", SPF_RES_FAIL,
-			 &from, "h.example.org", &ip, NULL, false);
+	                 &from, "h.example.org", &ip, NULL, false);
 	T_STREQ(out, "Authentication-Results: mx.example.net; spf=fail "
-		     "smtp.helo=h.example.org\r\n");
+	             "smtp.helo=h.example.org\r\n");
 	from.null = false;
 	t_end();
 
 	t_begin("auth-results iprev fail and temperror");
 	spf_auth_results(out, sizeof(out), "mx", SPF_RES_NONE, &from, "h", &ip,
-			 "", false);
+	                 "", false);
 	T_CHECK(strstr(out, "; iprev=fail policy.iprev=192.0.2.7\r\n"),
-		"got %s", out);
+	        "got %s", out);
 	spf_auth_results(out, sizeof(out), "mx", SPF_RES_NONE, &from, "h", &ip,
-			 "", true);
+	                 "", true);
 	T_CHECK(strstr(out, "; iprev=temperror policy.iprev=192.0.2.7\r\n"),
-		"got %s", out);
+	        "got %s", out);
 	t_end();
 
 	t_begin("auth-results hostile values stay one line");
-	strcpy(from.local, "a;b\"c");	/* not safe: the local part goes */
+	strcpy(from.local, "a;b\"c"); /* not safe: the local part goes */
 	strcpy(from.domain, "evil.test\r\nX-Injected: 1");
 	spf_auth_results(out, sizeof(out), "mx\r\nBcc: x", SPF_RES_PASS, &from,
-			 "h", &ip, "ptr.test\r\n(x); y", false);
+	                 "h", &ip, "ptr.test\r\n(x); y", false);
 	T_CHECK(printable(out, true), "not one printable line: %s", out);
 	T_INTEQ(count(out, "\r\n"), 1);
 	T_CHECK(strstr(out, "smtp.mailfrom=evil.testX-Injected1") != NULL,
-		"got %s", out);
-	T_CHECK(strstr(out, "a;b") == NULL, "unsafe local part kept: %s",
-		out);
+	        "got %s", out);
+	T_CHECK(strstr(out, "a;b") == NULL, "unsafe local part kept: %s", out);
 	T_CHECK(strstr(out, "(ptr.testxy)") != NULL, "got %s", out);
 	t_end();
 
@@ -153,16 +154,16 @@ test_auth_results(void)
 	strcpy(from.domain, "example.org");
 	from.quoted = true;
 	spf_auth_results(out, sizeof(out), "mx", SPF_RES_SOFTFAIL, &from, "h",
-			 &ip, NULL, false);
+	                 &ip, NULL, false);
 	T_STREQ(out, "Authentication-Results: mx; spf=softfail "
-		     "smtp.mailfrom=example.org\r\n");
+	             "smtp.mailfrom=example.org\r\n");
 	t_end();
 }
 
 static void
 test_eval_errors(void)
 {
-	struct spf_query q = { 0 };
+	struct spf_query q = {0};
 	struct spf_outcome out;
 	int rc;
 
