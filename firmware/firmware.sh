@@ -93,6 +93,7 @@ if [ "${MM_FW_BREAK_DAEMON:-0}" = 1 ]; then
 	chmod 755 "$r/usr/sbin/mailmoat"
 fi
 echo "$b" > "$r/etc/mailmoat/board"
+printf 'NET_IF=%s\nCONSOLE=%s\n' "$NET_IF" "$CONSOLE" > "$r/etc/mailmoat/board.env"
 echo "$ver" > "$r/etc/mailmoat/version"
 echo "$MM_FW_CODE" > "$r/etc/mailmoat/version_code"
 cp "$pub" "$r/etc/mailmoat/fw.pub"
@@ -148,8 +149,8 @@ isz=$(stat -c %s "$img")
 rm -f "$disk"; truncate -s $(( (s4 + n4) * 512 )) "$disk"
 printf 'label: dos\nlabel-id: 0x6d6d6f61\n%s,%s,83\n%s,%s,83\n%s,%s,83\n%s,%s,83\n' \
 	$s1 $n1 $s2 $n2 $s3 $n2 $s4 $n4 | sfdisk -q "$disk" >/dev/null
-printf 'MMBOOT=1\nactive=A\ntry=\ntries=0\n' |
-	dd of="$disk" bs=512 seek=$s1 count=1 conv=sync,notrunc 2>/dev/null
+printf 'MMBOOT=1\nactive=A\ntry=\ntries=0\n' > "$out/bootrec"
+dd if="$out/bootrec" of="$disk" bs=512 seek=$s1 count=1 conv=sync,notrunc 2>/dev/null
 dd if="$img" of="$disk" bs=512 seek=$s2 conv=notrunc 2>/dev/null
 cat > "$out/layout" <<EOT
 # sectors of 512 bytes: start size

@@ -15,6 +15,15 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 out=$2
 mkdir -p "$out/bin" "$out/kh"
 gcc=/usr/bin/$MUSL_TRIPLET-gcc
+if [ ! -x "$gcc" ] && [ "$(id -u)" = 0 ]; then
+	# Cross musl comes from the foreign architecture's musl-dev.
+	echo "toolchain.sh: installing musl-dev:$DEB_ARCH gcc-$GNU_TRIPLET"
+	dpkg --print-foreign-architectures | grep -qx "$DEB_ARCH" ||
+		dpkg --add-architecture "$DEB_ARCH"
+	apt-get update -q >/dev/null
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+		"musl-dev:$DEB_ARCH" "gcc-$GNU_TRIPLET" >/dev/null
+fi
 [ -x "$gcc" ] || {
 	echo "toolchain.sh: $gcc missing: apt-get install musl-dev:$DEB_ARCH gcc-$GNU_TRIPLET" >&2
 	exit 1

@@ -1,6 +1,6 @@
 /*
  * status.c - /cgi-bin/status: the minimal status page (version, board,
- * slot, uptime and `mailmoatctl stats`) until the full web UI lands.
+ * slot, uptime, memory and `mailmoatctl stats`) until the full web UI lands.
  *
  * Reads /etc/mailmoat/version, /etc/mailmoat/board, /run/mailmoat-boot and
  * control_socket from /etc/mailmoat.conf.  GET only; the page is behind
@@ -24,12 +24,35 @@ row(const char *k, const char *v)
 	fputs("</td></tr>\n", stdout);
 }
 
+/* meminfo - MemTotal and MemTotal - MemAvailable in KiB; 0 or -1 */
+static int
+meminfo(long *total, long *used)
+{
+	char line[128];
+	long avail = -1;
+	FILE *f = fopen("/proc/meminfo", "r");
+
+	*total = -1;
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		sscanf(line, "MemTotal: %ld", total);
+		sscanf(line, "MemAvailable: %ld", &avail);
+	}
+	fclose(f);
+	if (*total < 0 || avail < 0)
+		return -1;
+	*used = *total - avail;
+	return 0;
+}
+
 /* main - print the status page */
 int
 main(void)
 {
 	char version[64], board[64], slot[64], host[256], sock[256];
-	char stats[16384], up[64];
+	char stats[16384], up[64], mt[32], mu[32];
+	long total, used;
 	const char *m = getenv("REQUEST_METHOD");
 	char *argv[] = { CGI_SBIN "/mailmoatctl", "-S", sock, "stats", NULL };
 	int rc;
@@ -54,6 +77,13 @@ main(void)
 	else
 		snprintf(up, sizeof(up), "-");
 	rc = cgi_run(argv, stats, sizeof(stats));
+	if (meminfo(&total, &used) == 0) {
+		snprintf(mt, sizeof(mt), "%ld", total);
+		snprintf(mu, sizeof(mu), "%ld", used);
+	} else {
+		snprintf(mt, sizeof(mt), "-");
+		snprintf(mu, sizeof(mu), "-");
+	}
 
 	printf("Content-Type: text/html; charset=utf-8\r\n"
 	       "Cache-Control: no-store\r\n\r\n");
@@ -65,6 +95,8 @@ main(void)
 	row("slot", slot);
 	row("hostname", host);
 	row("uptime (s)", up);
+	row("memory total (KiB)", mt);
+	row("memory used (KiB)", mu);
 	row("daemon", rc == 0 ? "running" : "not answering");
 	fputs("</table>\n<h2>mailmoatctl stats</h2>\n<pre id=\"stats\">",
 	      stdout);

@@ -1,0 +1,83 @@
+# lib.sh - helpers of the firmware suite (sourced by run.sh): boot a board
+# disk under QEMU in the background, wait for what the box prints or
+# serves, talk SMTP and HTTP to it through the forwarded ports.
+
+# ok/nok NAME [why] - TAP-ish result lines
+ok() { echo "ok - $1"; }
+nok() { echo "not ok - $1${2:+: $2}"; FAILED=$((FAILED + 1)); }
+# check NAME CMD... - ok if CMD succeeds
+check() { n=$1; shift; if "$@"; then ok "$n"; else nok "$n"; fi; }
+
+# free_port - an unused TCP port on 127.0.0.1
+free_port() {
+	/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# box_start BOARD BOOTDIR DISK LOG APPEND... - start QEMU in the background
+box_start() {
+	b=$1 bd=$2 dk=$3 lg=$4; shift 4
+	SP=$(free_port); HP=$(free_port)
+	BOX_T0=$(date +%s.%N)
+	"$TOP/firmware/qemu.sh" "$b" "$bd" "$dk" "$SP" "$HP" "$@" > "$lg" 2>&1 &
+	QPID=$!
+}
+
+# box_kill - power cut: SIGKILL QEMU
+box_kill() {
+	[ -n "${QPID:-}" ] && kill -9 "$QPID" 2>/dev/null
+	wait "$QPID" 2>/dev/null
+	QPID=
+}
+
+# box_wait_exit SECS - wait for QEMU to end by itself (reboot/poweroff)
+box_wait_exit() {
+	i=0
+	while kill -0 "$QPID" 2>/dev/null; do
+		i=$((i + 1)); [ $i -gt $(($1 * 10)) ] && return 1
+		sleep 0.1
+	done
+	wait "$QPID" 2>/dev/null; QPID=
+	return 0
+}
+
+# box_wait_log LOG REGEX SECS - wait until the console shows REGEX
+box_wait_log() {
+	i=0
+	until grep -qE "$2" "$1" 2>/dev/null; do
+		i=$((i + 1)); [ $i -gt $(($3 * 10)) ] && return 1
+		kill -0 "$QPID" 2>/dev/null || { grep -qE "$2" "$1"; return; }
+		sleep 0.1
+	done
+}
+
+# box_banner SECS - poll the forwarded SMTP port until a 220 greeting;
+# sets BANNER and BOOT_SECS (QEMU start to greeting)
+box_banner() {
+	i=0 BANNER=
+	while [ $i -lt $(($1 * 2)) ]; do
+		BANNER=$(timeout 8 /usr/bin/python3 "$HERE/smtpprobe.py" 127.0.0.1 "$SP" 2>/dev/null) &&
+			case $BANNER in 220*) break ;; esac
+		kill -0 "$QPID" 2>/dev/null || return 1
+		sleep 0.5; i=$((i + 1))
+	done
+	case $BANNER in 220*) ;; *) return 1 ;; esac
+	BOOT_SECS=$(echo "$(date +%s.%N) $BOX_T0" | awk '{printf "%.1f", $1 - $2}')
+}
+
+# http_get PATH [curl args] - body of an authenticated GET to the box
+http_get() {
+	p=$1; shift
+	curl -s -m 20 -u "admin:$PW" "$@" "http://127.0.0.1:$HP$p"
+}
+
+# flash IMAGE - upload IMAGE to /cgi-bin/flash; prints "CODE BODY"
+flash() {
+	curl -s -m 120 -u "admin:$PW" -H 'Content-Type: application/x-mailmoat-image' \
+		--data-binary @"$1" -w ' HTTP%{http_code}' \
+		"http://127.0.0.1:$HP/cgi-bin/flash" 2>/dev/null
+}
+
+# region_sum DISK START SIZE - sha256 of a sector range of a disk image
+region_sum() {
+	dd if="$1" bs=512 skip="$2" count="$3" 2>/dev/null | sha256sum | cut -c1-64
+}

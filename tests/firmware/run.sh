@@ -1,0 +1,246 @@
+#!/bin/bash
+# run.sh - the firmware suite: build the boards' images, boot them under
+# QEMU (TCG) and test the box from the outside, like an administrator.
+#
+#   x86_64: build (and rebuild: same bytes), host-side image checks, then
+#   one disk through its life: first boot -> mail through the proxy to a
+#   backend on the host, relay refused, web page -> power cut -> boot:
+#   config, secrets and data kept, file system clean -> bad images refused
+#   with nothing written -> update to a newer signed image -> update to an
+#   image whose daemon cannot start: falls back to the previous slot.
+#   rpi4: build, boot the same root under qemu-system-aarch64 -M virt,
+#   see mailmoat serving SMTP.
+# Figures (sizes, boot times, idle RAM) go to build/firmware-figures.
+# FW_BOARDS="x86_64" runs a subset.
+set -u
+HERE=$(cd "$(dirname "$0")" && pwd)
+TOP=$(cd "$HERE/../.." && pwd)
+cd "$TOP"
+. "$HERE/lib.sh"
+FAILED=0 QPID= BPID=
+W=$TOP/build/fwtest
+rm -rf "$W"; mkdir -p "$W"
+FIG=$TOP/build/firmware-figures; : > "$FIG"
+trap 'box_kill; [ -n "$BPID" ] && kill $BPID 2>/dev/null' EXIT
+
+echo "# building x86_64 (first build from scratch takes a few minutes)"
+t0=$SECONDS
+if firmware/firmware.sh x86_64 > "$W/build-x86_64.log" 2>&1; then
+	ok "firmware build x86_64"
+else
+	nok "firmware build x86_64" "$(tail -n 3 "$W/build-x86_64.log" | tr '\n' ' ')"
+	exit 1
+fi
+echo "build_x86_64_seconds $((SECONDS - t0))" >> "$FIG"
+X=$TOP/build/x86_64
+IMG=$X/mailmoat-x86_64.img
+PUB=$TOP/build/keys/dev.pub KEY=$TOP/build/keys/dev.key
+MMS=$TOP/build/host-tools/mmsign
+cat "$X/SIZES" | sed 's/^/x86_64 /' >> "$FIG"
+check "image carries the real daemon" grep -q 'daemon=real' "$X/SIZES"
+rootfs=$(awk '/^rootfs.squashfs/{print $2}' "$X/SIZES")
+nokern=$(awk '/^image_without_kernel/{print $2}' "$X/SIZES")
+check "x86_64 root file system under 4 MB ($rootfs B)" test "$rootfs" -lt 4000000
+check "x86_64 image without kernel under 6 MB ($nokern B)" test "$nokern" -lt 6000000
+
+# Reproducible: a second build into another directory gives the same bytes.
+MM_FW_OUT=$W/again firmware/firmware.sh x86_64 > "$W/build-again.log" 2>&1
+check "rebuild gives the same image bytes" cmp -s "$IMG" "$W/again/mailmoat-x86_64.img"
+
+# --- image variants (all signed with the dev key unless said) ---------------
+code=$(cat "$X/rootfs/etc/mailmoat/version_code")
+ver=$(cat "$X/rootfs/etc/mailmoat/version")
+MM_FW_OUT=$W/v2 MM_FW_VERSION=$ver+fwtest2 MM_FW_CODE=$((code + 1)) \
+	firmware/firmware.sh x86_64 > "$W/build-v2.log" 2>&1 || nok "build v2 image"
+MM_FW_OUT=$W/broken MM_FW_VERSION=$ver+broken MM_FW_CODE=$((code + 2)) MM_FW_BREAK_DAEMON=1 \
+	firmware/firmware.sh x86_64 > "$W/build-broken.log" 2>&1 || nok "build broken image"
+V2=$W/v2/mailmoat-x86_64.img BROKEN=$W/broken/mailmoat-x86_64.img
+"$MMS" pack -b rpi4 -v "$ver+wrongboard" -c $((code + 5)) -k "$X/boot/vmlinuz" \
+	-r "$W/v2/rootfs.squashfs" -s "$KEY" -o "$W/wrongboard.img"
+roff=$(grep -a -m1 '^rootfs_offset=' "$V2" | cut -d= -f2)
+cp "$V2" "$W/tampered.img"
+printf '\x5a' | dd of="$W/tampered.img" bs=1 seek=$((roff + 5000)) conv=notrunc 2>/dev/null
+sz=$(stat -c %s "$V2")
+cp "$V2" "$W/unsigned.img"
+dd if=/dev/zero of="$W/unsigned.img" bs=1 seek=$((sz - 512)) count=512 conv=notrunc 2>/dev/null
+head -c $((sz / 2)) "$V2" > "$W/truncated.img"
+"$MMS" genkey "$W/other.key" "$W/other.pub"
+"$MMS" pack -b x86_64 -v "$ver+otherkey" -c $((code + 6)) -k "$X/boot/vmlinuz" \
+	-r "$W/v2/rootfs.squashfs" -s "$W/other.key" -o "$W/otherkey.img"
+
+# Host-side verifier (the same fwimg.c as on the box).
+check "mmsign verifies the built image" eval '"$MMS" verify "$PUB" "$IMG" > /dev/null'
+for v in tampered unsigned truncated otherkey; do
+	if "$MMS" verify "$PUB" "$W/$v.img" > "$W/verify-$v.out" 2>&1; then
+		nok "mmsign refuses the $v image"
+	else
+		ok "mmsign refuses the $v image ($(cat "$W/verify-$v.out"))"
+	fi
+done
+
+# --- the backend on the host (10.0.2.2 from the box) ------------------------
+BP=$(free_port)
+/usr/bin/python3 tests/integ/backend.py --port "$BP" --spool "$W/spool" > "$W/backend.log" 2>&1 &
+BPID=$!
+i=0; until grep -q listening "$W/backend.log" || [ $i -gt 100 ]; do sleep 0.1; i=$((i + 1)); done
+
+DISK=$W/disk.img
+cp --sparse=always "$X/disk.img" "$DISK"
+read -r _ S1 N1 < <(grep '^bootrec' "$X/layout")
+read -r _ SA NA < <(grep '^slot_a' "$X/layout")
+read -r _ SB NB < <(grep '^slot_b' "$X/layout")
+read -r _ SD ND < <(grep '^data' "$X/layout")
+CONF="mmconf.backend=10.0.2.2:$BP mmconf.hostname=mx.fwtest.example
+ mmconf.local_domains=example.com mmconf.recipient_verify=list
+ mmconf.action_dnsbl=off mmconf.action_rdns=off mmconf.action_dynamic=off
+ mmconf.action_sender_mx=off mmconf.action_spf=off mmconf.action_greylist=off
+ mmconf.greet_pause=1s mmconf.dns_timeout=2s mm.committimeout=40"
+
+# --- boot 1: factory-new disk ------------------------------------------------
+box_start x86_64 "$X/boot" "$DISK" "$W/boot1.log" $CONF
+if box_banner 240; then
+	ok "boot 1 (first boot): SMTP banner after ${BOOT_SECS}s: $BANNER"
+	echo "x86_64_tcg_first_boot_to_banner_s $BOOT_SECS" >> "$FIG"
+else
+	nok "boot 1 (first boot): SMTP banner" "$(tail -n 5 "$W/boot1.log" | tr '\n' ' ')"
+fi
+PW=$(sed -n 's/.*admin password for the web UI: user admin password \([A-Za-z0-9]*\).*/\1/p' "$W/boot1.log" | head -n 1)
+check "first boot printed an admin password" test -n "$PW"
+check "banner names the configured host" grep -q 'mx.fwtest.example' <<< "$BANNER"
+
+swaks --server 127.0.0.1 --port "$SP" --helo client.example.net --from alice@example.net \
+	--to bob@example.com --header "Subject: fwtest-mail-1" --timeout 60 > "$W/swaks1.log" 2>&1
+check "mail through the proxy reaches the backend" grep -lqs 'fwtest-mail-1' "$W"/spool/msg-*.eml
+n_before=$(ls "$W"/spool/msg-*.eml 2>/dev/null | wc -l)
+swaks --server 127.0.0.1 --port "$SP" --helo client.example.net --from alice@example.net \
+	--to victim@elsewhere.org --header "Subject: fwtest-relay" --timeout 60 > "$W/swaks2.log" 2>&1
+n_after=$(ls "$W"/spool/msg-*.eml 2>/dev/null | wc -l)
+if grep -q '<\*\* *550' "$W/swaks2.log" && [ "$n_before" = "$n_after" ]; then
+	ok "relay attempt refused ($(grep -m1 '<\*\* *550' "$W/swaks2.log" | sed 's/^ *<\*\* *//'))"
+else
+	nok "relay attempt refused" "$(grep -m1 'RCPT TO' -A1 "$W/swaks2.log" | tr '\n' ' ')"
+fi
+
+page=$(http_get /cgi-bin/status)
+check "web status page answers with the version" grep -q "<td>$ver</td>" <<< "$page"
+check "web status page shows mailmoatctl stats" grep -q 'connections_total' <<< "$page"
+code401=$(curl -s -o /dev/null -w '%{http_code}' -m 20 "http://127.0.0.1:$HP/cgi-bin/status")
+check "web page needs the login (got $code401 without)" test "$code401" = 401
+mem=$(sed -n 's/.*<tr><th>memory used (KiB)<\/th><td>\([0-9]*\)<.*/\1/p' <<< "$page")
+[ -n "$mem" ] && echo "x86_64_idle_memory_used_kib $mem" >> "$FIG"
+
+# --- power cut during operation ----------------------------------------------
+box_wait_log "$W/boot1.log" 'mailmoat is serving' 60
+sleep 1
+box_kill
+ok "power cut (QEMU killed) during operation"
+box_start x86_64 "$X/boot" "$DISK" "$W/boot2.log" $CONF mmconf.hostname=must-not-apply.example
+if box_banner 180; then
+	ok "boot 2 after power cut: SMTP banner after ${BOOT_SECS}s"
+	echo "x86_64_tcg_boot_to_banner_s $BOOT_SECS" >> "$FIG"
+else
+	nok "boot 2 after power cut: SMTP banner"
+fi
+check "config kept across power cut (banner: $BANNER)" grep -q 'mx.fwtest.example' <<< "$BANNER"
+check "data partition not reformatted" eval "! grep -q 'formatting the data partition' '$W/boot2.log'"
+check "no new admin password on boot 2" eval "! grep -q 'admin password' '$W/boot2.log'"
+check "old admin password still valid" grep -q 'connections_total' <<< "$(http_get /cgi-bin/status)"
+swaks --server 127.0.0.1 --port "$SP" --helo client.example.net --from alice@example.net \
+	--to bob@example.com --header "Subject: fwtest-mail-2" --timeout 60 > "$W/swaks3.log" 2>&1
+check "mail after power cut reaches the backend" grep -lqs 'fwtest-mail-2' "$W"/spool/msg-*.eml
+
+# --- bad images are refused, nothing written ---------------------------------
+box_wait_log "$W/boot2.log" 'mailmoat is serving' 60
+sb=$(region_sum "$DISK" "$SB" "$NB"); br=$(region_sum "$DISK" "$S1" 1)
+for v in tampered unsigned truncated wrongboard otherkey; do
+	r=$(flash "$W/$v.img")
+	case $r in *refused:*HTTP400) ok "box refuses the $v image: $(echo "${r%% HTTP*}" | tr -d "\n")" ;;
+	*) nok "box refuses the $v image" "$r" ;; esac
+done
+r=$(flash "$IMG")
+case $r in *"not newer"*HTTP400) ok "box refuses an image that is not newer" ;;
+*) nok "box refuses an image that is not newer" "$r" ;; esac
+check "refused images wrote nothing (slot B and boot record unchanged)" \
+	test "$sb" = "$(region_sum "$DISK" "$SB" "$NB")" -a "$br" = "$(region_sum "$DISK" "$S1" 1)"
+
+# --- update to a newer signed image ---------------------------------------------
+r=$(flash "$V2")
+case $r in *flashed:*HTTP200) ok "box accepts the newer image: $(echo "${r%% HTTP*}" | tr -d "\n")" ;;
+*) nok "box accepts the newer image" "$r" ;; esac
+if box_wait_exit 60; then ok "box reboots after the update"; else nok "box reboots after the update"; box_kill; fi
+box_start x86_64 "$X/boot" "$DISK" "$W/boot3.log" $CONF
+box_banner 180 || nok "boot 3 (trial of slot B): SMTP banner"
+box_wait_log "$W/boot3.log" 'slot B committed' 90
+page=$(http_get /cgi-bin/status)
+check "box runs the new version ($ver+fwtest2) from slot B" \
+	grep -q "<td>$ver+fwtest2</td>" <<< "$page"
+check "new slot committed after mailmoat served" grep -q 'slot B committed' "$W/boot3.log"
+check "config kept across the update" grep -q 'mx.fwtest.example' <<< "$BANNER"
+swaks --server 127.0.0.1 --port "$SP" --helo client.example.net --from alice@example.net \
+	--to bob@example.com --header "Subject: fwtest-mail-3" --timeout 60 > "$W/swaks4.log" 2>&1
+check "mail on the new version reaches the backend" grep -lqs 'fwtest-mail-3' "$W"/spool/msg-*.eml
+
+# --- update to an image whose daemon cannot start: fallback -------------------
+r=$(flash "$BROKEN")
+case $r in *flashed:*"slot A"*HTTP200) ok "box accepts the (broken) newer image into slot A" ;;
+*) nok "box accepts the (broken) newer image into slot A" "$r" ;; esac
+box_wait_exit 60 || box_kill
+box_start x86_64 "$X/boot" "$DISK" "$W/boot4.log" $CONF
+if box_wait_exit 240 && grep -q 'did not come up' "$W/boot4.log"; then
+	ok "trial boot of the broken slot gives up and reboots"
+else
+	nok "trial boot of the broken slot gives up and reboots"; box_kill
+fi
+# Power on again, now in 64 MB of RAM: the selector falls back to slot B.
+MM_QEMU_MEM=64 box_start x86_64 "$X/boot" "$DISK" "$W/boot5.log" $CONF
+box_banner 180 || nok "boot 5 (fallback): SMTP banner"
+check "boot selector fell back to the old slot" grep -q 'failed its trial boot: falling back to slot B' "$W/boot5.log"
+page=$(http_get /cgi-bin/status)
+check "box is back on the previous version in 64 MB RAM" grep -q "<td>$ver+fwtest2</td>" <<< "$page"
+mem=$(sed -n 's/.*<tr><th>memory used (KiB)<\/th><td>\([0-9]*\)<.*/\1/p' <<< "$page")
+[ -n "$mem" ] && echo "x86_64_64MB_box_memory_used_kib $mem" >> "$FIG"
+box_kill
+
+# The data partition after all this: journal replayed (as the kernel does
+# at mount), then a full check must find nothing to fix.
+dd if="$DISK" of="$W/data.ext4" bs=512 skip="$SD" count="$ND" 2>/dev/null
+e2fsck -E journal_only -y "$W/data.ext4" > /dev/null 2>&1
+if e2fsck -fn "$W/data.ext4" > "$W/fsck.log" 2>&1; then
+	ok "data file system clean after power cuts and updates"
+else
+	nok "data file system clean after power cuts and updates" "$(tail -n 3 "$W/fsck.log" | tr '\n' ' ')"
+fi
+debugfs -R 'cat /etc/mailmoat.conf' "$W/data.ext4" 2>/dev/null > "$W/data-conf"
+check "config file on the data partition keeps the provisioned hostname" \
+	grep -q '^hostname = mx.fwtest.example' "$W/data-conf"
+check "TLS key kept on the data partition" test -n "$(debugfs -R 'stat /tls/key.pem' "$W/data.ext4" 2>/dev/null | grep -m1 Size)"
+bc=$(debugfs -R 'cat /boot-count' "$W/data.ext4" 2>/dev/null)
+check "boot counter on the data partition counted every boot ($bc)" test "$bc" = 5
+
+# --- rpi4 (aarch64) ------------------------------------------------------------
+case " ${FW_BOARDS:-x86_64 rpi4} " in *" rpi4 "*)
+	echo "# building rpi4"
+	t0=$SECONDS
+	if firmware/firmware.sh rpi4 > "$W/build-rpi4.log" 2>&1; then
+		ok "firmware build rpi4"
+		echo "build_rpi4_seconds $((SECONDS - t0))" >> "$FIG"
+		R=$TOP/build/rpi4
+		sed 's/^/rpi4 /' "$R/SIZES" >> "$FIG"
+		rootfs=$(awk '/^rootfs.squashfs/{print $2}' "$R/SIZES")
+		check "rpi4 root file system under 4 MB ($rootfs B)" test "$rootfs" -lt 4000000
+		cp --sparse=always "$R/disk.img" "$W/rpi4-disk.img"
+		box_start rpi4 "$R/boot" "$W/rpi4-disk.img" "$W/rpi4-boot1.log" $CONF
+		if box_banner 300; then
+			ok "rpi4 root under qemu-system-aarch64 -M virt: SMTP banner after ${BOOT_SECS}s: $BANNER"
+			echo "rpi4_virt_tcg_first_boot_to_banner_s $BOOT_SECS" >> "$FIG"
+		else
+			nok "rpi4 root under qemu-system-aarch64 -M virt: SMTP banner" \
+				"$(tail -n 5 "$W/rpi4-boot1.log" | tr '\n' ' ')"
+		fi
+		box_kill
+	else
+		nok "firmware build rpi4" "$(tail -n 3 "$W/build-rpi4.log" | tr '\n' ' ')"
+	fi ;;
+esac
+echo "# figures: $FIG"
+[ "$FAILED" = 0 ]
