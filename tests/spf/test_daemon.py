@@ -31,6 +31,8 @@ ZONE = {
     "helo.pass.test": [{"SPF": "v=spf1 ip4:127.0.30.1 -all"}],
     "1.30.0.127.in-addr.arpa": [{"PTR": "mail.pass.test"}],
     "mail.pass.test": [{"A": "127.0.30.1"}],
+    "six.test": [{"SPF": "v=spf1 ip6:::1/128 -all"}],
+    "notsix.test": [{"SPF": "v=spf1 ip6:2001:db8::/32 ip4:127.0.0.1 -all"}],
     "big.test": [{"TXT": t} for t in BIG] +
                 [{"TXT": "v=spf1 ip4:127.0.30.1 -all"}],
 }
@@ -62,7 +64,8 @@ def main():
     with mm.Backend() as be:
         d = mm.Daemon(be.port, **conf)
         d2 = mm.Daemon(be.port, spf_softfail="tempfail",
-                       spf_permerror="reject", action_rdns="log", **conf)
+                       spf_permerror="reject", action_rdns="log",
+                       ipv6=True, **conf)
         try:
             d.start()
             d2.start()
@@ -162,6 +165,18 @@ def run(d, d2, be):
                             "helo.fail.test does not designate"), repr(r))
     r = mail(d, "127.0.30.1", "", helo="helo.pass.test")
     check("null-sender-helo-identity-pass", r.code == 250, repr(r))
+
+    # an IPv6 client (d2 also listens on [::1])
+    with mm.Client(d2.port, host="::1", src="::1") as c:
+        c.hello()
+        r1 = c.cmd("MAIL FROM:<a@six.test>")
+        c.cmd("RSET")
+        r2 = c.cmd("MAIL FROM:<a@notsix.test>")
+        c.cmd("QUIT")
+    check("ipv6-client-pass", r1.code == 250, repr(r1))
+    check("ipv6-client-fail",
+          r2.full.startswith("550 5.7.1 SPF check failed: domain "
+                             "notsix.test does not designate ::1"), repr(r2))
 
     tcp = spfsuite.STATS["tcp"]
     r = mail(d, "127.0.30.1", "bob@big.test")
