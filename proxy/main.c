@@ -13,7 +13,10 @@
  * RLIMIT_NOFILE is raised to its hard limit.  With MAILMOAT_USER set and
  * started as root, the daemon switches to that user after binding.
  *
- * Owns the current config reference and the signal handles.  Reads every
+ * The counters live in STATE_DIR/counters: loaded at start, saved from
+ * the thread pool every state_flush when they changed, and at exit.
+ *
+ * Owns the current config reference, the signal handles, the flush timer.  Reads every
  * key through the modules it starts (tls_cert/tls_key decide whether TLS
  * is set up here).
  */
@@ -26,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "proxy.h"
@@ -34,7 +38,9 @@
 static uv_loop_t *loop;
 static struct config *cfg;
 static uv_signal_t sig_hup, sig_term, sig_int;
+static uv_timer_t flush_timer;
 static bool draining;
+static const char *state_dir;	/* NULL: counters are not kept */
 
 /* usage - how to call us, on stderr; exits 2. */
 static void
@@ -85,6 +91,7 @@ main_drained(void)
 	uv_close((uv_handle_t *)&sig_hup, NULL);
 	uv_close((uv_handle_t *)&sig_term, NULL);
 	uv_close((uv_handle_t *)&sig_int, NULL);
+	uv_close((uv_handle_t *)&flush_timer, NULL);
 	chk_shutdown();
 	dns_shutdown();
 }
@@ -111,6 +118,34 @@ main_signal_cb(uv_signal_t *h, int signum)
 	log_info("signal %d: draining (no new connections)", signum);
 	control_stop();
 	sess_drain(main_drained);
+}
+
+/* main_flush_cb - counters to flash, at most once per state_flush. */
+static void
+main_flush_cb(uv_timer_t *t)
+{
+	if (state_dir != NULL)
+		stats_save_async(loop, state_dir);
+}
+
+/* main_state_open - counters of the previous run, from state_dir. */
+static void
+main_state_open(void)
+{
+	struct stat st;
+	int rc;
+
+	if (cfg->state_dir == NULL || stat(cfg->state_dir, &st) < 0 ||
+	    !S_ISDIR(st.st_mode)) {
+		log_warn("state_dir %s is not a directory: counters are not "
+			 "kept across restarts",
+			 cfg->state_dir ? cfg->state_dir : "(unset)");
+		return;
+	}
+	state_dir = xstrdup(cfg->state_dir);
+	rc = stats_load(state_dir);
+	if (rc < 0 && rc != -ENOENT)
+		log_warn("counters in %s: %s", state_dir, strerror(-rc));
 }
 
 /* main_rlimit - as many descriptors as we may have. */
@@ -208,6 +243,7 @@ main(int argc, char **argv)
 
 	loop = uv_default_loop();
 	chk_set_loop(loop);
+	main_state_open();
 	if (cfg->tls_cert != NULL && cfg->tls_key != NULL) {
 		rc = tls_global_init(cfg);
 		if (rc < 0)
@@ -233,11 +269,25 @@ main(int argc, char **argv)
 	uv_signal_start(&sig_hup, main_signal_cb, SIGHUP);
 	uv_signal_start(&sig_term, main_signal_cb, SIGTERM);
 	uv_signal_start(&sig_int, main_signal_cb, SIGINT);
+	uv_timer_init(loop, &flush_timer);
+	if (cfg->state_flush_s > 0)
+		uv_timer_start(&flush_timer, main_flush_cb,
+			       cfg->state_flush_s * 1000ull,
+			       cfg->state_flush_s * 1000ull);
 	log_info("mailmoat %s started: backend and %d listener(s) from %s",
 		 MAILMOAT_VERSION, cfg->n_listen, cfg->path);
 
 	uv_run(loop, UV_RUN_DEFAULT);
 
+	if (state_dir != NULL) {
+		rc = stats_save(state_dir);
+		if (rc < 0)
+			log_warn("counters: cannot save in %s: %s", state_dir,
+				 strerror(-rc));
+		free((char *)state_dir);
+		state_dir = NULL;
+	}
+	stats_free();
 	tls_global_free();
 	config_unref(cfg);
 	cfg = NULL;

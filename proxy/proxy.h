@@ -644,6 +644,13 @@ void stats_json(struct buf *b);
 void stats_add_section(const char *name, void (*fn)(struct buf *b));
 /* stats_json_string - append s as a JSON string literal (escaped). */
 void stats_json_string(struct buf *b, const char *s);
+/* stats_load/stats_save - STATE_DIR/counters (blocking; start and exit):
+ * 0 or -errno (-ENOENT: nothing saved yet).  stats_save_async - the same
+ * in the thread pool, only when something changed. */
+int stats_load(const char *state_dir);
+int stats_save(const char *state_dir);
+void stats_save_async(uv_loop_t *loop, const char *state_dir);
+void stats_free(void);
 
 /* ------------------------------------------------------------- session.c */
 

@@ -5,8 +5,10 @@
  *   relay_open()    connect, read the banner, EHLO (HELO on a 5xx)
  *   relay_mail/rcpt/data()   queue one command; its reply comes back
  *                   through the relay_reply_cb, in order, one per command
- *   relay_body()    canonical body bytes after the 354 (copied once,
- *                   only what the socket does not take at once)
+ *   relay_body()    canonical body bytes after relay_data(): held until
+ *                   the backend's 354, then written (copied once, only
+ *                   what the socket does not take at once); dropped if
+ *                   the backend refuses DATA, and so is a queued dot
  *   relay_dot()     the held-back final ".": the reply is the verdict of
  *                   the internal server and goes to the client as it is
  *   relay_rset()    RSET; its reply is not reported (a failure is)
@@ -78,6 +80,9 @@ struct relay {
 	unsigned handles;
 	struct relay_cmd cmds[RELAY_MAX_CMDS];
 	unsigned n_cmds;
+	bool hold;		/* DATA sent, no 354 yet: body waits in hbuf */
+	bool data_refused;	/* DATA got no 354: body and dot dropped */
+	struct buf hbuf;	/* body that came before the 354 */
 	struct buf wbuf;	/* being written */
 	struct buf qbuf;	/* waiting for the write in progress */
 	struct buf rline;	/* partial reply line */
@@ -98,6 +103,7 @@ relay_close_cb(uv_handle_t *h)
 		return;
 	for (i = 0; i < r->n_cmds; i++)
 		free(r->cmds[i].arg);
+	buf_free(&r->hbuf);
 	buf_free(&r->wbuf);
 	buf_free(&r->qbuf);
 	buf_free(&r->rline);
@@ -441,6 +447,29 @@ relay_handle_reply(struct relay *r, int code, const char *reply)
 	if (r->n_sent > 0)
 		relay_arm(r);	/* the next reply has its own deadline */
 	free(c.arg);
+	if (c.kind == RC_DATA) {
+		r->hold = false;
+		if (code == 354) {
+			/* The body that came meanwhile goes out now. */
+			relay_write(r, r->hbuf.data, r->hbuf.len);
+		} else {
+			unsigned i;
+
+			/* No message: drop the body and a dot already
+			 * queued (its "reply" is this one). */
+			r->data_refused = true;
+			for (i = 0; i < r->n_cmds; i++) {
+				if (r->cmds[i].kind == RC_DOT) {
+					r->n_cmds--;
+					memmove(&r->cmds[i], &r->cmds[i + 1],
+						(r->n_cmds - i) *
+							sizeof(r->cmds[0]));
+					break;
+				}
+			}
+		}
+		buf_free(&r->hbuf);
+	}
 	if (c.kind == RC_QUIT) {
 		relay_close(r);
 		return;
@@ -621,13 +650,23 @@ relay_rcpt(struct relay *r, const char *path)
 void
 relay_data(struct relay *r)
 {
+	r->hold = true;
+	r->data_refused = false;
 	relay_push(r, RC_DATA, NULL);
 }
 
-/* relay_body - canonical body bytes (dot-stuffed CRLF lines). */
+/* relay_body - canonical body bytes (dot-stuffed CRLF lines).  Before
+ * the backend's 354 they wait (copied once); after a refused DATA they
+ * are dropped. */
 void
 relay_body(struct relay *r, const char *buf, size_t len)
 {
+	if (r->data_refused)
+		return;
+	if (r->hold) {
+		buf_append(&r->hbuf, buf, len);
+		return;
+	}
 	relay_write(r, buf, len);
 }
 
@@ -635,13 +674,19 @@ relay_body(struct relay *r, const char *buf, size_t len)
 size_t
 relay_queued(const struct relay *r)
 {
-	return r->wbuf.len + r->qbuf.len;
+	return r->hbuf.len + r->wbuf.len + r->qbuf.len;
 }
 
-/* relay_dot - the final dot: only when every check passed. */
+/* relay_dot - the final dot: only when every check passed.  After a
+ * refused DATA there is no message: nothing is sent and no reply comes
+ * (the DATA reply was the answer). */
 void
 relay_dot(struct relay *r)
 {
+	if (r->data_refused) {
+		r->data_refused = false;
+		return;
+	}
 	relay_push(r, RC_DOT, NULL);
 }
 

@@ -68,7 +68,6 @@ enum sess_op {
 	OP_MAIL,	/* MAIL and RCPT sent (pipelined when offered) */
 	OP_RCPT_SKIP,	/* MAIL failed: the RCPT reply is not the answer */
 	OP_RCPT,
-	OP_DATA,
 	OP_DOT,
 };
 
@@ -85,7 +84,9 @@ struct sess {
 	bool sender_allowlisted;	/* this transaction's sender */
 	bool backend_txn;		/* MAIL accepted by the backend */
 	bool backend_broken;		/* the relay died mid-transaction */
-	bool in_data;			/* 354 relayed, body streaming */
+	bool in_data;			/* 354 sent, body streaming */
+	bool data_ack_pending;		/* the backend's DATA reply is due */
+	char *data_refused;		/* the backend's DATA refusal */
 	bool read_paused;		/* back-pressure from the relay */
 	bool handles_closing;
 	bool in_table;
@@ -564,6 +565,7 @@ sess_free_cb(uv_handle_t *h)
 	buf_free(&x->rline);
 	free(x->reject_reply);
 	free(x->mail_refused);
+	free(x->data_refused);
 	config_unref(s->cfg);
 	free(x);
 	n_alive--;
@@ -880,9 +882,27 @@ sess_relay_cb(struct relay *r, void *arg, int code, const char *reply)
 {
 	struct sess *x = arg;
 	struct session *s = &x->s;
-	enum sess_op op = x->op;
+	enum sess_op op;
 	char msg[480], path[400];
 
+	if (code >= 0 && x->data_ack_pending) {
+		/* The client got its 354 at once; this is the backend's. */
+		x->data_ack_pending = false;
+		if (code == 354)
+			return;
+		x->in_data = false;
+		if (x->op == OP_DOT) {
+			/* The dot was never sent: this is the answer. */
+			x->op = OP_NONE;
+			sess_refuse(x, reply, "backend", reply);
+			return;
+		}
+		free(x->data_refused);
+		x->data_refused = xstrdup(reply);
+		return;
+	}
+	x->data_ack_pending = false;
+	op = x->op;
 	x->op = OP_NONE;
 	if (code < 0) {
 		relay_abort(r);
@@ -932,15 +952,6 @@ sess_relay_cb(struct relay *r, void *arg, int code, const char *reply)
 				 "550 5.7.1 recipient %s unknown [id=%s]", path,
 				 s->sid);
 			sess_refuse(x, msg, "recipient", reply);
-			return;
-		}
-		sess_refuse(x, reply, "backend", reply);
-		return;
-	case OP_DATA:
-		if (code == 354) {
-			x->in_data = true;
-			sess_send_headers(x);
-			smtp_accept(&s->smtp);
 			return;
 		}
 		sess_refuse(x, reply, "backend", reply);
@@ -1017,6 +1028,15 @@ sess_stage_done(struct sess *x)
 		sess_relay_start(x);
 		return;
 	case STAGE_DATA:
+		if (x->data_refused != NULL) {
+			/* The backend refused DATA: its reply is the answer. */
+			char *r = x->data_refused;
+
+			x->data_refused = NULL;
+			sess_refuse(x, r, "backend", r);
+			free(r);
+			return;
+		}
 		if (s->relay == NULL || !x->in_data) {
 			sess_unreachable(x, "backend lost during DATA");
 			return;
@@ -1121,6 +1141,8 @@ sess_dot(struct sess *x, const struct smtp_args *a)
 		       "size";
 	}
 	if (text != NULL) {
+		free(x->data_refused);
+		x->data_refused = NULL;
 		if (s->relay != NULL) {
 			relay_abort(s->relay);
 			s->relay = NULL;
@@ -1131,8 +1153,8 @@ sess_dot(struct sess *x, const struct smtp_args *a)
 		sess_refuse(x, reply, reason, text + 10);
 		return;
 	}
-	if (s->relay == NULL || !x->in_data) {
-		x->in_data = false;
+	if (x->data_refused == NULL &&
+	    (s->relay == NULL || !x->in_data)) {
 		sess_unreachable(x, "backend lost during DATA");
 		return;
 	}
@@ -1209,8 +1231,18 @@ sess_smtp_command_cb(struct smtp *e, enum smtp_cmd cmd,
 			smtp_reply(e, false, reply);
 			return;
 		}
-		x->op = OP_DATA;
+		/*
+		 * The 354 goes out at once and the body waits in the relay
+		 * for the backend's own 354 (one round trip less per
+		 * message).  A refused DATA becomes the answer to the dot.
+		 */
+		free(x->data_refused);
+		x->data_refused = NULL;
+		x->data_ack_pending = true;
+		x->in_data = true;
 		relay_data(s->relay);
+		sess_send_headers(x);
+		smtp_accept(e);
 		return;
 	case SMTP_CMD_DOT:
 		sess_dot(x, a);

@@ -7,14 +7,24 @@
  *   stats_json()            the object `mailmoatctl stats` prints
  *   stats_add_section()     other modules add a named JSON value
  *   stats_json_string()     JSON string escaping for those sections
+ *   stats_load/stats_save() the counters file in state_dir (at start and
+ *                           at a clean exit; blocking)
+ *   stats_save_async()      the same from the thread pool, when changed
  *
  * Owns a small fixed table of reasons (their names are ours, not the
- * client's) and the section registry.  Reads no config key.
+ * client's), the section registry and STATE_DIR/counters (written as a
+ * temp file, fsync, rename, fsync of the directory).  Reads state_dir
+ * through its callers.
  */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "proxy.h"
 
@@ -73,6 +83,11 @@ stats_count_reason(const char *reason)
 		return;
 	snprintf(reasons[n_reasons].name, sizeof(reasons[0].name), "%s",
 		 reason);
+	/* One word of [A-Za-z0-9_.-]: safe in JSON, logs and the file. */
+	for (char *p = reasons[n_reasons].name; *p; p++)
+		if (!isalnum((unsigned char)*p) && *p != '_' && *p != '.' &&
+		    *p != '-')
+			*p = '_';
 	reasons[n_reasons].count = 1;
 	n_reasons++;
 }
@@ -177,4 +192,217 @@ stats_json(struct buf *b)
 			buf_append(b, "null", 4);
 	}
 	buf_append(b, "}", 1);
+}
+
+/* ------------------------------------------------------------ state */
+
+#define STATS_FILE "counters"
+
+static const struct {
+	const char *key;
+	uint64_t *v;
+} stats_keys[] = {
+	{ "connections_total", &stats.connections_total },
+	{ "accepted", &stats.accepted },
+	{ "tempfailed", &stats.tempfailed },
+	{ "rejected", &stats.rejected },
+	{ "logged", &stats.logged },
+};
+
+/* stats_snapshot - the counters file's text into b. */
+static void
+stats_snapshot(struct buf *b)
+{
+	char line[128];
+	unsigned i;
+	int n;
+
+	buf_append(b, "# mailmoat counters v1\n", 23);
+	for (i = 0; i < ARRAY_LEN(stats_keys); i++) {
+		n = snprintf(line, sizeof(line), "%s %" PRIu64 "\n",
+			     stats_keys[i].key, *stats_keys[i].v);
+		buf_append(b, line, (size_t)n);
+	}
+	for (i = 0; i < n_reasons; i++) {
+		n = snprintf(line, sizeof(line), "reason %s %" PRIu64 "\n",
+			     reasons[i].name, reasons[i].count);
+		buf_append(b, line, (size_t)n);
+	}
+}
+
+/* stats_write_file - write text to dir/counters: temp file, fsync,
+ * rename, fsync of the directory.  Blocking: the thread pool or exit. */
+static int
+stats_write_file(const char *dir, const char *text, size_t len)
+{
+	char path[4096], tmp[4096];
+	int fd, rc = 0;
+	size_t off = 0;
+
+	if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, STATS_FILE) >=
+		    sizeof(path) ||
+	    (size_t)snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", dir,
+			     STATS_FILE) >= sizeof(tmp))
+		return -ENAMETOOLONG;
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	while (off < len) {
+		ssize_t n = write(fd, text + off, len - off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			rc = n < 0 ? -errno : -EIO;
+			break;
+		}
+		off += (size_t)n;
+	}
+	if (rc == 0 && fsync(fd) < 0)
+		rc = -errno;
+	if (close(fd) < 0 && rc == 0)
+		rc = -errno;
+	if (rc == 0 && rename(tmp, path) < 0)
+		rc = -errno;
+	if (rc < 0) {
+		unlink(tmp);
+		return rc;
+	}
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0) {
+		fsync(fd);
+		close(fd);
+	}
+	return 0;
+}
+
+/* stats_save - the counters to state_dir now (blocking: at exit). */
+int
+stats_save(const char *state_dir)
+{
+	struct buf b = { 0 };
+	int rc;
+
+	if (state_dir == NULL || state_dir[0] == '\0')
+		return 0;
+	stats_snapshot(&b);
+	rc = stats_write_file(state_dir, b.data, b.len);
+	buf_free(&b);
+	return rc;
+}
+
+/* stats_load - counters saved by an earlier run; 0, -ENOENT when there
+ * are none yet, or -errno.  Bad lines are skipped with a warning. */
+int
+stats_load(const char *state_dir)
+{
+	char path[4096], line[256], key[64], name[64];
+	unsigned long long v;
+	unsigned i, lineno = 0;
+	FILE *f;
+
+	if (state_dir == NULL || state_dir[0] == '\0')
+		return -ENOENT;
+	snprintf(path, sizeof(path), "%s/%s", state_dir, STATS_FILE);
+	f = fopen(path, "re");
+	if (f == NULL)
+		return -errno;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		lineno++;
+		if (line[0] == '#' || line[0] == '\n')
+			continue;
+		if (sscanf(line, "reason %63s %llu", name, &v) == 2) {
+			int k;
+
+			stats_count_reason(name);
+			k = stats_reason_find(name);
+			if (k < 0)
+				k = stats_reason_find("other");
+			if (k >= 0)
+				reasons[k].count += v - 1;
+			continue;
+		}
+		if (sscanf(line, "%63s %llu", key, &v) == 2) {
+			for (i = 0; i < ARRAY_LEN(stats_keys); i++)
+				if (strcmp(stats_keys[i].key, key) == 0)
+					*stats_keys[i].v = v;
+			continue;
+		}
+		log_warn("%s:%u: not a counter line, skipped", path, lineno);
+	}
+	fclose(f);
+	return 0;
+}
+
+struct stats_save_req {
+	uv_work_t req;
+	char *dir;
+	struct buf text;
+	int rc;
+};
+
+static bool save_busy;
+static struct buf last_saved;
+
+/* stats_save_work - in the thread pool: write the file. */
+static void
+stats_save_work(uv_work_t *req)
+{
+	struct stats_save_req *w = container_of(req, struct stats_save_req,
+						req);
+
+	w->rc = stats_write_file(w->dir, w->text.data, w->text.len);
+}
+
+/* stats_save_done - back on the loop: report, free. */
+static void
+stats_save_done(uv_work_t *req, int status)
+{
+	struct stats_save_req *w = container_of(req, struct stats_save_req,
+						req);
+
+	if (w->rc < 0)
+		log_warn("counters: cannot save in %s: %s", w->dir,
+			 strerror(-w->rc));
+	save_busy = false;
+	free(w->dir);
+	buf_free(&w->text);
+	free(w);
+}
+
+/* stats_save_async - save in the thread pool if anything changed since
+ * the last save (one at a time). */
+void
+stats_save_async(uv_loop_t *loop, const char *state_dir)
+{
+	struct stats_save_req *w;
+
+	if (save_busy || state_dir == NULL || state_dir[0] == '\0')
+		return;
+	w = xcalloc(1, sizeof(*w));
+	stats_snapshot(&w->text);
+	if (w->text.len == last_saved.len &&
+	    memcmp(w->text.data, last_saved.data, w->text.len) == 0) {
+		buf_free(&w->text);
+		free(w);
+		return;
+	}
+	last_saved.len = 0;
+	buf_append(&last_saved, w->text.data, w->text.len);
+	w->dir = xstrdup(state_dir);
+	save_busy = true;
+	if (uv_queue_work(loop, &w->req, stats_save_work, stats_save_done) <
+	    0) {
+		save_busy = false;
+		free(w->dir);
+		buf_free(&w->text);
+		free(w);
+	}
+}
+
+/* stats_free - release what the state code keeps (at exit). */
+void
+stats_free(void)
+{
+	buf_free(&last_saved);
 }

@@ -463,6 +463,59 @@ main(void)
 		t_end();
 	}
 
+	{
+		static const struct script s = { 0 };
+
+		r = begin("body and dot before the backend's 354 wait for it",
+			  &s, 0);
+		relay_mail(r, "<a@sender.test>");
+		relay_rcpt(r, "<b@example.com>");
+		step_until(2);
+		relay_data(r);
+		relay_body(r, "early\r\n", 7);
+		relay_dot(r);
+		T_CHECK(strstr(seen(), "early") == NULL, "body before DATA: %s",
+			seen());
+		step_until(4);
+		T_INTEQ(got.n, 4);
+		T_INTEQ(got.code[2], 354);
+		T_INTEQ(got.code[3], 250);
+		T_CHECK(strstr(seen(), "DATA\r\nearly\r\n.\r\n") != NULL, "%s",
+			seen());
+		relay_quit(r);
+		settle();
+		t_end();
+	}
+	{
+		static const struct script s = { .data = "554 5.5.1 no" };
+
+		r = begin("DATA refused: body and queued dot dropped, the DATA "
+			  "reply is the last",
+			  &s, 0);
+		relay_mail(r, "<a@sender.test>");
+		relay_rcpt(r, "<b@example.com>");
+		step_until(2);
+		relay_data(r);
+		relay_body(r, "early\r\n", 7);
+		relay_dot(r);
+		step_until(3);
+		settle();
+		T_INTEQ(got.n, 3);
+		T_INTEQ(got.code[2], 554);
+		relay_body(r, "late\r\n", 6);
+		settle();
+		T_CHECK(strstr(seen(), "early") == NULL &&
+				strstr(seen(), "late") == NULL &&
+				strstr(seen(), "\r\n.\r\n") == NULL,
+			"%s", seen());
+		T_INTEQ(relay_queued(r), 0);
+		relay_quit(r);
+		settle();
+		T_CHECK(strstr(seen(), "QUIT\r\n") != NULL, "%s", seen());
+		T_INTEQ(relay_open_count, 0);
+		t_end();
+	}
+
 	t_begin("every handle closed: uv_loop_close() == 0");
 	uv_close((uv_handle_t *)&be_server, NULL);
 	settle();
