@@ -276,7 +276,8 @@ dns_parse(const unsigned char *msg, size_t len, int type,
 	struct dns_answer *a = NULL;
 	unsigned qd, an, ns, rcode, i;
 	size_t off = 12;
-	char name[1024];
+	char name[1024], target[1024] = "";
+	bool have_q = false;
 	uint32_t ttl_min = UINT32_MAX, neg_ttl = DNS_NEG_TTL_DEFAULT;
 	enum dns_status st;
 
@@ -305,10 +306,11 @@ dns_parse(const unsigned char *msg, size_t len, int type,
 		return 0;
 	}
 	for (i = 0; i < qd; i++) {
-		if (dns_name_read(msg, len, &off, name, sizeof(name)) < 0 ||
+		if (dns_name_read(msg, len, &off, target, sizeof(target)) < 0 ||
 		    off + 4 > len)
 			return -EBADMSG;
 		off += 4;
+		have_q = true;
 	}
 	a = dns_answer_new(st, type, an < DNS_MAX_RR ? an : DNS_MAX_RR);
 	for (i = 0; i < an + ns; i++) {
@@ -350,8 +352,19 @@ dns_parse(const unsigned char *msg, size_t len, int type,
 			}
 			continue;
 		}
+		/* Only records of the name asked for, or of the name its
+		 * CNAME chain leads to, count: a server may not slip in
+		 * answers for other names. */
+		if (have_q && strcmp(name, target) != 0)
+			continue;
 		if (rtype == ns_t_cname && type != ns_t_cname) {
-			/* an alias on the way: its TTL bounds the answer */
+			/* an alias on the way: follow it; its TTL bounds
+			 * the answer */
+			p = rd;
+			if (dns_name_read(msg, len, &p, target,
+			                  sizeof(target)) < 0 ||
+			    p != rd + rdlen)
+				goto bad;
 			if (ttl < ttl_min)
 				ttl_min = ttl;
 			continue;

@@ -432,6 +432,7 @@ def main():
             reload_test(be, px.addr)
         except Exception as e:
             check("harness", False, repr(e))
+            sys.stderr.write("# harness: %s\n" % e)
         finally:
             log = d.log_text()
             d.cleanup()

@@ -112,6 +112,7 @@ class DnsServer:
         self.ttl = ttl
         self.dir = None
         self.proc = None
+        self.serial = 1
 
     @property
     def addr(self):
@@ -126,8 +127,8 @@ class DnsServer:
                      l.split()[0] in ("@", z) for l in body)
         if not has_soa:
             # minimum 60: negative answers carry a 60 s TTL
-            out.append("@ SOA ns.%s hostmaster.%s 1 3600 600 86400 60"
-                       % (z, z))
+            out.append("@ SOA ns.%s hostmaster.%s %d 3600 600 86400 60"
+                       % (z, z, self.serial))
         if not has_ns:
             out.append("@ NS ns.%s" % z)
             if not any(l.split()[0] in ("ns", "ns." + z) for l in body):
@@ -162,8 +163,13 @@ class DnsServer:
         ]
         for i, (zone, lines) in enumerate(sorted(self.zones.items())):
             fn = "z%d.zone" % i
-            with open(os.path.join(self.dir, fn), "w") as f:
+            path = os.path.join(self.dir, fn)
+            with open(path, "w") as f:
                 f.write(self._zone_text(zone, lines))
+            # nsd reloads a zone file whose mtime changed: make sure it
+            # does even when two updates fall in the same second
+            t = time.time() + self.serial
+            os.utime(path, (t, t))
             conf += ["zone:", "  name: %s" % _absname(zone),
                      "  zonefile: %s" % fn]
         for i, zone in enumerate(self.servfail):
@@ -215,12 +221,40 @@ class DnsServer:
             return ""
 
     def update(self, zones):
-        """update - replace the zones (same zone names) and reload."""
+        """update - replace the zones (same zone names) and reload; returns
+        when nsd serves the new SOA serial of every zone.  nsd 4.6's reload
+        child sometimes dies when the config has unloadable (SERVFAIL)
+        zones ("Reload process failed, continuing with old database"):
+        then nsd is restarted on the same port."""
         self.zones = dict(zones)
+        self.serial += 1
         self._write()
         self.proc.send_signal(signal.SIGHUP)
-        time.sleep(0.3)
-        self._wait_ready()
+        if self._wait_serial(5):
+            return
+        self._stop_proc()
+        self.proc = subprocess.Popen(
+            [NSD, "-d", "-c", os.path.join(self.dir, "nsd.conf")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if not self._wait_serial(20):
+            raise RuntimeError("nsd did not load serial %d; log: ...%s"
+                               % (self.serial, self.log()[-1500:]))
+
+    def _wait_serial(self, timeout):
+        """_wait_serial - every zone answers with the current serial."""
+        deadline = time.monotonic() + timeout
+        for zone in self.zones:
+            while True:
+                try:
+                    rc, ans = query(self.host, self.port, zone, "SOA", 0.3)
+                    if ans and ans[0].split()[2] == str(self.serial):
+                        break
+                except (socket.timeout, OSError):
+                    pass
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(0.05)
+        return True
 
     def query(self, name, qtype="A"):
         return query(self.host, self.port, name, qtype)
@@ -233,7 +267,7 @@ class DnsServer:
                 raise RuntimeError("zone %s answers %s, not SERVFAIL" %
                                    (z, rc))
 
-    def stop(self):
+    def _stop_proc(self):
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -242,6 +276,9 @@ class DnsServer:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+
+    def stop(self):
+        self._stop_proc()
         if self.dir:
             shutil.rmtree(self.dir, ignore_errors=True)
             self.dir = None

@@ -133,6 +133,32 @@ rr_name(struct msg *m, int type, uint32_t ttl, int pref, const char *name)
 	m->b[start + 1] = (m->n - start - 2) & 255;
 }
 
+/* rr_owned - a record of type with an explicit owner and a name as rdata
+ * (CNAME/PTR) or an IPv4 address (A). */
+static void
+rr_owned(struct msg *m, const char *owner, int type, uint32_t ttl,
+         const char *data)
+{
+	size_t start;
+
+	putname(m, owner);
+	put16(m, type);
+	put16(m, 1);
+	put32(m, ttl);
+	start = m->n;
+	put16(m, 0);
+	if (type == ns_t_a) {
+		struct in_addr a;
+
+		inet_pton(AF_INET, data, &a);
+		put(m, &a, 4);
+	} else {
+		putname(m, data);
+	}
+	m->b[start] = (m->n - start - 2) >> 8;
+	m->b[start + 1] = (m->n - start - 2) & 255;
+}
+
 /* ------------------------------------------------------- parser cases */
 
 static void
@@ -174,6 +200,37 @@ test_parser(void)
 		T_STREQ(a->rr[0].u.name, "mail.ex\\032ample.test");
 	else
 		T_CHECK(0, "no PTR");
+	dns_answer_free(a);
+	t_end();
+
+	t_begin("parse: records of other names are ignored");
+	header(&m, 1, 0, 2, 0, "a.test", ns_t_a);
+	rr_owned(&m, "evil.test", ns_t_a, 60, "192.0.2.66");
+	rr_a(&m, 60, "192.0.2.1");
+	T_INTEQ(dns_parse(m.b, m.n, ns_t_a, &a), 0);
+	T_CHECK(a && a->n == 1, "n %d", a ? a->n : -1);
+	if (a && a->n == 1)
+		T_CHECK(a->rr[0].u.a.s_addr == inet_addr("192.0.2.1"), "addr");
+	dns_answer_free(a);
+	header(&m, 1, 0, 1, 0, "a.test", ns_t_a);
+	rr_owned(&m, "evil.test", ns_t_a, 60, "192.0.2.66");
+	T_INTEQ(dns_parse(m.b, m.n, ns_t_a, &a), 0);
+	T_CHECK(a && a->status == DNS_NODATA, "only another name: NODATA");
+	dns_answer_free(a);
+	t_end();
+
+	t_begin("parse: PTR through an RFC 2317 CNAME");
+	header(&m, 1, 0, 2, 0, "5.2.0.192.in-addr.arpa", ns_t_ptr);
+	rr_owned(&m, "5.2.0.192.in-addr.arpa", ns_t_cname, 120,
+	         "5.0-25.2.0.192.in-addr.arpa");
+	rr_owned(&m, "5.0-25.2.0.192.in-addr.arpa", ns_t_ptr, 600,
+	         "mail.example.org");
+	T_INTEQ(dns_parse(m.b, m.n, ns_t_ptr, &a), 0);
+	T_CHECK(a && a->status == DNS_OK && a->n == 1 && a->ttl == 120,
+	        "status %d n %d ttl %u", a ? (int)a->status : -1, a ? a->n : -1,
+	        a ? a->ttl : 0);
+	if (a && a->n == 1)
+		T_STREQ(a->rr[0].u.name, "mail.example.org");
 	dns_answer_free(a);
 	t_end();
 
