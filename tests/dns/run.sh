@@ -12,12 +12,12 @@ rc=0
 
 ns=mmdns$$
 if ip netns add "$ns" 2>/dev/null; then
+	trap 'ip netns del "$ns" 2>/dev/null' EXIT INT TERM
 	ip -n "$ns" link set lo up
-	for a in fd00::1 fd00::25 fd00::26 fd00::27; do
+	for a in fd00::1 fd00::25 fd00::26 fd00::27 fd00::28; do
 		ip -n "$ns" addr add "$a/128" dev lo nodad
 	done
 	ip netns exec "$ns" /usr/bin/python3 tests/dns/test_dns.py --ipv6-inner || rc=1
-	ip netns del "$ns"
 else
 	echo "not ok - dns:ipv6 (cannot create a network namespace; needs root)"
 	rc=1

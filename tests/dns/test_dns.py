@@ -150,6 +150,13 @@ def reload_test(be, dns_addr):
                    "reverse mapping")
             check("reload/the blackhole saw the queries", bh.count > 0,
                   bh.count)
+            # a server that is not there at all (ICMP port unreachable)
+            d.conf["dns_servers"] = "127.0.0.1:%d" % mm.free_port()
+            d.write_conf()
+            d.reload()
+            expect("reload/closed port: tempfail", banner(d, host(1)),
+                   "451 4.4.3 Temporary DNS failure looking up your "
+                   "reverse mapping")
             d.conf["dns_servers"] = dns_addr
             d.write_conf()
             d.reload()
@@ -363,7 +370,7 @@ def conf_for(proxy_addr, **extra):
 def ipv6_inner():
     """ipv6_inner - inside the namespace: nsd, daemon on [fd00::1],
     clients from fd00::25 (good), fd00::26 (no PTR), fd00::27 (listed)."""
-    good, nop, listed = "fd00::25", "fd00::26", "fd00::27"
+    good, nop, listed, dyn = "fd00::25", "fd00::26", "fd00::27", "fd00::28"
 
     def rp(a):
         return ipaddress.ip_address(a).reverse_pointer + "."
@@ -372,8 +379,10 @@ def ipv6_inner():
         ".ip6.arpa", "") + ".bl6." + ORG + "."
     z = {
         "ip6.arpa": [rp(good) + " PTR good6.client.%s." % ORG,
-                     rp(listed) + " PTR listed6.client.%s." % ORG],
-        ORG: ["good6.client AAAA " + good, "listed6.client AAAA " + listed],
+                     rp(listed) + " PTR listed6.client.%s." % ORG,
+                     rp(dyn) + " PTR dyn-fd00-28.pool.%s." % ORG],
+        ORG: ["good6.client AAAA " + good, "listed6.client AAAA " + listed,
+              "dyn-fd00-28.pool AAAA " + dyn],
         "bl6." + ORG: [bl_name + " A 127.0.0.2",
                        "2.0.0.127 A 127.0.0.2"],
     }
@@ -396,6 +405,9 @@ def ipv6_inner():
             with mm.Client(d.port, host="fd00::1", src=nop) as c:
                 expect("ipv6/no PTR refused", c.banner(),
                        "550 5.7.1 " + RDNS_TEXT)
+            with mm.Client(d.port, host="fd00::1", src=dyn) as c:
+                expect("ipv6/dynamic pool name refused", c.banner(),
+                       "550 5.7.1 " + DYN_TEXT)
             with mm.Client(d.port, host="fd00::1", src=listed) as c:
                 expect("ipv6/dnsbl nibble query listed", c.banner(),
                        "554 5.7.1 We don't accept mail from your IP "
