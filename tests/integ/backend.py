@@ -44,7 +44,6 @@ import os
 import re
 import sys
 
-from aiosmtpd.controller import Controller  # noqa: F401 (import check)
 from aiosmtpd.smtp import SMTP
 
 DEFAULT_FAIL = {

@@ -6,7 +6,7 @@ import os
 import sys
 import unittest
 
-from base import MMTest, mm, message, Daemon
+from base import MMTest, message
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 try:

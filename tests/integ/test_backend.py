@@ -2,7 +2,6 @@
 rely on (each failure mode really happens), checked with smtplib straight
 against it, no daemon involved."""
 import smtplib
-import socket
 import unittest
 
 from base import mm, Backend, message

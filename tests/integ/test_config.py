@@ -4,7 +4,7 @@ drains gracefully."""
 import re
 import signal
 
-from base import MMTest, mm, message, Daemon, Client
+from base import MMTest, mm, message, Daemon
 
 
 class CheckConfig(MMTest):

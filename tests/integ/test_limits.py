@@ -4,7 +4,7 @@ import resource
 import socket
 import time
 
-from base import MMTest, mm, message, Client
+from base import MMTest, mm, message
 
 TOO_MANY = "421 4.7.0 Too many connections, try again later"
 

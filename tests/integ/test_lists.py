@@ -3,7 +3,7 @@ sender addresses and domains, from files, reloadable, and at run time
 through mailmoatctl."""
 import socket
 
-from base import MMTest, mm, message, Daemon, Client
+from base import MMTest, message, Client
 
 BLOCK = """# test blocklist
 127.0.2.9

@@ -1,6 +1,6 @@
 """test_recipients.py - only local_domains, only known recipients, never an
 open relay (percent hack, source routes, quoted '@', bang paths)."""
-from base import MMTest, mm, message
+from base import MMTest, message
 
 
 class Recipients(MMTest):

@@ -4,11 +4,7 @@ Connect at the first accepted recipient, replay EHLO/MAIL/RCPT, stream the
 body holding back the dot, relay the backend's final reply as it is;
 backend down/slow/4xx at every stage -> 4xx, never 250; a 250 means the
 message is at the backend exactly once; client gone mid-DATA -> nothing."""
-import os
-import socket
-import time
-
-from base import MMTest, mm, message, Backend, Daemon, Client
+from base import MMTest, mm, message, Daemon, Client
 
 
 def drain(c):

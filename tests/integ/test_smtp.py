@@ -2,7 +2,6 @@
 
 Raw client (exact bytes and replies), Python's smtplib and swaks."""
 import smtplib
-import socket
 
 from base import MMTest, mm, message
 

@@ -4,7 +4,7 @@ JSON as SPEC.md 2 says."""
 import json
 import subprocess
 
-from base import MMTest, mm, message, Daemon, Client
+from base import MMTest, mm, message
 
 
 class Stats(MMTest):

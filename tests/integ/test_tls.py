@@ -3,11 +3,10 @@ self-signed certificate generated when missing, TLS 1.2 (openssl
 s_client, swaks --tls, Python's ssl), SMTP state reset after the handshake
 (RFC 3207), no plaintext command injection (CVE-2011-0411 style)."""
 import os
-import re
 import ssl
 import subprocess
 
-from base import MMTest, mm, message, Client
+from base import MMTest, mm, message
 
 
 class StartTls(MMTest):

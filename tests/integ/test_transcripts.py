@@ -3,7 +3,7 @@ real daemon (a daemon per distinct "% key = value" header set)."""
 import os
 import sys
 
-from base import MMTest, mm, Backend, Daemon
+from base import MMTest, Daemon
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import transcript  # noqa: E402

@@ -396,16 +396,30 @@ class Daemon:
     def start(self, wait=True):
         if not os.access(MAILMOAT, os.X_OK):
             raise HarnessError("no daemon: %s (run make)" % MAILMOAT)
-        self.logf = open(self.log_path, "ab")
         env = dict(os.environ)
         env.update(self.env or {})
-        self.proc = subprocess.Popen(
-            self.wrapper + [MAILMOAT, "-c", self.conf_path],
-            stdout=self.logf, stderr=subprocess.STDOUT, env=env)
-        if wait:
-            wait_listen(self.port, self.proc, timeout=60 if self.wrapper
-                        else GUARD)
-        return self
+        for attempt in range(3):
+            self.logf = open(self.log_path, "ab")
+            start = self.logf.tell()
+            self.proc = subprocess.Popen(
+                self.wrapper + [MAILMOAT, "-c", self.conf_path],
+                stdout=self.logf, stderr=subprocess.STDOUT, env=env)
+            if not wait:
+                return self
+            try:
+                wait_listen(self.port, self.proc, timeout=60 if self.wrapper
+                            else GUARD)
+                return self
+            except HarnessError:
+                # another suite may have taken our free port meanwhile:
+                # pick another one (only for the default listen address)
+                if ("in use" not in self.log_text()[start:] or
+                        self.conf["listen"] != "127.0.0.1:%d" % self.port):
+                    raise
+                self.port = free_port()
+                self.conf["listen"] = "127.0.0.1:%d" % self.port
+                self.write_conf()
+        raise HarnessError("could not find a free port for the daemon")
 
     @property
     def pid(self):
