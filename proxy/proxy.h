@@ -351,7 +351,8 @@ struct smtp {
 	uint64_t size_limit;	/* 0 = none */
 	const char *hostname;	/* for the EHLO reply; owned by the config */
 	const char *sid;	/* session id, appended to error replies */
-	struct buf in;		/* unparsed input (a partial line at most) */
+	struct buf in;		/* unparsed input: a partial line, or what
+				 * came while waiting (capped at 8 KiB) */
 	/* DATA scanner state */
 	unsigned dstate;
 	uint64_t msg_size;
@@ -397,7 +398,7 @@ void smtp_tls_started(struct smtp *e);
  * smtp_accept/smtp_reply; a hook may answer at once (smtp_accept/reply/
  * close_reply) but must not call smtp_input nor free the engine (free it
  * after the close hook has returned, e.g. in a uv_close callback).
- * The close hook is called exactly once: after QUIT, after the engine's own
+ * The close hook is called at most once: after QUIT, after the engine's own
  * 421 (too many errors / too much input), and from smtp_close_reply().
  * Each violation is reported at most once per session.  After the size
  * limit is exceeded the body hook gets no more bytes (too_big is set).
