@@ -303,8 +303,7 @@ def run(d, d2, dns, be):
     r = helo(d, "[127.0.10.1]")
     check("helo/literal of the client passes", r.code == 250, r)
     expect("helo/unregistered tld", helo(d, "host.example.invalidtld"),
-           "550 5.7.1 HELO name has an unregistered TLD: "
-           "host.example.invalidtld")
+           "550 5.7.1 HELO name has an unregistered TLD")
     r = helo(d, "good.client." + ORG)
     check("helo/fqdn passes", r.code == 250, r)
     r = helo(d, "does-not-exist." + ORG)
