@@ -146,6 +146,7 @@ static const struct tls_hooks sess_tls_hooks;
 static void sess_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *b);
 static void sess_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *b);
 static void sess_relay_drain_cb(struct relay *r, void *arg);
+static void sess_drop_relay(struct sess *x);
 
 static const char *const action_names[] = {
 	[VERDICT_ACCEPT] = "accept",
@@ -876,6 +877,22 @@ sess_send_headers(struct sess *x)
 		relay_body(s->relay, s->add_headers.data, s->add_headers.len);
 }
 
+/* sess_drop_relay - abort the relay (nothing delivered); reading goes on
+ * if the relay's back-pressure had stopped it. */
+static void
+sess_drop_relay(struct sess *x)
+{
+	struct session *s = &x->s;
+
+	relay_abort(s->relay);
+	s->relay = NULL;
+	if (x->read_paused && !s->closing) {
+		x->read_paused = false;
+		uv_read_start((uv_stream_t *)&s->tcp, sess_alloc_cb,
+			      sess_read_cb);
+	}
+}
+
 /* sess_relay_cb - a reply from the backend for the command in x->op. */
 static void
 sess_relay_cb(struct relay *r, void *arg, int code, const char *reply)
@@ -905,16 +922,11 @@ sess_relay_cb(struct relay *r, void *arg, int code, const char *reply)
 	op = x->op;
 	x->op = OP_NONE;
 	if (code < 0) {
-		relay_abort(r);
-		s->relay = NULL;
+		sess_drop_relay(x);
 		if (x->backend_txn || x->in_data)
 			x->backend_broken = true;
 		x->backend_txn = false;
 		x->in_data = false;
-		if (x->read_paused && !s->closing) {
-			x->read_paused = false;
-			uv_read_start((uv_stream_t *)&s->tcp, sess_alloc_cb, sess_read_cb);
-		}
 		if (op != OP_NONE)
 			sess_unreachable(x, reply);
 		else
@@ -1011,8 +1023,7 @@ sess_stage_done(struct sess *x)
 		sess_refuse_log(x, &v, who);
 		if (s->stage == STAGE_DATA && s->relay != NULL) {
 			/* Nothing is delivered: no dot. */
-			relay_abort(s->relay);
-			s->relay = NULL;
+			sess_drop_relay(x);
 			x->backend_txn = false;
 			x->in_data = false;
 		}
@@ -1143,10 +1154,8 @@ sess_dot(struct sess *x, const struct smtp_args *a)
 	if (text != NULL) {
 		free(x->data_refused);
 		x->data_refused = NULL;
-		if (s->relay != NULL) {
-			relay_abort(s->relay);
-			s->relay = NULL;
-		}
+		if (s->relay != NULL)
+			sess_drop_relay(x);
 		x->backend_txn = false;
 		x->in_data = false;
 		snprintf(reply, sizeof(reply), "%s [id=%s]", text, s->sid);
