@@ -29,7 +29,7 @@ check() { # check NAME CMD... - ok if CMD succeeds
 
 HOST=mx.tls-test.example
 mkdir -p "$BUILD/tests"
-ECHO=$BUILD/tests/tls_echo
+ECHO=$BUILD/tests/tls_echo${FWCFG:+_fw}
 # ECHO_CFLAGS="-fsanitize=address,undefined" runs the suite on a sanitizer build.
 if ! cc -std=c11 -O2 -g ${ECHO_CFLAGS:-} -Wall -Wextra -Wno-unused-parameter \
 	-Wno-missing-field-initializers -Iproxy -D_GNU_SOURCE \
@@ -396,10 +396,61 @@ EOF
 	kill "$bpid" 2>/dev/null
 	wait "$bpid" 2>/dev/null
 }
-if [ -x build/host/mailmoat ] && /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null; then
+if [ -n "${FWCFG:-}" ]; then
+	: # the daemon is built against the system mbedTLS: done once
+elif [ -x build/host/mailmoat ] && /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null; then
 	daemon_case
 else
 	echo "# daemon cases skipped: build/host/mailmoat not built (run make)"
+fi
+
+# Everything again (unit test and this suite, names prefixed "fwcfg:")
+# against mbedTLS built on the host with the firmware's trimmed config,
+# so a trim that breaks STARTTLS shows up here.  Needs the Debian source
+# that firmware/sources.sh fetches; built once per config (stamp).
+fwcfg() {
+	local src=build/src/mbedtls-2.28.3 cfgh=$PWD/firmware/mbedtls_config.h
+	local b=$BUILD/tls-mbedtls-fw stamp flags
+	stamp=$(md5sum "$cfgh" | cut -c1-32)
+	if [ "$(cat "$b/.stamp" 2>/dev/null)" != "$stamp" ]; then
+		rm -rf "$b"
+		if ! cmake -S "$src" -B "$b" -DENABLE_PROGRAMS=OFF \
+			-DENABLE_TESTING=OFF -DUSE_SHARED_MBEDTLS_LIBRARY=OFF \
+			-DCMAKE_BUILD_TYPE=Release \
+			-DCMAKE_C_FLAGS="-DMBEDTLS_CONFIG_FILE='\"$cfgh\"'" \
+			>"$tmp/fw-mbedtls.log" 2>&1 ||
+			! make -C "$b" -j2 >>"$tmp/fw-mbedtls.log" 2>&1; then
+			tail -20 "$tmp/fw-mbedtls.log" | sed 's/^/#   /'
+			notok "fwcfg: mbedTLS builds with firmware/mbedtls_config.h"
+			return
+		fi
+		echo "$stamp" >"$b/.stamp"
+	fi
+	flags="-I$src/include -DMBEDTLS_CONFIG_FILE=\"$cfgh\" -L$b/library"
+	if cc -std=c11 -O2 -g $flags -Iproxy -Itests/unit -D_GNU_SOURCE \
+		-o "$BUILD/tests/test_tls_fw" tests/unit/test_tls.c proxy/tls.c \
+		proxy/util.c proxy/log.c -luv -lmbedtls -lmbedx509 -lmbedcrypto \
+		-lpthread 2>"$tmp/fw-cc.log"; then
+		"$BUILD/tests/test_tls_fw" 2>/dev/null |
+			sed 's/^\(not \)\{0,1\}ok - /&fwcfg:/' | tee "$tmp/fw-unit.out"
+		grep -q '^not ok' "$tmp/fw-unit.out" && status=1
+		[ "$(grep -c '^ok' "$tmp/fw-unit.out")" -gt 20 ] ||
+			notok "fwcfg: test_tls ran"
+	else
+		sed 's/^/#   /' "$tmp/fw-cc.log" | tail -20
+		notok "fwcfg: test_tls builds"
+	fi
+	FWCFG=1 ECHO_CFLAGS="$flags" "$0" | tee "$tmp/fw-suite.out" |
+		sed 's/^\(not \)\{0,1\}ok - /&fwcfg:/'
+	grep -q '^not ok' "$tmp/fw-suite.out" && status=1
+}
+if [ -n "${FWCFG:-}" ]; then
+	:
+elif [ -d build/src/mbedtls-2.28.3 ] && [ -f firmware/mbedtls_config.h ] &&
+	command -v cmake >/dev/null; then
+	fwcfg
+else
+	echo "# fwcfg cases skipped: no build/src/mbedtls-2.28.3 (firmware/sources.sh)"
 fi
 
 if [ "$status" != 0 ]; then
