@@ -8,7 +8,13 @@
 # smtp` and `swaks --tls`: TLS 1.2 negotiated, ECDHE + AEAD, the server's
 # cipher order, TLS 1.1 and TLS 1.3-only refused by the server, 100 KB of
 # lines echoed through TLS, plaintext garbage after STARTTLS closes that
-# connection only.  One "ok - NAME" / "not ok - NAME" line per test.
+# connection only, Python ssl with host name checks, renegotiation
+# declined, admin-installed RSA and P-384 keys.  Then the real daemon
+# (when built): first boot makes the key and cert, swaks --tls delivers
+# through it.  Then ("fwcfg:" names) the unit test and this suite again
+# against mbedTLS built with firmware/mbedtls_config.h, when the firmware
+# sources are there.  One "ok - NAME" / "not ok - NAME" line per test.
+# KEEP=1 keeps the temp dir; ECHO_CFLAGS adds compiler flags (sanitizers).
 set -u
 cd "$(dirname "$0")/../.."
 BUILD=${BUILD:-build/host}
