@@ -35,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <ares.h>
 
@@ -53,7 +54,7 @@
 struct spf_dns {
 	SPF_dns_server_t layer;
 	ares_channel ch;
-	uint64_t deadline; /* util_now_ms() */
+	uint64_t deadline; /* spf_now_ms() */
 	unsigned n_queries;
 };
 
@@ -66,6 +67,17 @@ struct spf_lookup {
 };
 
 static pthread_once_t spf_once = PTHREAD_ONCE_INIT;
+
+/* spf_now_ms - CLOCK_MONOTONIC in ms; read here, not from a loop, since
+ * this runs in worker threads. */
+static uint64_t
+spf_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
 
 /* spf_log_quiet_cb - libspf2's warnings and debug output go nowhere: the
  * interesting part ends up in the outcome's reason. */
@@ -156,7 +168,7 @@ spf_dns_wait(struct spf_dns *d, struct spf_lookup *lk)
 		ares_socket_t socks[ARES_GETSOCK_MAXNUM];
 		struct pollfd pfd[ARES_GETSOCK_MAXNUM];
 		struct timeval tv, maxtv;
-		uint64_t now = util_now_ms();
+		uint64_t now = spf_now_ms();
 		int bits, n = 0, i, ms;
 
 		if (now >= d->deadline) {
@@ -350,7 +362,7 @@ spf_dns_lookup_cb(SPF_dns_server_t *layer, const char *domain, ns_type type,
 	if (!rr)
 		return NULL;
 	if (++d->n_queries > SPF_BUDGET_QUERIES ||
-	    util_now_ms() >= d->deadline) {
+	    spf_now_ms() >= d->deadline) {
 		rr->herrno = TRY_AGAIN;
 		return rr;
 	}
@@ -387,7 +399,7 @@ spf_dns_open(struct spf_dns *d, const struct spf_query *q)
 		ares_destroy(d->ch);
 		return -EINVAL;
 	}
-	d->deadline = util_now_ms() + (uint64_t)timeout * SPF_BUDGET_FACTOR;
+	d->deadline = spf_now_ms() + (uint64_t)timeout * SPF_BUDGET_FACTOR;
 	d->layer.destroy = NULL; /* embedded in d: we free it */
 	d->layer.lookup = spf_dns_lookup_cb;
 	d->layer.name = "mailmoat-cares";
