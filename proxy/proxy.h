@@ -769,8 +769,10 @@ bool tls_available(void);
 struct tls *tls_new(const struct tls_hooks *h, void *arg);
 void tls_input(struct tls *t, const char *buf, size_t len);
 void tls_write(struct tls *t, const char *buf, size_t len);
-const char *tls_version(const struct tls *t);	/* "TLSv1.3" */
+const char *tls_version(const struct tls *t);	/* "TLSv1.2"; "-" before */
 const char *tls_cipher(const struct tls *t);
+/* tls_close_notify - a close_notify alert via send, before the close. */
+void tls_close_notify(struct tls *t);
 void tls_free(struct tls *t);
 
 /* -------------------------------------------------------------- control.c */

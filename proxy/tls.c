@@ -26,6 +26,7 @@
  *                         handshake is done, it is queued until then.
  *   tls_version/cipher    "TLSv1.2", "TLS-ECDHE-ECDSA-WITH-AES-256-GCM-
  *                         SHA384"; "-" before the handshake is done.
+ *   tls_close_notify(t)   send a close_notify before closing the socket.
  *   tls_free(t)           frees everything.  Never call it from inside a
  *                         hook: the session defers it to its close path.
  *
@@ -971,6 +972,28 @@ tls_cipher(const struct tls *t)
 	        t && t->ready ? mbedtls_ssl_get_ciphersuite(&t->ssl) : NULL;
 
 	return s ? s : "-";
+}
+
+/*
+ * tls_close_notify - tell the peer we are done (a close_notify alert,
+ * through hooks->send) before the session closes the socket after its
+ * last reply; OpenSSL 3 peers otherwise see an "unexpected eof".  Does
+ * nothing before the handshake is done or after an error; tls_write and
+ * tls_input do nothing afterwards.
+ */
+void
+tls_close_notify(struct tls *t)
+{
+	int r;
+
+	if (!t->ready || t->failed)
+		return;
+	r = mbedtls_ssl_close_notify(&t->ssl);
+	tls_flush(t);
+	if (r != 0)
+		log_debug("tls: close_notify: -0x%04x", (unsigned)-r);
+	/* No error hook: the session is closing on its own. */
+	t->failed = true;
 }
 
 /* tls_free - free the session (never from inside one of its hooks). */

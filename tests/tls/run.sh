@@ -98,6 +98,9 @@ check "s_client verifies the self-signed cert and host name" \
 check "plaintext echoed through TLS" \
 	grep -q '^250 echo: HELLO THROUGH TLS' "$tmp/t12.out"
 check "QUIT through TLS answered 221" grep -q '^221 2.0.0 bye' "$tmp/t12.out"
+check "close_notify sent after 221 (no unexpected eof at the client)" \
+	bash -c "grep -q '^closed' '$tmp/t12.out' &&
+		! grep -qi 'unexpected eof' '$tmp/t12.out'"
 check "server side logged TLSv1.2 and the suite" \
 	grep -q '^ready TLSv1.2 TLS-ECDHE-ECDSA-WITH-AES-256-GCM-SHA384' "$tmp/echo.log"
 

@@ -121,6 +121,8 @@ static void
 conn_quit(struct conn *c)
 {
 	conn_reply(c, "221 2.0.0 bye");
+	if (c->tls_on)
+		tls_close_notify(c->tls);
 	uv_read_stop((uv_stream_t *)&c->tcp);
 	if (uv_shutdown(&c->shut, (uv_stream_t *)&c->tcp, conn_shutdown_cb) < 0)
 		conn_close(c);

@@ -842,6 +842,42 @@ test_garbage(void)
 	t_end();
 }
 
+/* test_close_notify - our close_notify reaches the client. */
+static void
+test_close_notify(void)
+{
+	struct srv s;
+	struct cli c;
+	struct buf got = {0};
+	int sends;
+
+	t_begin("tls_close_notify: client sees close_notify after the reply");
+	T_INTEQ(pair_new(&s, &c, 0), 0);
+	T_INTEQ(handshake(&c, 0), 0);
+	tls_write(s.t, "221 bye\r\n", 9);
+	tls_close_notify(s.t);
+	T_INTEQ(cli_read_all(&c, &got), MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY);
+	buf_append(&got, "", 1);
+	T_STREQ(got.data, "221 bye\r\n");
+	sends = s.n_send;
+	tls_write(s.t, "more", 4); /* ignored after close_notify */
+	tls_close_notify(s.t);
+	T_INTEQ(s.n_send, sends);
+	T_INTEQ(s.n_error, 0);
+	buf_free(&got);
+	pair_free(&s, &c);
+	t_end();
+
+	t_begin("tls_close_notify before the handshake: nothing sent");
+	memset(&s, 0, sizeof(s));
+	s.t = tls_new(&srv_hooks, &s);
+	tls_close_notify(s.t);
+	T_INTEQ(s.n_send, 0);
+	T_INTEQ(s.n_error, 0);
+	tls_free(s.t);
+	t_end();
+}
+
 /* test_old_client - a TLS 1.1-only client is refused. */
 static void
 test_old_client(void)
@@ -904,6 +940,7 @@ main(void)
 	test_bulk();
 	test_bytewise();
 	test_garbage();
+	test_close_notify();
 	test_old_client();
 	test_reload_live();
 
