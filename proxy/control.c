@@ -53,8 +53,8 @@ static char *ctl_path;
 static void
 ctl_client_free_cb(uv_handle_t *h)
 {
-	struct ctl_client *c = container_of((uv_pipe_t *)h, struct ctl_client,
-					    pipe);
+	struct ctl_client *c =
+	        container_of((uv_pipe_t *)h, struct ctl_client, pipe);
 
 	buf_free(&c->in);
 	buf_free(&c->out);
@@ -113,12 +113,12 @@ ctl_list(struct buf *out, bool allow, const char *verb, const char *entry)
 	path = allow ? cfg->allowlist_path : cfg->blocklist_path;
 	if (entry == NULL || entry[0] == '\0' || strchr(entry, ' ')) {
 		ctl_printf(out, "error: usage: %s add|del ADDRESS\n",
-			   allow ? "allow" : "block");
+		           allow ? "allow" : "block");
 		return;
 	}
 	if (path == NULL) {
 		ctl_printf(out, "error: no %s file is configured (key %s)\n",
-			   name, name);
+		           name, name);
 		return;
 	}
 	if (*lp == NULL)
@@ -127,26 +127,26 @@ ctl_list(struct buf *out, bool allow, const char *verb, const char *entry)
 		rc = list_add(*lp, entry);
 		if (rc == -EINVAL) {
 			ctl_printf(out,
-				   "error: not an IP address, CIDR net, "
-				   "address or @domain: %s\n",
-				   entry);
+			           "error: not an IP address, CIDR net, "
+			           "address or @domain: %s\n",
+			           entry);
 			return;
 		}
 	} else if (strcmp(verb, "del") == 0) {
 		rc = list_del(*lp, entry);
 		if (rc == -ENOENT) {
 			ctl_printf(out, "error: %s is not in the %s\n", entry,
-				   name);
+			           name);
 			return;
 		}
 		if (rc == -EINVAL) {
 			ctl_printf(out, "error: not a valid entry: %s\n",
-				   entry);
+			           entry);
 			return;
 		}
 	} else {
 		ctl_printf(out, "error: usage: %s add|del ADDRESS\n",
-			   allow ? "allow" : "block");
+		           allow ? "allow" : "block");
 		return;
 	}
 	if (rc < 0) {
@@ -155,21 +155,22 @@ ctl_list(struct buf *out, bool allow, const char *verb, const char *entry)
 	}
 	rc = list_save(*lp, path);
 	if (rc < 0) {
-		ctl_printf(out, "error: changed in memory but cannot save %s: "
-				"%s\n",
-			   path, strerror(-rc));
+		ctl_printf(out,
+		           "error: changed in memory but cannot save %s: "
+		           "%s\n",
+		           path, strerror(-rc));
 		return;
 	}
 	log_info("control: %s %s %s", name, verb, entry);
 	ctl_printf(out, "ok\n%s %s %s\n", name,
-		   strcmp(verb, "add") == 0 ? "added" : "deleted", entry);
+	           strcmp(verb, "add") == 0 ? "added" : "deleted", entry);
 }
 
 /* ctl_command - one request line into an answer. */
 static void
 ctl_command(char *line, struct buf *out)
 {
-	char *argv[4] = { NULL, NULL, NULL, NULL };
+	char *argv[4] = {NULL, NULL, NULL, NULL};
 	char *save = NULL, *tok;
 	int argc = 0;
 	char err[512];
@@ -190,25 +191,25 @@ ctl_command(char *line, struct buf *out)
 	} else if (strcmp(argv[0], "block") == 0 && argc == 3) {
 		ctl_list(out, false, argv[1], argv[2]);
 	} else if (strcmp(argv[0], "allow") == 0 ||
-		   strcmp(argv[0], "block") == 0) {
+	           strcmp(argv[0], "block") == 0) {
 		ctl_printf(out, "error: usage: %s add|del ADDRESS\n", argv[0]);
 	} else if (strcmp(argv[0], "greylist") == 0) {
 		ctl_printf(out, "error: greylisting is not enabled in this "
-				"build\n");
+		                "build\n");
 	} else if (strcmp(argv[0], "reload") == 0 && argc == 1) {
 		if (control_reload_hook == NULL) {
 			ctl_printf(out, "error: reload is not available\n");
 		} else if (control_reload_hook(err, sizeof(err)) < 0) {
-			ctl_printf(out, "error: %s; the old configuration "
-					"stays\n",
-				   err);
+			ctl_printf(out,
+			           "error: %s; the old configuration "
+			           "stays\n",
+			           err);
 		} else {
 			ctl_printf(out, "ok\nreloaded\n");
 		}
 	} else {
-		ctl_printf(out,
-			   "error: unknown command (stats, allow add|del, "
-			   "block add|del, greylist list|del, reload)\n");
+		ctl_printf(out, "error: unknown command (stats, allow add|del, "
+		                "block add|del, greylist list|del, reload)\n");
 	}
 }
 
@@ -231,8 +232,8 @@ ctl_answer(struct ctl_client *c, char *line)
 	uv_read_stop((uv_stream_t *)&c->pipe);
 	ctl_command(line, &c->out);
 	b = uv_buf_init(c->out.data, (unsigned)c->out.len);
-	if (uv_write(&c->wreq, (uv_stream_t *)&c->pipe, &b, 1,
-		     ctl_write_cb) < 0)
+	if (uv_write(&c->wreq, (uv_stream_t *)&c->pipe, &b, 1, ctl_write_cb) <
+	    0)
 		ctl_client_close(c);
 }
 
@@ -250,8 +251,8 @@ ctl_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *b)
 static void
 ctl_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
 {
-	struct ctl_client *c = container_of((uv_pipe_t *)st, struct ctl_client,
-					    pipe);
+	struct ctl_client *c =
+	        container_of((uv_pipe_t *)st, struct ctl_client, pipe);
 	char *nl;
 
 	if (c->answered || nread == 0)
@@ -324,7 +325,7 @@ control_start(uv_loop_t *loop, const struct config *cfg)
 	if (rc == 0) {
 		chmod(ctl_path, 0660);
 		rc = uv_listen((uv_stream_t *)&ctl_server, 16,
-			       ctl_connection_cb);
+		               ctl_connection_cb);
 	}
 	if (rc < 0) {
 		uv_close((uv_handle_t *)&ctl_server, NULL);

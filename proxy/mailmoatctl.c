@@ -26,13 +26,13 @@ static void
 usage(void)
 {
 	fprintf(stderr,
-		"usage: mailmoatctl [-S SOCKET] COMMAND...\n"
-		"  stats                    counters as JSON\n"
-		"  allow add|del ADDR       IP, CIDR, address or @domain\n"
-		"  block add|del ADDR       likewise\n"
-		"  greylist list|del ...    greylist entries\n"
-		"  reload                   reload the configuration\n"
-		"  (default socket: " DEFAULT_SOCKET ")\n");
+	        "usage: mailmoatctl [-S SOCKET] COMMAND...\n"
+	        "  stats                    counters as JSON\n"
+	        "  allow add|del ADDR       IP, CIDR, address or @domain\n"
+	        "  block add|del ADDR       likewise\n"
+	        "  greylist list|del ...    greylist entries\n"
+	        "  reload                   reload the configuration\n"
+	        "  (default socket: " DEFAULT_SOCKET ")\n");
 	exit(2);
 }
 
@@ -44,7 +44,7 @@ main(int argc, char **argv)
 	char req[1024], *ans;
 	size_t rl = 0, al = 0;
 	struct sockaddr_un sun;
-	struct timeval tv = { .tv_sec = 30 };
+	struct timeval tv = {.tv_sec = 30};
 	int fd, i, c, rc = 1;
 	ssize_t n;
 
@@ -61,7 +61,7 @@ main(int argc, char **argv)
 
 		if (rl + l + 2 > sizeof(req) || strpbrk(argv[i], "\r\n")) {
 			fprintf(stderr, "mailmoatctl: command too long or "
-					"malformed\n");
+			                "malformed\n");
 			return 1;
 		}
 		if (rl > 0)
@@ -72,7 +72,8 @@ main(int argc, char **argv)
 	req[rl++] = '\n';
 
 	if (strlen(path) >= sizeof(sun.sun_path)) {
-		fprintf(stderr, "mailmoatctl: socket path too long: %s\n", path);
+		fprintf(stderr, "mailmoatctl: socket path too long: %s\n",
+		        path);
 		return 1;
 	}
 	memset(&sun, 0, sizeof(sun));
@@ -81,14 +82,14 @@ main(int argc, char **argv)
 	fd = socket(AF_UNIX, SOCK_STREAM, 0);
 	if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
 		fprintf(stderr, "mailmoatctl: cannot connect to %s: %s\n", path,
-			strerror(errno));
+		        strerror(errno));
 		return 1;
 	}
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	if (write(fd, req, rl) != (ssize_t)rl) {
 		fprintf(stderr, "mailmoatctl: write to %s: %s\n", path,
-			strerror(errno));
+		        strerror(errno));
 		return 1;
 	}
 	ans = malloc(MAX_ANSWER + 1);
@@ -102,7 +103,7 @@ main(int argc, char **argv)
 			if (errno == EINTR)
 				continue;
 			fprintf(stderr, "mailmoatctl: read from %s: %s\n", path,
-				strerror(errno));
+			        strerror(errno));
 			free(ans);
 			return 1;
 		}
@@ -119,7 +120,7 @@ main(int argc, char **argv)
 			fputc('\n', stderr);
 	} else {
 		fprintf(stderr,
-			"mailmoatctl: unexpected answer from the daemon\n");
+		        "mailmoatctl: unexpected answer from the daemon\n");
 	}
 	free(ans);
 	return rc;

@@ -16,8 +16,8 @@
  * The counters live in STATE_DIR/counters: loaded at start, saved from
  * the thread pool every state_flush when they changed, and at exit.
  *
- * Owns the current config reference, the signal handles, the flush timer.  Reads every
- * key through the modules it starts (tls_cert/tls_key decide whether TLS
+ * Owns the current config reference, the signal handles, the flush timer. Reads
+ * every key through the modules it starts (tls_cert/tls_key decide whether TLS
  * is set up here).
  */
 #include <errno.h>
@@ -40,18 +40,19 @@ static struct config *cfg;
 static uv_signal_t sig_hup, sig_term, sig_int;
 static uv_timer_t flush_timer;
 static bool draining;
-static const char *state_dir;	/* NULL: counters are not kept */
+static const char *state_dir; /* NULL: counters are not kept */
 
 /* usage - how to call us, on stderr; exits 2. */
 static void
 usage(void)
 {
 	fprintf(stderr,
-		"usage: mailmoat -c FILE [-s] [-v] [--check-config]\n"
-		"  -c FILE          the configuration (/etc/mailmoat.conf)\n"
-		"  -s               log to syslog instead of stderr\n"
-		"  -v               verbose (debug) logging\n"
-		"  --check-config   validate FILE and exit (0: good, 1: bad)\n");
+	        "usage: mailmoat -c FILE [-s] [-v] [--check-config]\n"
+	        "  -c FILE          the configuration (/etc/mailmoat.conf)\n"
+	        "  -s               log to syslog instead of stderr\n"
+	        "  -v               verbose (debug) logging\n"
+	        "  --check-config   validate FILE and exit (0: good, 1: "
+	        "bad)\n");
 	exit(2);
 }
 
@@ -72,7 +73,7 @@ main_reload(char *err, size_t errlen)
 		log_warn("reload: DNS settings not applied");
 	if (n->n_listen != cfg->n_listen ||
 	    memcmp(n->listen, cfg->listen,
-		   sizeof(n->listen[0]) * (size_t)n->n_listen) != 0)
+	           sizeof(n->listen[0]) * (size_t)n->n_listen) != 0)
 		log_warn("reload: a new listen address needs a restart");
 	if ((n->tls_cert == NULL) != (cfg->tls_cert == NULL))
 		log_warn("reload: TLS settings need a restart");
@@ -107,7 +108,7 @@ main_signal_cb(uv_signal_t *h, int signum)
 			return;
 		if (main_reload(err, sizeof(err)) < 0)
 			log_warn("reload: %s; keeping the old configuration",
-				 err);
+			         err);
 		return;
 	}
 	if (draining) {
@@ -138,8 +139,8 @@ main_state_open(void)
 	if (cfg->state_dir == NULL || stat(cfg->state_dir, &st) < 0 ||
 	    !S_ISDIR(st.st_mode)) {
 		log_warn("state_dir %s is not a directory: counters are not "
-			 "kept across restarts",
-			 cfg->state_dir ? cfg->state_dir : "(unset)");
+		         "kept across restarts",
+		         cfg->state_dir ? cfg->state_dir : "(unset)");
 		return;
 	}
 	state_dir = xstrdup(cfg->state_dir);
@@ -176,7 +177,7 @@ main_drop_privileges(void)
 	if (setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 ||
 	    setuid(pw->pw_uid) < 0)
 		log_fatal("cannot switch to user %s: %s", user,
-			  strerror(errno));
+		          strerror(errno));
 	log_info("running as user %s", user);
 }
 
@@ -192,9 +193,9 @@ int
 main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "check-config", no_argument, NULL, 'C' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	        {"check-config", no_argument, NULL, 'C'},
+	        {"help", no_argument, NULL, 'h'},
+	        {NULL, 0, NULL, 0},
 	};
 	const char *path = NULL;
 	bool use_syslog = false, verbose = false, check_only = false;
@@ -248,7 +249,7 @@ main(int argc, char **argv)
 		rc = tls_global_init(cfg);
 		if (rc < 0)
 			log_warn("TLS not available (%s): STARTTLS not offered",
-				 strerror(-rc));
+			         strerror(-rc));
 	}
 	rc = dns_init(loop, cfg);
 	if (rc < 0)
@@ -259,7 +260,7 @@ main(int argc, char **argv)
 	rc = control_start(loop, cfg);
 	if (rc < 0)
 		log_warn("control socket %s: %s", cfg->control_socket,
-			 strerror(-rc));
+		         strerror(-rc));
 	control_reload_hook = main_reload;
 	main_drop_privileges();
 
@@ -272,10 +273,10 @@ main(int argc, char **argv)
 	uv_timer_init(loop, &flush_timer);
 	if (cfg->state_flush_s > 0)
 		uv_timer_start(&flush_timer, main_flush_cb,
-			       cfg->state_flush_s * 1000ull,
-			       cfg->state_flush_s * 1000ull);
+		               cfg->state_flush_s * 1000ull,
+		               cfg->state_flush_s * 1000ull);
 	log_info("mailmoat %s started: backend and %d listener(s) from %s",
-		 MAILMOAT_VERSION, cfg->n_listen, cfg->path);
+	         MAILMOAT_VERSION, cfg->n_listen, cfg->path);
 
 	uv_run(loop, UV_RUN_DEFAULT);
 
@@ -283,7 +284,7 @@ main(int argc, char **argv)
 		rc = stats_save(state_dir);
 		if (rc < 0)
 			log_warn("counters: cannot save in %s: %s", state_dir,
-				 strerror(-rc));
+			         strerror(-rc));
 		free((char *)state_dir);
 		state_dir = NULL;
 	}

@@ -35,9 +35,9 @@
 
 #include "proxy.h"
 
-#define RELAY_MAX_REPLY 4096	/* a whole (multi-line) reply */
-#define RELAY_MAX_LINE 1000	/* one reply line */
-#define RELAY_MAX_CMDS 8	/* commands queued at once */
+#define RELAY_MAX_REPLY 4096 /* a whole (multi-line) reply */
+#define RELAY_MAX_LINE 1000  /* one reply line */
+#define RELAY_MAX_CMDS 8     /* commands queued at once */
 #define RELAY_LOW_WATER (64 * 1024)
 #define RELAY_QUIT_MS 5000
 
@@ -49,14 +49,14 @@ enum relay_state {
 	RS_EHLO,
 	RS_HELO,
 	RS_READY,
-	RS_DEAD,	/* failed, waiting for relay_abort() */
+	RS_DEAD, /* failed, waiting for relay_abort() */
 };
 
 enum relay_cmd_kind { RC_MAIL, RC_RCPT, RC_DATA, RC_DOT, RC_RSET, RC_QUIT };
 
 struct relay_cmd {
 	enum relay_cmd_kind kind;
-	char *arg;	/* path (and MAIL parameters); owned */
+	char *arg; /* path (and MAIL parameters); owned */
 };
 
 struct relay {
@@ -71,22 +71,22 @@ struct relay {
 	char *helo;
 	unsigned timeout_ms;
 	bool ext_size, ext_8bit;
-	bool detached;		/* abort/quit called: no more callbacks */
+	bool detached; /* abort/quit called: no more callbacks */
 	bool quitting;
 	bool closing;
-	unsigned n_sent;	/* cmds[0..n_sent) sent, replies awaited */
+	unsigned n_sent; /* cmds[0..n_sent) sent, replies awaited */
 	bool ext_pipelining;
 	bool writing;
 	unsigned handles;
 	struct relay_cmd cmds[RELAY_MAX_CMDS];
 	unsigned n_cmds;
-	bool hold;		/* DATA sent, no 354 yet: body waits in hbuf */
-	bool data_refused;	/* DATA got no 354: body and dot dropped */
-	struct buf hbuf;	/* body that came before the 354 */
-	struct buf wbuf;	/* being written */
-	struct buf qbuf;	/* waiting for the write in progress */
-	struct buf rline;	/* partial reply line */
-	struct buf reply;	/* reply lines so far, joined by CRLF */
+	bool hold;         /* DATA sent, no 354 yet: body waits in hbuf */
+	bool data_refused; /* DATA got no 354: body and dot dropped */
+	struct buf hbuf;   /* body that came before the 354 */
+	struct buf wbuf;   /* being written */
+	struct buf qbuf;   /* waiting for the write in progress */
+	struct buf rline;  /* partial reply line */
+	struct buf reply;  /* reply lines so far, joined by CRLF */
 };
 
 static void relay_pump(struct relay *r);
@@ -160,7 +160,7 @@ static void
 relay_arm(struct relay *r)
 {
 	uv_timer_start(&r->timer, relay_timer_cb,
-		       r->quitting ? RELAY_QUIT_MS : r->timeout_ms, 0);
+	               r->quitting ? RELAY_QUIT_MS : r->timeout_ms, 0);
 }
 
 /* relay_start_write - hand qbuf to libuv unless a write is in flight. */
@@ -255,7 +255,7 @@ relay_add_line(struct buf *out, const char *a, const char *b)
 static void
 relay_send_line(struct relay *r, const char *a, const char *b)
 {
-	struct buf out = { 0 };
+	struct buf out = {0};
 
 	if (relay_add_line(&out, a, b))
 		relay_write(r, out.data, out.len);
@@ -267,7 +267,7 @@ relay_send_line(struct relay *r, const char *a, const char *b)
 /* relay_mail_params - "<path> SIZE=n BODY=x" minus what was not offered. */
 static void
 relay_mail_params(const struct relay *r, const char *in, char *out,
-		  size_t outlen)
+                  size_t outlen)
 {
 	const char *p = in, *sp;
 	size_t o = 0, n;
@@ -279,8 +279,10 @@ relay_mail_params(const struct relay *r, const char *in, char *out,
 		sp = strchr(p, ' ');
 		n = sp ? (size_t)(sp - p) : strlen(p);
 		keep = first ||
-		       (r->ext_size && n > 5 && strncasecmp(p, "SIZE=", 5) == 0) ||
-		       (r->ext_8bit && n > 5 && strncasecmp(p, "BODY=", 5) == 0);
+		       (r->ext_size && n > 5 &&
+		        strncasecmp(p, "SIZE=", 5) == 0) ||
+		       (r->ext_8bit && n > 5 &&
+		        strncasecmp(p, "BODY=", 5) == 0);
 		if (keep && o + n + 2 < outlen) {
 			if (!first)
 				out[o++] = ' ';
@@ -310,7 +312,7 @@ relay_groupable(const struct relay *r, enum relay_cmd_kind c)
 static void
 relay_pump(struct relay *r)
 {
-	struct buf out = { 0 };
+	struct buf out = {0};
 	char params[600];
 	bool ok = true;
 
@@ -445,7 +447,7 @@ relay_handle_reply(struct relay *r, int code, const char *reply)
 	memmove(&r->cmds[0], &r->cmds[1], r->n_cmds * sizeof(r->cmds[0]));
 	r->n_sent--;
 	if (r->n_sent > 0)
-		relay_arm(r);	/* the next reply has its own deadline */
+		relay_arm(r); /* the next reply has its own deadline */
 	free(c.arg);
 	if (c.kind == RC_DATA) {
 		r->hold = false;
@@ -462,8 +464,8 @@ relay_handle_reply(struct relay *r, int code, const char *reply)
 				if (r->cmds[i].kind == RC_DOT) {
 					r->n_cmds--;
 					memmove(&r->cmds[i], &r->cmds[i + 1],
-						(r->n_cmds - i) *
-							sizeof(r->cmds[0]));
+					        (r->n_cmds - i) *
+					                sizeof(r->cmds[0]));
 					break;
 				}
 			}
@@ -536,8 +538,9 @@ relay_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
 			relay_close(r);
 			return;
 		}
-		relay_fail(r, nread == UV_EOF ? "connection closed by the internal mail server"
-					      : uv_strerror((int)nread));
+		relay_fail(r, nread == UV_EOF ? "connection closed by the "
+		                                "internal mail server"
+		                              : uv_strerror((int)nread));
 		return;
 	}
 	while (p < end && !r->closing && r->state != RS_DEAD) {
@@ -595,8 +598,8 @@ relay_connect_cb(uv_connect_t *req, int status)
  * could not even be created (the reason is logged). */
 struct relay *
 relay_open(uv_loop_t *loop, const struct config *cfg,
-	   const struct sockaddr *backend, const char *helo, relay_reply_cb cb,
-	   void *arg)
+           const struct sockaddr *backend, const char *helo, relay_reply_cb cb,
+           void *arg)
 {
 	struct relay *r = xcalloc(1, sizeof(*r));
 	int rc;
@@ -604,8 +607,8 @@ relay_open(uv_loop_t *loop, const struct config *cfg,
 	r->cb = cb;
 	r->arg = arg;
 	r->helo = xstrdup(helo && helo[0] ? helo : "localhost");
-	r->timeout_ms = cfg->timeout_backend_ms ? cfg->timeout_backend_ms
-						: 120000;
+	r->timeout_ms =
+	        cfg->timeout_backend_ms ? cfg->timeout_backend_ms : 120000;
 	r->state = RS_CONNECTING;
 	uv_tcp_init(loop, &r->tcp);
 	uv_timer_init(loop, &r->timer);
@@ -616,7 +619,7 @@ relay_open(uv_loop_t *loop, const struct config *cfg,
 	rc = uv_tcp_connect(&r->creq, &r->tcp, backend, relay_connect_cb);
 	if (rc < 0) {
 		log_warn("relay: cannot connect to the backend: %s",
-			 uv_strerror(rc));
+		         uv_strerror(rc));
 		relay_close(r);
 		return NULL;
 	}
@@ -710,8 +713,7 @@ void
 relay_quit(struct relay *r)
 {
 	r->detached = true;
-	if (r->state != RS_READY || r->n_cmds > 0 ||
-	    r->closing) {
+	if (r->state != RS_READY || r->n_cmds > 0 || r->closing) {
 		relay_close(r);
 		return;
 	}

@@ -44,29 +44,29 @@
 #include "proxy.h"
 #include "checks/check.h"
 
-#define SESS_HASH 4096			/* id table buckets */
-#define IPC_HASH 1024			/* per-IP counter buckets */
-#define SESS_BACKPRESSURE (256 * 1024)	/* relay queue: stop reading */
-#define SESS_LIFE_MS (30 * 60 * 1000)	/* a session's whole life */
+#define SESS_HASH 4096                 /* id table buckets */
+#define IPC_HASH 1024                  /* per-IP counter buckets */
+#define SESS_BACKPRESSURE (256 * 1024) /* relay queue: stop reading */
+#define SESS_LIFE_MS (30 * 60 * 1000)  /* a session's whole life */
 #define SESS_STRESS_LIFE_MS (5 * 60 * 1000)
 #define SESS_STRESS_CMD_MS (10 * 1000)
 #define SESS_STRESS_DATA_MS (30 * 1000)
-#define SESS_CLOSE_FLUSH_MS 5000	/* last reply: time to drain it */
-#define SESS_DRAIN_MS (30 * 1000)	/* SIGTERM: transactions may finish */
-#define SESS_REJECT_MAX_CMDS 20		/* refused at connect: then close */
+#define SESS_CLOSE_FLUSH_MS 5000  /* last reply: time to drain it */
+#define SESS_DRAIN_MS (30 * 1000) /* SIGTERM: transactions may finish */
+#define SESS_REJECT_MAX_CMDS 20   /* refused at connect: then close */
 #define SESS_REJECT_LINE 512
 #define SESS_EMFILE_BACKOFF_MS 500
 
 enum sess_phase {
-	PH_CONNECT,	/* before the banner */
-	PH_REJECTING,	/* refused at connect: same reply until QUIT */
-	PH_SMTP,	/* the engine runs */
+	PH_CONNECT,   /* before the banner */
+	PH_REJECTING, /* refused at connect: same reply until QUIT */
+	PH_SMTP,      /* the engine runs */
 };
 
 enum sess_op {
 	OP_NONE,
-	OP_MAIL,	/* MAIL and RCPT sent (pipelined when offered) */
-	OP_RCPT_SKIP,	/* MAIL failed: the RCPT reply is not the answer */
+	OP_MAIL,      /* MAIL and RCPT sent (pipelined when offered) */
+	OP_RCPT_SKIP, /* MAIL failed: the RCPT reply is not the answer */
 	OP_RCPT,
 	OP_DOT,
 };
@@ -74,20 +74,20 @@ enum sess_op {
 /* struct sess - the public session plus session.c's own state. */
 struct sess {
 	struct session s;
-	struct sess *hnext;		/* id table chain */
-	struct ipcount *ipc;		/* NULL: not counted (over a cap) */
+	struct sess *hnext;  /* id table chain */
+	struct ipcount *ipc; /* NULL: not counted (over a cap) */
 	enum sess_phase phase;
 	enum sess_op op;
-	unsigned pending_mask;		/* checks of this stage not done */
-	bool starting;			/* inside sess_stage_start() */
+	unsigned pending_mask; /* checks of this stage not done */
+	bool starting;         /* inside sess_stage_start() */
 	bool greet_elapsed;
-	bool sender_allowlisted;	/* this transaction's sender */
-	bool backend_txn;		/* MAIL accepted by the backend */
-	bool backend_broken;		/* the relay died mid-transaction */
-	bool in_data;			/* 354 sent, body streaming */
-	bool data_ack_pending;		/* the backend's DATA reply is due */
-	char *data_refused;		/* the backend's DATA refusal */
-	bool read_paused;		/* back-pressure from the relay */
+	bool sender_allowlisted; /* this transaction's sender */
+	bool backend_txn;        /* MAIL accepted by the backend */
+	bool backend_broken;     /* the relay died mid-transaction */
+	bool in_data;            /* 354 sent, body streaming */
+	bool data_ack_pending;   /* the backend's DATA reply is due */
+	char *data_refused;      /* the backend's DATA refusal */
+	bool read_paused;        /* back-pressure from the relay */
 	bool handles_closing;
 	bool in_table;
 	unsigned writes_pending;
@@ -96,11 +96,11 @@ struct sess {
 	uint64_t life_deadline;
 	uint64_t mail_size;
 	bool mail_8bit;
-	size_t hdr_base;		/* add_headers before this transaction */
+	size_t hdr_base; /* add_headers before this transaction */
 	bool hdr_base_set;
-	char *reject_reply;		/* PH_REJECTING */
-	char *mail_refused;		/* OP_RCPT_SKIP: the MAIL reply */
-	struct buf rline;		/* PH_REJECTING: partial line */
+	char *reject_reply; /* PH_REJECTING */
+	char *mail_refused; /* OP_RCPT_SKIP: the MAIL reply */
+	struct buf rline;   /* PH_REJECTING: partial line */
 };
 
 struct ipcount {
@@ -120,8 +120,8 @@ static struct config *cur_cfg;
 static struct sess *sess_table[SESS_HASH];
 static struct ipcount *ipc_table[IPC_HASH];
 static uint64_t sess_counter;
-static unsigned n_admitted;	/* sessions within the caps */
-static unsigned n_alive;	/* allocated sessions */
+static unsigned n_admitted; /* sessions within the caps */
+static unsigned n_alive;    /* allocated sessions */
 static bool stress;
 static bool draining;
 static void (*drain_done)(void);
@@ -140,7 +140,7 @@ static void sess_close_handles(struct sess *x);
 static void sess_stage_start(struct sess *x, unsigned stage);
 static void sess_rearm(struct sess *x);
 static void sess_relay_cb(struct relay *r, void *arg, int code,
-			  const char *reply);
+                          const char *reply);
 static void sess_listen_open(void);
 static const struct tls_hooks sess_tls_hooks;
 static void sess_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *b);
@@ -149,10 +149,10 @@ static void sess_relay_drain_cb(struct relay *r, void *arg);
 static void sess_drop_relay(struct sess *x);
 
 static const char *const action_names[] = {
-	[VERDICT_ACCEPT] = "accept",
-	[VERDICT_LOG] = "log",
-	[VERDICT_TEMPFAIL] = "tempfail",
-	[VERDICT_REJECT] = "reject",
+        [VERDICT_ACCEPT] = "accept",
+        [VERDICT_LOG] = "log",
+        [VERDICT_TEMPFAIL] = "tempfail",
+        [VERDICT_REJECT] = "reject",
 };
 
 /* sess_x - the private session of a public one. */
@@ -258,7 +258,7 @@ sess_stress_update(void)
 	if (!stress && n_admitted * 10 >= max * 8) {
 		stress = true;
 		log_info("stress mode on: %u sessions of %u, short timeouts",
-			 n_admitted, max);
+		         n_admitted, max);
 	} else if (stress && n_admitted * 10 < max * 6) {
 		stress = false;
 		log_info("stress mode off: %u sessions of %u", n_admitted, max);
@@ -283,7 +283,7 @@ sess_path_str(const struct mailpath *p, char *out, size_t outlen)
  */
 static void
 sess_log(struct sess *x, enum verdict_kind kind, const char *reason,
-	 const char *detail)
+         const char *detail)
 {
 	struct session *s = &x->s;
 	char ptr[300], helo[300], from[400], to[400], det[400], rsn[64];
@@ -306,9 +306,9 @@ sess_log(struct sess *x, enum verdict_kind kind, const char *reason,
 	log_kv_escape(det, sizeof(det), detail);
 	log_kv_escape(rsn, sizeof(rsn), reason);
 	log_info("id=%s client=%s ptr=%s helo=%s from=%s to=%s action=%s "
-		 "reason=%s detail=%s",
-		 s->sid, s->client_str, ptr, helo, from, to,
-		 action_names[kind], rsn, det);
+	         "reason=%s detail=%s",
+	         s->sid, s->client_str, ptr, helo, from, to, action_names[kind],
+	         rsn, det);
 	switch (kind) {
 	case VERDICT_REJECT:
 		stats.rejected++;
@@ -377,8 +377,8 @@ sess_raw_write(struct sess *x, const char *p, size_t n)
 	w->x = x;
 	memcpy(w->data, p, n);
 	b = uv_buf_init(w->data, (unsigned)n);
-	if (uv_write(&w->req, (uv_stream_t *)&x->s.tcp, &b, 1,
-		     sess_write_cb) < 0) {
+	if (uv_write(&w->req, (uv_stream_t *)&x->s.tcp, &b, 1, sess_write_cb) <
+	    0) {
 		free(w);
 		return;
 	}
@@ -433,7 +433,7 @@ sess_final(struct sess *x, const char *reply)
 /* sess_timeouts - command, data and life limits, shorter under stress. */
 static void
 sess_timeouts(const struct sess *x, uint64_t *cmd, uint64_t *data,
-	      uint64_t *life)
+              uint64_t *life)
 {
 	const struct config *c = x->s.cfg;
 
@@ -517,15 +517,15 @@ sess_timer_cb(uv_timer_t *t)
 	}
 	if (x->phase == PH_CONNECT) {
 		log_warn("id=%s connect checks still running: not waiting",
-			 x->s.sid);
+		         x->s.sid);
 		sess_cancel_checks(x);
 		sess_banner(x);
 		return;
 	}
 	snprintf(reply, sizeof(reply),
-		 "421 4.4.2 Timeout, closing connection [id=%s]", x->s.sid);
+	         "421 4.4.2 Timeout, closing connection [id=%s]", x->s.sid);
 	sess_log(x, VERDICT_TEMPFAIL, "timeout",
-		 x->s.smtp.state == SMTP_ST_DATA ? "data" : "command");
+	         x->s.smtp.state == SMTP_ST_DATA ? "data" : "command");
 	sess_final(x, reply);
 }
 
@@ -616,7 +616,7 @@ sess_close(struct sess *x)
 		uv_read_stop((uv_stream_t *)&s->tcp);
 		if (x->writes_pending > 0) {
 			uv_timer_start(&s->timer, sess_timer_cb,
-				       SESS_CLOSE_FLUSH_MS, 0);
+			               SESS_CLOSE_FLUSH_MS, 0);
 			return;
 		}
 	}
@@ -633,7 +633,7 @@ sess_close(struct sess *x)
  */
 static void
 sess_stage_verdict(struct sess *x, struct verdict *best,
-		   const struct check **who)
+                   const struct check **who)
 {
 	struct session *s = &x->s;
 	struct verdict v;
@@ -654,9 +654,9 @@ sess_stage_verdict(struct sess *x, struct verdict *best,
 		if (v.kind == VERDICT_LOG) {
 			sess_log(x, VERDICT_LOG, c->name, r->detail);
 		} else if ((v.kind == VERDICT_REJECT &&
-			    best->kind != VERDICT_REJECT) ||
-			   (v.kind == VERDICT_TEMPFAIL &&
-			    best->kind == VERDICT_ACCEPT)) {
+		            best->kind != VERDICT_REJECT) ||
+		           (v.kind == VERDICT_TEMPFAIL &&
+		            best->kind == VERDICT_ACCEPT)) {
 			*best = v;
 			*who = c;
 		}
@@ -664,17 +664,16 @@ sess_stage_verdict(struct sess *x, struct verdict *best,
 }
 
 /*
- * sess_refuse_check - the stage's refusal: logged with the check's name
+ * sess_refuse_log - the stage's refusal: logged with the check's name
  * and detail.
  */
 static void
 sess_refuse_log(struct sess *x, const struct verdict *v,
-		const struct check *who)
+                const struct check *who)
 {
 	const struct chk_result *r = &x->s.results[who->id];
 
-	sess_log(x, v->kind, who->name,
-		 r->detail[0] ? r->detail : r->text);
+	sess_log(x, v->kind, who->name, r->detail[0] ? r->detail : r->text);
 }
 
 /*
@@ -683,7 +682,7 @@ sess_refuse_log(struct sess *x, const struct verdict *v,
  */
 static void
 sess_own_check(struct sess *x, enum chk_id id, const char *text,
-	       struct verdict *v)
+               struct verdict *v)
 {
 	struct chk_result r;
 
@@ -704,7 +703,7 @@ sess_own_check(struct sess *x, enum chk_id id, const char *text,
 /* sess_refuse - answer the pending command with a refusal, logged. */
 static void
 sess_refuse(struct sess *x, const char *reply, const char *reason,
-	    const char *detail)
+            const char *detail)
 {
 	sess_log(x, sess_kind_of(reply), reason, detail);
 	smtp_reply(&x->s.smtp, false, reply);
@@ -712,20 +711,20 @@ sess_refuse(struct sess *x, const char *reply, const char *reason,
 
 /* ----------------------------------------------------------- stages */
 
+static void sess_stage_done(struct sess *x);
+
 /*
  * sess_stage_start - start every check of stage (not for an allowlisted
  * client, nor for the MAIL/RCPT/DATA stages of an allowlisted sender).
  * The stage completes in sess_stage_done() once all have answered.
  */
-static void sess_stage_done(struct sess *x);
-
 static void
 sess_stage_start(struct sess *x, unsigned stage)
 {
 	struct session *s = &x->s;
 	bool exempt = s->allowlisted ||
-		      (x->sender_allowlisted &&
-		       (stage & (STAGE_MAIL | STAGE_RCPT | STAGE_DATA)));
+	              (x->sender_allowlisted &&
+	               (stage & (STAGE_MAIL | STAGE_RCPT | STAGE_DATA)));
 	unsigned i;
 
 	s->stage = stage;
@@ -787,22 +786,22 @@ sess_relay_start(struct sess *x)
 		if (s->cfg->max_backend_connections > 0 &&
 		    relay_open_count >= s->cfg->max_backend_connections) {
 			snprintf(reply, sizeof(reply),
-				 "421 4.3.2 Too many sessions to the internal "
-				 "mail server, try again later [id=%s]",
-				 s->sid);
+			         "421 4.3.2 Too many sessions to the internal "
+			         "mail server, try again later [id=%s]",
+			         s->sid);
 			sess_log(x, VERDICT_TEMPFAIL, "limit",
-				 "max_backend_connections");
+			         "max_backend_connections");
 			sess_final(x, reply);
 			return;
 		}
 		s->relay = relay_open(sess_loop, s->cfg,
-				      (const struct sockaddr *)&s->cfg->backend,
-				      s->cfg->hostname, sess_relay_cb, x);
+		                      (const struct sockaddr *)&s->cfg->backend,
+		                      s->cfg->hostname, sess_relay_cb, x);
 		if (s->relay == NULL) {
 			snprintf(reply, sizeof(reply),
-				 "451 4.4.1 Internal mail server not "
-				 "reachable, try again later [id=%s]",
-				 s->sid);
+			         "451 4.4.1 Internal mail server not "
+			         "reachable, try again later [id=%s]",
+			         s->sid);
 			sess_refuse(x, reply, "backend", "cannot connect");
 			return;
 		}
@@ -816,11 +815,11 @@ sess_relay_start(struct sess *x)
 		n = (int)strlen(path);
 		if (x->mail_size > 0)
 			n += snprintf(path + n, sizeof(path) - (size_t)n,
-				      " SIZE=%llu",
-				      (unsigned long long)x->mail_size);
+			              " SIZE=%llu",
+			              (unsigned long long)x->mail_size);
 		if (x->mail_8bit)
 			snprintf(path + n, sizeof(path) - (size_t)n,
-				 " BODY=8BITMIME");
+			         " BODY=8BITMIME");
 		x->op = OP_MAIL;
 		relay_mail(s->relay, path);
 		sess_path_str(&s->rcpt, path, sizeof(path));
@@ -839,9 +838,9 @@ sess_unreachable(struct sess *x, const char *why)
 	char reply[160];
 
 	snprintf(reply, sizeof(reply),
-		 "451 4.4.1 Internal mail server not reachable, try again "
-		 "later [id=%s]",
-		 x->s.sid);
+	         "451 4.4.1 Internal mail server not reachable, try again "
+	         "later [id=%s]",
+	         x->s.sid);
 	sess_refuse(x, reply, "backend", why);
 }
 
@@ -865,12 +864,12 @@ sess_send_headers(struct sess *x)
 		if (*p == '"' || *p == '(' || *p == ')' || *p == ' ')
 			*p = '_';
 	n = snprintf(hdr, sizeof(hdr),
-		     "Received: from %s (%s [%s])\r\n\tby %s (mailmoat) with "
-		     "%s id %s;\r\n\t%s\r\n",
-		     helo, ptr, s->client_str, s->cfg->hostname,
-		     s->smtp.tls_active ? "ESMTPS" : (s->smtp.esmtp ? "ESMTP"
-								   : "SMTP"),
-		     s->sid, date);
+	             "Received: from %s (%s [%s])\r\n\tby %s (mailmoat) with "
+	             "%s id %s;\r\n\t%s\r\n",
+	             helo, ptr, s->client_str, s->cfg->hostname,
+	             s->smtp.tls_active ? "ESMTPS"
+	                                : (s->smtp.esmtp ? "ESMTP" : "SMTP"),
+	             s->sid, date);
 	if (n > 0 && (size_t)n < sizeof(hdr))
 		relay_body(s->relay, hdr, (size_t)n);
 	if (s->add_headers.len > 0)
@@ -889,7 +888,7 @@ sess_drop_relay(struct sess *x)
 	if (x->read_paused && !s->closing) {
 		x->read_paused = false;
 		uv_read_start((uv_stream_t *)&s->tcp, sess_alloc_cb,
-			      sess_read_cb);
+		              sess_read_cb);
 	}
 }
 
@@ -931,7 +930,7 @@ sess_relay_cb(struct relay *r, void *arg, int code, const char *reply)
 			sess_unreachable(x, reply);
 		else
 			log_info("id=%s backend connection lost: %s", s->sid,
-				 reply);
+			         reply);
 		return;
 	}
 	switch (op) {
@@ -961,8 +960,8 @@ sess_relay_cb(struct relay *r, void *arg, int code, const char *reply)
 		    s->cfg->recipient_verify != RCPT_VERIFY_LIST) {
 			sess_path_str(&s->rcpt, path, sizeof(path));
 			snprintf(msg, sizeof(msg),
-				 "550 5.7.1 recipient %s unknown [id=%s]", path,
-				 s->sid);
+			         "550 5.7.1 recipient %s unknown [id=%s]", path,
+			         s->sid);
 			sess_refuse(x, msg, "recipient", reply);
 			return;
 		}
@@ -981,8 +980,8 @@ sess_relay_cb(struct relay *r, void *arg, int code, const char *reply)
 		}
 		if (draining && !s->closing) {
 			snprintf(msg, sizeof(msg),
-				 "421 4.3.2 Service shutting down [id=%s]",
-				 s->sid);
+			         "421 4.3.2 Service shutting down [id=%s]",
+			         s->sid);
 			sess_final(x, msg);
 		}
 		return;
@@ -1000,7 +999,7 @@ sess_relay_drain_cb(struct relay *r, void *arg)
 	if (x->read_paused && !x->s.closing) {
 		x->read_paused = false;
 		uv_read_start((uv_stream_t *)&x->s.tcp, sess_alloc_cb,
-			      sess_read_cb);
+		              sess_read_cb);
 		sess_rearm(x);
 	}
 }
@@ -1105,21 +1104,21 @@ sess_rcpt(struct sess *x, const struct mailpath *p, int addr_err)
 		local = true;
 	if (!local || addr_err != ADDR_OK || strpbrk(p->local, "%!@") != NULL) {
 		snprintf(reply, sizeof(reply),
-			 "550 5.7.1 Relaying denied [id=%s]", s->sid);
+		         "550 5.7.1 Relaying denied [id=%s]", s->sid);
 		sess_refuse(x, reply, "relay", addr);
 		return;
 	}
 	if (c->recipient_verify != RCPT_VERIFY_BACKEND &&
 	    c->recipients != NULL && !list_match_addr(c->recipients, addr)) {
 		snprintf(reply, sizeof(reply),
-			 "550 5.7.1 recipient <%s> unknown [id=%s]", addr,
-			 s->sid);
+		         "550 5.7.1 recipient <%s> unknown [id=%s]", addr,
+		         s->sid);
 		sess_refuse(x, reply, "recipient", addr);
 		return;
 	}
 	if (s->from.null && s->smtp.n_rcpt >= 1) {
 		sess_own_check(x, CHK_NULL_SENDER,
-			       "A null sender may have one recipient only", &v);
+		               "A null sender may have one recipient only", &v);
 		if (v.kind == VERDICT_LOG) {
 			sess_log(x, VERDICT_LOG, "null_sender", addr);
 		} else if (v.kind != VERDICT_ACCEPT) {
@@ -1162,8 +1161,7 @@ sess_dot(struct sess *x, const struct smtp_args *a)
 		sess_refuse(x, reply, reason, text + 10);
 		return;
 	}
-	if (x->data_refused == NULL &&
-	    (s->relay == NULL || !x->in_data)) {
+	if (x->data_refused == NULL && (s->relay == NULL || !x->in_data)) {
 		sess_unreachable(x, "backend lost during DATA");
 		return;
 	}
@@ -1173,7 +1171,7 @@ sess_dot(struct sess *x, const struct smtp_args *a)
 /* sess_smtp_command_cb - a command that needs our decision. */
 static void
 sess_smtp_command_cb(struct smtp *e, enum smtp_cmd cmd,
-		     const struct smtp_args *a)
+                     const struct smtp_args *a)
 {
 	struct session *s = container_of(e, struct session, smtp);
 	struct sess *x = sess_x(s);
@@ -1182,7 +1180,8 @@ sess_smtp_command_cb(struct smtp *e, enum smtp_cmd cmd,
 	switch (cmd) {
 	case SMTP_CMD_EHLO:
 	case SMTP_CMD_HELO:
-		snprintf(s->helo, sizeof(s->helo), "%s", a->helo ? a->helo : "");
+		snprintf(s->helo, sizeof(s->helo), "%s",
+		         a->helo ? a->helo : "");
 		if (x->hdr_base_set) {
 			s->add_headers.len = x->hdr_base;
 			x->hdr_base_set = false;
@@ -1202,15 +1201,16 @@ sess_smtp_command_cb(struct smtp *e, enum smtp_cmd cmd,
 		x->backend_broken = false;
 		x->n_backend_rcpt = 0;
 		addr_format(a->path, addr, sizeof(addr));
-		x->sender_allowlisted = s->cfg->allow != NULL && !a->path->null &&
-					list_match_addr(s->cfg->allow, addr);
+		x->sender_allowlisted = s->cfg->allow != NULL &&
+		                        !a->path->null &&
+		                        list_match_addr(s->cfg->allow, addr);
 		if (!s->allowlisted && !x->sender_allowlisted &&
 		    s->cfg->block != NULL && !a->path->null &&
 		    list_match_addr(s->cfg->block, addr)) {
 			snprintf(reply, sizeof(reply),
-				 "554 5.7.1 We don't accept mail from this "
-				 "sender [id=%s]",
-				 s->sid);
+			         "554 5.7.1 We don't accept mail from this "
+			         "sender [id=%s]",
+			         s->sid);
 			sess_refuse(x, reply, "blocklist", addr);
 			s->has_from = false;
 			return;
@@ -1235,8 +1235,8 @@ sess_smtp_command_cb(struct smtp *e, enum smtp_cmd cmd,
 				return;
 			}
 			snprintf(reply, sizeof(reply),
-				 "554 5.5.1 No valid recipients [id=%s]",
-				 s->sid);
+			         "554 5.5.1 No valid recipients [id=%s]",
+			         s->sid);
 			smtp_reply(e, false, reply);
 			return;
 		}
@@ -1259,7 +1259,7 @@ sess_smtp_command_cb(struct smtp *e, enum smtp_cmd cmd,
 	case SMTP_CMD_STARTTLS:
 		if (!tls_available() || s->tls != NULL) {
 			snprintf(reply, sizeof(reply),
-				 "454 4.7.0 TLS not available [id=%s]", s->sid);
+			         "454 4.7.0 TLS not available [id=%s]", s->sid);
 			smtp_reply(e, false, reply);
 			return;
 		}
@@ -1311,13 +1311,13 @@ sess_smtp_violation_cb(struct smtp *e, enum smtp_violation viol)
 	if (viol == SMTP_VIOL_PREGREET) {
 		name = "pregreet";
 		sess_own_check(x, CHK_PREGREET,
-			       "You talked before the greeting (pregreet)", &v);
+		               "You talked before the greeting (pregreet)", &v);
 	} else {
 		name = "pipelining";
 		sess_own_check(x, CHK_PIPELINING,
-			       "Pipelining is not allowed here: wait for each "
-			       "reply",
-			       &v);
+		               "Pipelining is not allowed here: wait for each "
+		               "reply",
+		               &v);
 	}
 	switch (v.kind) {
 	case VERDICT_ACCEPT:
@@ -1328,7 +1328,7 @@ sess_smtp_violation_cb(struct smtp *e, enum smtp_violation viol)
 	case VERDICT_TEMPFAIL:
 		/* We close: a 421, with the verdict's text and id. */
 		snprintf(reply, sizeof(reply), "421 4.7.0 %s",
-			 v.reply + 10 /* after "451 4.x.x " */);
+		         v.reply + 10 /* after "451 4.x.x " */);
 		break;
 	case VERDICT_REJECT:
 		snprintf(reply, sizeof(reply), "%s", v.reply);
@@ -1355,11 +1355,11 @@ sess_smtp_close_cb(struct smtp *e)
 }
 
 static const struct smtp_hooks sess_smtp_hooks = {
-	.write = sess_smtp_write_cb,
-	.command = sess_smtp_command_cb,
-	.body = sess_smtp_body_cb,
-	.violation = sess_smtp_violation_cb,
-	.close = sess_smtp_close_cb,
+        .write = sess_smtp_write_cb,
+        .command = sess_smtp_command_cb,
+        .body = sess_smtp_body_cb,
+        .violation = sess_smtp_violation_cb,
+        .close = sess_smtp_close_cb,
 };
 
 /* ------------------------------------------------------------- TLS */
@@ -1399,15 +1399,15 @@ sess_tls_error_cb(struct tls *t, void *arg, const char *why)
 	struct sess *x = arg;
 
 	log_warn("id=%s client=%s TLS failed: %s", x->s.sid, x->s.client_str,
-		 why);
+	         why);
 	sess_close(x);
 }
 
 static const struct tls_hooks sess_tls_hooks = {
-	.send = sess_tls_send_cb,
-	.plain = sess_tls_plain_cb,
-	.ready = sess_tls_ready_cb,
-	.error = sess_tls_error_cb,
+        .send = sess_tls_send_cb,
+        .plain = sess_tls_plain_cb,
+        .ready = sess_tls_ready_cb,
+        .error = sess_tls_error_cb,
 };
 
 /* ------------------------------------------------------------ input */
@@ -1434,7 +1434,7 @@ sess_reject_input(struct sess *x, const char *p, size_t n)
 			char bye[64];
 
 			snprintf(bye, sizeof(bye), "221 2.0.0 Bye [id=%s]",
-				 x->s.sid);
+			         x->s.sid);
 			sess_write_line(x, bye);
 			sess_close(x);
 			return;
@@ -1471,8 +1471,8 @@ sess_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
 	if (nread < 0) {
 		if (x->in_data || x->op != OP_NONE)
 			log_info("id=%s client=%s disconnected in a "
-				 "transaction: nothing delivered",
-				 s->sid, s->client_str);
+			         "transaction: nothing delivered",
+			         s->sid, s->client_str);
 		sess_close(x);
 		return;
 	}
@@ -1522,8 +1522,8 @@ sess_new(uv_stream_t *server)
 	ipaddr_format(&s->client, s->client_str, sizeof(s->client_str));
 	s->smtp.sid = s->sid;
 	s->smtp.hostname = s->cfg->hostname;
-	s->smtp.max_rcpt = s->cfg->max_recipients ? s->cfg->max_recipients
-						  : SESS_MAX_RCPT;
+	s->smtp.max_rcpt =
+	        s->cfg->max_recipients ? s->cfg->max_recipients : SESS_MAX_RCPT;
 	s->smtp.size_limit = s->cfg->message_size_limit;
 	s->smtp.tls_offer = tls_available();
 	return x;
@@ -1558,12 +1558,12 @@ sess_admit(struct sess *x)
 		}
 		x->phase = PH_REJECTING;
 		snprintf(reply, sizeof(reply),
-			 "421 4.7.0 Too many connections, try again later "
-			 "[id=%s]",
-			 s->sid);
+		         "421 4.7.0 Too many connections, try again later "
+		         "[id=%s]",
+		         s->sid);
 		sess_log(x, VERDICT_TEMPFAIL, "limit",
-			 n_admitted >= c->max_connections ? "max_connections"
-							  : "max_per_ip");
+		         n_admitted >= c->max_connections ? "max_connections"
+		                                          : "max_per_ip");
 		sess_final(x, reply);
 		return;
 	}
@@ -1574,8 +1574,8 @@ sess_admit(struct sess *x)
 
 	if (c->block != NULL && list_match_ip(c->block, &s->client)) {
 		snprintf(reply, sizeof(reply),
-			 "554 5.7.1 We don't accept mail from your IP [id=%s]",
-			 s->sid);
+		         "554 5.7.1 We don't accept mail from your IP [id=%s]",
+		         s->sid);
 		sess_log(x, VERDICT_REJECT, "blocklist", s->client_str);
 		x->phase = PH_REJECTING;
 		x->reject_reply = xstrdup(reply);
@@ -1621,7 +1621,7 @@ sess_listen_close(void)
 	for (i = 0; i < n_listen; i++) {
 		if (listener_open[i]) {
 			uv_close((uv_handle_t *)&listeners[i],
-				 sess_listener_close_cb);
+			         sess_listener_close_cb);
 			listener_open[i] = false;
 		}
 	}
@@ -1645,7 +1645,7 @@ sess_connection_cb(uv_stream_t *server, int status)
 				backoff_init = true;
 			}
 			uv_timer_start(&backoff_timer, sess_backoff_cb,
-				       SESS_EMFILE_BACKOFF_MS, 0);
+			               SESS_EMFILE_BACKOFF_MS, 0);
 		}
 		return;
 	}
@@ -1672,21 +1672,23 @@ sess_listen_open(void)
 		uv_tcp_init(sess_loop, &listeners[i]);
 		listener_open[i] = true;
 		rc = uv_tcp_bind(&listeners[i], sa,
-				 sa->sa_family == AF_INET6 ? UV_TCP_IPV6ONLY
-							   : 0);
+		                 sa->sa_family == AF_INET6 ? UV_TCP_IPV6ONLY
+		                                           : 0);
 		if (rc == 0)
 			rc = uv_listen((uv_stream_t *)&listeners[i], 511,
-				       sess_connection_cb);
+			               sess_connection_cb);
 		if (rc < 0) {
 			ipaddr_from_sockaddr(&ip, sa);
 			ipaddr_format(&ip, text, sizeof(text));
 			log_warn("listen on %s port %d: %s", text,
-				 ntohs(sa->sa_family == AF_INET6
-					       ? ((struct sockaddr_in6 *)sa)->sin6_port
-					       : ((struct sockaddr_in *)sa)->sin_port),
-				 uv_strerror(rc));
+			         ntohs(sa->sa_family == AF_INET6
+			                       ? ((struct sockaddr_in6 *)sa)
+			                                 ->sin6_port
+			                       : ((struct sockaddr_in *)sa)
+			                                 ->sin_port),
+			         uv_strerror(rc));
 			uv_close((uv_handle_t *)&listeners[i],
-				 sess_listener_close_cb);
+			         sess_listener_close_cb);
 			listener_open[i] = false;
 		}
 	}
@@ -1704,7 +1706,7 @@ sess_listen(uv_loop_t *loop, struct config *cfg)
 	if (cur_cfg == NULL)
 		cur_cfg = config_ref(cfg);
 	n_listen = cfg->n_listen < CONFIG_MAX_LISTEN ? cfg->n_listen
-						     : CONFIG_MAX_LISTEN;
+	                                             : CONFIG_MAX_LISTEN;
 	for (i = 0; i < n_listen; i++)
 		listen_addr[i] = cfg->listen[i];
 	sess_listen_open();
@@ -1751,8 +1753,8 @@ sess_drain_timer_cb(uv_timer_t *t)
 
 			next = x->hnext;
 			snprintf(reply, sizeof(reply),
-				 "421 4.3.2 Service shutting down [id=%s]",
-				 x->s.sid);
+			         "421 4.3.2 Service shutting down [id=%s]",
+			         x->s.sid);
 			sess_final(x, reply);
 		}
 	}
@@ -1785,8 +1787,8 @@ sess_drain(void (*done)(void))
 			if (x->s.has_from || x->op != OP_NONE || x->in_data)
 				continue;
 			snprintf(reply, sizeof(reply),
-				 "421 4.3.2 Service shutting down [id=%s]",
-				 x->s.sid);
+			         "421 4.3.2 Service shutting down [id=%s]",
+			         x->s.sid);
 			sess_final(x, reply);
 		}
 	}

@@ -82,7 +82,7 @@ stats_count_reason(const char *reason)
 	if (n_reasons == STATS_MAX_REASONS)
 		return;
 	snprintf(reasons[n_reasons].name, sizeof(reasons[0].name), "%s",
-		 reason);
+	         reason);
 	/* One word of [A-Za-z0-9_.-]: safe in JSON, logs and the file. */
 	for (char *p = reasons[n_reasons].name; *p; p++)
 		if (!isalnum((unsigned char)*p) && *p != '_' && *p != '.' &&
@@ -142,7 +142,7 @@ stats_num(struct buf *b, const char *key, uint64_t v, bool first)
 	int n;
 
 	n = snprintf(tmp, sizeof(tmp), "%s\"%s\":%" PRIu64, first ? "" : ",",
-		     key, v);
+	             key, v);
 	buf_append(b, tmp, (size_t)n);
 }
 
@@ -177,7 +177,7 @@ stats_json(struct buf *b)
 	stats_num(b, "greylist_entries", stats.greylist_entries, false);
 	stats_num(b, "backend_connections", relay_open_count, false);
 	stats_num(b, "uptime", (uint64_t)(now > started ? now - started : 0),
-		  false);
+	          false);
 	buf_append(b, ",\"version\":", 11);
 	stats_json_string(b, MAILMOAT_VERSION);
 	for (i = 0; i < n_sections; i++) {
@@ -202,11 +202,11 @@ static const struct {
 	const char *key;
 	uint64_t *v;
 } stats_keys[] = {
-	{ "connections_total", &stats.connections_total },
-	{ "accepted", &stats.accepted },
-	{ "tempfailed", &stats.tempfailed },
-	{ "rejected", &stats.rejected },
-	{ "logged", &stats.logged },
+        {"connections_total", &stats.connections_total},
+        {"accepted", &stats.accepted},
+        {"tempfailed", &stats.tempfailed},
+        {"rejected", &stats.rejected},
+        {"logged", &stats.logged},
 };
 
 /* stats_snapshot - the counters file's text into b. */
@@ -220,12 +220,12 @@ stats_snapshot(struct buf *b)
 	buf_append(b, "# mailmoat counters v1\n", 23);
 	for (i = 0; i < ARRAY_LEN(stats_keys); i++) {
 		n = snprintf(line, sizeof(line), "%s %" PRIu64 "\n",
-			     stats_keys[i].key, *stats_keys[i].v);
+		             stats_keys[i].key, *stats_keys[i].v);
 		buf_append(b, line, (size_t)n);
 	}
 	for (i = 0; i < n_reasons; i++) {
 		n = snprintf(line, sizeof(line), "reason %s %" PRIu64 "\n",
-			     reasons[i].name, reasons[i].count);
+		             reasons[i].name, reasons[i].count);
 		buf_append(b, line, (size_t)n);
 	}
 }
@@ -240,9 +240,9 @@ stats_write_file(const char *dir, const char *text, size_t len)
 	size_t off = 0;
 
 	if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, STATS_FILE) >=
-		    sizeof(path) ||
-	    (size_t)snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", dir,
-			     STATS_FILE) >= sizeof(tmp))
+	            sizeof(path) ||
+	    (size_t)snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", dir, STATS_FILE) >=
+	            sizeof(tmp))
 		return -ENAMETOOLONG;
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
@@ -280,7 +280,7 @@ stats_write_file(const char *dir, const char *text, size_t len)
 int
 stats_save(const char *state_dir)
 {
-	struct buf b = { 0 };
+	struct buf b = {0};
 	int rc;
 
 	if (state_dir == NULL || state_dir[0] == '\0')
@@ -348,8 +348,8 @@ static struct buf last_saved;
 static void
 stats_save_work(uv_work_t *req)
 {
-	struct stats_save_req *w = container_of(req, struct stats_save_req,
-						req);
+	struct stats_save_req *w =
+	        container_of(req, struct stats_save_req, req);
 
 	w->rc = stats_write_file(w->dir, w->text.data, w->text.len);
 }
@@ -358,12 +358,12 @@ stats_save_work(uv_work_t *req)
 static void
 stats_save_done(uv_work_t *req, int status)
 {
-	struct stats_save_req *w = container_of(req, struct stats_save_req,
-						req);
+	struct stats_save_req *w =
+	        container_of(req, struct stats_save_req, req);
 
 	if (w->rc < 0)
 		log_warn("counters: cannot save in %s: %s", w->dir,
-			 strerror(-w->rc));
+		         strerror(-w->rc));
 	save_busy = false;
 	free(w->dir);
 	buf_free(&w->text);

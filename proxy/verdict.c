@@ -44,13 +44,13 @@ verdict_default_code(int id)
 /* verdict_reply - write "CODE text [id=SID]" into out. */
 static void
 verdict_reply(struct verdict *out, const char *code, const char *text,
-	      const char *sid)
+              const char *sid)
 {
 	if (text == NULL || text[0] == '\0')
 		text = "Message refused";
 	if (sid != NULL && sid[0] != '\0')
 		snprintf(out->reply, sizeof(out->reply), "%s %s [id=%s]", code,
-			 text, sid);
+		         text, sid);
 	else
 		snprintf(out->reply, sizeof(out->reply), "%s %s", code, text);
 }
@@ -58,7 +58,7 @@ verdict_reply(struct verdict *out, const char *code, const char *text,
 /* verdict_decide - pure: the decision for one check's result. */
 void
 verdict_decide(const struct chk_result *r, enum action act, const char *sid,
-	       struct verdict *out)
+               struct verdict *out)
 {
 	const char *code;
 

@@ -26,6 +26,7 @@
  * The order is the verdict order: the first refusal wins.  Each check
  * adds its entry here when its file lands.
  */
+/* clang-format off */
 const struct check *const chk_registry[] = {
 	&chk_dnsbl,
 	&chk_rdns,
@@ -34,8 +35,9 @@ const struct check *const chk_registry[] = {
 	&chk_sender_tld,
 	&chk_sender_mx,
 	&chk_spf,
-	NULL /* end */
+	NULL, /* end */
 };
+/* clang-format on */
 const unsigned chk_registry_len = ARRAY_LEN(chk_registry) - 1;
 
 static uv_loop_t *later_loop;
@@ -77,7 +79,7 @@ chk_init_all(const struct config *cfg, char *err, size_t errlen)
 struct chk_ticket
 chk_ticket_make(const struct session *s, enum chk_id id)
 {
-	struct chk_ticket t = { .sess_id = s->id, .gen = s->gen, .id = id };
+	struct chk_ticket t = {.sess_id = s->id, .gen = s->gen, .id = id};
 
 	return t;
 }
@@ -155,8 +157,8 @@ chk_shutdown(void)
 
 /* chk_set - fill a result slot; code NULL: the check's default code. */
 void
-chk_set(struct session *s, enum chk_id id, enum chk_status st,
-	const char *code, const char *text, const char *detail_fmt, ...)
+chk_set(struct session *s, enum chk_id id, enum chk_status st, const char *code,
+        const char *text, const char *detail_fmt, ...)
 {
 	struct chk_result *r = &s->results[id];
 	va_list ap;

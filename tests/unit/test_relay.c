@@ -14,15 +14,15 @@
 
 /* What the fake backend answers; NULL: the default. */
 struct script {
-	const char *banner;	/* "220 be ESMTP" */
-	const char *ehlo;	/* with PIPELINING, SIZE, 8BITMIME */
+	const char *banner; /* "220 be ESMTP" */
+	const char *ehlo;   /* with PIPELINING, SIZE, 8BITMIME */
 	const char *helo;
 	const char *mail;
 	const char *rcpt;
 	const char *data;
 	const char *dot;
-	bool silent;		/* never send anything */
-	bool close_after_data;	/* drop the connection after the 354 */
+	bool silent;           /* never send anything */
+	bool close_after_data; /* drop the connection after the 354 */
 };
 
 struct be_conn {
@@ -36,9 +36,9 @@ static uv_loop_t *loop;
 static uv_tcp_t be_server;
 static int be_port;
 static struct script sc;
-static struct buf be_seen;	/* every byte the backend received */
+static struct buf be_seen; /* every byte the backend received */
 static struct be_conn *be_last;
-static unsigned be_reads;	/* read callbacks with data */
+static unsigned be_reads; /* read callbacks with data */
 
 static struct {
 	int n;
@@ -93,8 +93,8 @@ be_line(struct be_conn *c, const char *l)
 {
 	if (strncasecmp(l, "EHLO", 4) == 0)
 		be_send(c, sc.ehlo ? sc.ehlo
-				   : "250-be.test\r\n250-PIPELINING\r\n"
-				     "250-SIZE 1000000\r\n250 8BITMIME");
+		                   : "250-be.test\r\n250-PIPELINING\r\n"
+		                     "250-SIZE 1000000\r\n250 8BITMIME");
 	else if (strncasecmp(l, "HELO", 4) == 0)
 		be_send(c, sc.helo ? sc.helo : "250 be.test");
 	else if (strncasecmp(l, "MAIL", 4) == 0)
@@ -147,9 +147,11 @@ be_read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
 		if (b->base[i] != '\n')
 			continue;
 		if (c->in_data) {
-			if (c->line.len == 3 && memcmp(c->line.data, ".\r\n", 3) == 0) {
+			if (c->line.len == 3 &&
+			    memcmp(c->line.data, ".\r\n", 3) == 0) {
 				c->in_data = false;
-				be_send(c, sc.dot ? sc.dot : "250 2.0.0 queued");
+				be_send(c,
+				        sc.dot ? sc.dot : "250 2.0.0 queued");
 			}
 		} else if (c->line.len >= 2) {
 			c->line.data[c->line.len - 2] = '\0';
@@ -219,7 +221,7 @@ begin(const char *name, const struct script *s, int port)
 	be_reads = 0;
 	uv_ip4_addr("127.0.0.1", port ? port : be_port, &sin);
 	return relay_open(loop, &cfg, (struct sockaddr *)&sin, "mx.test",
-			  reply_cb, NULL);
+	                  reply_cb, NULL);
 }
 
 /* seen - what the backend received, as a C string. */
@@ -261,8 +263,8 @@ main(void)
 	settle();
 
 	{
-		static const struct script s = { .dot = "250-2.0.0 first\r\n"
-							"250 2.0.0 second" };
+		static const struct script s = {.dot = "250-2.0.0 first\r\n"
+		                                       "250 2.0.0 second"};
 
 		r = begin("a whole transaction, replies in order", &s, 0);
 		T_INTEQ(relay_open_count, 1);
@@ -273,10 +275,12 @@ main(void)
 		T_INTEQ(got.code[0], 250);
 		T_INTEQ(got.code[1], 250);
 		T_STREQ(got.reply[1], "250 2.1.5 Ok");
-		T_CHECK(strstr(seen(), "EHLO mx.test\r\n") != NULL, "%s", seen());
-		T_CHECK(strstr(seen(), "MAIL FROM:<a@sender.test> SIZE=100 "
-				       "BODY=8BITMIME\r\nRCPT TO:<b@example.com>\r\n"),
-			"MAIL+RCPT not pipelined: %s", seen());
+		T_CHECK(strstr(seen(), "EHLO mx.test\r\n") != NULL, "%s",
+		        seen());
+		T_CHECK(strstr(seen(),
+		               "MAIL FROM:<a@sender.test> SIZE=100 "
+		               "BODY=8BITMIME\r\nRCPT TO:<b@example.com>\r\n"),
+		        "MAIL+RCPT not pipelined: %s", seen());
 		relay_data(r);
 		step_until(3);
 		T_INTEQ(got.code[2], 354);
@@ -284,7 +288,7 @@ main(void)
 		settle();
 		T_CHECK(strstr(seen(), "..dot\r\n") != NULL, "%s", seen());
 		T_CHECK(strstr(seen(), "\r\n.\r\n") == NULL,
-			"dot sent before relay_dot: %s", seen());
+		        "dot sent before relay_dot: %s", seen());
 		relay_dot(r);
 		step_until(4);
 		T_INTEQ(got.code[3], 250);
@@ -297,39 +301,41 @@ main(void)
 		t_end();
 	}
 	{
-		static const struct script s = { .ehlo = "250 be.test" };
+		static const struct script s = {.ehlo = "250 be.test"};
 
 		r = begin("no SIZE/8BITMIME/PIPELINING offered: plain MAIL, "
-			  "one command at a time",
-			  &s, 0);
+		          "one command at a time",
+		          &s, 0);
 		relay_mail(r, "<a@sender.test> SIZE=100 BODY=8BITMIME");
 		relay_rcpt(r, "<b@example.com>");
 		step_until(2);
 		T_INTEQ(got.n, 2);
 		T_CHECK(strstr(seen(), "MAIL FROM:<a@sender.test>\r\n") != NULL,
-			"%s", seen());
+		        "%s", seen());
 		T_CHECK(be_reads >= 3, "reads %u", be_reads);
 		relay_quit(r);
 		settle();
 		t_end();
 	}
 	{
-		static const struct script s = { .ehlo = "502 5.5.1 no EHLO" };
+		static const struct script s = {.ehlo = "502 5.5.1 no EHLO"};
 
 		r = begin("EHLO refused with 5xx: HELO", &s, 0);
 		relay_mail(r, "<a@sender.test>");
 		step_until(1);
 		T_INTEQ(got.code[0], 250);
-		T_CHECK(strstr(seen(), "HELO mx.test\r\n") != NULL, "%s", seen());
+		T_CHECK(strstr(seen(), "HELO mx.test\r\n") != NULL, "%s",
+		        seen());
 		relay_quit(r);
 		settle();
 		t_end();
 	}
 	{
-		static const struct script s = { .rcpt = "550 5.1.1 no such user" };
+		static const struct script s = {
+		        .rcpt = "550 5.1.1 no such user"};
 
 		r = begin("RSET is not reported; a 5xx RCPT comes back as is",
-			  &s, 0);
+		          &s, 0);
 		relay_rset(r);
 		relay_mail(r, "<a@sender.test>");
 		relay_rcpt(r, "<x@example.com>");
@@ -344,7 +350,7 @@ main(void)
 	}
 	/* Failures: each reported once as -1. */
 	{
-		static const struct script s = { 0 };
+		static const struct script s = {0};
 
 		r = begin("connect refused: -1", &s, refused_port);
 		relay_mail(r, "<a@sender.test>");
@@ -353,14 +359,14 @@ main(void)
 		T_INTEQ(got.n, 1);
 		T_INTEQ(got.code[0], -1);
 		T_CHECK(strncmp(got.reply[0], "connect:", 8) == 0, "%s",
-			got.reply[0]);
+		        got.reply[0]);
 		relay_abort(r);
 		settle();
 		T_INTEQ(relay_open_count, 0);
 		t_end();
 	}
 	{
-		static const struct script s = { .banner = "554 5.3.2 go away" };
+		static const struct script s = {.banner = "554 5.3.2 go away"};
 
 		r = begin("banner refused: -1", &s, 0);
 		relay_mail(r, "<a@sender.test>");
@@ -373,7 +379,7 @@ main(void)
 		t_end();
 	}
 	{
-		static const struct script s = { .mail = "hello there" };
+		static const struct script s = {.mail = "hello there"};
 
 		r = begin("malformed reply: -1", &s, 0);
 		relay_mail(r, "<a@sender.test>");
@@ -393,7 +399,7 @@ main(void)
 
 		for (i = 0; i < 5; i++)
 			o += (size_t)snprintf(big + o, sizeof(big) - o,
-					      "250-%0990d\r\n", i);
+			                      "250-%0990d\r\n", i);
 		snprintf(big + o, sizeof(big) - o, "250 end");
 		s.mail = big;
 		r = begin("a reply over 4 KiB: -1", &s, 0);
@@ -407,7 +413,7 @@ main(void)
 		t_end();
 	}
 	{
-		static const struct script s = { .silent = true };
+		static const struct script s = {.silent = true};
 
 		cfg.timeout_backend_ms = 100;
 		r = begin("silent backend: -1 after timeout_backend", &s, 0);
@@ -417,17 +423,18 @@ main(void)
 		T_INTEQ(got.n, 1);
 		T_INTEQ(got.code[0], -1);
 		T_CHECK(strstr(got.reply[0], "timeout") != NULL, "%s",
-			got.reply[0]);
+		        got.reply[0]);
 		relay_abort(r);
 		settle();
 		cfg.timeout_backend_ms = 2000;
 		t_end();
 	}
 	{
-		static const struct script s = { .close_after_data = true };
+		static const struct script s = {.close_after_data = true};
 
-		r = begin("backend gone after the 354: -1 at the dot, never 2xx",
-			  &s, 0);
+		r = begin(
+		        "backend gone after the 354: -1 at the dot, never 2xx",
+		        &s, 0);
 		relay_mail(r, "<a@sender.test>");
 		relay_rcpt(r, "<b@example.com>");
 		relay_data(r);
@@ -444,7 +451,7 @@ main(void)
 		t_end();
 	}
 	{
-		static const struct script s = { 0 };
+		static const struct script s = {0};
 
 		r = begin("abort mid-body: no dot reaches the backend", &s, 0);
 		relay_mail(r, "<a@sender.test>");
@@ -457,17 +464,17 @@ main(void)
 		settle();
 		T_CHECK(strstr(seen(), "partial\r\n") != NULL, "%s", seen());
 		T_CHECK(strstr(seen(), "\r\n.\r\n") == NULL, "dot sent: %s",
-			seen());
+		        seen());
 		T_INTEQ(got.n, 3);
 		T_INTEQ(relay_open_count, 0);
 		t_end();
 	}
 
 	{
-		static const struct script s = { 0 };
+		static const struct script s = {0};
 
 		r = begin("body and dot before the backend's 354 wait for it",
-			  &s, 0);
+		          &s, 0);
 		relay_mail(r, "<a@sender.test>");
 		relay_rcpt(r, "<b@example.com>");
 		step_until(2);
@@ -475,23 +482,23 @@ main(void)
 		relay_body(r, "early\r\n", 7);
 		relay_dot(r);
 		T_CHECK(strstr(seen(), "early") == NULL, "body before DATA: %s",
-			seen());
+		        seen());
 		step_until(4);
 		T_INTEQ(got.n, 4);
 		T_INTEQ(got.code[2], 354);
 		T_INTEQ(got.code[3], 250);
 		T_CHECK(strstr(seen(), "DATA\r\nearly\r\n.\r\n") != NULL, "%s",
-			seen());
+		        seen());
 		relay_quit(r);
 		settle();
 		t_end();
 	}
 	{
-		static const struct script s = { .data = "554 5.5.1 no" };
+		static const struct script s = {.data = "554 5.5.1 no"};
 
 		r = begin("DATA refused: body and queued dot dropped, the DATA "
-			  "reply is the last",
-			  &s, 0);
+		          "reply is the last",
+		          &s, 0);
 		relay_mail(r, "<a@sender.test>");
 		relay_rcpt(r, "<b@example.com>");
 		step_until(2);
@@ -505,9 +512,9 @@ main(void)
 		relay_body(r, "late\r\n", 6);
 		settle();
 		T_CHECK(strstr(seen(), "early") == NULL &&
-				strstr(seen(), "late") == NULL &&
-				strstr(seen(), "\r\n.\r\n") == NULL,
-			"%s", seen());
+		                strstr(seen(), "late") == NULL &&
+		                strstr(seen(), "\r\n.\r\n") == NULL,
+		        "%s", seen());
 		T_INTEQ(relay_queued(r), 0);
 		relay_quit(r);
 		settle();

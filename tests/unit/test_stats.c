@@ -12,7 +12,7 @@
 static char *
 json(void)
 {
-	struct buf b = { 0 };
+	struct buf b = {0};
 
 	stats_json(&b);
 	buf_append(&b, "", 1);
@@ -37,12 +37,17 @@ int
 main(void)
 {
 	static const char *const keys[] = {
-		"\"connections_total\":",  "\"connections_active\":",
-		"\"accepted\":",	   "\"tempfailed\":",
-		"\"rejected\":",	   "\"logged\":",
-		"\"reasons\":{",	   "\"greylist_entries\":",
-		"\"backend_connections\":", "\"uptime\":",
-		"\"version\":\"" MAILMOAT_VERSION "\"",
+	        "\"connections_total\":",
+	        "\"connections_active\":",
+	        "\"accepted\":",
+	        "\"tempfailed\":",
+	        "\"rejected\":",
+	        "\"logged\":",
+	        "\"reasons\":{",
+	        "\"greylist_entries\":",
+	        "\"backend_connections\":",
+	        "\"uptime\":",
+	        "\"version\":\"" MAILMOAT_VERSION "\"",
 	};
 	char *j;
 	unsigned i;
@@ -69,7 +74,7 @@ main(void)
 	T_CHECK(strstr(j, "\"connections_total\":7,") != NULL, "got %s", j);
 	T_CHECK(strstr(j, "\"rejected\":3,") != NULL, "got %s", j);
 	T_CHECK(strstr(j, "\"reasons\":{\"dnsbl\":2,\"relay\":1}") != NULL,
-		"got %s", j);
+	        "got %s", j);
 	free(j);
 	t_end();
 
@@ -106,7 +111,7 @@ main(void)
 
 	t_begin("json string escaping");
 	{
-		struct buf b = { 0 };
+		struct buf b = {0};
 
 		stats_json_string(&b, "a\"b\\c\td\x7f");
 		buf_append(&b, "", 1);
@@ -129,7 +134,8 @@ main(void)
 		T_INTEQ(stats.rejected, 3);
 		T_INTEQ(stats.connections_total, 7);
 		j = json();
-		/* dnsbl was 2: loading adds the saved counts to the live ones */
+		/* dnsbl was 2: loading adds the saved counts to the live ones
+		 */
 		T_CHECK(strstr(j, "\"dnsbl\":4") != NULL, "got %s", j);
 		free(j);
 		snprintf(path, sizeof(path), "%s/counters", dir);
