@@ -98,6 +98,10 @@ def zones():
         "nomx-sender.com": ["@ A 127.0.10.201"],
         "nullmx-sender.com": ["@ MX 0 ."],
         "slow-sender.com": ["@ MX 10 mx.slow-sender.com."],
+        # 40 MX records: over 512 bytes, so nsd truncates the UDP answer
+        # and c-ares must retry over TCP
+        "bigmx-sender.com": ["@ MX %d mx%02d-with-a-long-name.bigmx-sender"
+                             ".com." % (i, i) for i in range(40)],
         # the cache: same MX, one kept 300 s, one 1 s; update_zones()
         # turns both into null MX
         "ttl-sender.com": ["long 300 MX 10 mx.good-sender.com.",
@@ -338,6 +342,9 @@ def run(d, d2, dns, be):
     expect("sender_mx/timeout", mail(d, "a@slow-sender.com"),
            "451 4.4.3 Temporary DNS failure resolving the sender domain "
            "slow-sender.com")
+    r = mail(d, "a@bigmx-sender.com")
+    check("sender_mx/truncated UDP answer, retried over TCP",
+          r.code == 250, r)
     r = mail(d2, "a@nomx-sender.com")
     check("sender_mx=mx-or-a/implicit MX passes", r.code == 250, r)
     expect("sender_mx=mx-or-a/nxdomain still refused",

@@ -37,7 +37,8 @@ Failure behaviour, all from real sockets, no fake answers:
     UDP forwarder in front of nsd: each query is forwarded to nsd and the
     REAL answer is returned after the delay of the first matching rule
     (rules: [(name_suffix, delay_ms or None to drop)], default delay
-    `default_ms`).  TCP is not proxied (nothing here sends big answers).
+    `default_ms`).  TCP (the retry after a truncated UDP answer) is
+    passed through to nsd unchanged, without delays.
 
 Every object is a context manager and also has start()/stop().
 """
@@ -382,9 +383,45 @@ class DelayProxy:
         self.sock.bind((self.host, self.port))
         self.up = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.up.bind((self.host, 0))
+        self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.tcp.bind((self.host, self.port))
+        self.tcp.listen(64)
         self.t = threading.Thread(target=self._run, daemon=True)
         self.t.start()
+        self.tt = threading.Thread(target=self._run_tcp, daemon=True)
+        self.tt.start()
         return self
+
+    def _pipe(self, a, b):
+        try:
+            while True:
+                d = a.recv(65536)
+                if not d:
+                    break
+                b.sendall(d)
+        except OSError:
+            pass
+        for x in (a, b):
+            try:
+                x.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def _run_tcp(self):
+        while not self._stop:
+            r, _, _ = select.select([self.tcp], [], [], 0.2)
+            if not r:
+                continue
+            try:
+                c, _ = self.tcp.accept()
+                u = socket.create_connection(self.upstream, timeout=5)
+                u.settimeout(None)
+            except OSError:
+                continue
+            for a, b in ((c, u), (u, c)):
+                threading.Thread(target=self._pipe, args=(a, b),
+                                 daemon=True).start()
 
     def _send_up(self, data, client):
         with self._lock:
@@ -430,8 +467,10 @@ class DelayProxy:
     def stop(self):
         self._stop = True
         self.t.join()
+        self.tt.join()
         self.sock.close()
         self.up.close()
+        self.tcp.close()
 
     def __enter__(self):
         return self.start()
