@@ -220,19 +220,30 @@ tls_seed(void)
 /*
  * tls_read_file - read a whole (small) file into a NUL-terminated
  * buffer, as mbedTLS's PEM parsers want it; *len counts the NUL.
- * Returns 0 or -errno (-EFBIG over TLS_FILE_MAX); the caller frees *out.
+ * Returns 0 or -errno (-EFBIG over TLS_FILE_MAX, -EINVAL if not a
+ * regular file); the caller frees *out.  secret: warn if the file is
+ * readable by group or others.
  */
 static int
-tls_read_file(const char *path, unsigned char **out, size_t *len)
+tls_read_file(const char *path, bool secret, unsigned char **out, size_t *len)
 {
 	unsigned char *data = NULL;
+	struct stat st;
 	size_t n = 0;
 	ssize_t got;
 	int fd, err = 0;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO given by mistake must not hang the start. */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0)
 		return -errno;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return -EINVAL;
+	}
+	if (secret && (st.st_mode & 077))
+		log_warn("tls: %s is readable by group or others (chmod 600)",
+		         path);
 	data = xmalloc(TLS_FILE_MAX + 1);
 	for (;;) {
 		got = read(fd, data + n, TLS_FILE_MAX + 1 - n);
@@ -527,7 +538,7 @@ tls_load_or_create(struct tls_ctx *ctx, const struct config *cfg)
 	int err, r;
 	bool new_key = false;
 
-	err = tls_read_file(kpath, &kdata, &klen);
+	err = tls_read_file(kpath, true, &kdata, &klen);
 	if (err == -ENOENT && !tls_hostname_ok(host)) {
 		/* A new key needs a new certificate: check before writing. */
 		log_warn("tls: hostname \"%s\" cannot go in a certificate",
@@ -569,7 +580,7 @@ tls_load_or_create(struct tls_ctx *ctx, const struct config *cfg)
 		}
 	}
 
-	err = new_key ? -ENOENT : tls_read_file(cpath, &cdata, &clen);
+	err = new_key ? -ENOENT : tls_read_file(cpath, false, &cdata, &clen);
 	if (err == -ENOENT) {
 		if (!tls_hostname_ok(host)) {
 			log_warn("tls: hostname \"%s\" cannot go in a "

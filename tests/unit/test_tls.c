@@ -503,6 +503,22 @@ test_bad_files(void)
 	T_INTEQ(tls_global_init(&bad), -EINVAL);
 	t_end();
 
+	t_begin("key path is a directory or a FIFO: -EINVAL, no hang");
+	{
+		struct config odd = cfg;
+		char fifo[160];
+
+		odd.tls_key = dir;
+		T_INTEQ(tls_global_init(&odd), -EINVAL);
+		snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+		T_CHECK(mkfifo(fifo, 0600) == 0, "mkfifo");
+		odd.tls_key = fifo;
+		T_INTEQ(tls_global_init(&odd), -EINVAL);
+		unlink(fifo);
+		T_CHECK(tls_available(), "old setup dropped");
+	}
+	t_end();
+
 	t_begin("cert does not match key: -EINVAL");
 	bad.tls_cert = cert_path; /* cert of the main key */
 	T_INTEQ(tls_global_init(&bad), -EINVAL);
