@@ -45,7 +45,9 @@ class TapResult(unittest.TestResult):
         self.start[test] = time.monotonic()
 
     def _took(self, test):
-        return " (%.1fs)" % (time.monotonic() - self.start.get(test, 0))
+        if test not in self.start:
+            return ""
+        return " (%.1fs)" % (time.monotonic() - self.start[test])
 
     def addSuccess(self, test):
         super().addSuccess(test)

@@ -70,8 +70,9 @@ def free_port(host="127.0.0.1"):
         return s.getsockname()[1]
 
 
-def _listening_ports():
-    ports = set()
+def _listening(port=None):
+    """_listening - {port: set of socket inodes} of listening TCP sockets."""
+    out = {}
     for f in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             with open(f) as fh:
@@ -79,10 +80,31 @@ def _listening_ports():
                 for line in fh:
                     p = line.split()
                     if p[3] == "0A":    # TCP_LISTEN
-                        ports.add(int(p[1].rsplit(":", 1)[1], 16))
+                        lp = int(p[1].rsplit(":", 1)[1], 16)
+                        if port is None or lp == port:
+                            out.setdefault(lp, set()).add(p[9])
         except OSError:
             pass
-    return ports
+    return out
+
+
+def _listening_ports():
+    return set(_listening())
+
+
+def _socket_inodes(pid):
+    out = set()
+    try:
+        for fd in os.listdir("/proc/%d/fd" % pid):
+            try:
+                t = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+            except OSError:
+                continue
+            if t.startswith("socket:["):
+                out.add(t[8:-1])
+    except OSError:
+        pass
+    return out
 
 
 def wait_for(cond, what, timeout=GUARD, step=0.02):
@@ -104,7 +126,11 @@ def wait_listen(port, proc=None, timeout=GUARD):
         if proc is not None and proc.poll() is not None:
             raise HarnessError("process exited with %s before listening"
                                % proc.returncode)
-        return port in _listening_ports()
+        inodes = _listening(port).get(port, set())
+        if proc is None:
+            return bool(inodes)
+        # the socket must be this process's, not someone else's
+        return bool(inodes & _socket_inodes(proc.pid))
     wait_for(up, "port %d to listen" % port, timeout)
 
 
@@ -145,12 +171,19 @@ class Backend:
 
     def start(self):
         self.out = open(os.path.join(self.tmp, "backend.log"), "ab")
-        self.proc = subprocess.Popen(
-            [PYTHON, BACKEND_PY, "--host", self.host, "--port",
-             str(self.port), "--spool", self.spool],
-            stdout=self.out, stderr=subprocess.STDOUT)
-        wait_listen(self.port, self.proc)
-        return self
+        for attempt in range(3):
+            self.proc = subprocess.Popen(
+                [PYTHON, BACKEND_PY, "--host", self.host, "--port",
+                 str(self.port), "--spool", self.spool],
+                stdout=self.out, stderr=subprocess.STDOUT)
+            try:
+                wait_listen(self.port, self.proc)
+                return self
+            except HarnessError:
+                if self.proc.poll() is None:
+                    raise
+                self.port = free_port(self.host)   # taken meanwhile
+        raise HarnessError("backend could not listen")
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
@@ -252,13 +285,20 @@ class Sink:
         self.proc = None
 
     def start(self):
-        self.proc = subprocess.Popen(
-            [SMTP_SINK, "-u", "root", "-h", "sink.example.com"] +
-            self.dump_opt + self.extra +
-            ["127.0.0.1:%d" % self.port, "1000"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_listen(self.port, self.proc)
-        return self
+        for attempt in range(3):
+            self.proc = subprocess.Popen(
+                [SMTP_SINK, "-u", "root", "-h", "sink.example.com"] +
+                self.dump_opt + self.extra +
+                ["127.0.0.1:%d" % self.port, "1000"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                wait_listen(self.port, self.proc)
+                return self
+            except HarnessError:
+                if self.proc.poll() is None:
+                    raise
+                self.port = free_port()     # taken meanwhile
+        raise HarnessError("smtp-sink could not listen")
 
     def established(self):
         """established - TCP connections to the sink still open."""
