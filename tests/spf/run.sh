@@ -16,7 +16,9 @@
 #  4. spf:fuzz-finds-unpatched-cve  the harness is able to fail: the
 #     URL-encoding seed crashes a libspf2 built WITHOUT the project's CVE
 #     patches (only the build fixes).  SPF_FUZZ_SELFTEST=0 skips it.
-#  5. spf:daemon/<test>  the spf check in the real daemon (test_daemon.py).
+#  5. spf:musl-rfc7208  the RFC suite again with a static musl driver (the
+#     firmware's libc), when the firmware's musl c-ares has been built.
+#  6. spf:daemon/<test>  the spf check in the real daemon (test_daemon.py).
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 MIN_PASS=${SPF_MIN_PASS:-195}
@@ -115,6 +117,33 @@ else
 			rc=1
 		fi
 	fi
+fi
+
+# The shipping libc: the same suite with a static musl driver, when the
+# firmware's x86_64 sysroot (firmware/deps.sh: musl c-ares) is there.
+cares_musl=build/deps/x86_64/sysroot/lib/libcares.a
+if command -v x86_64-linux-musl-gcc >/dev/null && [ -f "$cares_musl" ]; then
+	m=$PWD/build/spf2-musl-test
+	if firmware/libspf2.sh "$m" x86_64-linux-musl-gcc x86_64-linux-musl \
+		"-Os" >"$L/spf-musl-build.log" 2>&1 &&
+	   x86_64-linux-musl-gcc -static -std=c11 -Os -D_GNU_SOURCE -Iproxy \
+		-I"$m/include" -Ibuild/deps/x86_64/sysroot/include \
+		-o "$B/spf_driver_musl" tests/spf/spf_driver.c proxy/spf.c \
+		proxy/util.c proxy/log.c "$m/lib/libspf2.a" "$cares_musl" \
+		>>"$L/spf-musl-build.log" 2>&1; then
+		if /usr/bin/python3 tests/spf/spfsuite.py "$B/spf_driver_musl" \
+			$SUITE "$MIN_PASS" >"$L/spf-musl-rfc7208.log" 2>&1; then
+			echo "ok - spf:musl-rfc7208 ($(tail -1 "$L/spf-musl-rfc7208.log" | sed 's/^# //'))"
+		else
+			echo "not ok - spf:musl-rfc7208 (see $L/spf-musl-rfc7208.log)"
+			rc=1
+		fi
+	else
+		echo "not ok - spf:musl-rfc7208 (build failed, see $L/spf-musl-build.log)"
+		rc=1
+	fi
+else
+	echo "# spf:musl-rfc7208 not run (no x86_64-linux-musl-gcc or $cares_musl yet)"
 fi
 
 # The check inside the real daemon (needs `make`).
