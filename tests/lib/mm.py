@@ -62,6 +62,23 @@ class HarnessError(Exception):
     pass
 
 
+# Whatever a test forgot to stop is stopped (and its temp dir removed) when
+# the Python process exits, so no daemon or backend outlives its test run.
+_live = set()
+
+
+def _cleanup_all():
+    for obj in list(_live):
+        try:
+            obj._atexit()
+        except Exception:
+            pass
+
+
+import atexit  # noqa: E402
+atexit.register(_cleanup_all)
+
+
 def free_port(host="127.0.0.1"):
     """free_port - a TCP port nobody listens on right now."""
     fam = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -168,6 +185,10 @@ class Backend:
         self.host = host
         self.port = free_port(host)
         self.proc = None
+        _live.add(self)
+
+    def _atexit(self):
+        self.stop()
 
     def start(self):
         self.out = open(os.path.join(self.tmp, "backend.log"), "ab")
@@ -194,6 +215,7 @@ class Backend:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+        _live.discard(self)
         if self._own_tmp:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
@@ -283,6 +305,10 @@ class Sink:
         self.extra = list(extra)
         self.dump_opt = ["-d", self.dump + "/%M."] if dump else []
         self.proc = None
+        _live.add(self)
+
+    def _atexit(self):
+        self.stop()
 
     def start(self):
         for attempt in range(3):
@@ -331,6 +357,7 @@ class Sink:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(10)
+        _live.discard(self)
         if self._own_tmp:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
@@ -412,6 +439,12 @@ class Daemon:
                 self.conf[key] = self.write_file(key, text)
         self.conf.update(conf)
         self.write_conf()
+        _live.add(self)
+
+    def _atexit(self):
+        self.stop()
+        if not os.environ.get("MM_KEEP"):
+            shutil.rmtree(self.tmp, ignore_errors=True)
 
     # files
     def path(self, name):
@@ -493,6 +526,7 @@ class Daemon:
         return rc
 
     def cleanup(self):
+        _live.discard(self)
         rc = self.stop()
         if self.wrapper and rc == 99:
             # the wrapper (valgrind --error-exitcode=99) found errors
