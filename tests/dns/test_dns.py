@@ -113,7 +113,11 @@ SERVFAIL = ["6.10.0.127.in-addr.arpa", "broken-sender.com"]
 RULES = [("7.10.0.127.in-addr.arpa", None),      # PTR timeout
          ("8.10.0.127.in-addr.arpa", 300),       # PTR slow, in time
          ("11.10.0.127.bl." + ORG, None),         # DNSBL timeout
-         ("slow-sender.com", None)]               # MX timeout
+         ("slow-sender.com", None),               # MX timeout
+         # client 13: its PTR and DNSBL answers all come 300 ms late
+         ("13.10.0.127.in-addr.arpa", 300),
+         ("13.10.0.127.bl." + ORG, 300),
+         ("13.10.0.127.refused." + ORG, 300)]
 
 
 def cache_test(d, dns):
@@ -203,7 +207,22 @@ def mail(d, sender, src=None, helo_name="good.client." + ORG):
         return r
 
 
-def run(d, d2, dns, be):
+def concurrency_test(d, px):
+    """concurrency_test - the connect-stage lookups of a session are in
+    flight together: every one of them reaches the DNS server before the
+    first (300 ms late) answer leaves it.  An ordering, not a timing."""
+    b = banner(d, host(13))
+    check("concurrent/slow PTR and DNSBL answers still pass",
+          b.code == 220, b)
+    ev = [e for e in px.events if e[1].startswith("13.10.0.127.")]
+    qs = [t for k, n, t in ev if k == "q"]
+    ans = [t for k, n, t in ev if k == "a"]
+    check("concurrent/PTR and both DNSBL queries sent at once",
+          len(qs) >= 3 and ans and max(qs) < min(ans),
+          sorted((round(t - ev[0][2], 3), k, n) for k, n, t in ev))
+
+
+def run(d, d2, dns, be, px):
     # --- zone self-tests run at start, before any session
     def health():
         z = d2.stats().get("dnsbl", {})
@@ -445,7 +464,8 @@ def main():
         try:
             d.start()
             d2.start()
-            run(d, d2, dns, be)
+            run(d, d2, dns, be, px)
+            concurrency_test(d, px)
             cache_test(d, dns)
             reload_test(be, px.addr)
         except Exception as e:

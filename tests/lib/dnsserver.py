@@ -365,8 +365,10 @@ class DelayProxy:
         self.dropped = 0
         self._stop = False
         self._lock = threading.Lock()
-        self._pending = {}  # upstream id -> (client addr, original id)
+        self._pending = {}  # upstream id -> (client addr, original id, name)
         self._next = 1
+        # (event, name, monotonic time): "q" query in, "a" answer out
+        self.events = []
 
     @property
     def addr(self):
@@ -423,11 +425,11 @@ class DelayProxy:
                 threading.Thread(target=self._pipe, args=(a, b),
                                  daemon=True).start()
 
-    def _send_up(self, data, client):
+    def _send_up(self, data, client, name=""):
         with self._lock:
             uid = self._next
             self._next = (self._next % 65535) + 1
-            self._pending[uid] = (client, data[:2])
+            self._pending[uid] = (client, data[:2], name)
         self.up.sendto(uid.to_bytes(2, "big") + data[2:], self.upstream)
 
     def _run(self):
@@ -447,21 +449,23 @@ class DelayProxy:
                     except Exception:
                         continue
                     ms = self._delay_for(name)
+                    self.events.append(("q", name, time.monotonic()))
                     if ms is None:
                         self.dropped += 1
                         continue
                     self.forwarded += 1
                     if ms:
                         threading.Timer(ms / 1000.0, self._send_up,
-                                        (data, src)).start()
+                                        (data, src, name)).start()
                     else:
-                        self._send_up(data, src)
+                        self._send_up(data, src, name)
                 else:
                     uid = int.from_bytes(data[:2], "big")
                     with self._lock:
                         ent = self._pending.pop(uid, None)
                     if ent:
-                        client, oid = ent
+                        client, oid, name = ent
+                        self.events.append(("a", name, time.monotonic()))
                         self.sock.sendto(oid + data[2:], client)
 
     def stop(self):
