@@ -614,6 +614,8 @@ sess_close(struct sess *x)
 		}
 		stats.connections_active--;
 		uv_read_stop((uv_stream_t *)&s->tcp);
+		if (s->tls != NULL)
+			tls_close_notify(s->tls); /* queued like a reply */
 		if (x->writes_pending > 0) {
 			uv_timer_start(&s->timer, sess_timer_cb,
 			               SESS_CLOSE_FLUSH_MS, 0);
