@@ -207,6 +207,44 @@ def mail(d, sender, src=None, helo_name="good.client." + ORG):
         return r
 
 
+def datafile_test(be, px):
+    """datafile_test - the TLD list and the dynamic patterns are data: a
+    file named in the config replaces the built-in copy, and SIGHUP
+    re-reads it (no new build)."""
+    with open(os.path.join(HERE, "..", "..", "data", "tlds.txt")) as f:
+        tlds = f.read()
+    d = mm.Daemon(be.port, **conf_for(px.addr))
+    d.conf["tld_list"] = d.write_file("tlds", tlds + "INVALIDTLD\n")
+    d.conf["dynamic_patterns"] = d.write_file("dyn", "strong senders\n")
+    d.write_conf()
+    try:
+        d.start()
+        # the TLD passes now; the MX lookup is next (nsd refuses it)
+        r = mail(d, "a@x.invalidtld")
+        check("data/tld_list file adds a TLD", r.code == 451 and
+              "resolving the sender domain" in r.text, r)
+        expect("data/dynamic_patterns file replaces the rules",
+               banner(d, host(14)), "550 5.7.1 " + DYN_TEXT)
+        d.write_file("tlds", tlds)
+        d.write_file("dyn", "# nothing\n")
+        d.reload()
+        expect("data/reload re-reads tld_list", mail(d, "a@x.invalidtld"),
+               "550 5.7.1 Sender domain has an unregistered TLD: "
+               "x.invalidtld")
+        b = banner(d, host(14))
+        check("data/reload re-reads dynamic_patterns", b.code == 220, b)
+        d.write_file("dyn", "bogus line\n")
+        n = len(d.log_text())
+        d.signal(__import__("signal").SIGHUP)
+        mm.wait_for(lambda: "keeping the old configuration" in
+                    d.log_text()[n:], "the reload to be refused")
+        check("data/bad pattern file refused on reload, daemon lives",
+              d.alive() and "dyn:1: unknown directive" in d.log_text()[n:],
+              d.log_text()[n:][-300:])
+    finally:
+        d.cleanup()
+
+
 def concurrency_test(d, px):
     """concurrency_test - the connect-stage lookups of a session are in
     flight together: every one of them reaches the DNS server before the
@@ -466,6 +504,7 @@ def main():
             d2.start()
             run(d, d2, dns, be, px)
             concurrency_test(d, px)
+            datafile_test(be, px)
             cache_test(d, dns)
             reload_test(be, px.addr)
         except Exception as e:
