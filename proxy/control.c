@@ -11,7 +11,8 @@
  * The answer is "ok\n" followed by the payload, or "error: why\n".
  *   stats                       the JSON object of stats_json()
  *   allow add|del ADDR          IP, CIDR, address or @domain; saved to
- *                               the allowlist file
+ *                               the allowlist file (in memory only when
+ *                               none is configured)
  *   block add|del ADDR          likewise, saved to the blocklist file
  *   greylist list|del ...       an error until greylisting exists
  *   reload                      like SIGHUP
@@ -116,11 +117,6 @@ ctl_list(struct buf *out, bool allow, const char *verb, const char *entry)
 		           allow ? "allow" : "block");
 		return;
 	}
-	if (path == NULL) {
-		ctl_printf(out, "error: no %s file is configured (key %s)\n",
-		           name, name);
-		return;
-	}
 	if (*lp == NULL)
 		*lp = list_new();
 	if (strcmp(verb, "add") == 0) {
@@ -151,6 +147,17 @@ ctl_list(struct buf *out, bool allow, const char *verb, const char *entry)
 	}
 	if (rc < 0) {
 		ctl_printf(out, "error: %s\n", strerror(-rc));
+		return;
+	}
+	if (path == NULL) {
+		/* No file to keep it in: this run only, and say so. */
+		log_info("control: %s %s %s (not saved: no %s file)", name,
+		         verb, entry, name);
+		ctl_printf(out,
+		           "ok\n%s %s %s (in memory only: no %s file is "
+		           "configured)\n",
+		           name, strcmp(verb, "add") == 0 ? "added" : "deleted",
+		           entry, name);
 		return;
 	}
 	rc = list_save(*lp, path);
