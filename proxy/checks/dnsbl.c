@@ -21,8 +21,12 @@
  * for the zones due), and by a session that finds a test due and none
  * running - it runs the two test queries next to its own and decides with
  * the fresh result, so no session ever decides on an untested zone.
- * A zone that fails its self-test (typically: a public resolver refused
- * by the list operator) is suspended - its answers are ignored - and shown as
+ * A test that gets no answers (timeout, SERVFAIL) leaves the zone
+ * "unreachable": nothing is known to be wrong with it, its answers still
+ * count, and each session tests it again - a DNS server that comes up
+ * after the daemon is used at once.  A zone that answers its self-test
+ * wrongly (typically: a public resolver refused by the list operator) is
+ * suspended - its answers are ignored - and shown as
  * unhealthy under "dnsbl" in `mailmoatctl stats`, instead of rejecting every
  * sender.
  *
@@ -44,7 +48,32 @@
 #define DNSBL_RETEST_BAD_S 60
 #define DNSBL_MAX_CODES 8
 
-enum dnsbl_state { DNSBL_UNKNOWN, DNSBL_HEALTHY, DNSBL_SUSPENDED };
+/*
+ * UNKNOWN: never tested.  UNREACHABLE: the last test could not get its
+ * answers (timeout, SERVFAIL): nothing is known to be wrong with the
+ * zone, so its answers still count and every session tests it again.
+ * SUSPENDED: the last test got wrong answers: its answers are ignored.
+ */
+enum dnsbl_state {
+	DNSBL_UNKNOWN,
+	DNSBL_HEALTHY,
+	DNSBL_SUSPENDED,
+	DNSBL_UNREACHABLE,
+};
+
+/* dnsbl_due_s - seconds after a test before the next one is due. */
+static unsigned
+dnsbl_due_s(enum dnsbl_state st)
+{
+	switch (st) {
+	case DNSBL_HEALTHY:
+		return DNSBL_RETEST_OK_S;
+	case DNSBL_SUSPENDED:
+		return DNSBL_RETEST_BAD_S;
+	default:
+		return 0;
+	}
+}
 
 /* Health of one zone, kept across sessions and reloads (by name). */
 struct dnsbl_health {
@@ -182,14 +211,22 @@ dnsbl_selftest_eval(struct dnsbl_zreq *zr)
 	char codes[160];
 	const char *why = NULL;
 
-	if (zr->t2.status == DNS_TEMPFAIL || zr->t1.status == DNS_TEMPFAIL)
-		why = "self-test lookup failed (SERVFAIL or timeout)";
-	else if (!dnsbl_listed(&zr->z, &zr->t2))
+	h->testing = false;
+	h->tested_ms = util_now_ms();
+	if (zr->t2.status == DNS_TEMPFAIL || zr->t1.status == DNS_TEMPFAIL) {
+		if (h->state != DNSBL_UNREACHABLE)
+			log_warn("dnsbl: zone %s: self-test lookups failed "
+			         "(SERVFAIL or timeout); testing again",
+			         h->zone);
+		h->state = DNSBL_UNREACHABLE;
+		snprintf(h->why, sizeof(h->why),
+		         "self-test lookups failed (SERVFAIL or timeout)");
+		return;
+	}
+	if (!dnsbl_listed(&zr->z, &zr->t2))
 		why = "127.0.0.2 is not listed";
 	else if (zr->t1.status == DNS_OK)
 		why = "127.0.0.1 is listed (lists everything, or refuses us)";
-	h->testing = false;
-	h->tested_ms = util_now_ms();
 	if (why == NULL) {
 		if (h->state != DNSBL_HEALTHY)
 			log_info("dnsbl: zone %s passed its self-test",
@@ -334,14 +371,14 @@ dnsbl_start(struct session *s)
 		zr->z.zone = xstrdup(cfg->dnsbl[i].zone);
 		zr->h = h = dnsbl_health_get(zr->z.zone);
 		if (h != NULL) {
-			due = h->state == DNSBL_SUSPENDED ? DNSBL_RETEST_BAD_S
-			                                  : DNSBL_RETEST_OK_S;
+			due = dnsbl_due_s(h->state);
 			if (h->tested_ms == 0 ||
 			    now - h->tested_ms >= due * 1000) {
 				/* someone else's test is in flight and we
 				 * know a state: use it */
 				if (!(h->testing &&
-				      h->state != DNSBL_UNKNOWN)) {
+				      (h->state == DNSBL_HEALTHY ||
+				       h->state == DNSBL_SUSPENDED))) {
 					zr->selftest = true;
 					h->testing = true;
 				}
@@ -427,8 +464,7 @@ dnsbl_tick(void)
 
 		if (!h->configured || h->testing)
 			continue;
-		due = h->state == DNSBL_SUSPENDED ? DNSBL_RETEST_BAD_S
-		                                  : DNSBL_RETEST_OK_S;
+		due = dnsbl_due_s(h->state);
 		if (h->tested_ms != 0 && now - h->tested_ms < due * 1000)
 			continue;
 		t = xcalloc(1, sizeof(*t));
@@ -475,10 +511,14 @@ dnsbl_stats_json(struct buf *b)
 		         "lld,"
 		         "\"queries\":%llu,\"listed\":%llu,\"errors\":%llu,"
 		         "\"timeouts\":%llu,\"reason\":",
-		         h->state == DNSBL_SUSPENDED ? "false" : "true",
-		         h->state == DNSBL_HEALTHY     ? "healthy"
-		         : h->state == DNSBL_SUSPENDED ? "suspended"
-		                                       : "untested",
+		         h->state == DNSBL_SUSPENDED ||
+		                         h->state == DNSBL_UNREACHABLE
+		                 ? "false"
+		                 : "true",
+		         h->state == DNSBL_HEALTHY       ? "healthy"
+		         : h->state == DNSBL_SUSPENDED   ? "suspended"
+		         : h->state == DNSBL_UNREACHABLE ? "unreachable"
+		                                         : "untested",
 		         h->tested_ms ? (long long)((now - h->tested_ms) / 1000)
 		                      : -1LL,
 		         (unsigned long long)h->queries,

@@ -245,6 +245,39 @@ def datafile_test(be, px):
         d.cleanup()
 
 
+def late_dns_test(be):
+    """late_dns_test - the DNS server comes up after the daemon: the zone
+    is "unreachable" (not suspended) and used as soon as it answers."""
+    port = mm.free_port()
+    d = mm.Daemon(be.port, dns_servers="127.0.0.1:%d" % port,
+                  dns_timeout="500ms", dnsbl="bl." + ORG,
+                  action_dnsbl="reject")
+    try:
+        d.start()
+
+        def state():
+            return d.stats().get("dnsbl", {}).get("bl." + ORG, {})
+        try:
+            mm.wait_for(lambda: state().get("state") == "unreachable",
+                        "the start self-test to fail", timeout=10)
+            check("late dns/zone unreachable, reported unhealthy",
+                  state().get("healthy") is False, state())
+        except mm.HarnessError:
+            check("late dns/zone unreachable, reported unhealthy", False,
+                  state())
+        with DnsServer({"bl." + ORG: ["2.0.0.127 A 127.0.0.2",
+                                      "5.10.0.127 A 127.0.0.2"]},
+                       port=port):
+            expect("late dns/listed client refused at once",
+                   banner(d, host(5)),
+                   "554 5.7.1 We don't accept mail from your IP (listed "
+                   "at bl.%s)" % ORG)
+            check("late dns/zone healthy after its test",
+                  state().get("state") == "healthy", state())
+    finally:
+        d.cleanup()
+
+
 def concurrency_test(d, px):
     """concurrency_test - the connect-stage lookups of a session are in
     flight together: every one of them reaches the DNS server before the
@@ -505,6 +538,7 @@ def main():
             run(d, d2, dns, be, px)
             concurrency_test(d, px)
             datafile_test(be, px)
+            late_dns_test(be)
             cache_test(d, dns)
             reload_test(be, px.addr)
         except Exception as e:
