@@ -90,6 +90,10 @@ def throughput(args, out):
                                 cpu += d.cpu_seconds() - cpu0
                             rates[target].append(msgs / took)
                     r = {k: median(v) for k, v in rates.items()}
+                    # ratios of runs next to each other in time: the load
+                    # of a shared machine drifts less within a round
+                    paired = [m / dd for m, dd in zip(rates["mailmoat"],
+                                                      rates["direct"])]
                     row = {
                         "size_kb": size, "sessions": sessions,
                         "messages": msgs, "rounds": args.repeat,
@@ -97,6 +101,8 @@ def throughput(args, out):
                         "mailmoat_msgs_per_s": r["mailmoat"],
                         "direct_nopipe_msgs_per_s": r["direct_nopipe"],
                         "ratio": r["mailmoat"] / r["direct"],
+                        "paired_ratio_median": median(paired),
+                        "paired_ratios": paired,
                         "ratio_nopipe": r["mailmoat"] / r["direct_nopipe"],
                         "daemon_cpu_s_per_1000": cpu * 1000.0 /
                         (msgs * args.repeat),
@@ -105,10 +111,13 @@ def throughput(args, out):
                     rows.append(row)
                     print("throughput size=%dKB sessions=%d messages=%d x%d "
                           "direct=%.0f/s mailmoat=%.0f/s direct_nopipe=%.0f/s "
-                          "ratio=%.2f ratio_nopipe=%.2f cpu_per_1000=%.3fs" % (
+                          "ratio=%.2f paired=%.2f [%s] ratio_nopipe=%.2f "
+                          "cpu_per_1000=%.3fs" % (
                               size, sessions, msgs, args.repeat,
                               r["direct"], r["mailmoat"], r["direct_nopipe"],
-                              row["ratio"], row["ratio_nopipe"],
+                              row["ratio"], median(paired),
+                              " ".join("%.2f" % x for x in paired),
+                              row["ratio_nopipe"],
                               row["daemon_cpu_s_per_1000"]), flush=True)
         finally:
             d.cleanup()
@@ -224,7 +233,7 @@ def main():
                     default=["throughput", "memory", "callgrind"])
     ap.add_argument("--msgs-5k", type=int, default=20000)
     ap.add_argument("--msgs-100k", type=int, default=4000)
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--cg-small", type=int, default=20)
     ap.add_argument("--cg-large", type=int, default=220)
     args = ap.parse_args()
