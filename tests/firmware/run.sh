@@ -191,14 +191,16 @@ if box_wait_exit 240 && grep -q 'did not come up' "$W/boot4.log"; then
 else
 	nok "trial boot of the broken slot gives up and reboots"; box_kill
 fi
-# Power on again, now in 64 MB of RAM: the selector falls back to slot B.
-MM_QEMU_MEM=64 box_start x86_64 "$X/boot" "$DISK" "$W/boot5.log" $CONF
+# Power on again, now in 72 MB of RAM (the smallest that boots the Debian
+# cloud kernel under QEMU -kernel; 64 MB hangs before the first kernel line):
+# the selector falls back to slot B.
+MM_QEMU_MEM=72 box_start x86_64 "$X/boot" "$DISK" "$W/boot5.log" $CONF
 box_banner 180 || nok "boot 5 (fallback): SMTP banner"
 check "boot selector fell back to the old slot" grep -q 'failed its trial boot: falling back to slot B' "$W/boot5.log"
 page=$(http_get /cgi-bin/status)
-check "box is back on the previous version in 64 MB RAM" grep -q "<td>$ver+fwtest2</td>" <<< "$page"
+check "box is back on the previous version, in 72 MB RAM" grep -q "<td>$ver+fwtest2</td>" <<< "$page"
 mem=$(sed -n 's/.*<tr><th>memory used (KiB)<\/th><td>\([0-9]*\)<.*/\1/p' <<< "$page")
-[ -n "$mem" ] && echo "x86_64_64MB_box_memory_used_kib $mem" >> "$FIG"
+[ -n "$mem" ] && echo "x86_64_72MB_box_memory_used_kib $mem" >> "$FIG"
 box_kill
 
 # The data partition after all this: journal replayed (as the kernel does
