@@ -516,6 +516,9 @@ dynamic_done_cb(struct session *s, const struct rdns_ptr *p)
 	char why[96];
 	int i;
 
+	/* with action_rdns = off nobody else records the confirmed name */
+	if (s->ptr[0] == '\0' && p->confirmed >= 0)
+		snprintf(s->ptr, sizeof(s->ptr), "%s", p->name[p->confirmed]);
 	for (i = 0; i < p->n; i++) {
 		if (dynamic_match(dyn_current, p->name[i], &s->client, why,
 		                  sizeof(why))) {
