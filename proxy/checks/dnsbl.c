@@ -545,6 +545,10 @@ dnsbl_init(const struct config *cfg, char *err, size_t errlen)
 
 	stats_add_section("dnsbl", dnsbl_stats_json);
 	dns_tick_add(dnsbl_tick);
+	if (cfg->n_dnsbl > DNSBL_MAX_ZONES)
+		log_warn("dnsbl: %d zones configured, only the first %d are "
+		         "queried",
+		         cfg->n_dnsbl, DNSBL_MAX_ZONES);
 	for (i = 0; i < n_health; i++)
 		health[i].configured = false;
 	for (i = 0; i < cfg->n_dnsbl; i++) {
