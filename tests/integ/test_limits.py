@@ -148,3 +148,28 @@ class Concurrency(MMTest):
                 s.close()
         mm.wait_for(lambda: self.daemon.stats()["connections_active"] == 0,
                     "all sessions gone")
+
+
+class Stress(MMTest):
+    """STYLE.md 7: above the high-water mark of sessions (80 % of
+    max_connections) the timeouts get short, so that idle sessions make room;
+    logged on and off.  timeout_command stays at its default (5 min) here:
+    a silent client is closed only because of stress mode."""
+    conf = {"max_connections": "10", "max_per_ip": "10"}
+
+    def test_short_timeouts_under_stress(self):
+        held = []
+        for i in range(9):
+            c = self.client(src="127.0.40.%d" % (i + 1))
+            self.assertEqual(c.banner().code, 220)
+            held.append(c)
+        mm.wait_for(lambda: "stress mode on" in self.daemon.log_text(),
+                    "stress mode logged")
+        # a session that came in under stress gets the short deadline
+        # (sessions idle since before keep theirs in this design)
+        got = held[-1].wait_closed(timeout=60)
+        self.assertRegex(got, rb"421 4\.4\.2 .*\[id=[0-9A-Z]{5}\]\r\n$")
+        for c in held:
+            c.close()
+        mm.wait_for(lambda: "stress mode off" in self.daemon.log_text(),
+                    "stress mode off logged", timeout=60)
