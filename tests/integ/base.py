@@ -42,13 +42,17 @@ class MMTest(unittest.TestCase):
         if cls.daemon:
             # an invariant that broke (log_panic) fails the class even
             # when every reply looked right
+            cls.daemon.stop()       # leak reports come at exit
             log = cls.daemon.log_text()
-            bad = [l for l in log.splitlines() if ": PANIC " in l]
+            bad = [l for l in log.splitlines() if ": PANIC " in l or
+                   "ERROR: AddressSanitizer" in l or
+                   "ERROR: LeakSanitizer" in l or "runtime error:" in l]
             cls.daemon.cleanup()
         if cls.backend:
             cls.backend.stop()
         if bad:
-            raise AssertionError("daemon panicked:\n" + "\n".join(bad[:5]))
+            raise AssertionError("daemon panicked or a sanitizer fired:\n" +
+                                 "\n".join(bad[:5]))
 
     def setUp(self):
         if isinstance(self.backend, Backend):
