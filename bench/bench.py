@@ -78,16 +78,21 @@ def throughput(args, out):
                         msgs = max(msgs // 4, 50)
                     rates = {"direct": [], "mailmoat": [], "direct_nopipe": []}
                     cpu = 0.0
+                    sink_cpu = {"direct": 0.0, "mailmoat": 0.0}
                     cmds = {}
                     for _ in range(args.repeat):
                         for target, port in (("direct", sink.port),
                                              ("mailmoat", d.port),
                                              ("direct_nopipe", sink_np.port)):
                             cpu0 = d.cpu_seconds()
+                            s0 = mm.proc_cpu_seconds(sink.proc.pid)
                             took, cmds[target] = smtp_source(port, sessions,
                                                              msgs, size)
                             if target == "mailmoat":
                                 cpu += d.cpu_seconds() - cpu0
+                            if target in sink_cpu:
+                                sink_cpu[target] += \
+                                    mm.proc_cpu_seconds(sink.proc.pid) - s0
                             rates[target].append(msgs / took)
                     r = {k: median(v) for k, v in rates.items()}
                     # ratios of runs next to each other in time: the load
@@ -106,19 +111,26 @@ def throughput(args, out):
                         "ratio_nopipe": r["mailmoat"] / r["direct_nopipe"],
                         "daemon_cpu_s_per_1000": cpu * 1000.0 /
                         (msgs * args.repeat),
+                        "sink_cpu_s_per_1000": {
+                            k: v * 1000.0 / (msgs * args.repeat)
+                            for k, v in sink_cpu.items()},
                         "all_rates": rates, "cmds": cmds,
                     }
                     rows.append(row)
                     print("throughput size=%dKB sessions=%d messages=%d x%d "
                           "direct=%.0f/s mailmoat=%.0f/s direct_nopipe=%.0f/s "
                           "ratio=%.2f paired=%.2f [%s] ratio_nopipe=%.2f "
-                          "cpu_per_1000=%.3fs" % (
+                          "cpu_per_1000=%.3fs (smtp-sink: %.3fs direct, "
+                          "%.3fs behind mailmoat)" % (
                               size, sessions, msgs, args.repeat,
                               r["direct"], r["mailmoat"], r["direct_nopipe"],
                               row["ratio"], median(paired),
                               " ".join("%.2f" % x for x in paired),
                               row["ratio_nopipe"],
-                              row["daemon_cpu_s_per_1000"]), flush=True)
+                              row["daemon_cpu_s_per_1000"],
+                              row["sink_cpu_s_per_1000"]["direct"],
+                              row["sink_cpu_s_per_1000"]["mailmoat"]),
+                          flush=True)
         finally:
             d.cleanup()
     out["throughput"] = rows

@@ -124,6 +124,13 @@ def _socket_inodes(pid):
     return out
 
 
+def proc_cpu_seconds(pid):
+    """proc_cpu_seconds - utime + stime of a live process."""
+    with open("/proc/%d/stat" % pid) as f:
+        parts = f.read().rsplit(")", 1)[1].split()
+    return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def wait_for(cond, what, timeout=GUARD, step=0.02):
     """wait_for - poll cond() until true; HarnessError after timeout."""
     end = time.monotonic() + timeout
@@ -599,10 +606,7 @@ class Daemon:
         return None
 
     def cpu_seconds(self):
-        with open("/proc/%d/stat" % self.pid) as f:
-            parts = f.read().rsplit(")", 1)[1].split()
-        tck = os.sysconf("SC_CLK_TCK")
-        return (int(parts[11]) + int(parts[12])) / tck
+        return proc_cpu_seconds(self.pid)
 
 
 # --------------------------------------------------------------- client
