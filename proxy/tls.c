@@ -910,12 +910,13 @@ tls_handshake(struct tls *t)
 		r = mbedtls_ssl_handshake(&t->ssl);
 		if (r == 0)
 			break;
-		if (r == MBEDTLS_ERR_SSL_WANT_READ) {
+		/* WANT_WRITE cannot happen (our BIO takes everything);
+		 * waiting for input is safer than spinning on it. */
+		if (r == MBEDTLS_ERR_SSL_WANT_READ ||
+		    r == MBEDTLS_ERR_SSL_WANT_WRITE) {
 			tls_flush(t);
 			return false;
 		}
-		if (r == MBEDTLS_ERR_SSL_WANT_WRITE)
-			continue;
 		tls_fail(t, "handshake", r);
 		return false;
 	}
