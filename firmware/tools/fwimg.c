@@ -142,6 +142,7 @@ fwimg_parse_header(const unsigned char *buf, struct fwimg_hdr *h,
 	    h->kernel_offset != FWIMG_HDR_SIZE ||
 	    h->kernel_size > h->payload_size ||
 	    h->rootfs_offset % FWIMG_ALIGN ||
+	    h->rootfs_offset > FWIMG_HDR_SIZE + h->payload_size ||
 	    h->rootfs_offset < h->kernel_offset + h->kernel_size ||
 	    h->rootfs_size > h->payload_size ||
 	    h->rootfs_offset + h->rootfs_size > FWIMG_HDR_SIZE + h->payload_size)

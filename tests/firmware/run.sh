@@ -68,6 +68,14 @@ head -c $((sz / 2)) "$V2" > "$W/truncated.img"
 "$MMS" pack -b x86_64 -v "$ver+otherkey" -c $((code + 6)) -k "$X/boot/vmlinuz" \
 	-r "$W/v2/rootfs.squashfs" -s "$W/other.key" -o "$W/otherkey.img"
 
+# Header parser and verifier against hostile headers (ASan/UBSan build).
+if cc -std=c11 -D_GNU_SOURCE -Wall -Wextra -g -fsanitize=address,undefined \
+	-Ifirmware/tools -Itests/unit -o "$W/test_fwimg" tests/firmware/test_fwimg.c \
+	firmware/tools/fwimg.c -lmbedcrypto > "$W/test_fwimg.log" 2>&1; then
+	"$W/test_fwimg" "$PUB" "$IMG" || true
+else
+	nok "test_fwimg builds" "$(head -n 3 "$W/test_fwimg.log" | tr '\n' ' ')"
+fi
 # Host-side verifier (the same fwimg.c as on the box).
 check "mmsign verifies the built image" eval '"$MMS" verify "$PUB" "$IMG" > /dev/null'
 for v in tampered unsigned truncated otherkey; do
@@ -111,6 +119,14 @@ check "banner names the configured host" grep -q 'mx.fwtest.example' <<< "$BANNE
 swaks --server 127.0.0.1 --port "$SP" --helo client.example.net --from alice@example.net \
 	--to bob@example.com --header "Subject: fwtest-mail-1" --timeout 60 > "$W/swaks1.log" 2>&1
 check "mail through the proxy reaches the backend" grep -lqs 'fwtest-mail-1' "$W"/spool/msg-*.eml
+swaks --server 127.0.0.1 --port "$SP" --helo client.example.net --from alice@example.net \
+	--to bob@example.com --header "Subject: fwtest-mail-tls" --tls --timeout 60 > "$W/swaks-tls.log" 2>&1
+tls=$(grep -m1 'TLS started' "$W/swaks-tls.log" | sed 's/^=== //')
+if [ -n "$tls" ] && grep -lqs 'fwtest-mail-tls' "$W"/spool/msg-*.eml; then
+	ok "STARTTLS on the box, mail delivered ($tls)"
+else
+	nok "STARTTLS on the box, mail delivered" "$(grep -m2 -i 'tls' "$W/swaks-tls.log" | tr '\n' ' ')"
+fi
 n_before=$(ls "$W"/spool/msg-*.eml 2>/dev/null | wc -l)
 swaks --server 127.0.0.1 --port "$SP" --helo client.example.net --from alice@example.net \
 	--to victim@elsewhere.org --header "Subject: fwtest-relay" --timeout 60 > "$W/swaks2.log" 2>&1
