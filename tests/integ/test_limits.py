@@ -103,13 +103,19 @@ class Concurrency(MMTest):
 
     def test_thousands_of_sessions(self):
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        need = self.N + 200
-        if soft < need:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, need * 2),
+        if hard == resource.RLIM_INFINITY:
+            hard = 1 << 20
+        # as many as the file descriptor limit allows (the daemon has the
+        # same hard limit), up to N; "thousands" needs at least 2,000
+        n = min(self.N, hard - 300)
+        if n < 2000:
+            self.skipTest("RLIMIT_NOFILE hard limit %d is too low" % hard)
+        if soft < n + 200:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, n + 1000),
                                                         hard))
         socks = []
         try:
-            for i in range(self.N):
+            for i in range(n):
                 s = socket.create_connection(("127.0.0.1", self.daemon.port),
                                              timeout=20, source_address=(
                                                  "127.1.%d.%d" % (i // 250,
@@ -136,7 +142,7 @@ class Concurrency(MMTest):
                     buf += d
                 self.assertIn(b"250", buf)
             st = self.daemon.stats()
-            self.assertGreaterEqual(st["connections_active"], self.N)
+            self.assertGreaterEqual(st["connections_active"], n)
             # the daemon still serves a real transaction meanwhile
             c = self.greeted(src="127.2.0.1")
             self.assertReply(c.transaction("a@sender.example",
