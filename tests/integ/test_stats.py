@@ -83,3 +83,92 @@ class Stats(MMTest):
                            timeout=20)
         self.assertNotEqual(p.returncode, 0)
         self.assertTrue(p.stderr.strip())
+
+
+class ReasonCounters(MMTest):
+    """Counters by reason: each decision's log line names a reason, and
+    exactly that reason's counter (and rejected/tempfailed) moves by one."""
+    conf = {"max_per_ip": "2", "message_size_limit": "20K"}
+    daemon_kw = {"blocklist": "127.0.50.9\n"}
+
+    def decide(self, scenario):
+        before = self.daemon.stats()
+        r = scenario()
+        self.assertIsNotNone(r.id, r)
+        d = self.daemon.wait_decision(id=r.id)[-1]
+        reason = d["reason"]
+        after = mm.wait_for(lambda: (lambda s: s if sum(
+            s["reasons"].values()) > sum(before["reasons"].values())
+            else None)(self.daemon.stats()), "the counter to move")
+        self.assertEqual(after["reasons"].get(reason, 0),
+                         before["reasons"].get(reason, 0) + 1,
+                         (reason, before["reasons"], after["reasons"]))
+        kind = "rejected" if r.code >= 500 else "tempfailed"
+        self.assertEqual(after[kind], before[kind] + 1, (reason, r))
+        return reason
+
+    def test_each_decision_counted_once(self):
+        reasons = []
+
+        def relay():
+            c = self.greeted()
+            c.cmd("MAIL FROM:<a@sender.example>")
+            r = c.cmd("RCPT TO:<x@elsewhere.test>")
+            c.cmd("QUIT")
+            return r
+
+        def unknown():
+            c = self.greeted()
+            c.cmd("MAIL FROM:<a@sender.example>")
+            r = c.cmd("RCPT TO:<nobody@example.com>")
+            c.cmd("QUIT")
+            return r
+
+        def too_big():
+            c = self.greeted()
+            r = c.transaction("a@sender.example", ["bob@example.com"],
+                              message(body=("z" * 70 + "\r\n") * 600))
+            c.cmd("QUIT")
+            return r
+
+        def bare_lf():
+            c = self.greeted()
+            r = c.transaction("a@sender.example", ["bob@example.com"],
+                              b"Subject: x\r\n\r\nbare\nlf\r\n")
+            c.cmd("QUIT")
+            return r
+
+        def pipelining():
+            c = self.greeted()
+            c.send("MAIL FROM:<a@sender.example>\r\nRCPT TO:<bob@example."
+                   "com>\r\n")
+            r = None
+            try:
+                while True:
+                    r = c.reply()
+            except mm.Closed:
+                pass
+            return r
+
+        def blocked():
+            c = self.client(src="127.0.50.9")
+            r = c.banner()
+            c.cmd("QUIT")
+            return r
+
+        def per_ip():
+            a = self.client(src="127.0.50.20")
+            b = self.client(src="127.0.50.20")
+            a.banner()
+            b.banner()
+            c = self.client(src="127.0.50.20")
+            r = c.banner()
+            for x in (a, b, c):
+                x.close()
+            return r
+
+        for sc in (relay, unknown, too_big, bare_lf, pipelining, blocked,
+                   per_ip):
+            reasons.append(self.decide(sc))
+        # distinct decisions, distinct reasons (no catch-all)
+        self.assertEqual(len(set(reasons)), len(reasons), reasons)
