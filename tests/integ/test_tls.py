@@ -46,6 +46,21 @@ class StartTls(MMTest):
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertIn(mm.HOSTNAME, p.stdout)
 
+    def test_restart_keeps_key_and_cert(self):
+        cert, key = self.conf["tls_cert"], self.conf["tls_key"]
+        with open(cert, "rb") as f:
+            c1 = f.read()
+        with open(key, "rb") as f:
+            k1 = f.read()
+        self.assertEqual(self.daemon.stop(), 0)
+        self.daemon.start()
+        with open(cert, "rb") as f:
+            self.assertEqual(f.read(), c1, "certificate regenerated")
+        with open(key, "rb") as f:
+            self.assertEqual(f.read(), k1, "key regenerated")
+        c = self.tls_client()       # still verifies against the same cert
+        self.assertReply(c.cmd("EHLO client.example.net"), 250)
+
     def test_offered(self):
         c = self.greeted()
         r = c.replies[-1]
