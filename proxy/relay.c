@@ -471,6 +471,13 @@ relay_handle_reply(struct relay *r, int code, const char *reply)
 			}
 		}
 		buf_free(&r->hbuf);
+		/* The held body is gone (to the socket or dropped): a
+		 * reader stopped by back-pressure may go on. */
+		if (!r->detached && r->drain_cb != NULL &&
+		    relay_queued(r) < RELAY_LOW_WATER)
+			r->drain_cb(r, r->arg);
+		if (r->closing || r->state == RS_DEAD)
+			return;
 	}
 	if (c.kind == RC_QUIT) {
 		relay_close(r);

@@ -188,6 +188,15 @@ reply_cb(struct relay *r, void *arg, int code, const char *reply)
 	got.n++;
 }
 
+static int drains;
+
+/* drain_cb - the relay's queue fell below its low-water mark. */
+static void
+drain_cb(struct relay *r, void *arg)
+{
+	drains++;
+}
+
 /* step_until - run the loop until n callbacks (or 3 s of loop time). */
 static void
 step_until(int n)
@@ -521,6 +530,47 @@ main(void)
 		T_CHECK(strstr(seen(), "QUIT\r\n") != NULL, "%s", seen());
 		T_INTEQ(relay_open_count, 0);
 		t_end();
+	}
+
+	{
+		static const struct script s = {0};
+		static char chunk[64 * 1024];
+		int i;
+
+		memset(chunk, 'x', sizeof(chunk));
+		memcpy(chunk + sizeof(chunk) - 2, "\r\n", 2);
+		for (i = 0; i < 2; i++) {
+			r = begin(i == 0 ? "a big body held before the 354: "
+			                   "the drain callback runs once it is "
+			                   "written"
+			                 : "a big body held, DATA refused: the "
+			                   "drain callback runs once it is "
+			                   "dropped",
+			          &s, 0);
+			sc.data = i == 0 ? NULL : "451 4.3.0 not now";
+			drains = 0;
+			relay_on_drain(r, drain_cb);
+			relay_mail(r, "<a@sender.test>");
+			relay_rcpt(r, "<b@example.com>");
+			step_until(2);
+			relay_data(r);
+			for (int k = 0; k < 5; k++)
+				relay_body(r, chunk, sizeof(chunk));
+			T_CHECK(relay_queued(r) > 256 * 1024, "queued %zu",
+			        relay_queued(r));
+			step_until(3);
+			settle();
+			T_CHECK(drains > 0, "no drain callback");
+			T_INTEQ(relay_queued(r), 0);
+			if (i == 0) {
+				relay_dot(r);
+				step_until(4);
+				T_INTEQ(got.code[3], 250);
+			}
+			relay_quit(r);
+			settle();
+			t_end();
+		}
 	}
 
 	t_begin("every handle closed: uv_loop_close() == 0");
