@@ -163,3 +163,39 @@ class SmugglingSink(MMTest):
         c.cmd("QUIT")
         mm.wait_for(lambda: len(self.backend.messages()) == before + 1,
                     "sink dump")
+
+
+class HeaderInjection(MMTest):
+    """What the client chose (HELO name, addresses) ends up in the header
+    lines mailmoat puts in front of the message: they must stay well-formed
+    header lines, never a way to inject lines or break the header."""
+
+    def test_hostile_helo_in_received(self):
+        for helo in (b"evil\x01\x7f.example.net", b"a\tb.example.net",
+                     b"x" * 400 + b".example.net",
+                     b"[127.0.0.1]", b"evil.example.net\x00X-Injected: yes"):
+            c = self.client()
+            c.banner()
+            c.send(b"EHLO " + helo + b"\r\n")
+            r = c.reply()
+            if r.code != 250:
+                self.assertGreaterEqual(r.code, 500, r)
+                c.cmd("QUIT")
+                continue
+            r = c.transaction("a@sender.example", ["bob@example.com"],
+                              message(subject="inject"))
+            c.cmd("QUIT")
+            if r.code != 250:
+                continue
+            self.backend.wait_closed()
+            meta, content = self.backend.messages()[-1]
+            head, _, _ = content.partition(b"From: sender@sender.example\r\n")
+            for line in head.split(b"\r\n")[:-1]:
+                self.assertTrue(
+                    line[:1] in (b" ", b"\t") or
+                    line.split(b":", 1)[0] in (b"Received",
+                                               b"Authentication-Results"),
+                    "bad header line %r (HELO %r)" % (line, helo))
+                self.assertNotIn(b"\x00", line)
+                self.assertLessEqual(len(line), 998, helo)
+            self.assertNotIn(b"\r\nX-Injected:", head)
