@@ -15,10 +15,17 @@
  * the SMTP engine (smtp.c) hands EHLO/HELO, MAIL, RCPT, DATA, the end of
  * data and STARTTLS here; each runs its stage of checks, and verdict.c
  * decides in registry order.  Recipients that pass go to the internal
- * server through relay.c; the body streams through as it arrives, and
- * the final dot goes only when every check passed: the backend's reply
- * goes to the client as it is.  A refusal at connect becomes the greeting
- * and every later command gets the same reply until QUIT (RFC 5321 3.1).
+ * server through relay.c (connected at the first one; MAIL+RCPT pipelined
+ * when it offers PIPELINING; kept for the session's next transaction,
+ * QUIT at its end).  DATA gets its 354 at once, the body streams through
+ * as it arrives (held in the relay until the backend's own 354; reading
+ * stops while more than 256 KiB wait), and the final dot goes only when
+ * every check passed: the backend's reply goes to the client as it is,
+ * a backend failure is a 451, never a 250.  A refusal at connect becomes
+ * the greeting and every later command gets the same reply until QUIT
+ * (RFC 5321 3.1).  Timeouts: greet pause and banner wait, each command,
+ * each DATA chunk, and the whole session's life (shorter in stress mode,
+ * above 80% of max_connections until below 60%).
  *
  * Every decision is one log line (id client ptr helo from to action
  * reason detail) and counts in stats.
