@@ -41,7 +41,8 @@ echo "run: accelerator $accel"
 /usr/bin/python3 tests/integ/backend.py --port 2526 --spool "$r/spool" > "$r/backend.log" 2>&1 &
 bpid=$!
 qpid=
-trap 'kill $bpid 2>/dev/null; [ -n "$qpid" ] && kill $qpid 2>/dev/null; echo; echo "run: stopped"' EXIT INT TERM
+tpid=
+trap 'kill $bpid ${tpid:-} 2>/dev/null; [ -n "$qpid" ] && kill $qpid 2>/dev/null; echo; echo "run: stopped"' EXIT INT TERM
 MM_QEMU_ACCEL=$accel firmware/qemu.sh x86_64 "$x/boot" "$r/disk.img" 2525 8080 \
 	mmconf.backend=10.0.2.2:2526 mmconf.local_domains=example.com \
 	mmconf.recipient_verify=list mmconf.action_rdns=log mmconf.action_dynamic=log \

@@ -207,6 +207,8 @@ if box_wait_exit 240 && grep -q 'did not come up' "$W/boot4.log"; then
 else
 	nok "trial boot of the broken slot gives up and reboots"; box_kill
 fi
+n=$(grep -a -c 'mailmoat-run: mailmoat exited' "$W/boot4.log")
+check "init restarts a daemon that exits ($n restarts seen)" test "$n" -ge 2
 # Power on again, now in 72 MB of RAM (the smallest that boots the Debian
 # cloud kernel under QEMU -kernel; 64 MB hangs before the first kernel line):
 # the selector falls back to slot B.
