@@ -35,6 +35,7 @@ firmware/sources.sh "$top/build/src"
 firmware/deps.sh "$b"
 firmware/busybox.sh "$b"
 firmware/kernel.sh "$b"
+firmware/iptables.sh "$b"
 
 # Host tool: sign and verify with Debian's libmbedtls.
 ht=$top/build/host-tools
@@ -88,6 +89,11 @@ while read -r l; do
 done < "$bb/busybox.links"
 for p in mailmoat mailmoatctl mailmoat-flash mmsign; do cp "$app/$p" "$r/usr/sbin/$p"; done
 cp "$app"/cgi-bin/* "$r/www/cgi-bin/"
+# Packet filter for transparent interception: iptables + its modules.
+cp "$top/build/deps/$ARCH/iptables/xtables-legacy-multi" "$r/usr/sbin/"
+ln -s xtables-legacy-multi "$r/usr/sbin/iptables"
+mkdir -p "$r/lib/modules/filter"
+cp "$top/build/kernel/$b"/mods-filter/* "$r/lib/modules/filter/"
 if [ "${MM_FW_BREAK_DAEMON:-0}" = 1 ]; then
 	printf '#!/bin/sh\necho "mailmoat: deliberately broken test build" >&2\nexit 1\n' > "$r/usr/sbin/mailmoat"
 	chmod 755 "$r/usr/sbin/mailmoat"

@@ -7,7 +7,8 @@
 #   backend on the host, relay refused, web page -> power cut -> boot:
 #   config, secrets and data kept, file system clean -> bad images refused
 #   with nothing written -> update to a newer signed image -> update to an
-#   image whose daemon cannot start: falls back to the previous slot.
+#   image whose daemon cannot start: falls back to the previous slot;
+#   then a fresh box with transparent=redirect (packet filter rules).
 #   rpi4: build, boot the same root under qemu-system-aarch64 -M virt,
 #   see mailmoat serving SMTP.
 # Figures (sizes, boot times, idle RAM) go to build/firmware-figures.
@@ -236,6 +237,21 @@ check "config file on the data partition keeps the provisioned hostname" \
 check "TLS key kept on the data partition" test -n "$(debugfs -R 'stat /tls/key.pem' "$W/data.ext4" 2>/dev/null | grep -m1 Size)"
 bc=$(debugfs -R 'cat /boot-count' "$W/data.ext4" 2>/dev/null)
 check "boot counter on the data partition counted every boot ($bc)" test "$bc" = 5
+
+# --- transparent interception ---------------------------------------------------
+# The daemon listens on 2525 only; SMTP to the box's port 25 can reach it
+# only through the REDIRECT rule rcS installs for transparent = redirect.
+cp --sparse=always "$X/disk.img" "$W/disk-tp.img"
+box_start x86_64 "$X/boot" "$W/disk-tp.img" "$W/boot-tp.log" $CONF \
+	mmconf.transparent=redirect mmconf.listen=0.0.0.0:2525
+if box_banner 180; then
+	ok "transparent=redirect: port 25 reaches the daemon on 2525 ($BANNER)"
+else
+	nok "transparent=redirect: port 25 reaches the daemon on 2525" \
+		"$(grep -a 'mailmoat-rc' "$W/boot-tp.log" | tail -n 3 | tr '\n' ' ')"
+fi
+check "packet filter rules reported installed" grep -q 'transparent=redirect to port 2525 installed' "$W/boot-tp.log"
+box_kill
 
 # --- rpi4 (aarch64) ------------------------------------------------------------
 case " ${FW_BOARDS:-x86_64 rpi4} " in *" rpi4 "*)
