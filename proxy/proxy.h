@@ -624,6 +624,9 @@ void verdict_decide(const struct chk_result *r, enum action act,
 /* verdict_default_code - a check's reject code when its result names none
  * (dnsbl "554 5.7.1", pregreet "554 5.5.0", null_sender "550 5.5.3" ...). */
 const char *verdict_default_code(int id);
+/* verdict_wins - should cand replace best as the stage's decision (a
+ * reject beats a tempfail beats an accept or log; the first of equals)? */
+bool verdict_wins(const struct verdict *cand, const struct verdict *best);
 
 /* ------------------------------------------------------------- stats.c */
 

@@ -662,10 +662,7 @@ sess_stage_verdict(struct sess *x, struct verdict *best,
 		v.check = (int)c->id;
 		if (v.kind == VERDICT_LOG) {
 			sess_log(x, VERDICT_LOG, c->name, r->detail);
-		} else if ((v.kind == VERDICT_REJECT &&
-		            best->kind != VERDICT_REJECT) ||
-		           (v.kind == VERDICT_TEMPFAIL &&
-		            best->kind == VERDICT_ACCEPT)) {
+		} else if (verdict_wins(&v, best)) {
 			*best = v;
 			*who = c;
 		}

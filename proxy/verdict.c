@@ -95,3 +95,19 @@ verdict_decide(const struct chk_result *r, enum action act, const char *sid,
 	out->kind = VERDICT_REJECT;
 	verdict_reply(out, code, r->text, sid);
 }
+
+/*
+ * verdict_wins - should cand replace best as a stage's decision?  A
+ * reject beats a tempfail, a tempfail beats an accept (log is an accept
+ * here: it is logged on its own); among equals the first one stays.
+ */
+bool
+verdict_wins(const struct verdict *cand, const struct verdict *best)
+{
+	if (cand->kind == VERDICT_REJECT)
+		return best->kind != VERDICT_REJECT;
+	if (cand->kind == VERDICT_TEMPFAIL)
+		return best->kind == VERDICT_ACCEPT ||
+		       best->kind == VERDICT_LOG;
+	return false;
+}

@@ -123,5 +123,33 @@ main(void)
 		T_STREQ(verdict_default_code(codes[i].id), codes[i].want);
 		t_end();
 	}
+	t_begin("a stage's decision: reject beats tempfail, first of equals");
+	{
+		static const struct {
+			enum verdict_kind cand, best;
+			bool want;
+		} w[] = {
+		        {VERDICT_REJECT, VERDICT_ACCEPT, true},
+		        {VERDICT_REJECT, VERDICT_LOG, true},
+		        {VERDICT_REJECT, VERDICT_TEMPFAIL, true},
+		        {VERDICT_REJECT, VERDICT_REJECT, false},
+		        {VERDICT_TEMPFAIL, VERDICT_ACCEPT, true},
+		        {VERDICT_TEMPFAIL, VERDICT_LOG, true},
+		        {VERDICT_TEMPFAIL, VERDICT_TEMPFAIL, false},
+		        {VERDICT_TEMPFAIL, VERDICT_REJECT, false},
+		        {VERDICT_LOG, VERDICT_ACCEPT, false},
+		        {VERDICT_ACCEPT, VERDICT_ACCEPT, false},
+		};
+		struct verdict a, b;
+
+		for (i = 0; i < ARRAY_LEN(w); i++) {
+			a.kind = w[i].cand;
+			b.kind = w[i].best;
+			T_CHECK(verdict_wins(&a, &b) == w[i].want,
+			        "cand %d best %d: got %d, want %d", w[i].cand,
+			        w[i].best, !w[i].want, w[i].want);
+		}
+	}
+	t_end();
 	return t_exit();
 }
