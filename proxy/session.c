@@ -105,9 +105,12 @@ struct sess {
 	bool mail_8bit;
 	size_t hdr_base; /* add_headers before this transaction */
 	bool hdr_base_set;
-	char *reject_reply; /* PH_REJECTING */
-	char *mail_refused; /* OP_RCPT_SKIP: the MAIL reply */
-	struct buf rline;   /* PH_REJECTING: partial line */
+	char *reject_reply;  /* PH_REJECTING */
+	char *mail_refused;  /* OP_RCPT_SKIP: the MAIL reply */
+	struct buf rcpts;    /* "<a@b>,<c@d>" taken by the backend */
+	unsigned rcpts_more; /* beyond what rcpts holds */
+	bool at_eod;         /* log lines name every recipient */
+	struct buf rline;    /* PH_REJECTING: partial line */
 };
 
 struct ipcount {
@@ -293,7 +296,7 @@ sess_log(struct sess *x, enum verdict_kind kind, const char *reason,
          const char *detail)
 {
 	struct session *s = &x->s;
-	char ptr[300], helo[300], from[400], to[400], det[400], rsn[64];
+	char ptr[300], helo[300], from[400], to[1200], det[400], rsn[64];
 	char tmp[340];
 
 	log_kv_escape(ptr, sizeof(ptr), s->ptr);
@@ -304,7 +307,17 @@ sess_log(struct sess *x, enum verdict_kind kind, const char *reason,
 	} else {
 		log_kv_escape(from, sizeof(from), NULL);
 	}
-	if (s->rcpt.local[0] != '\0' || s->rcpt.domain[0] != '\0') {
+	if (x->at_eod && x->rcpts.len > 0) {
+		/* The message's decision: every recipient it had. */
+		char all[1100];
+		int n = snprintf(all, sizeof(all), "%.*s", (int)x->rcpts.len,
+		                 x->rcpts.data);
+
+		if (x->rcpts_more > 0 && n > 0 && (size_t)n < sizeof(all))
+			snprintf(all + n, sizeof(all) - (size_t)n, ",+%u",
+			         x->rcpts_more);
+		log_kv_escape(to, sizeof(to), all);
+	} else if (s->rcpt.local[0] != '\0' || s->rcpt.domain[0] != '\0') {
 		sess_path_str(&s->rcpt, tmp, sizeof(tmp));
 		log_kv_escape(to, sizeof(to), tmp);
 	} else {
@@ -574,6 +587,7 @@ sess_free_cb(uv_handle_t *h)
 	free(x->reject_reply);
 	free(x->mail_refused);
 	free(x->data_refused);
+	buf_free(&x->rcpts);
 	config_unref(s->cfg);
 	free(x);
 	n_alive--;
@@ -959,6 +973,14 @@ sess_relay_cb(struct relay *r, void *arg, int code, const char *reply)
 	case OP_RCPT:
 		if (code / 100 == 2) {
 			x->n_backend_rcpt++;
+			sess_path_str(&s->rcpt, path, sizeof(path));
+			if (x->rcpts.len + strlen(path) + 1 < 1000) {
+				if (x->rcpts.len > 0)
+					buf_append(&x->rcpts, ",", 1);
+				buf_append(&x->rcpts, path, strlen(path));
+			} else {
+				x->rcpts_more++;
+			}
 			smtp_accept(&s->smtp);
 			return;
 		}
@@ -1135,6 +1157,15 @@ sess_rcpt(struct sess *x, const struct mailpath *p, int addr_err)
 	sess_stage_start(x, STAGE_RCPT);
 }
 
+/* sess_rcpts_clear - a new transaction: forget the recipients list. */
+static void
+sess_rcpts_clear(struct sess *x)
+{
+	buf_free(&x->rcpts);
+	x->rcpts_more = 0;
+	x->at_eod = false;
+}
+
 /* sess_dot - end of data: the engine's findings, then the DATA checks. */
 static void
 sess_dot(struct sess *x, const struct smtp_args *a)
@@ -1142,6 +1173,8 @@ sess_dot(struct sess *x, const struct smtp_args *a)
 	struct session *s = &x->s;
 	char reply[200];
 	const char *reason = NULL, *text = NULL;
+
+	x->at_eod = true;
 
 	if (a->bad_line_end) {
 		reason = "syntax";
@@ -1206,6 +1239,7 @@ sess_smtp_command_cb(struct smtp *e, enum smtp_cmd cmd,
 		x->mail_8bit = a->body_8bit;
 		x->backend_broken = false;
 		x->n_backend_rcpt = 0;
+		sess_rcpts_clear(x);
 		addr_format(a->path, addr, sizeof(addr));
 		x->sender_allowlisted = s->cfg->allow != NULL &&
 		                        !a->path->null &&
@@ -1285,6 +1319,7 @@ sess_smtp_command_cb(struct smtp *e, enum smtp_cmd cmd,
 		memset(&s->rcpt, 0, sizeof(s->rcpt));
 		x->n_backend_rcpt = 0;
 		x->backend_broken = false;
+		sess_rcpts_clear(x);
 		return;
 	case SMTP_CMD_QUIT:
 		return;
