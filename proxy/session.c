@@ -329,6 +329,13 @@ sess_log(struct sess *x, enum verdict_kind kind, const char *reason,
 	         "reason=%s detail=%s",
 	         s->sid, s->client_str, ptr, helo, from, to, action_names[kind],
 	         rsn, det);
+	if (x->at_eod && kind != VERDICT_LOG) {
+		/* The message's decision is out: an idle session keeps no
+		 * recipient list. */
+		buf_free(&x->rcpts);
+		x->rcpts_more = 0;
+		x->at_eod = false;
+	}
 	switch (kind) {
 	case VERDICT_REJECT:
 		stats.rejected++;
