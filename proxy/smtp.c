@@ -860,12 +860,31 @@ smtp_emit(struct smtp *e, const char *p, size_t n)
 	e->hooks->body(e, p, n);
 }
 
-/* smtp_text_byte - one more octet on the current text line */
-static inline void
-smtp_text_byte(struct smtp *e)
+/*
+ * smtp_text_run - skip ordinary text in p[i..n): returns the index of the
+ * next CR or LF (or n), counting the octets on the current text line.
+ * The body is ~95% of what the proxy reads, so this is its hot loop: two
+ * memchr() passes cost far less than a test per byte.
+ */
+static inline size_t
+smtp_text_run(struct smtp *e, const char *p, size_t i, size_t n)
 {
-	if (++e->line_len > SMTP_TEXT_MAX - 2)
+	const char *s = p + i;
+	const char *stop = memchr(s, '\n', n - i);
+	const char *cr;
+
+	if (stop == NULL)
+		stop = p + n;
+	cr = memchr(s, '\r', (size_t)(stop - s));
+	if (cr != NULL)
+		stop = cr;
+	/* line_len saturates: only "over the limit" matters */
+	if ((size_t)(stop - s) > SMTP_TEXT_MAX ||
+	    (e->line_len += (unsigned)(stop - s)) > SMTP_TEXT_MAX - 2) {
 		e->line_too_long = true;
+		e->line_len = SMTP_TEXT_MAX;
+	}
+	return (size_t)(stop - p);
 }
 
 /* smtp_end_of_data - the final "." CRLF: hand the message to the owner */
@@ -901,11 +920,9 @@ smtp_data_scan(struct smtp *e, const char *p, size_t n)
 		c = p[i];
 		switch (e->dstate) {
 		case DS_MID:
-			/* the fast path: ordinary text */
-			while (i < n && p[i] != '\r' && p[i] != '\n') {
-				smtp_text_byte(e);
-				i++;
-			}
+			/* the fast path: ordinary text up to the next CR or LF,
+			 * found with memchr (vectorised in libc) */
+			i = smtp_text_run(e, p, i, n);
 			if (i == n)
 				break;
 			if (p[i] == '\r') {
