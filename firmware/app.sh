@@ -6,10 +6,9 @@
 # OUTDIR gets mailmoat, mailmoatctl (the daemon: every proxy/*.c and
 # proxy/checks/*.c, mains main.c and mailmoatctl.c, as proxy/proxy.mk),
 # mailmoat-flash and mmsign (firmware/tools), and the CGI programs
-# (webui-cgi/*.c, one per page plus cgi.c).  All stripped.
-# While the daemon does not link yet, OUTDIR/mailmoat is an interim
-# placeholder (firmware/tools/placeholder.c) and OUTDIR/DAEMON says
-# "placeholder"; the firmware tests fail on such an image.
+# (webui-cgi/*.c, one per page plus cgi.c).  All stripped.  (The interim
+# placeholder daemon used before proxy/ linked is gone: a daemon that does
+# not build is a build failure.)
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 . "$top/board/$1/board.conf"
@@ -38,22 +37,16 @@ cc_all() {
 
 # The daemon: same source list as proxy/proxy.mk.
 rm -f "$out/DAEMON" "$out/mailmoat"
-lib=$(ls proxy/*.c proxy/checks/*.c 2>/dev/null | grep -v -e '^proxy/main\.c$' \
+lib=$(ls proxy/*.c proxy/checks/*.c | grep -v -e '^proxy/main\.c$' \
 	-e '^proxy/mailmoatctl\.c$' | sort)
-if [ -f proxy/main.c ] && objs=$(cc_all "$out/obj" $lib proxy/main.c 2>"$out/daemon.log") &&
-   $CC $LF -o "$out/mailmoat" $objs $LIBS >>"$out/daemon.log" 2>&1; then
-	echo real > "$out/DAEMON"
-else
-	echo "app.sh: WARNING: the daemon does not build/link yet ($out/daemon.log);" >&2
-	echo "app.sh: WARNING: using the INTERIM PLACEHOLDER daemon" >&2
-	$CC $CF $LF -o "$out/mailmoat" firmware/tools/placeholder.c
-	echo placeholder > "$out/DAEMON"
+if ! objs=$(cc_all "$out/obj" $lib proxy/main.c 2>"$out/daemon.log") ||
+   ! $CC $LF -o "$out/mailmoat" $objs $LIBS >>"$out/daemon.log" 2>&1; then
+	tail -n 20 "$out/daemon.log" >&2
+	echo "app.sh: the daemon does not build with musl ($out/daemon.log)" >&2
+	exit 1
 fi
-if [ -f proxy/mailmoatctl.c ]; then
-	$CC $CF $LF -o "$out/mailmoatctl" proxy/mailmoatctl.c $LIBS
-else
-	$CC $CF $LF -DPLACEHOLDER_CTL -o "$out/mailmoatctl" firmware/tools/placeholder.c
-fi
+echo real > "$out/DAEMON"
+$CC $CF $LF -o "$out/mailmoatctl" proxy/mailmoatctl.c $LIBS
 
 T=firmware/tools
 $CC $CF $LF -o "$out/mailmoat-flash" $T/mailmoat-flash.c $T/fwimg.c $LIBS

@@ -58,8 +58,6 @@ fi
 
 app=$top/build/app/$b
 firmware/app.sh "$b" "$app"
-[ "$(cat "$app/DAEMON")" = real ] ||
-	echo "firmware.sh: WARNING: image carries the INTERIM PLACEHOLDER daemon" >&2
 
 ver=${MM_FW_VERSION:-$(sed -n 's/^#define MAILMOAT_VERSION "\(.*\)"/\1/p' proxy/proxy.h)}
 if [ -z "${MM_FW_CODE:-}" ]; then

@@ -21,12 +21,23 @@ cgi_html(const char *s)
 {
 	for (; *s; s++) {
 		switch (*s) {
-		case '&': fputs("&amp;", stdout); break;
-		case '<': fputs("&lt;", stdout); break;
-		case '>': fputs("&gt;", stdout); break;
-		case '"': fputs("&quot;", stdout); break;
-		case '\'': fputs("&#39;", stdout); break;
-		default: putchar(*s);
+		case '&':
+			fputs("&amp;", stdout);
+			break;
+		case '<':
+			fputs("&lt;", stdout);
+			break;
+		case '>':
+			fputs("&gt;", stdout);
+			break;
+		case '"':
+			fputs("&quot;", stdout);
+			break;
+		case '\'':
+			fputs("&#39;", stdout);
+			break;
+		default:
+			putchar(*s);
 		}
 	}
 }
@@ -50,7 +61,7 @@ trim(char *s)
 		s++;
 	e = s + strlen(s);
 	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\n' ||
-			 e[-1] == '\r'))
+	                 e[-1] == '\r'))
 		*--e = '\0';
 	return s;
 }
@@ -102,7 +113,7 @@ cgi_read_file(const char *path, char *out, size_t len)
 int
 cgi_run(char *const argv[], char *out, size_t len)
 {
-	char *const envp[] = { "PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL };
+	char *const envp[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL};
 	size_t got = 0;
 	ssize_t n;
 	int p[2], st, fd;

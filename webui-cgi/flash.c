@@ -34,8 +34,8 @@ save_body(long len)
 	if (fd < 0)
 		cgi_error(500, "cannot store the upload");
 	while (len > 0) {
-		n = read(0, buf, len < (long)sizeof(buf) ? (size_t)len
-							  : sizeof(buf));
+		n = read(0, buf,
+		         len < (long)sizeof(buf) ? (size_t)len : sizeof(buf));
 		if (n <= 0)
 			break;
 		if (write(fd, buf, (size_t)n) != n) {
@@ -57,7 +57,7 @@ main(void)
 	const char *cl = getenv("CONTENT_LENGTH");
 	const char *q = getenv("QUERY_STRING");
 	char out[2048];
-	char *argv[] = { CGI_SBIN "/mailmoat-flash", "-R", UPLOAD, NULL };
+	char *argv[] = {CGI_SBIN "/mailmoat-flash", "-R", UPLOAD, NULL};
 	long len;
 	int rc, check = q && !strcmp(q, "check");
 
@@ -65,7 +65,7 @@ main(void)
 		cgi_error(405, "refused: POST the image");
 	if (!ct || strcmp(ct, "application/x-mailmoat-image"))
 		cgi_error(415, "refused: Content-Type must be"
-			       " application/x-mailmoat-image");
+		               " application/x-mailmoat-image");
 	len = cl ? strtol(cl, NULL, 10) : -1;
 	if (len <= 0)
 		cgi_error(411, "refused: empty upload");

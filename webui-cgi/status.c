@@ -54,23 +54,23 @@ main(void)
 	char stats[16384], up[64], mt[32], mu[32];
 	long total, used;
 	const char *m = getenv("REQUEST_METHOD");
-	char *argv[] = { CGI_SBIN "/mailmoatctl", "-S", sock, "stats", NULL };
+	char *argv[] = {CGI_SBIN "/mailmoatctl", "-S", sock, "stats", NULL};
 	int rc;
 
 	if (m && strcmp(m, "GET") && strcmp(m, "HEAD"))
 		cgi_error(405, "only GET");
 	if (cgi_read_file(CGI_ETC "/mailmoat/version", version,
-			  sizeof(version)))
+	                  sizeof(version)))
 		snprintf(version, sizeof(version), "%s", MAILMOAT_VERSION);
 	if (cgi_read_file(CGI_ETC "/mailmoat/board", board, sizeof(board)))
 		snprintf(board, sizeof(board), "host");
 	if (cgi_conf_get("/run/mailmoat-boot", "slot", slot, sizeof(slot)))
 		snprintf(slot, sizeof(slot), "-");
 	if (cgi_conf_get(CGI_ETC "/mailmoat.conf", "hostname", host,
-			 sizeof(host)))
+	                 sizeof(host)))
 		snprintf(host, sizeof(host), "-");
 	if (cgi_conf_get(CGI_ETC "/mailmoat.conf", "control_socket", sock,
-			 sizeof(sock)))
+	                 sizeof(sock)))
 		snprintf(sock, sizeof(sock), "/run/mailmoat.sock");
 	if (cgi_read_file("/proc/uptime", up, sizeof(up)) == 0)
 		up[strcspn(up, " ")] = '\0';

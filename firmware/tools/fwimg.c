@@ -80,8 +80,8 @@ copy_field(char *dst, size_t dstlen, const char *v)
 
 /* fwimg_parse_header - parse a 4096-byte header; 0 or -EINVAL */
 int
-fwimg_parse_header(const unsigned char *buf, struct fwimg_hdr *h,
-		   char *err, size_t errlen)
+fwimg_parse_header(const unsigned char *buf, struct fwimg_hdr *h, char *err,
+                   size_t errlen)
 {
 	char text[FWIMG_HDR_SIZE + 1], *line, *save = NULL, *eq;
 	size_t len;
@@ -94,24 +94,26 @@ fwimg_parse_header(const unsigned char *buf, struct fwimg_hdr *h,
 	len = strlen(text);
 	if (strncmp(text, FWIMG_MAGIC "\n", sizeof(FWIMG_MAGIC)) != 0)
 		return seterr(err, errlen, -EINVAL,
-			      "not a mailmoat firmware image (bad magic)");
+		              "not a mailmoat firmware image (bad magic)");
 	for (size_t i = len; i < FWIMG_HDR_SIZE; i++)
 		if (buf[i] != 0)
 			return seterr(err, errlen, -EINVAL,
-				      "header padding is not zero");
+			              "header padding is not zero");
 	for (line = strtok_r(text, "\n", &save); line;
 	     line = strtok_r(NULL, "\n", &save)) {
 		eq = strchr(line, '=');
 		if (!eq)
 			return seterr(err, errlen, -EINVAL,
-				      "header line without '='");
+			              "header line without '='");
 		*eq++ = '\0';
 		if (!strcmp(line, "MAILMOAT-FW"))
 			continue;
 		else if (!strcmp(line, "board"))
-			rc = copy_field(h->board, sizeof(h->board), eq), seen |= 1;
+			rc = copy_field(h->board, sizeof(h->board), eq),
+			seen |= 1;
 		else if (!strcmp(line, "version"))
-			rc = copy_field(h->version, sizeof(h->version), eq), seen |= 2;
+			rc = copy_field(h->version, sizeof(h->version), eq),
+			seen |= 2;
 		else if (!strcmp(line, "version_code"))
 			rc = parse_u64(eq, &h->version_code), seen |= 4;
 		else if (!strcmp(line, "kernel_offset"))
@@ -130,10 +132,10 @@ fwimg_parse_header(const unsigned char *buf, struct fwimg_hdr *h,
 			rc = copy_field(h->rootfs_sha256, 65, eq), seen |= 512;
 		else
 			return seterr(err, errlen, -EINVAL,
-				      "unknown header key '%.40s'", line);
+			              "unknown header key '%.40s'", line);
 		if (rc)
 			return seterr(err, errlen, -EINVAL,
-				      "bad header value for '%.40s'", line);
+			              "bad header value for '%.40s'", line);
 	}
 	if (seen != 1023)
 		return seterr(err, errlen, -EINVAL, "header lacks a field");
@@ -145,16 +147,17 @@ fwimg_parse_header(const unsigned char *buf, struct fwimg_hdr *h,
 	    h->rootfs_offset > FWIMG_HDR_SIZE + h->payload_size ||
 	    h->rootfs_offset < h->kernel_offset + h->kernel_size ||
 	    h->rootfs_size > h->payload_size ||
-	    h->rootfs_offset + h->rootfs_size > FWIMG_HDR_SIZE + h->payload_size)
+	    h->rootfs_offset + h->rootfs_size >
+	            FWIMG_HDR_SIZE + h->payload_size)
 		return seterr(err, errlen, -EINVAL,
-			      "header sizes are inconsistent");
+		              "header sizes are inconsistent");
 	return 0;
 }
 
 /* hash_range - SHA-256 of [off, off+len) of fd into out[32] */
 static int
 hash_range(int fd, uint64_t off, uint64_t len, mbedtls_sha256_context *whole,
-	   unsigned char out[32])
+           unsigned char out[32])
 {
 	static unsigned char buf[65536];
 	mbedtls_sha256_context c;
@@ -185,7 +188,7 @@ hash_range(int fd, uint64_t off, uint64_t len, mbedtls_sha256_context *whole,
 /* fwimg_verify - check image file against a PEM public key (see fwimg.h) */
 int
 fwimg_verify(const char *path, const char *pubkey, struct fwimg_hdr *h,
-	     char *err, size_t errlen)
+             char *err, size_t errlen)
 {
 	unsigned char hdr[FWIMG_HDR_SIZE], sig[FWIMG_SIG_SIZE], d[32];
 	char hex[65];
@@ -200,13 +203,13 @@ fwimg_verify(const char *path, const char *pubkey, struct fwimg_hdr *h,
 	fd = open(path, O_RDONLY);
 	if (fd < 0) {
 		rc = seterr(err, errlen, -ENOENT, "cannot open %s: %s", path,
-			    strerror(errno));
+		            strerror(errno));
 		goto out;
 	}
 	if (fstat(fd, &st) < 0 || st.st_size < FWIMG_HDR_SIZE ||
 	    read(fd, hdr, sizeof(hdr)) != (ssize_t)sizeof(hdr)) {
 		rc = seterr(err, errlen, -EINVAL,
-			    "image is truncated (no complete header)");
+		            "image is truncated (no complete header)");
 		goto out;
 	}
 	rc = fwimg_parse_header(hdr, h, err, errlen);
@@ -215,31 +218,35 @@ fwimg_verify(const char *path, const char *pubkey, struct fwimg_hdr *h,
 	if ((uint64_t)st.st_size !=
 	    FWIMG_HDR_SIZE + h->payload_size + FWIMG_SIG_SIZE) {
 		rc = seterr(err, errlen, -EINVAL,
-			    "image size %lld does not match its header (%llu):"
-			    " truncated or padded", (long long)st.st_size,
-			    (unsigned long long)(FWIMG_HDR_SIZE +
-						 h->payload_size +
-						 FWIMG_SIG_SIZE));
+		            "image size %lld does not match its header (%llu):"
+		            " truncated or padded",
+		            (long long)st.st_size,
+		            (unsigned long long)(FWIMG_HDR_SIZE +
+		                                 h->payload_size +
+		                                 FWIMG_SIG_SIZE));
 		goto out;
 	}
 	rc = hash_range(fd, h->kernel_offset, h->kernel_size, NULL, d);
 	fwimg_hex(d, 32, hex);
 	if (rc || strcmp(hex, h->kernel_sha256)) {
-		rc = seterr(err, errlen, -EINVAL, "image is corrupt or tampered: kernel SHA-256 mismatch");
+		rc = seterr(err, errlen, -EINVAL,
+		            "image is corrupt or tampered: kernel SHA-256 "
+		            "mismatch");
 		goto out;
 	}
 	rc = hash_range(fd, h->rootfs_offset, h->rootfs_size, NULL, d);
 	fwimg_hex(d, 32, hex);
 	if (rc || strcmp(hex, h->rootfs_sha256)) {
 		rc = seterr(err, errlen, -EINVAL,
-			    "image is corrupt or tampered: root filesystem SHA-256 mismatch");
+		            "image is corrupt or tampered: root filesystem "
+		            "SHA-256 mismatch");
 		goto out;
 	}
 	mbedtls_sha256_starts_ret(&whole, 0);
 	if (hash_range(fd, 0, FWIMG_HDR_SIZE + h->payload_size, &whole, d) ||
-	    pread(fd, sig, sizeof(sig), (off_t)(FWIMG_HDR_SIZE +
-					       h->payload_size)) !=
-		    (ssize_t)sizeof(sig)) {
+	    pread(fd, sig, sizeof(sig),
+	          (off_t)(FWIMG_HDR_SIZE + h->payload_size)) !=
+	            (ssize_t)sizeof(sig)) {
 		rc = seterr(err, errlen, -EIO, "read error on %s", path);
 		goto out;
 	}
@@ -256,14 +263,14 @@ fwimg_verify(const char *path, const char *pubkey, struct fwimg_hdr *h,
 	if (mbedtls_pk_parse_public_keyfile(&pk, pubkey) != 0 ||
 	    !mbedtls_pk_can_do(&pk, MBEDTLS_PK_ECDSA)) {
 		rc = seterr(err, errlen, -EINVAL,
-			    "cannot load the public key %s", pubkey);
+		            "cannot load the public key %s", pubkey);
 		goto out;
 	}
 	if (mbedtls_pk_verify(&pk, MBEDTLS_MD_SHA256, d, 32, sig + 10,
-			      siglen) != 0) {
+	                      siglen) != 0) {
 		rc = seterr(err, errlen, -EINVAL,
-			    "bad signature: image is tampered or not signed"
-			    " with this box's key");
+		            "bad signature: image is tampered or not signed"
+		            " with this box's key");
 		goto out;
 	}
 	rc = 0;

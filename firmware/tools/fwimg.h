@@ -37,8 +37,8 @@ struct fwimg_hdr {
 };
 
 /* fwimg_parse_header - parse a 4096-byte header; 0 or -EINVAL (err says why) */
-int fwimg_parse_header(const unsigned char *buf, struct fwimg_hdr *h,
-		       char *err, size_t errlen);
+int fwimg_parse_header(const unsigned char *buf, struct fwimg_hdr *h, char *err,
+                       size_t errlen);
 
 /*
  * fwimg_verify - check the image file at path against the PEM public key
@@ -47,7 +47,7 @@ int fwimg_parse_header(const unsigned char *buf, struct fwimg_hdr *h,
  * with a one-line reason in err.
  */
 int fwimg_verify(const char *path, const char *pubkey, struct fwimg_hdr *h,
-		 char *err, size_t errlen);
+                 char *err, size_t errlen);
 
 /* fwimg_hex - lower-case hex of n bytes into out (2n+1 bytes) */
 void fwimg_hex(const unsigned char *p, size_t n, char *out);

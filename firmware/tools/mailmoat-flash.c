@@ -146,7 +146,7 @@ write_bootrec(const char *dev, const char *active, const char *trial)
 
 	memset(rec, 0, sizeof(rec));
 	snprintf(rec, sizeof(rec), "MMBOOT=1\nactive=%s\ntry=%s\ntries=0\n",
-		 active, trial);
+	         active, trial);
 	fd = open(dev, O_WRONLY);
 	if (fd < 0)
 		ioerr("cannot open", dev);
@@ -169,12 +169,18 @@ main(int argc, char **argv)
 
 	while ((opt = getopt(argc, argv, "nfR")) != -1) {
 		switch (opt) {
-		case 'n': check_only = 1; break;
-		case 'f': force = 1; break;
-		case 'R': reboot = 0; break;
+		case 'n':
+			check_only = 1;
+			break;
+		case 'f':
+			force = 1;
+			break;
+		case 'R':
+			reboot = 0;
+			break;
 		default:
 			fprintf(stderr, "usage: mailmoat-flash [-n] [-f] [-R]"
-					" IMAGE\n");
+			                " IMAGE\n");
 			return 2;
 		}
 	}
@@ -187,24 +193,26 @@ main(int argc, char **argv)
 	if (read_line(ETC "/board", board, sizeof(board)))
 		ioerr("cannot read", ETC "/board");
 	if (strcmp(h.board, board) != 0) {
-		snprintf(msg, sizeof(msg), "image is for board '%s', this box"
-			 " is '%s'", h.board, board);
+		snprintf(msg, sizeof(msg),
+		         "image is for board '%s', this box"
+		         " is '%s'",
+		         h.board, board);
 		refuse(msg);
 	}
 	if (read_line(ETC "/version_code", cur, sizeof(cur)))
 		ioerr("cannot read", ETC "/version_code");
 	curcode = strtoull(cur, NULL, 10);
 	if (h.version_code <= curcode && !force) {
-		snprintf(msg, sizeof(msg), "image version %s (%llu) is not"
-			 " newer than the running one (%llu); use -f to force",
-			 h.version, (unsigned long long)h.version_code,
-			 curcode);
+		snprintf(msg, sizeof(msg),
+		         "image version %s (%llu) is not"
+		         " newer than the running one (%llu); use -f to force",
+		         h.version, (unsigned long long)h.version_code,
+		         curcode);
 		refuse(msg);
 	}
 	if (check_only) {
 		printf("valid: board=%s version=%s version_code=%llu\n",
-		       h.board, h.version,
-		       (unsigned long long)h.version_code);
+		       h.board, h.version, (unsigned long long)h.version_code);
 		return 0;
 	}
 	if (bootinfo("slot", slot, sizeof(slot)) ||
@@ -212,14 +220,14 @@ main(int argc, char **argv)
 		ioerr("cannot read", BOOTINFO);
 	other = strcmp(slot, "A") == 0 ? "B" : "A";
 	if (bootinfo(strcmp(other, "A") == 0 ? "slot_a" : "slot_b", dev,
-		     sizeof(dev)))
+	             sizeof(dev)))
 		ioerr("cannot read", BOOTINFO);
 	copy_to_slot(argv[optind], dev,
-		     FWIMG_HDR_SIZE + h.payload_size + FWIMG_SIG_SIZE);
+	             FWIMG_HDR_SIZE + h.payload_size + FWIMG_SIG_SIZE);
 	write_bootrec(rec, slot, other);
 	printf("flashed: version %s into slot %s (%s); it is tried once at"
-	       " the next boot%s\n", h.version, other, dev,
-	       reboot ? ", rebooting" : "");
+	       " the next boot%s\n",
+	       h.version, other, dev, reboot ? ", rebooting" : "");
 	fflush(stdout);
 	sync();
 	if (reboot)

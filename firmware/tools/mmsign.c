@@ -37,7 +37,7 @@ static void
 die(const char *msg, const char *arg)
 {
 	fprintf(stderr, "mmsign: %s%s%s\n", msg, arg ? ": " : "",
-		arg ? arg : "");
+	        arg ? arg : "");
 	exit(1);
 }
 
@@ -48,7 +48,7 @@ rng_init(void)
 	mbedtls_entropy_init(&entropy);
 	mbedtls_ctr_drbg_init(&drbg);
 	if (mbedtls_ctr_drbg_seed(&drbg, mbedtls_entropy_func, &entropy,
-				  (const unsigned char *)"mmsign", 6))
+	                          (const unsigned char *)"mmsign", 6))
 		die("cannot seed the random generator", NULL);
 }
 
@@ -73,7 +73,7 @@ gen_ec_key(mbedtls_pk_context *pk)
 	mbedtls_pk_init(pk);
 	if (mbedtls_pk_setup(pk, mbedtls_pk_info_from_type(MBEDTLS_PK_ECKEY)) ||
 	    mbedtls_ecp_gen_key(MBEDTLS_ECP_DP_SECP256R1, mbedtls_pk_ec(*pk),
-				mbedtls_ctr_drbg_random, &drbg))
+	                        mbedtls_ctr_drbg_random, &drbg))
 		die("key generation failed", NULL);
 }
 
@@ -136,14 +136,29 @@ cmd_pack(int argc, char **argv)
 
 	while ((opt = getopt(argc, argv, "b:v:c:k:r:s:o:")) != -1) {
 		switch (opt) {
-		case 'b': board = optarg; break;
-		case 'v': version = optarg; break;
-		case 'c': code = optarg; break;
-		case 'k': kpath = optarg; break;
-		case 'r': rpath = optarg; break;
-		case 's': key = optarg; break;
-		case 'o': out = optarg; break;
-		default: die("pack: bad option", NULL);
+		case 'b':
+			board = optarg;
+			break;
+		case 'v':
+			version = optarg;
+			break;
+		case 'c':
+			code = optarg;
+			break;
+		case 'k':
+			kpath = optarg;
+			break;
+		case 'r':
+			rpath = optarg;
+			break;
+		case 's':
+			key = optarg;
+			break;
+		case 'o':
+			out = optarg;
+			break;
+		default:
+			die("pack: bad option", NULL);
 		}
 	}
 	if (!board || !version || !code || !kpath || !rpath || !key || !out)
@@ -160,12 +175,13 @@ cmd_pack(int argc, char **argv)
 	mbedtls_sha256_ret(r, rlen, d, 0);
 	fwimg_hex(d, 32, rhex);
 	n = snprintf((char *)img, FWIMG_HDR_SIZE,
-		     FWIMG_MAGIC "\nboard=%s\nversion=%s\nversion_code=%s\n"
-		     "kernel_offset=%d\nkernel_size=%zu\nkernel_sha256=%s\n"
-		     "rootfs_offset=%zu\nrootfs_size=%zu\nrootfs_sha256=%s\n"
-		     "payload_size=%zu\n",
-		     board, version, code, FWIMG_HDR_SIZE, klen, khex,
-		     FWIMG_HDR_SIZE + pad(klen), rlen, rhex, payload);
+	             FWIMG_MAGIC
+	             "\nboard=%s\nversion=%s\nversion_code=%s\n"
+	             "kernel_offset=%d\nkernel_size=%zu\nkernel_sha256=%s\n"
+	             "rootfs_offset=%zu\nrootfs_size=%zu\nrootfs_sha256=%s\n"
+	             "payload_size=%zu\n",
+	             board, version, code, FWIMG_HDR_SIZE, klen, khex,
+	             FWIMG_HDR_SIZE + pad(klen), rlen, rhex, payload);
 	if (n <= 0 || n >= FWIMG_HDR_SIZE)
 		die("header too long", NULL);
 	if (fwimg_parse_header(img, &h, err, sizeof(err)))
@@ -180,7 +196,7 @@ cmd_pack(int argc, char **argv)
 	    !mbedtls_pk_can_do(&pk, MBEDTLS_PK_ECDSA))
 		die("cannot load the signing key", key);
 	if (mbedtls_pk_sign(&pk, MBEDTLS_MD_SHA256, d, 32, sig, &siglen,
-			    mbedtls_ctr_drbg_random, &drbg) ||
+	                    mbedtls_ctr_drbg_random, &drbg) ||
 	    siglen > FWIMG_SIG_SIZE - 10)
 		die("signing failed", NULL);
 	memcpy(img + FWIMG_HDR_SIZE + payload, FWIMG_SIG_MAGIC, 8);
@@ -237,12 +253,12 @@ cmd_tlscert(const char *keypath, const char *certpath, const char *cn)
 	    mbedtls_x509write_crt_set_issuer_name(&crt, subject) ||
 	    mbedtls_x509write_crt_set_serial(&crt, &sn) ||
 	    mbedtls_x509write_crt_set_validity(&crt, "20240101000000",
-					       "20491231235959") ||
+	                                       "20491231235959") ||
 	    mbedtls_x509write_crt_set_basic_constraints(&crt, 0, -1))
 		die("cannot build the certificate", NULL);
 	write_file(keypath, buf, strlen((char *)buf), 0600);
 	if (mbedtls_x509write_crt_pem(&crt, buf, sizeof(buf),
-				      mbedtls_ctr_drbg_random, &drbg))
+	                              mbedtls_ctr_drbg_random, &drbg))
 		die("cannot sign the certificate", NULL);
 	write_file(certpath, buf, strlen((char *)buf), 0644);
 	mbedtls_x509write_crt_free(&crt);
@@ -264,7 +280,7 @@ main(int argc, char **argv)
 	if (argc == 5 && !strcmp(argv[1], "tlscert"))
 		return cmd_tlscert(argv[2], argv[3], argv[4]);
 	fprintf(stderr, "usage: mmsign genkey PRIV PUB | pack -b BOARD -v VER"
-			" -c CODE -k KERNEL -r ROOTFS -s PRIV -o OUT |"
-			" verify PUB IMAGE | tlscert KEY CERT CN\n");
+	                " -c CODE -k KERNEL -r ROOTFS -s PRIV -o OUT |"
+	                " verify PUB IMAGE | tlscert KEY CERT CN\n");
 	return 2;
 }

@@ -13,12 +13,12 @@
 #include "t.h"
 
 static const char good[] =
-	"MAILMOAT-FW=1\nboard=x86_64\nversion=1.0\nversion_code=7\n"
-	"kernel_offset=4096\nkernel_size=10\nkernel_sha256=%s\n"
-	"rootfs_offset=8192\nrootfs_size=10\nrootfs_sha256=%s\n"
-	"payload_size=8192\n";
+        "MAILMOAT-FW=1\nboard=x86_64\nversion=1.0\nversion_code=7\n"
+        "kernel_offset=4096\nkernel_size=10\nkernel_sha256=%s\n"
+        "rootfs_offset=8192\nrootfs_size=10\nrootfs_sha256=%s\n"
+        "payload_size=8192\n";
 static const char zeros[] =
-	"0000000000000000000000000000000000000000000000000000000000000000";
+        "0000000000000000000000000000000000000000000000000000000000000000";
 
 /* mk - a header from fmt into buf (zero padded) */
 static void
@@ -36,35 +36,34 @@ struct hcase {
 };
 
 static const struct hcase cases[] = {
-	{ "good header parses", NULL, NULL, NULL, 0 },
-	{ "bad magic", "MAILMOAT-FW=1", "MAILMOAT-FW=2", NULL, -EINVAL },
-	{ "missing board", "board=x86_64\n", "", NULL, -EINVAL },
-	{ "unknown key", NULL, NULL, "evil=1\n", -EINVAL },
-	{ "line without =", NULL, NULL, "junk\n", -EINVAL },
-	{ "negative size", "kernel_size=10", "kernel_size=-1", NULL, -EINVAL },
-	{ "size overflow", "rootfs_size=10", "rootfs_size=18446744073709551615",
-	  NULL, -EINVAL },
-	{ "huge payload", "payload_size=8192", "payload_size=99999999999",
-	  NULL, -EINVAL },
-	{ "rootfs beyond payload", "rootfs_offset=8192", "rootfs_offset=12288",
-	  NULL, -EINVAL },
-	{ "rootfs offset wraps around", "rootfs_offset=8192\nrootfs_size=10",
-	  "rootfs_offset=18446744073709547520\nrootfs_size=4096", NULL, -EINVAL },
-	{ "unaligned rootfs", "rootfs_offset=8192", "rootfs_offset=8193",
-	  NULL, -EINVAL },
-	{ "kernel overlaps rootfs", "kernel_size=10", "kernel_size=5000",
-	  NULL, -EINVAL },
-	{ "board with a space", "board=x86_64", "board=x86 64", NULL, -EINVAL },
-	{ "version too long", "version=1.0",
-	  "version=1234567890123456789012345678901234567890", NULL, -EINVAL },
-	{ "trailing garbage number", "version_code=7", "version_code=7x",
-	  NULL, -EINVAL },
+        {"good header parses", NULL, NULL, NULL, 0},
+        {"bad magic", "MAILMOAT-FW=1", "MAILMOAT-FW=2", NULL, -EINVAL},
+        {"missing board", "board=x86_64\n", "", NULL, -EINVAL},
+        {"unknown key", NULL, NULL, "evil=1\n", -EINVAL},
+        {"line without =", NULL, NULL, "junk\n", -EINVAL},
+        {"negative size", "kernel_size=10", "kernel_size=-1", NULL, -EINVAL},
+        {"size overflow", "rootfs_size=10", "rootfs_size=18446744073709551615",
+         NULL, -EINVAL},
+        {"huge payload", "payload_size=8192", "payload_size=99999999999", NULL,
+         -EINVAL},
+        {"rootfs beyond payload", "rootfs_offset=8192", "rootfs_offset=12288",
+         NULL, -EINVAL},
+        {"rootfs offset wraps around", "rootfs_offset=8192\nrootfs_size=10",
+         "rootfs_offset=18446744073709547520\nrootfs_size=4096", NULL, -EINVAL},
+        {"unaligned rootfs", "rootfs_offset=8192", "rootfs_offset=8193", NULL,
+         -EINVAL},
+        {"kernel overlaps rootfs", "kernel_size=10", "kernel_size=5000", NULL,
+         -EINVAL},
+        {"board with a space", "board=x86_64", "board=x86 64", NULL, -EINVAL},
+        {"version too long", "version=1.0",
+         "version=1234567890123456789012345678901234567890", NULL, -EINVAL},
+        {"trailing garbage number", "version_code=7", "version_code=7x", NULL,
+         -EINVAL},
 };
 
 /* replace - copy s into out with the first from replaced by to */
 static void
-replace(char *out, size_t len, const char *s, const char *from,
-	const char *to)
+replace(char *out, size_t len, const char *s, const char *from, const char *to)
 {
 	const char *p = from ? strstr(s, from) : NULL;
 
@@ -91,7 +90,7 @@ main(int argc, char **argv)
 		replace(text, sizeof(text), base, cases[i].from, cases[i].to);
 		if (cases[i].append)
 			strncat(text, cases[i].append,
-				sizeof(text) - strlen(text) - 1);
+			        sizeof(text) - strlen(text) - 1);
 		mk(buf, text);
 		err[0] = '\0';
 		rc = fwimg_parse_header(buf, &h, err, sizeof(err));
@@ -114,15 +113,18 @@ main(int argc, char **argv)
 	if (argc == 3) {
 		/* argv[1] = public key, argv[2] = a valid image */
 		t_begin("valid image verifies");
-		T_INTEQ(fwimg_verify(argv[2], argv[1], &h, err, sizeof(err)), 0);
+		T_INTEQ(fwimg_verify(argv[2], argv[1], &h, err, sizeof(err)),
+		        0);
 		t_end();
 		t_begin("missing image is refused");
 		T_CHECK(fwimg_verify("/nonexistent.img", argv[1], &h, err,
-				     sizeof(err)) < 0, "accepted");
+		                     sizeof(err)) < 0,
+		        "accepted");
 		t_end();
 		t_begin("missing key is refused");
 		T_CHECK(fwimg_verify(argv[2], "/nonexistent.pub", &h, err,
-				     sizeof(err)) < 0, "accepted");
+		                     sizeof(err)) < 0,
+		        "accepted");
 		t_end();
 	}
 	return t_exit();
