@@ -60,8 +60,6 @@
 #define SESS_STRESS_DATA_MS (30 * 1000)
 #define SESS_CLOSE_FLUSH_MS 5000  /* last reply: time to drain it */
 #define SESS_DRAIN_MS (30 * 1000) /* SIGTERM: transactions may finish */
-#define SESS_REJECT_MAX_CMDS 20   /* refused at connect: then close */
-#define SESS_REJECT_LINE 512
 #define SESS_EMFILE_BACKOFF_MS 500
 
 enum sess_phase {
@@ -99,7 +97,6 @@ struct sess {
 	bool in_table;
 	unsigned writes_pending;
 	unsigned n_backend_rcpt;
-	unsigned reject_cmds;
 	uint64_t life_deadline;
 	uint64_t mail_size;
 	bool mail_8bit;
@@ -110,7 +107,6 @@ struct sess {
 	struct buf rcpts;    /* "<a@b>,<c@d>" taken by the backend */
 	unsigned rcpts_more; /* beyond what rcpts holds */
 	bool at_eod;         /* log lines name every recipient */
-	struct buf rline;    /* PH_REJECTING: partial line */
 };
 
 struct ipcount {
@@ -438,7 +434,7 @@ sess_smtp_write_cb(struct smtp *e, const char *buf, size_t len)
 	else
 		sess_raw_write(x, buf, len);
 	/* A reply went out: the client has a fresh deadline. */
-	if (!x->s.closing && x->phase == PH_SMTP)
+	if (!x->s.closing && x->phase != PH_CONNECT)
 		sess_rearm(x);
 }
 
@@ -590,7 +586,6 @@ sess_free_cb(uv_handle_t *h)
 		tls_free(s->tls);
 	smtp_free(&s->smtp);
 	buf_free(&s->add_headers);
-	buf_free(&x->rline);
 	free(x->reject_reply);
 	free(x->mail_refused);
 	free(x->data_refused);
@@ -1092,6 +1087,19 @@ sess_stage_done(struct sess *x)
 	}
 }
 
+/*
+ * sess_refuse_greeting - refused at connect: reply is the greeting, and
+ * the engine answers every command but QUIT with it (RFC 5321 3.1).
+ */
+static void
+sess_refuse_greeting(struct sess *x, const char *reply)
+{
+	x->phase = PH_REJECTING;
+	x->reject_reply = xstrdup(reply);
+	smtp_refuse(&x->s.smtp, x->reject_reply);
+	sess_rearm(x);
+}
+
 /* sess_banner - greet pause over and connect checks done: greet. */
 static void
 sess_banner(struct sess *x)
@@ -1106,10 +1114,7 @@ sess_banner(struct sess *x)
 	sess_stage_verdict(x, &v, &who);
 	if (v.kind == VERDICT_REJECT || v.kind == VERDICT_TEMPFAIL) {
 		sess_refuse_log(x, &v, who);
-		x->phase = PH_REJECTING;
-		x->reject_reply = xstrdup(v.reply);
-		sess_write_line(x, v.reply);
-		sess_rearm(x);
+		sess_refuse_greeting(x, v.reply);
 		return;
 	}
 	x->phase = PH_SMTP;
@@ -1460,43 +1465,6 @@ static const struct tls_hooks sess_tls_hooks = {
 
 /* ------------------------------------------------------------ input */
 
-/* sess_reject_input - refused at connect: every command but QUIT gets
- * the refusal again. */
-static void
-sess_reject_input(struct sess *x, const char *p, size_t n)
-{
-	while (n > 0 && !x->s.closing) {
-		const char *nl = memchr(p, '\n', n);
-		size_t take = nl ? (size_t)(nl - p) + 1 : n;
-
-		if (x->rline.len + take <= SESS_REJECT_LINE)
-			buf_append(&x->rline, p, take);
-		p += take;
-		n -= take;
-		if (nl == NULL)
-			return;
-		if (x->rline.len >= 4 &&
-		    strncasecmp(x->rline.data, "QUIT", 4) == 0 &&
-		    (x->rline.len == 4 || x->rline.data[4] == '\r' ||
-		     x->rline.data[4] == '\n' || x->rline.data[4] == ' ')) {
-			char bye[64];
-
-			snprintf(bye, sizeof(bye), "221 2.0.0 Bye [id=%s]",
-			         x->s.sid);
-			sess_write_line(x, bye);
-			sess_close(x);
-			return;
-		}
-		x->rline.len = 0;
-		if (++x->reject_cmds > SESS_REJECT_MAX_CMDS) {
-			sess_close(x);
-			return;
-		}
-		sess_write_line(x, x->reject_reply);
-		sess_rearm(x);
-	}
-}
-
 /* sess_alloc_cb - the engine consumes input at once: one shared buffer. */
 static void
 sess_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *b)
@@ -1524,9 +1492,7 @@ sess_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
 		sess_close(x);
 		return;
 	}
-	if (x->phase == PH_REJECTING)
-		sess_reject_input(x, b->base, (size_t)nread);
-	else if (s->tls != NULL)
+	if (s->tls != NULL)
 		tls_input(s->tls, b->base, (size_t)nread);
 	else
 		smtp_input(&s->smtp, b->base, (size_t)nread);
@@ -1625,10 +1591,7 @@ sess_admit(struct sess *x)
 		         "554 5.7.1 We don't accept mail from your IP [id=%s]",
 		         s->sid);
 		sess_log(x, VERDICT_REJECT, "blocklist", s->client_str);
-		x->phase = PH_REJECTING;
-		x->reject_reply = xstrdup(reply);
-		sess_write_line(x, reply);
-		sess_rearm(x);
+		sess_refuse_greeting(x, reply);
 		return;
 	}
 	if (c->allow != NULL && list_match_ip(c->allow, &s->client))

@@ -785,6 +785,13 @@ smtp_line(struct smtp *e, char *line, size_t len, bool more)
 	    smtp_violation(e, SMTP_VIOL_PIPELINING))
 		return;
 	if (e->refuse != NULL && !(v != NULL && (v->flags & F_ENDS))) {
+		/* refused at connect: the same reply until QUIT, and a
+		 * client that keeps talking counts its errors */
+		if (++e->n_errors >= SMTP_MAX_ERRORS) {
+			smtp_write(e, e->refuse);
+			smtp_close(e);
+			return;
+		}
 		smtp_write(e, e->refuse);
 		return;
 	}
