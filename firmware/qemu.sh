@@ -22,6 +22,8 @@ x86_64)
 	[ "$accel" = kvm ] && q="qemu-system-x86_64 -M q35 -cpu host" ;;
 aarch64)
 	q="qemu-system-aarch64 -M virt -cpu cortex-a57" ;;
+armhf)
+	q="qemu-system-arm -M virt,highmem=off -cpu cortex-a15" ;;
 esac
 exec $q -m "${MM_QEMU_MEM:-128}" -accel "$accel" -smp 1 -nographic -no-reboot \
 	-kernel "$boot/vmlinuz" -initrd "$boot/initramfs.cpio.gz" \
