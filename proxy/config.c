@@ -23,6 +23,7 @@
  *
  * Keys: every key of SPEC.md 3, action_<check> for the 13 checks, and
  * ours (docs/CONFIG.md): timeout_command, timeout_data, timeout_backend,
+ *   backend_reuse,
  * max_backend_connections, max_recipients, helo_resolve, sender_mx,
  * spf_softfail, spf_neutral, spf_permerror, dynamic_patterns, tld_list.
  */
@@ -175,6 +176,8 @@ static const struct config_key config_keys[] = {
 	 .off = OFF(timeout_data_ms), .min = 100, .max = SEC(3600)},
 	{.key = "timeout_backend", .type = CT_MS, .def = "2m",
 	 .off = OFF(timeout_backend_ms), .min = 100, .max = SEC(3600)},
+	{.key = "backend_reuse", .type = CT_MS, .def = "2s",
+	 .off = OFF(backend_reuse_ms), .min = 0, .max = SEC(60)},
 	{.key = "helo_resolve", .type = CT_BOOL, .def = "no",
 	 .off = OFF(helo_resolve)},
 	{.key = "sender_mx", .type = CT_ENUM, .def = "mx",

@@ -95,6 +95,7 @@ main_drained(void)
 	uv_close((uv_handle_t *)&flush_timer, NULL);
 	chk_shutdown();
 	dns_shutdown();
+	relay_shutdown();
 }
 
 /* main_signal_cb - SIGHUP reloads, SIGTERM/SIGINT drain. */

@@ -182,6 +182,7 @@ struct config {
 	unsigned timeout_command_ms;		/* per command, default 5m */
 	unsigned timeout_data_ms;		/* between data chunks, default 3m */
 	unsigned timeout_backend_ms;		/* backend reply, default 2m */
+	unsigned backend_reuse_ms;		/* keep an idle backend connection, 2s */
 	bool helo_resolve;			/* HELO name must resolve */
 	enum sender_mx_mode sender_mx;
 	enum action spf_softfail;		/* default log */
@@ -748,7 +749,10 @@ void relay_quit(struct relay *r);	/* polite close, frees r */
 void relay_on_drain(struct relay *r, void (*cb)(struct relay *, void *arg));
 /* A failure (backend down, timeout, gone, bad reply) is reported once to
  * relay_reply_cb as code -1 with the reason as reply; then relay_abort(). */
-extern unsigned relay_open_count;
+extern unsigned relay_open_count;	/* connections, parked ones too */
+extern unsigned relay_idle_count;	/* parked for reuse (backend_reuse) */
+bool relay_can_open(const struct config *cfg);
+void relay_shutdown(void);		/* QUIT the parked connections */
 
 /* ----------------------------------------------------------------- tls.c */
 

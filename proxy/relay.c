@@ -16,7 +16,22 @@
  *   relay_on_drain() called when the queue falls below RELAY_LOW_WATER
  *   relay_abort()   drop the connection: without the dot nothing is
  *                   delivered; frees r once its handles have closed
- *   relay_quit()    polite QUIT when idle, else abort; frees r
+ *   relay_quit()    the client is done: an idle connection is kept for
+ *                   the next session (see below), else a polite QUIT, or
+ *                   an abort in the middle of a transaction; frees r
+ *   relay_can_open() whether relay_open() stays within
+ *                   max_backend_connections
+ *   relay_shutdown() QUIT the idle connections (at exit)
+ *
+ * Connection reuse: small office servers take a while to greet, and a
+ * client that sends one message per connection (most MTAs) would pay a
+ * connect, a banner and an EHLO every time.  So relay_quit() parks an
+ * idle connection for backend_reuse (default 2s, as Postfix's connection
+ * cache): it first sends RSET, and only a 250 parks it, so a connection
+ * that is kept is known to be alive and clean.  relay_open() takes a
+ * parked one for the same backend and EHLO name.  A parked connection
+ * that the server closes, that says anything, or whose time is up is
+ * closed (QUIT).  At most RELAY_REUSE_MAX transactions per connection.
  *
  * A failure (connect refused, timeout, the backend going away, a banner
  * or EHLO refusal, a malformed or oversized reply, an unsolicited reply)
@@ -40,8 +55,10 @@
 #define RELAY_MAX_CMDS 8     /* commands queued at once */
 #define RELAY_LOW_WATER (64 * 1024)
 #define RELAY_QUIT_MS 5000
+#define RELAY_REUSE_MAX 100 /* transactions on one connection */
 
 unsigned relay_open_count;
+unsigned relay_idle_count;
 
 enum relay_state {
 	RS_CONNECTING,
@@ -87,10 +104,22 @@ struct relay {
 	struct buf qbuf;   /* waiting for the write in progress */
 	struct buf rline;  /* partial reply line */
 	struct buf reply;  /* reply lines so far, joined by CRLF */
+	/* connection reuse */
+	struct sockaddr_storage peer;
+	unsigned reuse_ms; /* backend_reuse; 0: never parked */
+	unsigned uses;     /* transactions begun on this connection */
+	bool parking;      /* RSET sent by relay_quit(): park on its 250 */
+	struct relay *idle_next, *idle_prev; /* when parked */
+	bool parked;
 };
+
+static struct relay *relay_idle; /* parked connections, newest first */
 
 static void relay_pump(struct relay *r);
 static void relay_close(struct relay *r);
+static void relay_timer_cb(uv_timer_t *t);
+static void relay_unpark(struct relay *r);
+static void relay_quit_idle(struct relay *r);
 
 /* relay_close_cb - one handle closed; the last one frees r. */
 static void
@@ -112,6 +141,38 @@ relay_close_cb(uv_handle_t *h)
 	free(r);
 }
 
+/* relay_unpark - take r off the idle list (if it is on it). */
+static void
+relay_unpark(struct relay *r)
+{
+	if (!r->parked)
+		return;
+	if (r->idle_prev != NULL)
+		r->idle_prev->idle_next = r->idle_next;
+	else
+		relay_idle = r->idle_next;
+	if (r->idle_next != NULL)
+		r->idle_next->idle_prev = r->idle_prev;
+	r->idle_next = r->idle_prev = NULL;
+	r->parked = false;
+	relay_idle_count--;
+}
+
+/* relay_park - r answered its RSET: keep it for reuse_ms. */
+static void
+relay_park(struct relay *r)
+{
+	r->parking = false;
+	r->parked = true;
+	r->idle_prev = NULL;
+	r->idle_next = relay_idle;
+	if (relay_idle != NULL)
+		relay_idle->idle_prev = r;
+	relay_idle = r;
+	relay_idle_count++;
+	uv_timer_start(&r->timer, relay_timer_cb, r->reuse_ms, 0);
+}
+
 /* relay_close - close both handles (once); r is freed afterwards. */
 static void
 relay_close(struct relay *r)
@@ -120,6 +181,7 @@ relay_close(struct relay *r)
 		return;
 	r->closing = true;
 	r->state = RS_DEAD;
+	relay_unpark(r);
 	relay_open_count--;
 	uv_close((uv_handle_t *)&r->tcp, relay_close_cb);
 	uv_close((uv_handle_t *)&r->timer, relay_close_cb);
@@ -148,6 +210,11 @@ relay_timer_cb(uv_timer_t *t)
 {
 	struct relay *r = t->data;
 
+	if (r->parked) {
+		/* nobody came for it: say goodbye */
+		relay_quit_idle(r);
+		return;
+	}
 	if (r->quitting) {
 		relay_close(r);
 		return;
@@ -488,6 +555,10 @@ relay_handle_reply(struct relay *r, int code, const char *reply)
 			relay_fail(r, "RSET refused");
 			return;
 		}
+		if (r->parking && r->n_cmds == 0) {
+			relay_park(r);
+			return;
+		}
 	} else if (!r->detached) {
 		r->cb(r, r->arg, code, reply);
 	}
@@ -601,6 +672,61 @@ relay_connect_cb(uv_connect_t *req, int status)
 	relay_arm(r);
 }
 
+/* relay_peer_copy - remember the backend's address (to match on reuse). */
+static void
+relay_peer_copy(struct sockaddr_storage *to, const struct sockaddr *sa)
+{
+	memset(to, 0, sizeof(*to));
+	memcpy(to, sa,
+	       sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+	                                 : sizeof(struct sockaddr_in));
+}
+
+/* relay_take_idle - a parked connection to backend greeted as helo. */
+static struct relay *
+relay_take_idle(const struct sockaddr *backend, const char *helo)
+{
+	struct sockaddr_storage want;
+	struct relay *r;
+
+	relay_peer_copy(&want, backend);
+	for (r = relay_idle; r != NULL; r = r->idle_next) {
+		if (memcmp(&r->peer, &want, sizeof(want)) == 0 &&
+		    strcmp(r->helo, helo && helo[0] ? helo : "localhost") == 0) {
+			relay_unpark(r);
+			uv_timer_stop(&r->timer);
+			return r;
+		}
+	}
+	return NULL;
+}
+
+/* relay_quit_idle - a parked connection goes: QUIT, then close. */
+static void
+relay_quit_idle(struct relay *r)
+{
+	relay_unpark(r);
+	r->quitting = true;
+	relay_push(r, RC_QUIT, NULL);
+}
+
+/* relay_can_open - would relay_open() stay within the cap? */
+bool
+relay_can_open(const struct config *cfg)
+{
+	return cfg->max_backend_connections == 0 ||
+	       relay_open_count < cfg->max_backend_connections ||
+	       relay_idle != NULL;
+}
+
+/* relay_shutdown - QUIT every parked connection (the daemon exits). */
+void
+relay_shutdown(void)
+{
+	while (relay_idle != NULL)
+		relay_quit_idle(relay_idle);
+}
+
 /* relay_open - start a connection to backend; NULL only if the socket
  * could not even be created (the reason is logged). */
 struct relay *
@@ -608,14 +734,32 @@ relay_open(uv_loop_t *loop, const struct config *cfg,
            const struct sockaddr *backend, const char *helo, relay_reply_cb cb,
            void *arg)
 {
-	struct relay *r = xcalloc(1, sizeof(*r));
+	struct relay *r;
 	int rc;
 
+	r = relay_take_idle(backend, helo);
+	if (r != NULL) {
+		r->cb = cb;
+		r->arg = arg;
+		r->detached = false;
+		r->drain_cb = NULL;
+		r->timeout_ms = cfg->timeout_backend_ms ? cfg->timeout_backend_ms
+		                                        : 120000;
+		r->reuse_ms = cfg->backend_reuse_ms;
+		return r;
+	}
+	/* at the cap, an idle connection that did not fit makes room */
+	if (cfg->max_backend_connections > 0 && relay_idle != NULL &&
+	    relay_open_count >= cfg->max_backend_connections)
+		relay_quit_idle(relay_idle);
+	r = xcalloc(1, sizeof(*r));
 	r->cb = cb;
 	r->arg = arg;
 	r->helo = xstrdup(helo && helo[0] ? helo : "localhost");
 	r->timeout_ms =
 	        cfg->timeout_backend_ms ? cfg->timeout_backend_ms : 120000;
+	r->reuse_ms = cfg->backend_reuse_ms;
+	relay_peer_copy(&r->peer, backend);
 	r->state = RS_CONNECTING;
 	uv_tcp_init(loop, &r->tcp);
 	uv_timer_init(loop, &r->timer);
@@ -646,6 +790,7 @@ relay_on_drain(struct relay *r, void (*cb)(struct relay *, void *arg))
 void
 relay_mail(struct relay *r, const char *path_with_params)
 {
+	r->uses++;
 	relay_push(r, RC_MAIL, path_with_params);
 }
 
@@ -722,6 +867,11 @@ relay_quit(struct relay *r)
 	r->detached = true;
 	if (r->state != RS_READY || r->n_cmds > 0 || r->closing) {
 		relay_close(r);
+		return;
+	}
+	if (r->reuse_ms > 0 && r->uses < RELAY_REUSE_MAX) {
+		r->parking = true;
+		relay_push(r, RC_RSET, NULL);
 		return;
 	}
 	r->quitting = true;

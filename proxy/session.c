@@ -805,8 +805,7 @@ sess_relay_start(struct sess *x)
 	char path[400], reply[160];
 
 	if (s->relay == NULL) {
-		if (s->cfg->max_backend_connections > 0 &&
-		    relay_open_count >= s->cfg->max_backend_connections) {
+		if (!relay_can_open(s->cfg)) {
 			snprintf(reply, sizeof(reply),
 			         "421 4.3.2 Too many sessions to the internal "
 			         "mail server, try again later [id=%s]",

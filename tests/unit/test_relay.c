@@ -39,6 +39,7 @@ static struct script sc;
 static struct buf be_seen; /* every byte the backend received */
 static struct be_conn *be_last;
 static unsigned be_reads; /* read callbacks with data */
+static unsigned be_accepts; /* connections the backend accepted */
 
 static struct {
 	int n;
@@ -173,6 +174,7 @@ be_conn_cb(uv_stream_t *server, int status)
 	c->tcp.data = c;
 	uv_accept(server, (uv_stream_t *)&c->tcp);
 	be_last = c;
+	be_accepts++;
 	uv_read_start((uv_stream_t *)&c->tcp, be_alloc_cb, be_read_cb);
 	be_send(c, sc.banner ? sc.banner : "220 be.test ESMTP");
 }
@@ -240,6 +242,54 @@ seen(void)
 	buf_append(&be_seen, "", 1);
 	be_seen.len--;
 	return be_seen.data;
+}
+
+/* wake_cb - keeps UV_RUN_ONCE from sleeping forever in run_until(). */
+static void
+wake_cb(uv_timer_t *t)
+{
+}
+
+/* run_until - run the loop until cond() or ms of loop time. */
+static void
+run_until(bool (*cond)(void), uint64_t ms)
+{
+	uv_timer_t wake;
+	uint64_t end = uv_now(loop) + ms;
+
+	uv_timer_init(loop, &wake);
+	uv_timer_start(&wake, wake_cb, 5, 5);
+	while (!cond() && uv_now(loop) < end)
+		uv_run(loop, UV_RUN_ONCE);
+	uv_close((uv_handle_t *)&wake, NULL);
+	settle();
+}
+
+static bool
+one_parked(void)
+{
+	return relay_idle_count == 1;
+}
+
+static bool
+none_open(void)
+{
+	return relay_open_count == 0;
+}
+
+/* deliver - one whole transaction on r; the dot's reply code. */
+static int
+deliver(struct relay *r)
+{
+	int base = got.n;
+
+	relay_mail(r, "<a@sender.test>");
+	relay_rcpt(r, "<b@example.com>");
+	relay_data(r);
+	relay_body(r, "x\r\n", 3);
+	relay_dot(r);
+	step_until(base + 4);
+	return got.n == base + 4 ? got.code[base + 3] : 0;
 }
 
 /* main - the cases. */
@@ -573,6 +623,107 @@ main(void)
 		}
 	}
 
+	{
+		static const struct script s = {0};
+		struct relay *r2;
+		unsigned accepts;
+
+		cfg.backend_reuse_ms = 1000;
+		r = begin("reuse: an idle connection, checked by RSET, serves "
+		          "the next relay_open without a new connect",
+		          &s, 0);
+		T_INTEQ(deliver(r), 250);
+		accepts = be_accepts;
+		relay_quit(r);
+		run_until(one_parked, 2000);
+		T_INTEQ(relay_idle_count, 1);
+		T_INTEQ(relay_open_count, 1);
+		T_CHECK(strstr(seen(), "RSET\r\n") != NULL, "%s", seen());
+		T_CHECK(strstr(seen(), "QUIT") == NULL, "%s", seen());
+		T_CHECK(relay_can_open(&(struct config){
+		                .max_backend_connections = 1}),
+		        "a parked connection leaves room at the cap");
+		memset(&got, 0, sizeof(got));
+		{
+			/* another backend address: not the parked one */
+			struct sockaddr_in other;
+
+			uv_ip4_addr("127.0.0.1", refused_port, &other);
+			r2 = relay_open(loop, &cfg, (struct sockaddr *)&other,
+			                "mx.test", reply_cb, NULL);
+			T_INTEQ(relay_idle_count, 1);
+			if (r2 != NULL)
+				relay_abort(r2);
+			settle();
+		}
+		{
+			struct sockaddr_in sin;
+
+			uv_ip4_addr("127.0.0.1", be_port, &sin);
+			r2 = relay_open(loop, &cfg, (struct sockaddr *)&sin,
+			                "mx.test", reply_cb, NULL);
+		}
+		T_INTEQ(relay_idle_count, 0);
+		T_INTEQ(relay_open_count, 1);
+		T_INTEQ(deliver(r2), 250);
+		T_INTEQ(be_accepts, accepts);
+		T_INTEQ(got.n, 4);
+		cfg.backend_reuse_ms = 0;
+		relay_quit(r2);
+		run_until(none_open, 2000);
+		T_CHECK(strstr(seen(), "QUIT\r\n") != NULL, "%s", seen());
+		T_INTEQ(relay_open_count, 0);
+		t_end();
+	}
+	{
+		static const struct script s = {0};
+
+		cfg.backend_reuse_ms = 1000;
+		r = begin("reuse: a parked connection the server closes is "
+		          "dropped, never handed out",
+		          &s, 0);
+		T_INTEQ(deliver(r), 250);
+		relay_quit(r);
+		run_until(one_parked, 2000);
+		T_INTEQ(relay_idle_count, 1);
+		if (be_last != NULL)
+			uv_close((uv_handle_t *)&be_last->tcp, be_close_cb);
+		run_until(none_open, 2000);
+		T_INTEQ(relay_idle_count, 0);
+		T_INTEQ(relay_open_count, 0);
+		cfg.backend_reuse_ms = 0;
+		t_end();
+	}
+	{
+		static const struct script s = {0};
+
+		cfg.backend_reuse_ms = 50;
+		r = begin("reuse: nobody comes within backend_reuse: QUIT",
+		          &s, 0);
+		T_INTEQ(deliver(r), 250);
+		relay_quit(r);
+		run_until(none_open, 3000);
+		T_INTEQ(relay_open_count, 0);
+		T_INTEQ(relay_idle_count, 0);
+		T_CHECK(strstr(seen(), "RSET\r\nQUIT\r\n") != NULL, "%s",
+		        seen());
+		cfg.backend_reuse_ms = 0;
+		t_end();
+	}
+	{
+		static const struct script s = {0};
+
+		r = begin("reuse off (backend_reuse = 0): QUIT at once, "
+		          "nothing parked",
+		          &s, 0);
+		T_INTEQ(deliver(r), 250);
+		relay_quit(r);
+		run_until(none_open, 2000);
+		T_INTEQ(relay_idle_count, 0);
+		T_CHECK(strstr(seen(), "RSET") == NULL, "%s", seen());
+		T_CHECK(strstr(seen(), "QUIT\r\n") != NULL, "%s", seen());
+		t_end();
+	}
 	t_begin("every handle closed: uv_loop_close() == 0");
 	uv_close((uv_handle_t *)&be_server, NULL);
 	settle();
