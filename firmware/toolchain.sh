@@ -15,14 +15,17 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 out=$2
 mkdir -p "$out/bin" "$out/kh"
 gcc=/usr/bin/$MUSL_TRIPLET-gcc
-if [ ! -x "$gcc" ] && [ "$(id -u)" = 0 ]; then
+need=
+[ -x "$gcc" ] || need=1
+[ "$(uname -m)" = "$ARCH" ] || [ -f "/usr/$GNU_TRIPLET/include/linux/types.h" ] || need=1
+if [ -n "$need" ] && [ "$(id -u)" = 0 ]; then
 	# Cross musl comes from the foreign architecture's musl-dev.
-	echo "toolchain.sh: installing musl-dev:$DEB_ARCH gcc-$GNU_TRIPLET"
+	echo "toolchain.sh: installing musl-dev:$DEB_ARCH gcc-$GNU_TRIPLET linux-libc-dev-$DEB_ARCH-cross"
 	dpkg --print-foreign-architectures | grep -qx "$DEB_ARCH" ||
 		dpkg --add-architecture "$DEB_ARCH"
-	apt-get update -q >/dev/null
+	apt-get update -q >/dev/null 2>&1 || true  # a half-synced mirror index is not fatal
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-		"musl-dev:$DEB_ARCH" "gcc-$GNU_TRIPLET" >/dev/null
+		"musl-dev:$DEB_ARCH" "gcc-$GNU_TRIPLET" "linux-libc-dev-$DEB_ARCH-cross" >/dev/null
 fi
 [ -x "$gcc" ] || {
 	echo "toolchain.sh: $gcc missing: apt-get install musl-dev:$DEB_ARCH gcc-$GNU_TRIPLET" >&2

@@ -9,10 +9,10 @@
 #   with nothing written -> update to a newer signed image -> update to an
 #   image whose daemon cannot start: falls back to the previous slot;
 #   then a fresh box with transparent=redirect (packet filter rules).
-#   rpi4: build, boot the same root under qemu-system-aarch64 -M virt,
-#   see mailmoat serving SMTP.
+#   rpi4 (aarch64) and rpi2 (armhf): build, boot the root under QEMU's
+#   virt machine in 64 MB, see mailmoat serving SMTP and the web page.
 # Figures (sizes, boot times, idle RAM) go to build/firmware-figures.
-# FW_BOARDS="x86_64" runs a subset.
+# FW_BOARDS="rpi4" runs a subset of the QEMU-virt boards (x86_64 always runs).
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 TOP=$(cd "$HERE/../.." && pwd)
@@ -253,36 +253,39 @@ fi
 check "packet filter rules reported installed" grep -q 'transparent=redirect to port 2525 installed' "$W/boot-tp.log"
 box_kill
 
-# --- rpi4 (aarch64) ------------------------------------------------------------
-case " ${FW_BOARDS:-x86_64 rpi4} " in *" rpi4 "*)
-	echo "# building rpi4"
+# --- rpi4 (aarch64) and rpi2 (armhf): build, boot the root on QEMU virt ------
+for bd in rpi4 rpi2; do
+	case " ${FW_BOARDS:-x86_64 rpi4 rpi2} " in *" $bd "*) ;; *) continue ;; esac
+	case $bd in rpi4) qm=qemu-system-aarch64 ;; *) qm=qemu-system-arm ;; esac
+	echo "# building $bd"
 	t0=$SECONDS
-	if firmware/firmware.sh rpi4 > "$W/build-rpi4.log" 2>&1; then
-		ok "firmware build rpi4"
-		echo "build_rpi4_seconds $((SECONDS - t0))" >> "$FIG"
-		R=$TOP/build/rpi4
-		sed 's/^/rpi4 /' "$R/SIZES" >> "$FIG"
-		rootfs=$(awk '/^rootfs.squashfs/{print $2}' "$R/SIZES")
-		check "rpi4 root file system under 4 MB ($rootfs B)" test "$rootfs" -lt 4000000
-		cp --sparse=always "$R/disk.img" "$W/rpi4-disk.img"
-		# 64 MB of RAM: the smallest Pi 3/4 has far more, but the aim is 64.
-		MM_QEMU_MEM=64 box_start rpi4 "$R/boot" "$W/rpi4-disk.img" "$W/rpi4-boot1.log" $CONF
-		if box_banner 300; then
-			ok "rpi4 root under qemu-system-aarch64 -M virt, 64 MB RAM: SMTP banner after ${BOOT_SECS}s: $BANNER"
-			echo "rpi4_virt_tcg_first_boot_to_banner_s $BOOT_SECS" >> "$FIG"
-			PW=$(sed -n 's/.*admin password for the web UI: user admin password \([A-Za-z0-9]*\).*/\1/p' "$W/rpi4-boot1.log" | head -n 1)
-			page=$(http_get /cgi-bin/status)
-			check "rpi4 web status page answers" grep -q '<td>rpi4</td>' <<< "$page"
-			mem=$(sed -n 's/.*<tr><th>memory used (KiB)<\/th><td>\([0-9]*\)<.*/\1/p' <<< "$page")
-			[ -n "$mem" ] && echo "rpi4_64MB_memory_used_kib $mem" >> "$FIG"
-		else
-			nok "rpi4 root under qemu-system-aarch64 -M virt: SMTP banner" \
-				"$(tail -n 5 "$W/rpi4-boot1.log" | tr '\n' ' ')"
-		fi
-		box_kill
+	if ! firmware/firmware.sh $bd > "$W/build-$bd.log" 2>&1; then
+		nok "firmware build $bd" "$(tail -n 3 "$W/build-$bd.log" | tr '\n' ' ')"
+		continue
+	fi
+	ok "firmware build $bd"
+	echo "build_${bd}_seconds $((SECONDS - t0))" >> "$FIG"
+	R=$TOP/build/$bd
+	sed "s/^/$bd /" "$R/SIZES" >> "$FIG"
+	rootfs=$(awk '/^rootfs.squashfs/{print $2}' "$R/SIZES")
+	check "$bd root file system under 4 MB ($rootfs B)" test "$rootfs" -lt 4000000
+	check "$bd image carries the real daemon" grep -q 'daemon=real' "$R/SIZES"
+	cp --sparse=always "$R/disk.img" "$W/$bd-disk.img"
+	# 64 MB of RAM: real Pis have more, but the aim is 64.
+	MM_QEMU_MEM=64 box_start $bd "$R/boot" "$W/$bd-disk.img" "$W/$bd-boot1.log" $CONF
+	if box_banner 300; then
+		ok "$bd root under $qm -M virt, 64 MB RAM: SMTP banner after ${BOOT_SECS}s: $BANNER"
+		echo "${bd}_virt_tcg_first_boot_to_banner_s $BOOT_SECS" >> "$FIG"
+		PW=$(sed -n 's/.*admin password for the web UI: user admin password \([A-Za-z0-9]*\).*/\1/p' "$W/$bd-boot1.log" | head -n 1)
+		page=$(http_get /cgi-bin/status)
+		check "$bd web status page answers" grep -q "<td>$bd</td>" <<< "$page"
+		mem=$(sed -n 's/.*<tr><th>memory used (KiB)<\/th><td>\([0-9]*\)<.*/\1/p' <<< "$page")
+		[ -n "$mem" ] && echo "${bd}_64MB_memory_used_kib $mem" >> "$FIG"
 	else
-		nok "firmware build rpi4" "$(tail -n 3 "$W/build-rpi4.log" | tr '\n' ' ')"
-	fi ;;
-esac
+		nok "$bd root under $qm -M virt: SMTP banner" \
+			"$(tail -n 5 "$W/$bd-boot1.log" | tr '\n' ' ')"
+	fi
+	box_kill
+done
 echo "# figures: $FIG"
 [ "$FAILED" = 0 ]
