@@ -406,6 +406,25 @@ void smtp_tls_started(struct smtp *e);
  * Command lines may end in a bare LF; only DATA is strict about CRLF. */
 void smtp_refuse(struct smtp *e, const char *reply);
 
+/* ----------------------------------------------------------- hdrfilter.c */
+
+/*
+ * Drops Authentication-Results fields that claim our authserv-id from
+ * the header section of a message (RFC 8601 section 5).  Streaming.
+ */
+typedef void (*hdrfilter_out_fn)(void *arg, const char *p, size_t n);
+struct hdrfilter {
+	unsigned state;
+	bool dropping;		/* the current field is dropped */
+	const char *authserv_id;
+	size_t held;
+	char hold[512];		/* a header line's start, until decided */
+};
+void hdrfilter_init(struct hdrfilter *f, const char *authserv_id);
+void hdrfilter_feed(struct hdrfilter *f, const char *p, size_t n,
+		    hdrfilter_out_fn out, void *arg);
+void hdrfilter_end(struct hdrfilter *f, hdrfilter_out_fn out, void *arg);
+
 /* ----------------------------------------------------------------- dns.c */
 
 /*

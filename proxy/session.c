@@ -90,6 +90,7 @@ struct sess {
 	bool backend_txn;        /* MAIL accepted by the backend */
 	bool backend_broken;     /* the relay died mid-transaction */
 	bool in_data;            /* 354 sent, body streaming */
+	struct hdrfilter *hf;    /* during DATA: forged A-R fields out */
 	bool data_ack_pending;   /* the backend's DATA reply is due */
 	char *data_refused;      /* the backend's DATA refusal */
 	bool read_paused;        /* back-pressure from the relay */
@@ -152,6 +153,7 @@ static const struct tls_hooks sess_tls_hooks;
 static void sess_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *b);
 static void sess_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *b);
 static void sess_relay_drain_cb(struct relay *r, void *arg);
+static void sess_body_out(void *arg, const char *p, size_t n);
 static void sess_drop_relay(struct sess *x);
 
 static const char *const action_names[] = {
@@ -587,6 +589,7 @@ sess_free_cb(uv_handle_t *h)
 	smtp_free(&s->smtp);
 	buf_free(&s->add_headers);
 	free(x->reject_reply);
+	free(x->hf);
 	free(x->mail_refused);
 	free(x->data_refused);
 	buf_free(&x->rcpts);
@@ -1080,6 +1083,9 @@ sess_stage_done(struct sess *x)
 			sess_unreachable(x, "backend lost during DATA");
 			return;
 		}
+		hdrfilter_end(x->hf, sess_body_out, x);
+		free(x->hf);
+		x->hf = NULL;
 		x->op = OP_DOT;
 		relay_dot(s->relay);
 		return;
@@ -1300,6 +1306,9 @@ sess_smtp_command_cb(struct smtp *e, enum smtp_cmd cmd,
 		x->data_refused = NULL;
 		x->data_ack_pending = true;
 		x->in_data = true;
+		if (x->hf == NULL)
+			x->hf = xmalloc(sizeof(*x->hf));
+		hdrfilter_init(x->hf, s->cfg->hostname);
 		relay_data(s->relay);
 		sess_send_headers(x);
 		smtp_accept(e);
@@ -1337,6 +1346,16 @@ sess_smtp_command_cb(struct smtp *e, enum smtp_cmd cmd,
 	}
 }
 
+/* sess_body_out - message bytes that passed the header filter. */
+static void
+sess_body_out(void *arg, const char *p, size_t n)
+{
+	struct sess *x = arg;
+
+	if (x->s.relay != NULL)
+		relay_body(x->s.relay, p, n);
+}
+
 /* sess_smtp_body_cb - canonical body bytes: straight to the backend. */
 static void
 sess_smtp_body_cb(struct smtp *e, const char *buf, size_t len)
@@ -1345,7 +1364,7 @@ sess_smtp_body_cb(struct smtp *e, const char *buf, size_t len)
 	struct sess *x = sess_x(s);
 
 	if (s->relay != NULL && x->in_data)
-		relay_body(s->relay, buf, len);
+		hdrfilter_feed(x->hf, buf, len, sess_body_out, x);
 }
 
 /* sess_smtp_violation_cb - pregreet / pipelining, by their action. */

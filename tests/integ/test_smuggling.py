@@ -199,3 +199,31 @@ class HeaderInjection(MMTest):
                 self.assertNotIn(b"\x00", line)
                 self.assertLessEqual(len(line), 998, helo)
             self.assertNotIn(b"\r\nX-Injected:", head)
+
+
+class ForgedAuthResults(MMTest):
+    """RFC 8601 section 5: an Authentication-Results field that claims our
+    authserv-id (the hostname) is removed before the internal server sees
+    the message; one from another server, and the body, are left alone."""
+
+    def test_forged_authentication_results_removed(self):
+        forged = ("Authentication-Results: %s; spf=pass\r\n"
+                  "\tsmtp.mailfrom=ceo@example.com\r\n"
+                  "Authentication-Results: other.example; dkim=pass\r\n"
+                  "authentication-results: %s (folded)\r\n iprev=pass\r\n"
+                  % (mm.HOSTNAME, mm.HOSTNAME.upper()))
+        body = "Authentication-Results: %s; in the body\r\n" % mm.HOSTNAME
+        c = self.greeted()
+        r = c.transaction("a@sender.example", ["bob@example.com"],
+                          message(subject="forged", extra=forged, body=body))
+        self.assertReply(r, 250)
+        c.cmd("QUIT")
+        mm.wait_for(lambda: len(self.backend.messages()) == 1, "delivery")
+        content = self.backend.messages()[0][1]
+        head, _, rest = content.partition(b"\r\n\r\n")
+        self.assertNotIn(b"spf=pass", head)
+        self.assertNotIn(b"smtp.mailfrom=ceo@example.com", head)
+        self.assertNotIn(b"iprev=pass", head)
+        self.assertIn(b"Authentication-Results: other.example; dkim=pass",
+                      head)
+        self.assertIn(body.encode(), rest)
