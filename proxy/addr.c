@@ -280,6 +280,36 @@ addr_is_fqdn(const char *name)
 	return false;
 }
 
+/*
+ * addr_is_domain - a lenient domain: labels of letters, digits, '-' and
+ * '_' (1..63 octets), no empty label, at most 253 octets; one label is
+ * enough.  For names an administrator writes (config, lists).
+ */
+bool
+addr_is_domain(const char *d)
+{
+	size_t len = strlen(d), label = 0;
+
+	if (len == 0 || len > 253 || d[0] == '.' || d[len - 1] == '.')
+		return false;
+	for (; *d; d++) {
+		char c = *d;
+
+		if (c == '.') {
+			if (label == 0)
+				return false;
+			label = 0;
+			continue;
+		}
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c >= '0' && c <= '9') || c == '-' || c == '_'))
+			return false;
+		if (++label > 63)
+			return false;
+	}
+	return true;
+}
+
 /* addr_tld - pointer to the last label of name (all of it if no dot) */
 const char *
 addr_tld(const char *name)

@@ -342,32 +342,6 @@ config_action_name(enum action a)
 	return action_names[a];
 }
 
-/* config_is_hostname - RFC 1035-ish labels (plus '_'), no empty label */
-static bool
-config_is_hostname(const char *d)
-{
-	size_t len = strlen(d), label = 0;
-
-	if (len == 0 || len > 253 || d[0] == '.' || d[len - 1] == '.')
-		return false;
-	for (; *d; d++) {
-		char c = *d;
-
-		if (c == '.') {
-			if (label == 0)
-				return false;
-			label = 0;
-			continue;
-		}
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		      (c >= '0' && c <= '9') || c == '-' || c == '_'))
-			return false;
-		if (++label > 63)
-			return false;
-	}
-	return true;
-}
-
 /* config_words - split a value on spaces/tabs into at most max words */
 static int
 config_words(char *value, char **words, int max)
@@ -421,7 +395,7 @@ config_parse_dnsbl_one(const char *text, struct dnsbl_zone *z)
 	eq = strchr(buf, '=');
 	if (eq != NULL)
 		*eq = '\0';
-	if (!config_is_hostname(buf))
+	if (!addr_is_domain(buf))
 		return -EINVAL;
 	if (eq != NULL) {
 		if (eq[1] == '\0')
@@ -528,7 +502,7 @@ config_set(struct config *c, const struct config_key *k, char *value,
 			                  "one word expected",
 			                  shown, k->key);
 		if (k->type == CT_HOSTNAME) {
-			if (!config_is_hostname(value))
+			if (!addr_is_domain(value))
 				return config_err(ctx,
 				                  "bad host name \"%s\" "
 				                  "for %s",
@@ -685,7 +659,7 @@ config_set(struct config *c, const struct config_key *k, char *value,
 			                  "%s (at most %zu)",
 			                  k->key, ARRAY_LEN(words));
 		for (i = 0; i < n; i++)
-			if (!config_is_hostname(words[i]))
+			if (!addr_is_domain(words[i]))
 				return config_err(ctx,
 				                  "bad domain "
 				                  "\"%s\" for %s",

@@ -212,32 +212,6 @@ list_count(struct list *l, const struct list_net *n)
 	                            : &l->plen_count6[n->plen];
 }
 
-/* list_is_domain - letters, digits, '-', '_' labels joined by dots */
-static bool
-list_is_domain(const char *d)
-{
-	size_t len = strlen(d), label = 0;
-
-	if (len == 0 || len > 253 || d[0] == '.' || d[len - 1] == '.')
-		return false;
-	for (; *d; d++) {
-		char c = *d;
-
-		if (c == '.') {
-			if (label == 0)
-				return false;
-			label = 0;
-			continue;
-		}
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		      (c >= '0' && c <= '9') || c == '-' || c == '_'))
-			return false;
-		if (++label > 63)
-			return false;
-	}
-	return true;
-}
-
 /* list_is_local - a plausible local part: printable, no space, no '@' */
 static bool
 list_is_local(const char *s, size_t len)
@@ -318,7 +292,7 @@ list_parse(const char *text, struct list_entry *e)
 		e->kind = LIST_NET;
 		return list_parse_net(text, &e->net);
 	}
-	if (!list_is_domain(at + 1))
+	if (!addr_is_domain(at + 1))
 		return -EINVAL;
 	if (at == text) {
 		e->kind = LIST_DOMAIN;

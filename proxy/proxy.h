@@ -264,6 +264,8 @@ enum addr_err {
 int addr_parse_path(const char *text, struct mailpath *p, const char **end);
 /* addr_is_fqdn - RFC 1035 labels, at least one dot, no trailing dot. */
 bool addr_is_fqdn(const char *name);
+/* addr_is_domain - lenient: '_' allowed, one label enough (config). */
+bool addr_is_domain(const char *name);
 /* addr_tld - pointer to the last label of name. */
 const char *addr_tld(const char *name);
 /* addr_format - "local@domain" (quoted local part re-quoted) or "". */
