@@ -68,6 +68,11 @@ uint64_t util_now_ms(void);
 /* Short session id: 5 chars of [0-9A-Z] (no I, O), unique per process. */
 void util_session_id(uint64_t counter, char out[8]);
 bool util_strcaseeq(const char *a, const char *b);
+/* util_data_line - the next line of a data file held in text[0..len):
+ * blanks and a CR trimmed; blank lines and '#' comments skipped.  Sets
+ * *a..*b to the line and *lineno to its number; false at the end. */
+bool util_data_line(const char *text, size_t len, size_t *pos, int *lineno,
+		    size_t *a, size_t *b);
 void util_lowercase(char *s);
 
 /* ----------------------------------------------------------------- log.c */

@@ -129,22 +129,12 @@ tld_parse_set(const char *text, size_t len, const char *name, char *err,
 	size_t pos = 0;
 	int line = 0;
 
-	while (pos < len) {
-		const char *nl = memchr(text + pos, '\n', len - pos);
-		size_t end = nl ? (size_t)(nl - text) : len;
-		char word[TLD_MAX_LEN + 2];
-		size_t a = pos, b = end, wl;
+	size_t a, b;
 
-		line++;
-		pos = end + 1;
-		while (a < b && (text[a] == ' ' || text[a] == '\t'))
-			a++;
-		while (b > a && (text[b - 1] == ' ' || text[b - 1] == '\t' ||
-		                 text[b - 1] == '\r'))
-			b--;
-		if (a == b || text[a] == '#')
-			continue;
-		wl = b - a;
+	while (util_data_line(text, len, &pos, &line, &a, &b)) {
+		char word[TLD_MAX_LEN + 2];
+		size_t wl = b - a;
+
 		if (wl > TLD_MAX_LEN || memchr(text + a, '\0', wl)) {
 			snprintf(err, errlen, "%s:%d: not a TLD", name, line);
 			tld_set_free(t);

@@ -383,6 +383,30 @@ util_strcaseeq(const char *a, const char *b)
 	return strcasecmp(a, b) == 0;
 }
 
+/* util_data_line - next non-blank, non-comment line, trimmed */
+bool
+util_data_line(const char *text, size_t len, size_t *pos, int *lineno,
+               size_t *a, size_t *b)
+{
+	while (*pos < len) {
+		const char *nl = memchr(text + *pos, '\n', len - *pos);
+		size_t end = nl ? (size_t)(nl - text) : len;
+
+		++*lineno;
+		*a = *pos;
+		*b = end;
+		*pos = end + 1;
+		while (*a < *b && (text[*a] == ' ' || text[*a] == '\t'))
+			++*a;
+		while (*b > *a && (text[*b - 1] == ' ' || text[*b - 1] == '\t' ||
+		                   text[*b - 1] == '\r'))
+			--*b;
+		if (*a < *b && text[*a] != '#')
+			return true;
+	}
+	return false;
+}
+
 /* util_lowercase - ASCII lower-case s in place */
 void
 util_lowercase(char *s)

@@ -144,20 +144,11 @@ dynamic_rules_parse(const char *text, size_t len, const char *name, char *err,
 	int line = 0, n_rules = 0;
 	char l[1024], msg[128];
 
-	while (pos < len) {
-		const char *nl = memchr(text + pos, '\n', len - pos);
-		size_t end = nl ? (size_t)(nl - text) : len, a = pos, b = end;
+	size_t a, b;
+
+	while (util_data_line(text, len, &pos, &line, &a, &b)) {
 		char *verb, *arg;
 
-		line++;
-		pos = end + 1;
-		while (a < b && (text[a] == ' ' || text[a] == '\t'))
-			a++;
-		while (b > a && (text[b - 1] == ' ' || text[b - 1] == '\t' ||
-		                 text[b - 1] == '\r'))
-			b--;
-		if (a == b || text[a] == '#')
-			continue;
 		if (b - a >= sizeof(l) || memchr(text + a, '\0', b - a)) {
 			snprintf(err, errlen, "%s:%d: line too long", name,
 			         line);
