@@ -6,7 +6,7 @@
 ok() { echo "ok - $1"; }
 nok() { echo "not ok - $1${2:+: $2}"; FAILED=$((FAILED + 1)); }
 # check NAME CMD... - ok if CMD succeeds
-check() { n=$1; shift; if "$@"; then ok "$n"; else nok "$n"; fi; }
+check() { local n=$1; shift; if "$@"; then ok "$n"; else nok "$n"; fi; }
 
 # free_port - an unused TCP port on 127.0.0.1
 free_port() {
@@ -15,7 +15,7 @@ free_port() {
 
 # box_start BOARD BOOTDIR DISK LOG APPEND... - start QEMU in the background
 box_start() {
-	b=$1 bd=$2 dk=$3 lg=$4; shift 4
+	local b=$1 bd=$2 dk=$3 lg=$4; shift 4
 	SP=$(free_port); HP=$(free_port)
 	BOX_T0=$(date +%s.%N)
 	"$TOP/firmware/qemu.sh" "$b" "$bd" "$dk" "$SP" "$HP" "$@" > "$lg" 2>&1 &
@@ -31,7 +31,7 @@ box_kill() {
 
 # box_wait_exit SECS - wait for QEMU to end by itself (reboot/poweroff)
 box_wait_exit() {
-	i=0
+	local i=0
 	while kill -0 "$QPID" 2>/dev/null; do
 		i=$((i + 1)); [ $i -gt $(($1 * 10)) ] && return 1
 		sleep 0.1
@@ -42,7 +42,7 @@ box_wait_exit() {
 
 # box_wait_log LOG REGEX SECS - wait until the console shows REGEX
 box_wait_log() {
-	i=0
+	local i=0
 	until grep -qE "$2" "$1" 2>/dev/null; do
 		i=$((i + 1)); [ $i -gt $(($3 * 10)) ] && return 1
 		kill -0 "$QPID" 2>/dev/null || { grep -qE "$2" "$1"; return; }
@@ -53,7 +53,7 @@ box_wait_log() {
 # box_banner SECS - poll the forwarded SMTP port until a 220 greeting;
 # sets BANNER and BOOT_SECS (QEMU start to greeting)
 box_banner() {
-	i=0 BANNER=
+	local i=0; BANNER=
 	while [ $i -lt $(($1 * 2)) ]; do
 		BANNER=$(timeout 8 /usr/bin/python3 "$HERE/smtpprobe.py" 127.0.0.1 "$SP" 2>/dev/null) &&
 			case $BANNER in 220*) break ;; esac
@@ -66,7 +66,7 @@ box_banner() {
 
 # http_get PATH [curl args] - body of an authenticated GET to the box
 http_get() {
-	p=$1; shift
+	local p=$1; shift
 	curl -s -m 20 -u "admin:$PW" "$@" "http://127.0.0.1:$HP$p"
 }
 

@@ -254,36 +254,36 @@ check "packet filter rules reported installed" grep -q 'transparent=redirect to 
 box_kill
 
 # --- rpi4 (aarch64) and rpi2 (armhf): build, boot the root on QEMU virt ------
-for bd in rpi4 rpi2; do
-	case " ${FW_BOARDS:-x86_64 rpi4 rpi2} " in *" $bd "*) ;; *) continue ;; esac
-	case $bd in rpi4) qm=qemu-system-aarch64 ;; *) qm=qemu-system-arm ;; esac
-	echo "# building $bd"
+for brd in rpi4 rpi2; do
+	case " ${FW_BOARDS:-x86_64 rpi4 rpi2} " in *" $brd "*) ;; *) continue ;; esac
+	case $brd in rpi4) qm=qemu-system-aarch64 ;; *) qm=qemu-system-arm ;; esac
+	echo "# building $brd"
 	t0=$SECONDS
-	if ! firmware/firmware.sh $bd > "$W/build-$bd.log" 2>&1; then
-		nok "firmware build $bd" "$(tail -n 3 "$W/build-$bd.log" | tr '\n' ' ')"
+	if ! firmware/firmware.sh $brd > "$W/build-$brd.log" 2>&1; then
+		nok "firmware build $brd" "$(tail -n 3 "$W/build-$brd.log" | tr '\n' ' ')"
 		continue
 	fi
-	ok "firmware build $bd"
-	echo "build_${bd}_seconds $((SECONDS - t0))" >> "$FIG"
-	R=$TOP/build/$bd
-	sed "s/^/$bd /" "$R/SIZES" >> "$FIG"
+	ok "firmware build $brd"
+	echo "build_${brd}_seconds $((SECONDS - t0))" >> "$FIG"
+	R=$TOP/build/$brd
+	sed "s/^/$brd /" "$R/SIZES" >> "$FIG"
 	rootfs=$(awk '/^rootfs.squashfs/{print $2}' "$R/SIZES")
-	check "$bd root file system under 4 MB ($rootfs B)" test "$rootfs" -lt 4000000
-	check "$bd image carries the real daemon" grep -q 'daemon=real' "$R/SIZES"
-	cp --sparse=always "$R/disk.img" "$W/$bd-disk.img"
+	check "$brd root file system under 4 MB ($rootfs B)" test "$rootfs" -lt 4000000
+	check "$brd image carries the real daemon" grep -q 'daemon=real' "$R/SIZES"
+	cp --sparse=always "$R/disk.img" "$W/$brd-disk.img"
 	# 64 MB of RAM: real Pis have more, but the aim is 64.
-	MM_QEMU_MEM=64 box_start $bd "$R/boot" "$W/$bd-disk.img" "$W/$bd-boot1.log" $CONF
+	MM_QEMU_MEM=64 box_start $brd "$R/boot" "$W/$brd-disk.img" "$W/$brd-boot1.log" $CONF
 	if box_banner 300; then
-		ok "$bd root under $qm -M virt, 64 MB RAM: SMTP banner after ${BOOT_SECS}s: $BANNER"
-		echo "${bd}_virt_tcg_first_boot_to_banner_s $BOOT_SECS" >> "$FIG"
-		PW=$(sed -n 's/.*admin password for the web UI: user admin password \([A-Za-z0-9]*\).*/\1/p' "$W/$bd-boot1.log" | head -n 1)
+		ok "$brd root under $qm -M virt, 64 MB RAM: SMTP banner after ${BOOT_SECS}s: $BANNER"
+		echo "${brd}_virt_tcg_first_boot_to_banner_s $BOOT_SECS" >> "$FIG"
+		PW=$(sed -n 's/.*admin password for the web UI: user admin password \([A-Za-z0-9]*\).*/\1/p' "$W/$brd-boot1.log" | head -n 1)
 		page=$(http_get /cgi-bin/status)
-		check "$bd web status page answers" grep -q "<td>$bd</td>" <<< "$page"
+		check "$brd web status page answers" grep -q "<td>$brd</td>" <<< "$page"
 		mem=$(sed -n 's/.*<tr><th>memory used (KiB)<\/th><td>\([0-9]*\)<.*/\1/p' <<< "$page")
-		[ -n "$mem" ] && echo "${bd}_64MB_memory_used_kib $mem" >> "$FIG"
+		[ -n "$mem" ] && echo "${brd}_64MB_memory_used_kib $mem" >> "$FIG"
 	else
-		nok "$bd root under $qm -M virt: SMTP banner" \
-			"$(tail -n 5 "$W/$bd-boot1.log" | tr '\n' ' ')"
+		nok "$brd root under $qm -M virt: SMTP banner" \
+			"$(tail -n 5 "$W/$brd-boot1.log" | tr '\n' ' ')"
 	fi
 	box_kill
 done
