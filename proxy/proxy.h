@@ -628,8 +628,8 @@ enum chk_status {
 struct chk_result {
 	enum chk_status status;
 	const char *code;	/* reject code, e.g. "554 5.7.1"; NULL: stage default */
-	char text[192];		/* reply text after the code */
-	char detail[192];	/* log detail, e.g. "zen.spamhaus.org=127.0.0.2" */
+	char text[160];		/* reply text after the code (truncated) */
+	char detail[128];	/* log detail, e.g. "zen.spamhaus.org=127.0.0.2" */
 };
 
 enum verdict_kind { VERDICT_ACCEPT, VERDICT_LOG, VERDICT_TEMPFAIL, VERDICT_REJECT };
