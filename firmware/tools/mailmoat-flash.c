@@ -14,7 +14,9 @@
  * is tried once at the next boot; rcS commits it when mailmoat serves, else
  * the boot selector falls back to the old slot.  The data partition is never
  * touched.  The partitions and the running slot come from /run/mailmoat-boot,
- * written by the boot selector (/init of the initramfs).
+ * written by the boot selector (/init of the initramfs).  While the running
+ * slot is still on its trial boot (not committed), flashing is refused: the
+ * other slot is then the only known-good one.
  *
  * Output: one line, "valid: ..." / "flashed: ..." on stdout (exit 0) or
  * "refused: <reason>" on stderr (exit 1; exit 2 for I/O errors).
@@ -156,6 +158,29 @@ write_bootrec(const char *dev, const char *active, const char *trial)
 	close(fd);
 }
 
+/*
+ * on_trial - whether the boot record still names slot as on trial: the
+ * running slot has not been committed yet, so the other slot is the only
+ * known-good one and must not be overwritten.
+ */
+static int
+on_trial(const char *dev, const char *slot)
+{
+	char rec[513], want[16];
+	ssize_t n;
+	int fd = open(dev, O_RDONLY);
+
+	if (fd < 0)
+		ioerr("cannot open", dev);
+	n = read(fd, rec, 512);
+	close(fd);
+	if (n != 512)
+		ioerr("cannot read", dev);
+	rec[512] = '\0';
+	snprintf(want, sizeof(want), "\ntry=%s\n", slot);
+	return strstr(rec, want) != NULL;
+}
+
 /* main - verify, check board and version, write, mark, reboot */
 int
 main(int argc, char **argv)
@@ -218,6 +243,9 @@ main(int argc, char **argv)
 	if (bootinfo("slot", slot, sizeof(slot)) ||
 	    bootinfo("bootrec", rec, sizeof(rec)))
 		ioerr("cannot read", BOOTINFO);
+	if (on_trial(rec, slot))
+		refuse("the running slot is still on its trial boot; flash"
+		       " again once it is committed (mailmoat serving)");
 	other = strcmp(slot, "A") == 0 ? "B" : "A";
 	if (bootinfo(strcmp(other, "A") == 0 ? "slot_a" : "slot_b", dev,
 	             sizeof(dev)))
