@@ -5,9 +5,12 @@
 # spool in build/run/spool) as the box's backend (10.0.2.2:2526 from the
 # box).  The disk (build/run/disk.img) persists between runs like a real
 # box; RUN_FRESH=1 starts again from the factory image.  Every client
-# reaches the box from QEMU's NAT address 10.0.2.2, which has no PTR, so
-# this dev config only logs the rdns and dynamic checks; checks that need
-# DNS on the internet (dnsbl, sender_mx, spf) tempfail when the host has none.  KVM is used only
+# reaches the box from QEMU's NAT address 10.0.2.2, which has no PTR, and
+# a development machine may have no DNS for the internet, so this dev
+# config only logs the checks that depend on it (rdns, dynamic, dnsbl,
+# sender_mx, spf): their decisions show in the log and the counters while
+# the suggested swaks command gets through.  The firmware's own default
+# config (rootfs/etc/mailmoat.conf) rejects on all of them.  KVM is used only
 # when a probe boot shows it really works here; else TCG.  Ctrl-C stops.
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -46,6 +49,7 @@ trap 'kill $bpid ${tpid:-} 2>/dev/null; [ -n "$qpid" ] && kill $qpid 2>/dev/null
 MM_QEMU_ACCEL=$accel firmware/qemu.sh x86_64 "$x/boot" "$r/disk.img" 2525 8080 \
 	mmconf.backend=10.0.2.2:2526 mmconf.local_domains=example.com \
 	mmconf.recipient_verify=list mmconf.action_rdns=log mmconf.action_dynamic=log \
+	mmconf.action_dnsbl=log mmconf.action_sender_mx=log mmconf.action_spf=log \
 	> "$r/console.log" 2>&1 &
 qpid=$!
 echo "run: booting (console: $r/console.log; backend spool: $r/spool)"
