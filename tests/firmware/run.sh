@@ -103,7 +103,8 @@ CONF="mmconf.backend=10.0.2.2:$BP mmconf.hostname=mx.fwtest.example
  mmconf.local_domains=example.com mmconf.recipient_verify=list
  mmconf.action_dnsbl=off mmconf.action_rdns=off mmconf.action_dynamic=off
  mmconf.action_sender_mx=off mmconf.action_spf=off mmconf.action_greylist=off
- mmconf.greet_pause=1s mmconf.dns_timeout=2s mm.committimeout=40"
+ mmconf.greet_pause=1s mmconf.dns_timeout=2s mmconf.state_flush=2s
+ mm.committimeout=40"
 
 # --- boot 1: factory-new disk ------------------------------------------------
 box_start x86_64 "$X/boot" "$DISK" "$W/boot1.log" $CONF
@@ -148,7 +149,11 @@ mem=$(sed -n 's/.*<tr><th>memory used (KiB)<\/th><td>\([0-9]*\)<.*/\1/p' <<< "$p
 
 # --- power cut during operation ----------------------------------------------
 box_wait_log "$W/boot1.log" 'mailmoat is serving' 60
-sleep 1
+# the daemon's state (its counters) is flushed to the data partition every
+# state_flush (2s here): what was flushed before the cut must come back
+accepted_of() { sed -n 's/.*&quot;accepted&quot;:\([0-9]*\).*/\1/p'; }
+acc1=$(http_get /cgi-bin/status | accepted_of)
+sleep 4
 box_kill
 ok "power cut (QEMU killed) during operation"
 box_start x86_64 "$X/boot" "$DISK" "$W/boot2.log" $CONF mmconf.hostname=must-not-apply.example
@@ -161,7 +166,11 @@ fi
 check "config kept across power cut (banner: $BANNER)" grep -q 'mx.fwtest.example' <<< "$BANNER"
 check "data partition not reformatted" eval "! grep -q 'formatting the data partition' '$W/boot2.log'"
 check "no new admin password on boot 2" eval "! grep -q 'admin password' '$W/boot2.log'"
-check "old admin password still valid" grep -q 'connections_total' <<< "$(http_get /cgi-bin/status)"
+page2=$(http_get /cgi-bin/status)
+check "old admin password still valid" grep -q 'connections_total' <<< "$page2"
+acc2=$(accepted_of <<< "$page2")
+check "flushed daemon state kept across the power cut (accepted: $acc1 before, $acc2 after)" \
+	test -n "$acc1" -a "${acc1:-0}" -ge 2 -a "${acc2:-0}" -ge "${acc1:-1}"
 swaks --server 127.0.0.1 --port "$SP" --helo client.example.net --from alice@example.net \
 	--to bob@example.com --header "Subject: fwtest-mail-2" --timeout 60 > "$W/swaks3.log" 2>&1
 check "mail after power cut reaches the backend" grep -lqs 'fwtest-mail-2' "$W"/spool/msg-*.eml
