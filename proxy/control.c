@@ -17,8 +17,12 @@
  *   greylist list|del ...       an error until greylisting exists
  *   reload                      like SIGHUP
  *
+ * A list change is written to its file in the uv thread pool (temp file,
+ * fsync, rename: flash I/O never blocks the loop); the client gets its
+ * answer when the file is on disk.
+ *
  * Owns the listening uv_pipe_t and one uv_pipe_t per client (freed in its
- * close callback).  Edits the lists of the config new sessions get
+ * close callback), and the pending saves (struct ctl_save).  Edits the lists of the config new sessions get
  * (sess_config()).  Reads control_socket, allowlist, blocklist.
  */
 #include <errno.h>
@@ -41,7 +45,28 @@ struct ctl_client {
 	struct buf out;
 	bool answered;
 	bool closing;
+	struct ctl_save *save; /* a list being written for this request */
 };
+
+/*
+ * A list file written in the thread pool (fsync must not block the loop).
+ * The text is a snapshot taken on the loop; seq orders the snapshots of
+ * one file, so that an older one never lands after a newer one.
+ */
+struct ctl_save {
+	uv_work_t work;
+	struct ctl_client *c; /* NULL once the client has gone */
+	int kind;             /* 0 allowlist, 1 blocklist */
+	uint64_t seq;
+	char *path;
+	struct buf text;
+	struct buf reply; /* what the client gets on success */
+	int rc;
+};
+
+static void ctl_send(struct ctl_client *c);
+static uv_mutex_t ctl_save_lock;
+static uint64_t ctl_save_seq[2], ctl_saved_seq[2];
 
 int (*control_reload_hook)(char *err, size_t errlen);
 
@@ -57,6 +82,8 @@ ctl_client_free_cb(uv_handle_t *h)
 	struct ctl_client *c =
 	        container_of((uv_pipe_t *)h, struct ctl_client, pipe);
 
+	if (c->save != NULL)
+		c->save->c = NULL;
 	buf_free(&c->in);
 	buf_free(&c->out);
 	free(c);
@@ -96,10 +123,54 @@ ctl_printf(struct buf *b, const char *fmt, ...)
 	buf_append(b, tmp, (size_t)n);
 }
 
-/* ctl_list - allow|block add|del ENTRY. */
+/* ctl_save_work_cb - in the thread pool: write the snapshot, unless a
+ * newer one of the same file is already written. */
 static void
-ctl_list(struct buf *out, bool allow, const char *verb, const char *entry)
+ctl_save_work_cb(uv_work_t *w)
 {
+	struct ctl_save *sv = container_of(w, struct ctl_save, work);
+
+	uv_mutex_lock(&ctl_save_lock);
+	if (sv->seq > ctl_saved_seq[sv->kind]) {
+		sv->rc = util_write_file_atomic(sv->path, sv->text.data,
+		                                sv->text.len, 0644);
+		if (sv->rc == 0)
+			ctl_saved_seq[sv->kind] = sv->seq;
+	}
+	uv_mutex_unlock(&ctl_save_lock);
+}
+
+/* ctl_save_done_cb - back on the loop: answer the client, if still there. */
+static void
+ctl_save_done_cb(uv_work_t *w, int status)
+{
+	struct ctl_save *sv = container_of(w, struct ctl_save, work);
+	struct ctl_client *c = sv->c;
+
+	if (c != NULL) {
+		c->save = NULL;
+		if (sv->rc < 0)
+			ctl_printf(&c->out,
+			           "error: changed in memory but cannot save "
+			           "%s: %s\n",
+			           sv->path, strerror(-sv->rc));
+		else
+			buf_append(&c->out, sv->reply.data, sv->reply.len);
+		ctl_send(c);
+	}
+	free(sv->path);
+	buf_free(&sv->text);
+	buf_free(&sv->reply);
+	free(sv);
+}
+
+/* ctl_list - allow|block add|del ENTRY; a change is saved to the list
+ * file before the answer (in the thread pool: c waits). */
+static void
+ctl_list(struct ctl_client *c, bool allow, const char *verb,
+         const char *entry)
+{
+	struct buf *out = &c->out;
 	struct config *cfg = sess_config();
 	const char *name = allow ? "allowlist" : "blocklist";
 	struct list **lp;
@@ -160,23 +231,24 @@ ctl_list(struct buf *out, bool allow, const char *verb, const char *entry)
 		           entry, name);
 		return;
 	}
-	rc = list_save(*lp, path);
-	if (rc < 0) {
-		ctl_printf(out,
-		           "error: changed in memory but cannot save %s: "
-		           "%s\n",
-		           path, strerror(-rc));
-		return;
-	}
 	log_info("control: %s %s %s", name, verb, entry);
-	ctl_printf(out, "ok\n%s %s %s\n", name,
+	c->save = xcalloc(1, sizeof(*c->save));
+	c->save->c = c;
+	c->save->kind = allow ? 0 : 1;
+	c->save->seq = ++ctl_save_seq[c->save->kind];
+	c->save->path = xstrdup(path);
+	list_text(*lp, &c->save->text);
+	ctl_printf(&c->save->reply, "ok\n%s %s %s\n", name,
 	           strcmp(verb, "add") == 0 ? "added" : "deleted", entry);
+	uv_queue_work(c->pipe.loop, &c->save->work, ctl_save_work_cb,
+	              ctl_save_done_cb);
 }
 
 /* ctl_command - one request line into an answer. */
 static void
-ctl_command(char *line, struct buf *out)
+ctl_command(struct ctl_client *c, char *line)
 {
+	struct buf *out = &c->out;
 	char *argv[4] = {NULL, NULL, NULL, NULL};
 	char *save = NULL, *tok;
 	int argc = 0;
@@ -194,9 +266,9 @@ ctl_command(char *line, struct buf *out)
 		stats_json(out);
 		buf_append(out, "\n", 1);
 	} else if (strcmp(argv[0], "allow") == 0 && argc == 3) {
-		ctl_list(out, true, argv[1], argv[2]);
+		ctl_list(c, true, argv[1], argv[2]);
 	} else if (strcmp(argv[0], "block") == 0 && argc == 3) {
-		ctl_list(out, false, argv[1], argv[2]);
+		ctl_list(c, false, argv[1], argv[2]);
 	} else if (strcmp(argv[0], "allow") == 0 ||
 	           strcmp(argv[0], "block") == 0) {
 		ctl_printf(out, "error: usage: %s add|del ADDRESS\n", argv[0]);
@@ -229,19 +301,26 @@ ctl_write_cb(uv_write_t *req, int status)
 	ctl_client_close(c);
 }
 
+/* ctl_send - the answer in c->out goes out; then c closes. */
+static void
+ctl_send(struct ctl_client *c)
+{
+	uv_buf_t b = uv_buf_init(c->out.data, (unsigned)c->out.len);
+
+	if (uv_write(&c->wreq, (uv_stream_t *)&c->pipe, &b, 1, ctl_write_cb) <
+	    0)
+		ctl_client_close(c);
+}
+
 /* ctl_answer - run the request and send the answer. */
 static void
 ctl_answer(struct ctl_client *c, char *line)
 {
-	uv_buf_t b;
-
 	c->answered = true;
 	uv_read_stop((uv_stream_t *)&c->pipe);
-	ctl_command(line, &c->out);
-	b = uv_buf_init(c->out.data, (unsigned)c->out.len);
-	if (uv_write(&c->wreq, (uv_stream_t *)&c->pipe, &b, 1, ctl_write_cb) <
-	    0)
-		ctl_client_close(c);
+	ctl_command(c, line);
+	if (c->save == NULL) /* else the save's callback answers */
+		ctl_send(c);
 }
 
 /* ctl_alloc_cb - requests are small: one static buffer. */
@@ -320,8 +399,14 @@ control_start(uv_loop_t *loop, const struct config *cfg)
 	struct stat st;
 	int rc;
 
+	static bool lock_made;
+
 	if (cfg->control_socket == NULL || cfg->control_socket[0] == '\0')
 		return 0;
+	if (!lock_made) {
+		uv_mutex_init(&ctl_save_lock);
+		lock_made = true;
+	}
 	free(ctl_path);
 	ctl_path = xstrdup(cfg->control_socket);
 	if (lstat(ctl_path, &st) == 0 && S_ISSOCK(st.st_mode))

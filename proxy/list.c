@@ -590,82 +590,35 @@ fail:
 	return NULL;
 }
 
-/* list_save_line_cb - write one entry line to the FILE in arg */
+/* list_text_line_cb - one entry line into the buf in arg */
 static void
-list_save_line_cb(const char *text, void *arg)
+list_text_line_cb(const char *text, void *arg)
 {
-	fprintf((FILE *)arg, "%s\n", text);
+	buf_append(arg, text, strlen(text));
+	buf_append(arg, "\n", 1);
 }
 
-/* list_save - atomic rewrite of path with l's entries; 0 or -errno */
+/* list_text - l as the file text list_save() writes. */
+void
+list_text(const struct list *l, struct buf *out)
+{
+	static const char head[] = "# written by mailmoat: one entry per line\n";
+
+	buf_append(out, head, sizeof(head) - 1);
+	list_foreach(l, list_text_line_cb, out);
+}
+
+/* list_save - atomic rewrite of path with l's entries; 0 or -errno.
+ * Blocking (fsync): on the loop's behalf, list_text() there and
+ * util_write_file_atomic() in the thread pool. */
 int
 list_save(const struct list *l, const char *path)
 {
-	char *tmp = NULL, *dir = NULL, *slash;
-	FILE *f = NULL;
-	int fd = -1, dfd, rc = 0;
-	bool made = false;
-	size_t len = strlen(path);
+	struct buf b = {0};
+	int rc;
 
-	tmp = xmalloc(len + 16);
-	snprintf(tmp, len + 16, "%s.tmpXXXXXX", path);
-	fd = mkstemp(tmp);
-	if (fd < 0) {
-		rc = -errno;
-		goto out;
-	}
-	made = true;
-	if (fchmod(fd, 0644) != 0) {
-		rc = -errno;
-		goto out;
-	}
-	f = fdopen(fd, "w");
-	if (f == NULL) {
-		rc = -errno;
-		goto out;
-	}
-	fd = -1; /* owned by f now */
-	fprintf(f, "# written by mailmoat: one entry per line\n");
-	list_foreach(l, list_save_line_cb, f);
-	if (fflush(f) != 0 || ferror(f) || fsync(fileno(f)) != 0) {
-		rc = errno ? -errno : -EIO;
-		goto out;
-	}
-	if (fclose(f) != 0) {
-		f = NULL;
-		rc = -errno;
-		goto out;
-	}
-	f = NULL;
-	if (rename(tmp, path) != 0) {
-		rc = -errno;
-		goto out;
-	}
-	/* The rename is durable only once the directory is on disk too. */
-	dir = xstrdup(path);
-	slash = strrchr(dir, '/');
-	if (slash == dir)
-		slash[1] = '\0';
-	else if (slash != NULL)
-		*slash = '\0';
-	else
-		strcpy(dir, ".");
-	dfd = open(dir, O_RDONLY | O_DIRECTORY);
-	if (dfd >= 0) {
-		fsync(dfd);
-		close(dfd);
-	}
-	free(dir);
-	free(tmp);
-	return 0;
-
-out:
-	if (f != NULL)
-		fclose(f);
-	if (fd >= 0)
-		close(fd);
-	if (made)
-		unlink(tmp);
-	free(tmp);
+	list_text(l, &b);
+	rc = util_write_file_atomic(path, b.data, b.len, 0644);
+	buf_free(&b);
 	return rc;
 }

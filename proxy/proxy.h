@@ -68,6 +68,10 @@ uint64_t util_now_ms(void);
 /* Short session id: 5 chars of [0-9A-Z] (no I, O), unique per process. */
 void util_session_id(uint64_t counter, char out[8]);
 bool util_strcaseeq(const char *a, const char *b);
+/* util_write_file_atomic - temp file, fsync, rename, fsync of the
+ * directory; blocking (thread pool); 0 or -errno. */
+int util_write_file_atomic(const char *path, const void *data, size_t len,
+			   unsigned mode);
 /* util_data_line - the next line of a data file held in text[0..len):
  * blanks and a CR trimmed; blank lines and '#' comments skipped.  Sets
  * *a..*b to the line and *lineno to its number; false at the end. */
@@ -237,8 +241,10 @@ bool list_match_ip(const struct list *l, const struct ipaddr *ip);
 /* matches "local@domain" exactly or via "@domain" (case-insensitive). */
 bool list_match_addr(const struct list *l, const char *addr);
 bool list_match_domain(const struct list *l, const char *domain);
-/* list_save - atomic rewrite (temp file, fsync, rename). */
+/* list_save - atomic rewrite (temp file, fsync, rename); blocking. */
 int list_save(const struct list *l, const char *path);
+/* list_text - the file text list_save() writes, into out. */
+void list_text(const struct list *l, struct buf *out);
 /* list_foreach - calls fn for each entry in its text form. */
 void list_foreach(const struct list *l, void (*fn)(const char *, void *),
 		  void *arg);

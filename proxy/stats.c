@@ -230,50 +230,17 @@ stats_snapshot(struct buf *b)
 	}
 }
 
-/* stats_write_file - write text to dir/counters: temp file, fsync,
- * rename, fsync of the directory.  Blocking: the thread pool or exit. */
+/* stats_write_file - text to dir/counters, atomically.  Blocking: the
+ * thread pool or exit. */
 static int
 stats_write_file(const char *dir, const char *text, size_t len)
 {
-	char path[4096], tmp[4096];
-	int fd, rc = 0;
-	size_t off = 0;
+	char path[4096];
 
 	if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, STATS_FILE) >=
-	            sizeof(path) ||
-	    (size_t)snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", dir, STATS_FILE) >=
-	            sizeof(tmp))
+	    sizeof(path))
 		return -ENAMETOOLONG;
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return -errno;
-	while (off < len) {
-		ssize_t n = write(fd, text + off, len - off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			rc = n < 0 ? -errno : -EIO;
-			break;
-		}
-		off += (size_t)n;
-	}
-	if (rc == 0 && fsync(fd) < 0)
-		rc = -errno;
-	if (close(fd) < 0 && rc == 0)
-		rc = -errno;
-	if (rc == 0 && rename(tmp, path) < 0)
-		rc = -errno;
-	if (rc < 0) {
-		unlink(tmp);
-		return rc;
-	}
-	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd >= 0) {
-		fsync(fd);
-		close(fd);
-	}
-	return 0;
+	return util_write_file_atomic(path, text, len, 0644);
 }
 
 /* stats_save - the counters to state_dir now (blocking: at exit). */

@@ -274,83 +274,8 @@ out:
 	return err;
 }
 
-/* tls_fsync_dir - fsync the directory holding path (after a rename). */
-static int
-tls_fsync_dir(const char *path)
-{
-	char dir[4096];
-	char *slash;
-	int fd, err = 0;
-
-	snprintf(dir, sizeof(dir), "%s", path);
-	slash = strrchr(dir, '/');
-	if (slash == dir)
-		slash[1] = '\0';
-	else if (slash)
-		*slash = '\0';
-	else
-		snprintf(dir, sizeof(dir), ".");
-	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	if (fsync(fd) < 0)
-		err = -errno;
-	close(fd);
-	return err;
-}
-
 /*
- * tls_write_file - write data atomically to path with the given mode:
- * a temp file next to it, fsync, rename over, fsync the directory.
- * Returns 0 or -errno; on error path is untouched.
- */
-static int
-tls_write_file(const char *path, const void *data, size_t len, mode_t mode)
-{
-	char tmp[4096];
-	const char *p = data;
-	ssize_t w;
-	int fd, err = 0;
-
-	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmpXXXXXX", path) >=
-	    sizeof(tmp))
-		return -ENAMETOOLONG;
-	fd = mkstemp(tmp);
-	if (fd < 0)
-		return -errno;
-	if (fchmod(fd, mode) < 0) {
-		err = -errno;
-		goto out;
-	}
-	while (len > 0) {
-		w = write(fd, p, len);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			err = -errno;
-			goto out;
-		}
-		p += w;
-		len -= (size_t)w;
-	}
-	if (fsync(fd) < 0) {
-		err = -errno;
-		goto out;
-	}
-out:
-	if (close(fd) < 0 && err == 0)
-		err = -errno;
-	if (err == 0 && rename(tmp, path) < 0)
-		err = -errno;
-	if (err != 0)
-		unlink(tmp);
-	else
-		err = tls_fsync_dir(path);
-	return err;
-}
-
-/*
- * tls_save - tls_write_file(), creating the file's directory (one level,
+ * tls_save - util_write_file_atomic(), creating the file's directory (one level,
  * mode 0700) when it is missing: on first boot /data/tls may not exist.
  */
 static int
@@ -360,7 +285,7 @@ tls_save(const char *path, const char *pem, mode_t mode)
 	char *slash;
 	int err;
 
-	err = tls_write_file(path, pem, strlen(pem), mode);
+	err = util_write_file_atomic(path, pem, strlen(pem), mode);
 	if (err != -ENOENT)
 		return err;
 	snprintf(dir, sizeof(dir), "%s", path);
@@ -371,7 +296,7 @@ tls_save(const char *path, const char *pem, mode_t mode)
 	if (mkdir(dir, 0700) < 0)
 		return errno == EEXIST ? err : -errno;
 	log_info("tls: created directory %s", dir);
-	return tls_write_file(path, pem, strlen(pem), mode);
+	return util_write_file_atomic(path, pem, strlen(pem), mode);
 }
 
 /*

@@ -23,6 +23,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -405,6 +406,84 @@ util_data_line(const char *text, size_t len, size_t *pos, int *lineno,
 			return true;
 	}
 	return false;
+}
+
+/* util_fsync_dir - fsync the directory holding path (after a rename). */
+static int
+util_fsync_dir(const char *path)
+{
+	char dir[4096];
+	char *slash;
+	int fd, err = 0;
+
+	snprintf(dir, sizeof(dir), "%s", path);
+	slash = strrchr(dir, '/');
+	if (slash == dir)
+		slash[1] = '\0';
+	else if (slash)
+		*slash = '\0';
+	else
+		snprintf(dir, sizeof(dir), ".");
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd) < 0)
+		err = -errno;
+	close(fd);
+	return err;
+}
+
+/*
+ * util_write_file_atomic - write data to path with the given mode: a temp
+ * file next to it, fsync, rename over, fsync the directory, so that after
+ * a power cut path holds the old or the new text, never a mix.  Blocking:
+ * on the event loop's behalf run it in the thread pool.  0 or -errno; on
+ * error path is untouched.
+ */
+int
+util_write_file_atomic(const char *path, const void *data, size_t len,
+                       unsigned mode)
+{
+	char tmp[4096];
+	const char *p = data;
+	ssize_t w;
+	int fd, err = 0;
+
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmpXXXXXX", path) >=
+	    sizeof(tmp))
+		return -ENAMETOOLONG;
+	fd = mkstemp(tmp);
+	if (fd < 0)
+		return -errno;
+	if (fchmod(fd, (mode_t)mode) < 0) {
+		err = -errno;
+		goto out;
+	}
+	while (len > 0) {
+		w = write(fd, p, len);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			err = -errno;
+			goto out;
+		}
+		p += w;
+		len -= (size_t)w;
+	}
+	if (fsync(fd) < 0) {
+		err = -errno;
+		goto out;
+	}
+out:
+	if (close(fd) < 0 && err == 0)
+		err = -errno;
+	if (err == 0 && rename(tmp, path) < 0)
+		err = -errno;
+	if (err != 0)
+		unlink(tmp);
+	else
+		err = util_fsync_dir(path);
+	return err;
 }
 
 /* util_lowercase - ASCII lower-case s in place */
