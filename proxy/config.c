@@ -221,25 +221,6 @@ config_err(struct config_ctx *ctx, const char *fmt, ...)
 	return -EINVAL;
 }
 
-/* config_shown - a printable, bounded copy of a value for messages */
-static const char *
-config_shown(const char *s, char *out, size_t outlen)
-{
-	size_t o = 0;
-
-	for (; *s && o + 4 < outlen && o < 100; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		out[o++] = (c < 0x20 || c >= 0x7f || c == '"') ? '?' : (char)c;
-	}
-	if (*s && o + 4 < outlen) {
-		memcpy(out + o, "...", 3);
-		o += 3;
-	}
-	out[o] = '\0';
-	return out;
-}
-
 /* config_parse_uint - digits only into *v; 0 or -EINVAL (also overflow) */
 static int
 config_parse_uint(const char *s, uint64_t *v, const char **end)
@@ -491,7 +472,7 @@ config_set(struct config *c, const struct config_key *k, char *value,
 	uint64_t v = 0;
 	int n, i;
 
-	config_shown(value, shown, sizeof(shown));
+	util_shown(value, shown, sizeof(shown));
 	switch (k->type) {
 	case CT_STR:
 	case CT_PATH:
@@ -624,7 +605,7 @@ config_set(struct config *c, const struct config_key *k, char *value,
 				return config_err(ctx,
 				                  "bad address \"%s\" for "
 				                  "%s",
-				                  config_shown(words[i], shown,
+				                  util_shown(words[i], shown,
 				                               sizeof(shown)),
 				                  k->key);
 		for (i = 0; i < n; i++)
@@ -635,7 +616,7 @@ config_set(struct config *c, const struct config_key *k, char *value,
 					        ctx,
 					        "listen address \"%s\" given "
 					        "twice",
-					        config_shown(words[i], shown,
+					        util_shown(words[i], shown,
 					                     sizeof(shown)));
 		c->n_listen = n;
 		return 0;
@@ -663,7 +644,7 @@ config_set(struct config *c, const struct config_key *k, char *value,
 				return config_err(ctx,
 				                  "bad domain "
 				                  "\"%s\" for %s",
-				                  config_shown(words[i], shown,
+				                  util_shown(words[i], shown,
 				                               sizeof(shown)),
 				                  k->key);
 		sl->v = xcalloc((size_t)n + 1, sizeof(char *));
@@ -687,7 +668,7 @@ config_set(struct config *c, const struct config_key *k, char *value,
 				return config_err(ctx,
 				                  "bad IP address \"%s\" "
 				                  "for %s",
-				                  config_shown(words[i], shown,
+				                  util_shown(words[i], shown,
 				                               sizeof(shown)),
 				                  k->key);
 		c->n_local_addresses = n;
@@ -710,7 +691,7 @@ config_set(struct config *c, const struct config_key *k, char *value,
 				return config_err(ctx,
 				                  "bad address "
 				                  "\"%s\" for %s",
-				                  config_shown(words[i], shown,
+				                  util_shown(words[i], shown,
 				                               sizeof(shown)),
 				                  k->key);
 			}
@@ -744,7 +725,7 @@ config_set(struct config *c, const struct config_key *k, char *value,
 				        "bad dnsbl entry \"%s\" "
 				        "(want ZONE or ZONE=127.0.0.2,"
 				        "127.0.0.4..127.0.0.7)",
-				        config_shown(words[i], shown,
+				        util_shown(words[i], shown,
 				                     sizeof(shown)));
 			c->n_dnsbl = i + 1;
 		}
@@ -981,7 +962,7 @@ config_load(const char *path, char *err, size_t errlen)
 		eq = strchr(s, '=');
 		if (eq == NULL) {
 			config_err(&ctx, "expected \"key = value\", got \"%s\"",
-			           config_shown(s, shown, sizeof(shown)));
+			           util_shown(s, shown, sizeof(shown)));
 			goto fail;
 		}
 		key = s;
@@ -999,7 +980,7 @@ config_load(const char *path, char *err, size_t errlen)
 		k = config_find_key(key);
 		if (k == NULL) {
 			config_err(&ctx, "unknown key \"%s\"",
-			           config_shown(key, shown, sizeof(shown)));
+			           util_shown(key, shown, sizeof(shown)));
 			goto fail;
 		}
 		if (seen[k - config_keys] != 0) {

@@ -500,24 +500,6 @@ list_foreach(const struct list *l, void (*fn)(const char *, void *), void *arg)
 	}
 }
 
-/* list_err_entry - a printable, bounded copy of a bad line for messages */
-static void
-list_err_entry(char *out, size_t outlen, const char *s)
-{
-	size_t o = 0;
-
-	for (; *s && o + 4 < outlen && o < 80; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		out[o++] = (c < 0x20 || c >= 0x7f || c == '"') ? '?' : (char)c;
-	}
-	if (*s && o + 4 < outlen) {
-		memcpy(out + o, "...", 3);
-		o += 3;
-	}
-	out[o] = '\0';
-}
-
 /* list_load - read path into a new list; NULL and "PATH:LINE: ..." on error */
 struct list *
 list_load(const char *path, char *err, size_t errlen)
@@ -540,7 +522,7 @@ list_load(const char *path, char *err, size_t errlen)
 	e = xmalloc(sizeof(*e));
 	while ((n = getline(&line, &cap, f)) >= 0) {
 		char *s = line, *end, *tok;
-		char shown[96];
+		char shown[84]; /* 80 characters, then "..." */
 
 		lineno++;
 		if (lineno == 1 && strncmp(s, "\xef\xbb\xbf", 3) == 0)
@@ -564,7 +546,7 @@ list_load(const char *path, char *err, size_t errlen)
 		if (*s == '\0')
 			continue;
 		tok = s;
-		list_err_entry(shown, sizeof(shown), tok);
+		util_shown(tok, shown, sizeof(shown));
 		if (strpbrk(tok, " \t") != NULL || list_parse(tok, e) != 0) {
 			snprintf(err, errlen, "%s:%u: bad entry \"%s\"", path,
 			         lineno, shown);

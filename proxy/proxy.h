@@ -78,6 +78,8 @@ int util_write_file_atomic(const char *path, const void *data, size_t len,
 bool util_data_line(const char *text, size_t len, size_t *pos, int *lineno,
 		    size_t *a, size_t *b);
 void util_lowercase(char *s);
+/* util_shown - printable, bounded copy of s for an error message. */
+const char *util_shown(const char *s, char *out, size_t outlen);
 
 /* ----------------------------------------------------------------- log.c */
 

@@ -486,6 +486,30 @@ out:
 	return err;
 }
 
+/* util_shown - a printable, bounded copy of a bad value for error
+ * messages: controls, non-ASCII and '"' become '?'; a value longer than
+ * 100 characters or than out has room for ends in "..." */
+const char *
+util_shown(const char *s, char *out, size_t outlen)
+{
+	size_t o = 0, lim = outlen > 4 ? outlen - 4 : 0;
+
+	if (lim > 100)
+		lim = 100;
+	for (; *s && o < lim; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		out[o++] = (c < 0x20 || c >= 0x7f || c == '"') ? '?' : (char)c;
+	}
+	if (*s && outlen > 4) {
+		memcpy(out + o, "...", 3);
+		o += 3;
+	}
+	if (outlen > 0)
+		out[o] = '\0';
+	return out;
+}
+
 /* util_lowercase - ASCII lower-case s in place */
 void
 util_lowercase(char *s)
