@@ -606,7 +606,7 @@ config_set(struct config *c, const struct config_key *k, char *value,
 				                  "bad address \"%s\" for "
 				                  "%s",
 				                  util_shown(words[i], shown,
-				                               sizeof(shown)),
+				                             sizeof(shown)),
 				                  k->key);
 		for (i = 0; i < n; i++)
 			for (int j = 0; j < i; j++)
@@ -617,7 +617,7 @@ config_set(struct config *c, const struct config_key *k, char *value,
 					        "listen address \"%s\" given "
 					        "twice",
 					        util_shown(words[i], shown,
-					                     sizeof(shown)));
+					                   sizeof(shown)));
 		c->n_listen = n;
 		return 0;
 
@@ -645,7 +645,7 @@ config_set(struct config *c, const struct config_key *k, char *value,
 				                  "bad domain "
 				                  "\"%s\" for %s",
 				                  util_shown(words[i], shown,
-				                               sizeof(shown)),
+				                             sizeof(shown)),
 				                  k->key);
 		sl->v = xcalloc((size_t)n + 1, sizeof(char *));
 		for (i = 0; i < n; i++) {
@@ -669,7 +669,7 @@ config_set(struct config *c, const struct config_key *k, char *value,
 				                  "bad IP address \"%s\" "
 				                  "for %s",
 				                  util_shown(words[i], shown,
-				                               sizeof(shown)),
+				                             sizeof(shown)),
 				                  k->key);
 		c->n_local_addresses = n;
 		return 0;
@@ -692,7 +692,7 @@ config_set(struct config *c, const struct config_key *k, char *value,
 				                  "bad address "
 				                  "\"%s\" for %s",
 				                  util_shown(words[i], shown,
-				                               sizeof(shown)),
+				                             sizeof(shown)),
 				                  k->key);
 			}
 			config_format_sockaddr(&ss, one, sizeof(one));
@@ -726,7 +726,7 @@ config_set(struct config *c, const struct config_key *k, char *value,
 				        "(want ZONE or ZONE=127.0.0.2,"
 				        "127.0.0.4..127.0.0.7)",
 				        util_shown(words[i], shown,
-				                     sizeof(shown)));
+				                   sizeof(shown)));
 			c->n_dnsbl = i + 1;
 		}
 		return 0;

@@ -22,8 +22,9 @@
  * answer when the file is on disk.
  *
  * Owns the listening uv_pipe_t and one uv_pipe_t per client (freed in its
- * close callback), and the pending saves (struct ctl_save).  Edits the lists of the config new sessions get
- * (sess_config()).  Reads control_socket, allowlist, blocklist.
+ * close callback), and the pending saves (struct ctl_save).  Edits the lists of
+ * the config new sessions get (sess_config()).  Reads control_socket,
+ * allowlist, blocklist.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -167,8 +168,7 @@ ctl_save_done_cb(uv_work_t *w, int status)
 /* ctl_list - allow|block add|del ENTRY; a change is saved to the list
  * file before the answer (in the thread pool: c waits). */
 static void
-ctl_list(struct ctl_client *c, bool allow, const char *verb,
-         const char *entry)
+ctl_list(struct ctl_client *c, bool allow, const char *verb, const char *entry)
 {
 	struct buf *out = &c->out;
 	struct config *cfg = sess_config();

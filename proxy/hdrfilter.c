@@ -26,11 +26,11 @@
 #define HF_NAME "Authentication-Results"
 
 enum hf_state {
-	HF_LINE,	/* at the start of a header line */
-	HF_HOLD,	/* holding a line start until it is decided */
-	HF_KEEP,	/* rest of a kept line */
-	HF_DROP,	/* rest of a dropped line */
-	HF_BODY,	/* past the empty line: everything passes */
+	HF_LINE, /* at the start of a header line */
+	HF_HOLD, /* holding a line start until it is decided */
+	HF_KEEP, /* rest of a kept line */
+	HF_DROP, /* rest of a dropped line */
+	HF_BODY, /* past the empty line: everything passes */
 };
 
 /* hdrfilter_init - a new message. */

@@ -584,7 +584,8 @@ list_text_line_cb(const char *text, void *arg)
 void
 list_text(const struct list *l, struct buf *out)
 {
-	static const char head[] = "# written by mailmoat: one entry per line\n";
+	static const char head[] =
+	        "# written by mailmoat: one entry per line\n";
 
 	buf_append(out, head, sizeof(head) - 1);
 	list_foreach(l, list_text_line_cb, out);

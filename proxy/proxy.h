@@ -24,8 +24,8 @@
 
 #define MAILMOAT_VERSION "0.1.0"
 
-#define container_of(ptr, type, member) \
-	((type *)((char *)(ptr) - offsetof(type, member)))
+#define container_of(ptr, type, member)                                        \
+	((type *)((char *)(ptr)-offsetof(type, member)))
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -61,7 +61,7 @@ void ipaddr_format(const struct ipaddr *ip, char *out, size_t outlen);
 bool ipaddr_equal(const struct ipaddr *a, const struct ipaddr *b);
 /* "1.2.3.4:25", "[::1]:25", "0.0.0.0:25"; default_port when none given */
 int sockaddr_parse(struct sockaddr_storage *ss, const char *text,
-		   int default_port);
+                   int default_port);
 
 /* Monotonic milliseconds (the loop's clock where a loop exists). */
 uint64_t util_now_ms(void);
@@ -71,12 +71,12 @@ bool util_strcaseeq(const char *a, const char *b);
 /* util_write_file_atomic - temp file, fsync, rename, fsync of the
  * directory; blocking (thread pool); 0 or -errno. */
 int util_write_file_atomic(const char *path, const void *data, size_t len,
-			   unsigned mode);
+                           unsigned mode);
 /* util_data_line - the next line of a data file held in text[0..len):
  * blanks and a CR trimmed; blank lines and '#' comments skipped.  Sets
  * *a..*b to the line and *lineno to its number; false at the end. */
 bool util_data_line(const char *text, size_t len, size_t *pos, int *lineno,
-		    size_t *a, size_t *b);
+                    size_t *a, size_t *b);
 void util_lowercase(char *s);
 /* util_shown - printable, bounded copy of s for an error message. */
 const char *util_shown(const char *s, char *out, size_t outlen);
@@ -91,10 +91,10 @@ void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* log_fatal: bad config or startup failure; exits with status 1. */
 void log_fatal(const char *fmt, ...)
-	__attribute__((format(printf, 1, 2), noreturn));
+        __attribute__((format(printf, 1, 2), noreturn));
 /* log_panic: an invariant broke; aborts for a core dump. */
 void log_panic(const char *fmt, ...)
-	__attribute__((format(printf, 1, 2), noreturn));
+        __attribute__((format(printf, 1, 2), noreturn));
 /*
  * log_kv_escape - append `value` to out as a key=value value: quoted when
  * it has spaces or quotes, control characters and non-ASCII escaped as \xNN,
@@ -107,7 +107,11 @@ void log_kv_escape(char *out, size_t outlen, const char *value);
 /* What a check does when it fails (SPEC.md 1: action_*). */
 enum action { ACT_OFF, ACT_LOG, ACT_TEMPFAIL, ACT_REJECT };
 
-enum transparent_mode { TRANSPARENT_OFF, TRANSPARENT_REDIRECT, TRANSPARENT_TPROXY };
+enum transparent_mode {
+	TRANSPARENT_OFF,
+	TRANSPARENT_REDIRECT,
+	TRANSPARENT_TPROXY
+};
 enum rcpt_verify { RCPT_VERIFY_LIST, RCPT_VERIFY_BACKEND, RCPT_VERIFY_BOTH };
 enum sender_mx_mode { SENDER_MX_MX, SENDER_MX_OR_A };
 
@@ -131,8 +135,8 @@ enum chk_id {
 
 #define DNSBL_MAX_RANGES 8
 struct dnsbl_zone {
-	char *zone;			/* "zen.spamhaus.org" */
-	int n_ranges;			/* 0: any 127.0.0.0/8 answer counts */
+	char *zone;                    /* "zen.spamhaus.org" */
+	int n_ranges;                  /* 0: any 127.0.0.0/8 answer counts */
 	uint32_t lo[DNSBL_MAX_RANGES]; /* host byte order, inclusive */
 	uint32_t hi[DNSBL_MAX_RANGES];
 };
@@ -159,12 +163,12 @@ struct config {
 	struct sockaddr_storage backend;
 	enum transparent_mode transparent;
 	char *hostname;
-	struct strlist local_domains;		/* lower case */
+	struct strlist local_domains; /* lower case */
 	struct ipaddr local_addresses[CONFIG_MAX_LOCAL_ADDR];
 	int n_local_addresses;
-	char *recipients_path;			/* NULL: none */
+	char *recipients_path; /* NULL: none */
 	enum rcpt_verify recipient_verify;
-	char *dns_servers;			/* c-ares csv "ip:port,..."; NULL: resolv.conf */
+	char *dns_servers; /* c-ares csv "ip:port,..."; NULL: resolv.conf */
 	unsigned dns_timeout_ms;
 	struct dnsbl_zone *dnsbl;
 	int n_dnsbl;
@@ -181,26 +185,26 @@ struct config {
 	char *control_socket;
 	unsigned max_connections;
 	unsigned max_per_ip;
-	unsigned max_backend_connections;	/* ours: cap on relay sessions */
-	unsigned max_recipients;		/* ours: default 100 */
-	uint64_t message_size_limit;		/* bytes; 0 = none */
+	unsigned max_backend_connections; /* ours: cap on relay sessions */
+	unsigned max_recipients;          /* ours: default 100 */
+	uint64_t message_size_limit;      /* bytes; 0 = none */
 	char *tls_cert;
 	char *tls_key;
 	char *scanner;
 	enum action actions[CHK_COUNT];
 
 	/* ours, with defaults; see docs/CONFIG.md */
-	unsigned timeout_command_ms;		/* per command, default 5m */
-	unsigned timeout_data_ms;		/* between data chunks, default 3m */
-	unsigned timeout_backend_ms;		/* backend reply, default 2m */
-	unsigned backend_reuse_ms;		/* keep an idle backend connection, 2s */
-	bool helo_resolve;			/* HELO name must resolve */
+	unsigned timeout_command_ms; /* per command, default 5m */
+	unsigned timeout_data_ms;    /* between data chunks, default 3m */
+	unsigned timeout_backend_ms; /* backend reply, default 2m */
+	unsigned backend_reuse_ms;   /* keep an idle backend connection, 2s */
+	bool helo_resolve;           /* HELO name must resolve */
 	enum sender_mx_mode sender_mx;
-	enum action spf_softfail;		/* default log */
-	enum action spf_neutral;		/* default off */
-	enum action spf_permerror;		/* default log */
-	char *dynamic_patterns;			/* pattern file for CHK_DYNAMIC */
-	char *tld_list;				/* IANA TLD list file */
+	enum action spf_softfail;  /* default log */
+	enum action spf_neutral;   /* default off */
+	enum action spf_permerror; /* default log */
+	char *dynamic_patterns;    /* pattern file for CHK_DYNAMIC */
+	char *tld_list;            /* IANA TLD list file */
 
 	/* Loaded from the files named above (owned by the config). */
 	struct list *allow;
@@ -249,7 +253,7 @@ int list_save(const struct list *l, const char *path);
 void list_text(const struct list *l, struct buf *out);
 /* list_foreach - calls fn for each entry in its text form. */
 void list_foreach(const struct list *l, void (*fn)(const char *, void *),
-		  void *arg);
+                  void *arg);
 
 /* ---------------------------------------------------------------- addr.c */
 
@@ -258,18 +262,18 @@ void list_foreach(const struct list *l, void (*fn)(const char *, void *),
  * struct mailpath is a parsed reverse- or forward-path.
  */
 struct mailpath {
-	char local[65];		/* local part, unquoted form as sent */
-	char domain[256];	/* lower case; "" for the null path */
-	bool null;		/* "<>" */
-	bool quoted;		/* local part was a quoted string */
+	char local[65];   /* local part, unquoted form as sent */
+	char domain[256]; /* lower case; "" for the null path */
+	bool null;        /* "<>" */
+	bool quoted;      /* local part was a quoted string */
 };
 
 enum addr_err {
 	ADDR_OK = 0,
-	ADDR_ESYNTAX = -1,	/* not a valid path */
-	ADDR_ETOOLONG = -2,	/* part over its RFC 5321 limit */
-	ADDR_EROUTE = -3,	/* source route "<@a,@b:x@y>" */
-	ADDR_ERELAY = -4,	/* %-hack, bang path, '@' in a quoted local part */
+	ADDR_ESYNTAX = -1,  /* not a valid path */
+	ADDR_ETOOLONG = -2, /* part over its RFC 5321 limit */
+	ADDR_EROUTE = -3,   /* source route "<@a,@b:x@y>" */
+	ADDR_ERELAY = -4,   /* %-hack, bang path, '@' in a quoted local part */
 };
 
 /* addr_parse_path - text is what follows "FROM:" / "TO:" up to the
@@ -295,11 +299,11 @@ void addr_format(const struct mailpath *p, char *out, size_t outlen);
  * smtp_reply(); input that arrives meanwhile is a pipelining violation.
  */
 enum smtp_state {
-	SMTP_ST_CONNECT,	/* before the banner */
-	SMTP_ST_HELO,		/* waiting for EHLO/HELO */
-	SMTP_ST_MAIL,		/* greeted, no transaction */
-	SMTP_ST_RCPT,		/* MAIL accepted */
-	SMTP_ST_DATA,		/* inside the message body */
+	SMTP_ST_CONNECT, /* before the banner */
+	SMTP_ST_HELO,    /* waiting for EHLO/HELO */
+	SMTP_ST_MAIL,    /* greeted, no transaction */
+	SMTP_ST_RCPT,    /* MAIL accepted */
+	SMTP_ST_DATA,    /* inside the message body */
 	SMTP_ST_CLOSED,
 };
 
@@ -309,28 +313,28 @@ enum smtp_cmd {
 	SMTP_CMD_MAIL,
 	SMTP_CMD_RCPT,
 	SMTP_CMD_DATA,
-	SMTP_CMD_DOT,		/* end of data */
+	SMTP_CMD_DOT, /* end of data */
 	SMTP_CMD_STARTTLS,
-	SMTP_CMD_RSET,		/* informational: engine already replied */
-	SMTP_CMD_QUIT,		/* informational: engine already replied */
+	SMTP_CMD_RSET, /* informational: engine already replied */
+	SMTP_CMD_QUIT, /* informational: engine already replied */
 };
 
 enum smtp_violation {
-	SMTP_VIOL_PREGREET,	/* talked before the banner */
-	SMTP_VIOL_PIPELINING,	/* sent before our reply */
+	SMTP_VIOL_PREGREET,   /* talked before the banner */
+	SMTP_VIOL_PIPELINING, /* sent before our reply */
 };
 
 /* What the owner learns about a command; valid during the hook only. */
 struct smtp_args {
-	const char *helo;		/* EHLO/HELO argument */
-	const struct mailpath *path;	/* MAIL / RCPT */
-	uint64_t size;			/* MAIL SIZE=, 0 if absent */
-	bool body_8bit;			/* MAIL BODY=8BITMIME */
+	const char *helo;            /* EHLO/HELO argument */
+	const struct mailpath *path; /* MAIL / RCPT */
+	uint64_t size;               /* MAIL SIZE=, 0 if absent */
+	bool body_8bit;              /* MAIL BODY=8BITMIME */
 	/* end of data */
-	uint64_t msg_size;		/* body bytes seen */
-	bool bad_line_end;		/* bare CR or LF seen: must refuse */
-	bool line_too_long;		/* a text line over 1000 octets */
-	bool too_big;			/* over message_size_limit */
+	uint64_t msg_size;  /* body bytes seen */
+	bool bad_line_end;  /* bare CR or LF seen: must refuse */
+	bool line_too_long; /* a text line over 1000 octets */
+	bool too_big;       /* over message_size_limit */
 	/* MAIL / RCPT: enum addr_err of the path; ADDR_OK, or ADDR_EROUTE /
 	 * ADDR_ERELAY (path still filled).  For RCPT the owner must refuse
 	 * these ("550 5.7.1 Relaying denied", reason=relay); should it accept
@@ -345,7 +349,8 @@ struct smtp_hooks {
 	void (*write)(struct smtp *, const char *buf, size_t len);
 	/* A command for the owner; answer later with smtp_accept/reply. */
 	void (*command)(struct smtp *, enum smtp_cmd, const struct smtp_args *);
-	/* Canonical body bytes (CRLF lines, dot-stuffed), final "." withheld. */
+	/* Canonical body bytes (CRLF lines, dot-stuffed), final "." withheld.
+	 */
 	void (*body)(struct smtp *, const char *buf, size_t len);
 	/* A protocol violation.  Return 0 to go on, or -1 after having
 	 * replied and asked for the close yourself. */
@@ -357,34 +362,34 @@ struct smtp_hooks {
 struct smtp {
 	const struct smtp_hooks *hooks;
 	enum smtp_state state;
-	bool waiting;		/* a command is with the owner */
-	enum smtp_cmd pending;	/* which one */
-	bool esmtp;		/* greeted with EHLO */
-	bool tls_offer;		/* advertise STARTTLS */
+	bool waiting;          /* a command is with the owner */
+	enum smtp_cmd pending; /* which one */
+	bool esmtp;            /* greeted with EHLO */
+	bool tls_offer;        /* advertise STARTTLS */
 	bool tls_active;
-	unsigned n_rcpt;	/* accepted recipients in this transaction */
+	unsigned n_rcpt; /* accepted recipients in this transaction */
 	unsigned max_rcpt;
-	uint64_t size_limit;	/* 0 = none */
-	const char *hostname;	/* for the EHLO reply; owned by the config */
-	const char *sid;	/* session id, appended to error replies */
-	struct buf in;		/* unparsed input: a partial line, or what
-				 * came while waiting (capped at 8 KiB) */
+	uint64_t size_limit;  /* 0 = none */
+	const char *hostname; /* for the EHLO reply; owned by the config */
+	const char *sid;      /* session id, appended to error replies */
+	struct buf in;        /* unparsed input: a partial line, or what
+	                       * came while waiting (capped at 8 KiB) */
 	/* DATA scanner state */
 	unsigned dstate;
 	uint64_t msg_size;
 	unsigned line_len;
 	bool bad_line_end, line_too_long;
-	unsigned n_errors;	/* syntax errors: too many closes */
+	unsigned n_errors; /* syntax errors: too many closes */
 	/* private to smtp.c */
-	bool too_big;		/* body over size_limit: no more body calls */
-	bool busy;		/* inside the input loop (hooks may answer) */
-	bool tls_wait;		/* 220 sent for STARTTLS, TLS not up yet */
-	bool skip_line;		/* discarding an overlong line up to LF */
-	bool cr_in_span;	/* DATA: the pending CR is in this read */
-	bool viol_pregreet, viol_pipelining;	/* reported once each */
-	int pending_addr_err;	/* of the RCPT with the owner */
-	unsigned n_rcpt_tried;	/* RCPT commands in this transaction */
-	const char *refuse;	/* smtp_refuse(): the reply to everything */
+	bool too_big;    /* body over size_limit: no more body calls */
+	bool busy;       /* inside the input loop (hooks may answer) */
+	bool tls_wait;   /* 220 sent for STARTTLS, TLS not up yet */
+	bool skip_line;  /* discarding an overlong line up to LF */
+	bool cr_in_span; /* DATA: the pending CR is in this read */
+	bool viol_pregreet, viol_pipelining; /* reported once each */
+	int pending_addr_err;                /* of the RCPT with the owner */
+	unsigned n_rcpt_tried; /* RCPT commands in this transaction */
+	const char *refuse;    /* smtp_refuse(): the reply to everything */
 };
 
 void smtp_init(struct smtp *e, const struct smtp_hooks *hooks);
@@ -430,14 +435,14 @@ void smtp_refuse(struct smtp *e, const char *reply);
 typedef void (*hdrfilter_out_fn)(void *arg, const char *p, size_t n);
 struct hdrfilter {
 	unsigned state;
-	bool dropping;		/* the current field is dropped */
+	bool dropping; /* the current field is dropped */
 	const char *authserv_id;
 	size_t held;
-	char hold[512];		/* a header line's start, until decided */
+	char hold[512]; /* a header line's start, until decided */
 };
 void hdrfilter_init(struct hdrfilter *f, const char *authserv_id);
 void hdrfilter_feed(struct hdrfilter *f, const char *p, size_t n,
-		    hdrfilter_out_fn out, void *arg);
+                    hdrfilter_out_fn out, void *arg);
 void hdrfilter_end(struct hdrfilter *f, hdrfilter_out_fn out, void *arg);
 
 /* ----------------------------------------------------------------- dns.c */
@@ -448,10 +453,10 @@ void hdrfilter_end(struct hdrfilter *f, hdrfilter_out_fn out, void *arg);
  * on the loop, never synchronously from dns_query().
  */
 enum dns_status {
-	DNS_OK = 0,		/* answer with >= 1 record of the type */
-	DNS_NODATA = 1,		/* name exists, no record of the type */
+	DNS_OK = 0,     /* answer with >= 1 record of the type */
+	DNS_NODATA = 1, /* name exists, no record of the type */
 	DNS_NXDOMAIN = 2,
-	DNS_TEMPFAIL = 3,	/* SERVFAIL, timeout, refused, ... */
+	DNS_TEMPFAIL = 3, /* SERVFAIL, timeout, refused, ... */
 };
 
 struct dns_rr {
@@ -462,14 +467,14 @@ struct dns_rr {
 			uint16_t pref;
 			char *host;
 		} mx;
-		char *name;	/* PTR, CNAME */
-		char *txt;	/* TXT: strings of one record joined */
+		char *name; /* PTR, CNAME */
+		char *txt;  /* TXT: strings of one record joined */
 	} u;
 };
 
 struct dns_answer {
 	enum dns_status status;
-	int type;		/* ns_t_a, ns_t_aaaa, ns_t_mx, ns_t_ptr, ns_t_txt */
+	int type; /* ns_t_a, ns_t_aaaa, ns_t_mx, ns_t_ptr, ns_t_txt */
 	unsigned ttl;
 	int n;
 	struct dns_rr rr[];
@@ -484,21 +489,21 @@ int dns_query(const char *name, int type, dns_cb cb, void *arg);
 /* dns_reverse_name - "4.3.2.1.in-addr.arpa" / nibble form for v6,
  * with suffix (".in-addr.arpa", or a DNSBL zone) appended. */
 void dns_reverse_name(const struct ipaddr *ip, const char *zone, char *out,
-		      size_t outlen);
+                      size_t outlen);
 void dns_shutdown(void);
 /* dns_parse - decode a response for records of type; 0 or -EBADMSG.
  * *out is new (dns_answer_free); rcode SERVFAIL etc. give DNS_TEMPFAIL. */
 int dns_parse(const unsigned char *msg, size_t len, int type,
-	      struct dns_answer **out);
+              struct dns_answer **out);
 void dns_answer_free(struct dns_answer *a);
 void dns_cache_flush(void);
 struct dns_stats {
-	uint64_t queries;	/* dns_query() calls */
-	uint64_t hits;		/* answered from the cache */
-	uint64_t sent;		/* went to a server */
-	uint64_t tempfails;	/* SERVFAIL, timeout, ... */
+	uint64_t queries;   /* dns_query() calls */
+	uint64_t hits;      /* answered from the cache */
+	uint64_t sent;      /* went to a server */
+	uint64_t tempfails; /* SERVFAIL, timeout, ... */
 	uint64_t timeouts;
-	uint64_t cached;	/* entries in the cache now */
+	uint64_t cached; /* entries in the cache now */
 };
 void dns_stats_get(struct dns_stats *out);
 /* dns_tick_add - fn runs on the loop after dns_init(), after each
@@ -524,23 +529,23 @@ enum spf_res {
 
 struct spf_query {
 	struct ipaddr client;
-	const char *helo;	/* EHLO/HELO name; NULL or "" if none */
-	const char *sender;	/* "local@domain"; NULL or "": null sender,
-				 * the HELO identity is checked */
-	const char *receiver;	/* our host name for %{r}; NULL: "unknown" */
+	const char *helo;        /* EHLO/HELO name; NULL or "" if none */
+	const char *sender;      /* "local@domain"; NULL or "": null sender,
+	                          * the HELO identity is checked */
+	const char *receiver;    /* our host name for %{r}; NULL: "unknown" */
 	const char *dns_servers; /* c-ares csv; NULL: resolv.conf */
-	unsigned timeout_ms;	/* per DNS query; 0: 5000 */
+	unsigned timeout_ms;     /* per DNS query; 0: 5000 */
 	const char *default_exp; /* NULL: none (explanation stays "") */
 };
 
 struct spf_outcome {
 	enum spf_res result;
-	bool helo_identity;	/* postmaster@HELO was checked */
-	int errcode;		/* libspf2's SPF_errcode_t, for logs */
+	bool helo_identity; /* postmaster@HELO was checked */
+	int errcode;        /* libspf2's SPF_errcode_t, for logs */
 	unsigned dns_queries;
-	char domain[256];	/* the domain checked (sanitized) */
-	char explanation[256];	/* fail only: exp= text, sanitized; "" if none */
-	char reason[192];	/* why, for logs (sanitized) */
+	char domain[256];      /* the domain checked (sanitized) */
+	char explanation[256]; /* fail only: exp= text, sanitized; "" if none */
+	char reason[192];      /* why, for logs (sanitized) */
 };
 
 int spf_eval(const struct spf_query *q, struct spf_outcome *out);
@@ -554,9 +559,9 @@ void spf_sanitize(char *out, size_t outlen, const char *in);
  * [; iprev=...]\r\n" into out (values restricted to safe characters);
  * from NULL or null: smtp.helo=; ptr NULL: no iprev, "": fail/temperror. */
 void spf_auth_results(char *out, size_t outlen, const char *authserv,
-		      enum spf_res r, const struct mailpath *from,
-		      const char *helo, const struct ipaddr *client,
-		      const char *ptr, bool rdns_temp);
+                      enum spf_res r, const struct mailpath *from,
+                      const char *helo, const struct ipaddr *client,
+                      const char *ptr, bool rdns_temp);
 
 /* ----------------------------------------------------------------- tld.c */
 
@@ -566,26 +571,26 @@ void spf_auth_results(char *out, size_t outlen, const char *authserv,
  */
 int tld_load(const char *path, char *err, size_t errlen);
 int tld_parse(const char *text, size_t len, const char *name, char *err,
-	      size_t errlen);
-bool tld_registered(const char *tld);	/* "com", any case, no dot */
+              size_t errlen);
+bool tld_registered(const char *tld); /* "com", any case, no dot */
 size_t tld_count(void);
 void tld_free(void);
-extern const char tld_builtin_text[];	/* tld_builtin.c (generated) */
+extern const char tld_builtin_text[]; /* tld_builtin.c (generated) */
 
 /* ---------------------------------------------------- checks/dynamic.c */
 
 /* Dynamic-pool PTR patterns (data/dynamic-ptr.patterns, syntax there). */
 struct dynamic_rules;
 struct dynamic_rules *dynamic_rules_parse(const char *text, size_t len,
-					  const char *name, char *err,
-					  size_t errlen);
+                                          const char *name, char *err,
+                                          size_t errlen);
 struct dynamic_rules *dynamic_rules_load(const char *path, char *err,
-					 size_t errlen); /* NULL: built-in */
+                                         size_t errlen); /* NULL: built-in */
 void dynamic_rules_free(struct dynamic_rules *r);
 /* dynamic_match - does ptr look like a pool name?  ip may be NULL; why
  * gets the rule that decided ("keyword dsl", "ip-in-name", ...). */
 bool dynamic_match(const struct dynamic_rules *r, const char *ptr,
-		   const struct ipaddr *ip, char *why, size_t whylen);
+                   const struct ipaddr *ip, char *why, size_t whylen);
 extern const char dynamic_builtin_text[]; /* dynamic_builtin.c (generated) */
 
 /* ------------------------------------------------------- checks/rdns.c */
@@ -599,11 +604,11 @@ extern const char dynamic_builtin_text[]; /* dynamic_builtin.c (generated) */
 struct session;
 #define RDNS_MAX_NAMES 4
 struct rdns_ptr {
-	enum dns_status status;		/* of the PTR query */
-	int n;				/* PTR names kept (capped) */
+	enum dns_status status; /* of the PTR query */
+	int n;                  /* PTR names kept (capped) */
 	char name[RDNS_MAX_NAMES][256];
-	int confirmed;			/* index of the confirmed name, or -1 */
-	bool fwd_tempfail;		/* a forward lookup failed temporarily */
+	int confirmed;     /* index of the confirmed name, or -1 */
+	bool fwd_tempfail; /* a forward lookup failed temporarily */
 };
 typedef void (*rdns_done_fn)(struct session *s, const struct rdns_ptr *r);
 void rdns_lookup_start(struct session *s, enum chk_id who, rdns_done_fn fn);
@@ -612,9 +617,8 @@ void rdns_lookup_start(struct session *s, enum chk_id who, rdns_done_fn fn);
 
 /* helo_judge - the DNS-free part of the helo check: CHK_PASS, or CHK_FAIL
  * with the reply text (no code) in text. */
-int helo_judge(const struct config *cfg,
-	       const struct ipaddr *client, const char *helo,
-	       char *text, size_t textlen);
+int helo_judge(const struct config *cfg, const struct ipaddr *client,
+               const char *helo, char *text, size_t textlen);
 
 /* ------------------------------------------------------ checks/dnsbl.c */
 
@@ -625,27 +629,33 @@ void dnsbl_stats_json(struct buf *b);
 /* ------------------------------------------------------------- verdict.c */
 
 enum chk_status {
-	CHK_NONE = 0,		/* not run */
+	CHK_NONE = 0, /* not run */
 	CHK_PENDING,
 	CHK_PASS,
-	CHK_FAIL,		/* the check says: refuse */
-	CHK_TEMPERR,		/* could not decide (DNS): tempfail at most */
+	CHK_FAIL,    /* the check says: refuse */
+	CHK_TEMPERR, /* could not decide (DNS): tempfail at most */
 };
 
 /* A check's result, stored in the session's slot. */
 struct chk_result {
 	enum chk_status status;
-	const char *code;	/* reject code, e.g. "554 5.7.1"; NULL: stage default */
-	char text[160];		/* reply text after the code (truncated) */
-	char detail[128];	/* log detail, e.g. "zen.spamhaus.org=127.0.0.2" */
+	const char
+	        *code;  /* reject code, e.g. "554 5.7.1"; NULL: stage default */
+	char text[160]; /* reply text after the code (truncated) */
+	char detail[128]; /* log detail, e.g. "zen.spamhaus.org=127.0.0.2" */
 };
 
-enum verdict_kind { VERDICT_ACCEPT, VERDICT_LOG, VERDICT_TEMPFAIL, VERDICT_REJECT };
+enum verdict_kind {
+	VERDICT_ACCEPT,
+	VERDICT_LOG,
+	VERDICT_TEMPFAIL,
+	VERDICT_REJECT
+};
 
 struct verdict {
 	enum verdict_kind kind;
-	int check;		/* enum chk_id or a registry slot; -1: none */
-	char reply[320];	/* full reply line incl. session id, no CRLF */
+	int check;       /* enum chk_id or a registry slot; -1: none */
+	char reply[320]; /* full reply line incl. session id, no CRLF */
 };
 
 /*
@@ -655,7 +665,7 @@ struct verdict {
  * accept (log is counted as would-have-been).
  */
 void verdict_decide(const struct chk_result *r, enum action act,
-		    const char *sid, struct verdict *out);
+                    const char *sid, struct verdict *out);
 /* verdict_default_code - a check's reject code when its result names none
  * (dnsbl "554 5.7.1", pregreet "554 5.5.0", null_sender "550 5.5.3" ...). */
 const char *verdict_default_code(int id);
@@ -668,14 +678,14 @@ bool verdict_wins(const struct verdict *cand, const struct verdict *best);
 struct stats {
 	uint64_t connections_total;
 	uint64_t connections_active;
-	uint64_t accepted;	/* messages the backend took (250 relayed) */
-	uint64_t tempfailed;	/* 4xx decisions */
-	uint64_t rejected;	/* 5xx decisions */
-	uint64_t logged;	/* action=log: would have been refused */
+	uint64_t accepted;         /* messages the backend took (250 relayed) */
+	uint64_t tempfailed;       /* 4xx decisions */
+	uint64_t rejected;         /* 5xx decisions */
+	uint64_t logged;           /* action=log: would have been refused */
 	uint64_t greylist_entries; /* set by the greylist module, if any */
 };
 extern struct stats stats;
-void stats_count_reason(const char *reason);	/* reasons{} object */
+void stats_count_reason(const char *reason); /* reasons{} object */
 /* stats_json - the `mailmoatctl stats` object into b. */
 void stats_json(struct buf *b);
 /* stats_add_section - stats_json adds "name": <what fn appends> (a JSON
@@ -701,7 +711,7 @@ enum stage {
 	STAGE_HELO = 1 << 1,
 	STAGE_MAIL = 1 << 2,
 	STAGE_RCPT = 1 << 3,
-	STAGE_DATA = 1 << 4,	/* end of data */
+	STAGE_DATA = 1 << 4, /* end of data */
 };
 
 struct relay;
@@ -712,20 +722,20 @@ struct tls;
  * (client, ptr, helo, from, rcpt) and write only their result slot.
  */
 struct session {
-	uint64_t id;		/* unique, never reused */
-	char sid[8];		/* printable id, in replies and log lines */
-	uint32_t gen;		/* bumped at each stage start: stale answers drop */
-	struct config *cfg;	/* a reference */
+	uint64_t id;        /* unique, never reused */
+	char sid[8];        /* printable id, in replies and log lines */
+	uint32_t gen;       /* bumped at each stage start: stale answers drop */
+	struct config *cfg; /* a reference */
 
 	/* public to checks */
 	struct ipaddr client;
 	char client_str[INET6_ADDRSTRLEN];
-	char ptr[256];		/* forward-confirmed PTR name, "" if none */
+	char ptr[256]; /* forward-confirmed PTR name, "" if none */
 	char helo[256];
 	struct mailpath from;
 	bool has_from;
-	struct mailpath rcpt;	/* the recipient being checked */
-	bool allowlisted;	/* client IP or sender in the allowlist */
+	struct mailpath rcpt; /* the recipient being checked */
+	bool allowlisted;     /* client IP or sender in the allowlist */
 	struct chk_result results[CHK_COUNT];
 	/* Header lines (each ending CRLF) that go in front of the message
 	 * to the backend: Received, Authentication-Results.  Checks append. */
@@ -741,7 +751,7 @@ struct session {
 	unsigned stage;
 	unsigned open_handles;
 	bool closing;
-	void *priv;		/* session.c's own state */
+	void *priv; /* session.c's own state */
 };
 
 /* sess_find - the live session with this id, or NULL (it has gone). */
@@ -765,11 +775,12 @@ struct config *sess_config(void);
  * queued; relay_dot() sends the held-back final dot.  relay_abort() drops
  * the connection without the dot (nothing is delivered).
  */
-typedef void (*relay_reply_cb)(struct relay *, void *arg, int code,
-			       const char *reply /* full text, CRLF-free lines joined by \r\n */);
+typedef void (*relay_reply_cb)(
+        struct relay *, void *arg, int code,
+        const char *reply /* full text, CRLF-free lines joined by \r\n */);
 struct relay *relay_open(uv_loop_t *loop, const struct config *cfg,
-			 const struct sockaddr *backend, const char *helo,
-			 relay_reply_cb cb, void *arg);
+                         const struct sockaddr *backend, const char *helo,
+                         relay_reply_cb cb, void *arg);
 void relay_mail(struct relay *r, const char *path_with_params);
 void relay_rcpt(struct relay *r, const char *path);
 void relay_data(struct relay *r);
@@ -777,16 +788,16 @@ void relay_body(struct relay *r, const char *buf, size_t len);
 size_t relay_queued(const struct relay *r); /* bytes not yet written */
 void relay_dot(struct relay *r);
 void relay_rset(struct relay *r);
-void relay_abort(struct relay *r);	/* frees r after its handles close */
-void relay_quit(struct relay *r);	/* polite close, frees r */
+void relay_abort(struct relay *r); /* frees r after its handles close */
+void relay_quit(struct relay *r);  /* polite close, frees r */
 /* relay_on_drain - cb runs when relay_queued() falls below 64 KiB. */
 void relay_on_drain(struct relay *r, void (*cb)(struct relay *, void *arg));
 /* A failure (backend down, timeout, gone, bad reply) is reported once to
  * relay_reply_cb as code -1 with the reason as reply; then relay_abort(). */
-extern unsigned relay_open_count;	/* connections, parked ones too */
-extern unsigned relay_idle_count;	/* parked for reuse (backend_reuse) */
+extern unsigned relay_open_count; /* connections, parked ones too */
+extern unsigned relay_idle_count; /* parked for reuse (backend_reuse) */
 bool relay_can_open(const struct config *cfg);
-void relay_shutdown(void);		/* QUIT the parked connections */
+void relay_shutdown(void); /* QUIT the parked connections */
 
 /* ----------------------------------------------------------------- tls.c */
 
@@ -797,12 +808,12 @@ void relay_shutdown(void);		/* QUIT the parked connections */
 struct tls_hooks {
 	void (*send)(struct tls *, void *arg, const char *buf, size_t len);
 	void (*plain)(struct tls *, void *arg, const char *buf, size_t len);
-	void (*ready)(struct tls *, void *arg);		/* handshake done */
+	void (*ready)(struct tls *, void *arg); /* handshake done */
 	void (*error)(struct tls *, void *arg, const char *why);
 };
 /* tls_global_init - load or create key + self-signed cert; 0 or -errno */
 int tls_global_init(const struct config *cfg);
-void tls_global_free(void);	/* shutdown; live sessions keep theirs */
+void tls_global_free(void); /* shutdown; live sessions keep theirs */
 bool tls_available(void);
 /* tls_new - NULL if !tls_available() or mbedTLS failed.  Hook buffers are
  * valid only during the call (send: copy it).  Never tls_free() from
@@ -810,7 +821,7 @@ bool tls_available(void);
 struct tls *tls_new(const struct tls_hooks *h, void *arg);
 void tls_input(struct tls *t, const char *buf, size_t len);
 void tls_write(struct tls *t, const char *buf, size_t len);
-const char *tls_version(const struct tls *t);	/* "TLSv1.2"; "-" before */
+const char *tls_version(const struct tls *t); /* "TLSv1.2"; "-" before */
 const char *tls_cipher(const struct tls *t);
 /* tls_close_notify - a close_notify alert via send, before the close. */
 void tls_close_notify(struct tls *t);

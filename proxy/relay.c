@@ -692,7 +692,8 @@ relay_take_idle(const struct sockaddr *backend, const char *helo)
 	relay_peer_copy(&want, backend);
 	for (r = relay_idle; r != NULL; r = r->idle_next) {
 		if (memcmp(&r->peer, &want, sizeof(want)) == 0 &&
-		    strcmp(r->helo, helo && helo[0] ? helo : "localhost") == 0) {
+		    strcmp(r->helo, helo && helo[0] ? helo : "localhost") ==
+		            0) {
 			relay_unpark(r);
 			uv_timer_stop(&r->timer);
 			return r;
@@ -743,8 +744,9 @@ relay_open(uv_loop_t *loop, const struct config *cfg,
 		r->arg = arg;
 		r->detached = false;
 		r->drain_cb = NULL;
-		r->timeout_ms = cfg->timeout_backend_ms ? cfg->timeout_backend_ms
-		                                        : 120000;
+		r->timeout_ms = cfg->timeout_backend_ms
+		                        ? cfg->timeout_backend_ms
+		                        : 120000;
 		r->reuse_ms = cfg->backend_reuse_ms;
 		return r;
 	}

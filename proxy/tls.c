@@ -275,8 +275,8 @@ out:
 }
 
 /*
- * tls_save - util_write_file_atomic(), creating the file's directory (one level,
- * mode 0700) when it is missing: on first boot /data/tls may not exist.
+ * tls_save - util_write_file_atomic(), creating the file's directory (one
+ * level, mode 0700) when it is missing: on first boot /data/tls may not exist.
  */
 static int
 tls_save(const char *path, const char *pem, mode_t mode)

@@ -399,8 +399,9 @@ util_data_line(const char *text, size_t len, size_t *pos, int *lineno,
 		*pos = end + 1;
 		while (*a < *b && (text[*a] == ' ' || text[*a] == '\t'))
 			++*a;
-		while (*b > *a && (text[*b - 1] == ' ' || text[*b - 1] == '\t' ||
-		                   text[*b - 1] == '\r'))
+		while (*b > *a &&
+		       (text[*b - 1] == ' ' || text[*b - 1] == '\t' ||
+		        text[*b - 1] == '\r'))
 			--*b;
 		if (*a < *b && text[*a] != '#')
 			return true;

@@ -21,9 +21,9 @@
 #include "../proxy.h"
 
 struct check {
-	const char *name;	/* "dnsbl": action_dnsbl, reason=dnsbl */
+	const char *name; /* "dnsbl": action_dnsbl, reason=dnsbl */
 	enum chk_id id;
-	unsigned stage;		/* STAGE_* when its verdict applies */
+	unsigned stage; /* STAGE_* when its verdict applies */
 	/* Optional: read data files (patterns, TLD list); 0 or -errno.
 	 * Called at startup and on reload; errors are config errors. */
 	int (*init)(const struct config *cfg, char *err, size_t errlen);
@@ -56,8 +56,8 @@ struct session *chk_ticket_session(const struct chk_ticket *t);
 void chk_done_later(struct session *s, enum chk_id id);
 /* chk_set - fill a result slot: status, code (NULL: default), text, detail. */
 void chk_set(struct session *s, enum chk_id id, enum chk_status st,
-	     const char *code, const char *text, const char *detail_fmt, ...)
-	__attribute__((format(printf, 6, 7)));
+             const char *code, const char *text, const char *detail_fmt, ...)
+        __attribute__((format(printf, 6, 7)));
 /* chk_set_loop - the loop chk_done_later() runs on (main sets it). */
 void chk_set_loop(uv_loop_t *loop);
 /* chk_shutdown - close chk_done_later()'s handle (at exit). */

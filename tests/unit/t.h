@@ -26,22 +26,22 @@ t_end(void)
 	t_failed += t_cur_failed;
 }
 
-#define T_CHECK(cond, ...)                                                   \
-	do {                                                                 \
-		if (!(cond)) {                                               \
-			printf("#   %s:%d: %s: ", __FILE__, __LINE__, t_cur);    \
-			printf(__VA_ARGS__);                                 \
-			printf("\n");                                        \
-			t_cur_failed = 1;                                    \
-		}                                                            \
+#define T_CHECK(cond, ...)                                                     \
+	do {                                                                   \
+		if (!(cond)) {                                                 \
+			printf("#   %s:%d: %s: ", __FILE__, __LINE__, t_cur);  \
+			printf(__VA_ARGS__);                                   \
+			printf("\n");                                          \
+			t_cur_failed = 1;                                      \
+		}                                                              \
 	} while (0)
 
-#define T_STREQ(got, want)                                                   \
-	T_CHECK(strcmp((got), (want)) == 0, "got \"%s\", want \"%s\"", (got), \
-		(want))
-#define T_INTEQ(got, want)                                                   \
+#define T_STREQ(got, want)                                                     \
+	T_CHECK(strcmp((got), (want)) == 0, "got \"%s\", want \"%s\"", (got),  \
+	        (want))
+#define T_INTEQ(got, want)                                                     \
 	T_CHECK((long long)(got) == (long long)(want), "got %lld, want %lld",  \
-		(long long)(got), (long long)(want))
+	        (long long)(got), (long long)(want))
 
 /* t_exit - main's return value. */
 static inline int

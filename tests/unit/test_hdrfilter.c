@@ -47,49 +47,49 @@ struct tcase {
 };
 
 static const struct tcase cases[] = {
-	{"no Authentication-Results: unchanged",
-	 "From: a@b\r\nSubject: hi\r\n\r\nbody\r\n", NULL},
-	{"ours is removed",
-	 "Authentication-Results: mx.example.com; spf=pass\r\nSubject: x\r\n"
-	 "\r\nb\r\n",
-	 "Subject: x\r\n\r\nb\r\n"},
-	{"ours with continuation lines: all of it goes",
-	 "Received: x\r\nAuthentication-Results: mx.example.com;\r\n\tspf=pass"
-	 " smtp.mailfrom=a@b;\r\n iprev=pass\r\nSubject: x\r\n\r\nb\r\n",
-	 "Received: x\r\nSubject: x\r\n\r\nb\r\n"},
-	{"name and id in any case, white space before the colon",
-	 "authentication-results :   MX.Example.COM ; spf=pass\r\n\r\nb\r\n",
-	 "\r\nb\r\n"},
-	{"the id folded onto the next line is still ours",
-	 "Authentication-Results:\r\n mx.example.com; spf=pass\r\nX: y\r\n\r\n",
-	 "X: y\r\n\r\n"},
-	{"with a version after the id",
-	 "Authentication-Results: mx.example.com 1; spf=pass\r\n\r\n", "\r\n"},
-	{"another server's is kept",
-	 "Authentication-Results: mx.other.example; spf=pass\r\n\r\nb\r\n",
-	 NULL},
-	{"a longer id that starts like ours is kept",
-	 "Authentication-Results: mx.example.com.evil; spf=pass\r\n\r\n", NULL},
-	{"a shorter id is kept",
-	 "Authentication-Results: example.com; spf=pass\r\n\r\n", NULL},
-	{"a similar field name is kept",
-	 "Authentication-Results-Original: mx.example.com; spf=pass\r\n\r\n",
-	 NULL},
-	{"in the body it is text, kept",
-	 "Subject: x\r\n\r\nAuthentication-Results: mx.example.com; x\r\n",
-	 NULL},
-	{"two forged ones around a good one",
-	 "Authentication-Results: mx.example.com; a\r\nAuthentication-Results:"
-	 " other.example; b\r\nAuthentication-Results: mx.example.com; c\r\n"
-	 "\r\n",
-	 "Authentication-Results: other.example; b\r\n\r\n"},
-	{"a message with no body and no empty line",
-	 "Subject: x\r\nAuthentication-Results: mx.example.com; a\r\n",
-	 "Subject: x\r\n"},
-	{"an empty message", "", NULL},
-	{"a header line without a colon is kept",
-	 "not a header\r\nAuthentication-Results: mx.example.com; a\r\n\r\n",
-	 "not a header\r\n\r\n"},
+        {"no Authentication-Results: unchanged",
+         "From: a@b\r\nSubject: hi\r\n\r\nbody\r\n", NULL},
+        {"ours is removed",
+         "Authentication-Results: mx.example.com; spf=pass\r\nSubject: x\r\n"
+         "\r\nb\r\n",
+         "Subject: x\r\n\r\nb\r\n"},
+        {"ours with continuation lines: all of it goes",
+         "Received: x\r\nAuthentication-Results: mx.example.com;\r\n\tspf=pass"
+         " smtp.mailfrom=a@b;\r\n iprev=pass\r\nSubject: x\r\n\r\nb\r\n",
+         "Received: x\r\nSubject: x\r\n\r\nb\r\n"},
+        {"name and id in any case, white space before the colon",
+         "authentication-results :   MX.Example.COM ; spf=pass\r\n\r\nb\r\n",
+         "\r\nb\r\n"},
+        {"the id folded onto the next line is still ours",
+         "Authentication-Results:\r\n mx.example.com; spf=pass\r\nX: y\r\n\r\n",
+         "X: y\r\n\r\n"},
+        {"with a version after the id",
+         "Authentication-Results: mx.example.com 1; spf=pass\r\n\r\n", "\r\n"},
+        {"another server's is kept",
+         "Authentication-Results: mx.other.example; spf=pass\r\n\r\nb\r\n",
+         NULL},
+        {"a longer id that starts like ours is kept",
+         "Authentication-Results: mx.example.com.evil; spf=pass\r\n\r\n", NULL},
+        {"a shorter id is kept",
+         "Authentication-Results: example.com; spf=pass\r\n\r\n", NULL},
+        {"a similar field name is kept",
+         "Authentication-Results-Original: mx.example.com; spf=pass\r\n\r\n",
+         NULL},
+        {"in the body it is text, kept",
+         "Subject: x\r\n\r\nAuthentication-Results: mx.example.com; x\r\n",
+         NULL},
+        {"two forged ones around a good one",
+         "Authentication-Results: mx.example.com; a\r\nAuthentication-Results:"
+         " other.example; b\r\nAuthentication-Results: mx.example.com; c\r\n"
+         "\r\n",
+         "Authentication-Results: other.example; b\r\n\r\n"},
+        {"a message with no body and no empty line",
+         "Subject: x\r\nAuthentication-Results: mx.example.com; a\r\n",
+         "Subject: x\r\n"},
+        {"an empty message", "", NULL},
+        {"a header line without a colon is kept",
+         "not a header\r\nAuthentication-Results: mx.example.com; a\r\n\r\n",
+         "not a header\r\n\r\n"},
 };
 
 /* main - the table, three ways each, plus an over-long field name. */
@@ -106,7 +106,7 @@ main(void)
 		for (j = 0; j < ARRAY_LEN(steps); j++) {
 			snprintf(name, sizeof(name), "%s (reads of %s)",
 			         cases[i].name,
-			         steps[j] == 0 ? "random size"
+			         steps[j] == 0   ? "random size"
 			         : steps[j] == 1 ? "1 byte"
 			         : steps[j] == 3 ? "3 bytes"
 			                         : "all");

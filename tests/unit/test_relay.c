@@ -38,7 +38,7 @@ static int be_port;
 static struct script sc;
 static struct buf be_seen; /* every byte the backend received */
 static struct be_conn *be_last;
-static unsigned be_reads; /* read callbacks with data */
+static unsigned be_reads;   /* read callbacks with data */
 static unsigned be_accepts; /* connections the backend accepted */
 
 static struct {
@@ -640,8 +640,8 @@ main(void)
 		T_INTEQ(relay_open_count, 1);
 		T_CHECK(strstr(seen(), "RSET\r\n") != NULL, "%s", seen());
 		T_CHECK(strstr(seen(), "QUIT") == NULL, "%s", seen());
-		T_CHECK(relay_can_open(&(struct config){
-		                .max_backend_connections = 1}),
+		T_CHECK(relay_can_open(
+		                &(struct config){.max_backend_connections = 1}),
 		        "a parked connection leaves room at the cap");
 		memset(&got, 0, sizeof(got));
 		{
@@ -698,8 +698,8 @@ main(void)
 		static const struct script s = {0};
 
 		cfg.backend_reuse_ms = 50;
-		r = begin("reuse: nobody comes within backend_reuse: QUIT",
-		          &s, 0);
+		r = begin("reuse: nobody comes within backend_reuse: QUIT", &s,
+		          0);
 		T_INTEQ(deliver(r), 250);
 		relay_quit(r);
 		run_until(none_open, 3000);
