@@ -239,56 +239,61 @@ config_parse_uint(const char *s, uint64_t *v, const char **end)
 	return 0;
 }
 
+/* A unit suffix and what it multiplies by. */
+struct config_unit {
+	const char *suffix;
+	uint64_t mult;
+};
+
+static const struct config_unit config_time_units[] = {
+        {"", 1000},         {"s", 1000},         {"ms", 1}, {"m", 60 * 1000},
+        {"h", 3600 * 1000}, {"d", 86400 * 1000}, {NULL, 0},
+};
+
+static const struct config_unit config_size_units[] = {
+        {"", 1},
+        {"K", 1024},
+        {"k", 1024},
+        {"M", 1024 * 1024},
+        {"m", 1024 * 1024},
+        {"G", 1024 * 1024 * 1024},
+        {"g", 1024 * 1024 * 1024},
+        {NULL, 0},
+};
+
+/* config_parse_scaled - digits and one unit of units; 0 or -EINVAL */
+static int
+config_parse_scaled(const char *text, const struct config_unit *units,
+                    uint64_t *out)
+{
+	const char *end;
+	uint64_t n;
+
+	if (text == NULL || config_parse_uint(text, &n, &end) != 0)
+		return -EINVAL;
+	for (; units->suffix != NULL; units++) {
+		if (strcmp(end, units->suffix) != 0)
+			continue;
+		if (n > UINT64_MAX / units->mult)
+			return -EINVAL;
+		*out = n * units->mult;
+		return 0;
+	}
+	return -EINVAL;
+}
+
 /* config_parse_duration_ms - "30", "30s", "500ms", "5m", "2h", "1d" */
 int
 config_parse_duration_ms(const char *text, uint64_t *ms)
 {
-	const char *end;
-	uint64_t n, mult;
-
-	if (text == NULL || config_parse_uint(text, &n, &end) != 0)
-		return -EINVAL;
-	if (strcmp(end, "") == 0 || strcmp(end, "s") == 0)
-		mult = 1000;
-	else if (strcmp(end, "ms") == 0)
-		mult = 1;
-	else if (strcmp(end, "m") == 0)
-		mult = 60 * 1000;
-	else if (strcmp(end, "h") == 0)
-		mult = 3600 * 1000;
-	else if (strcmp(end, "d") == 0)
-		mult = 86400 * 1000;
-	else
-		return -EINVAL;
-	if (n > UINT64_MAX / mult)
-		return -EINVAL;
-	*ms = n * mult;
-	return 0;
+	return config_parse_scaled(text, config_time_units, ms);
 }
 
 /* config_parse_size - "1048576", "512K", "25M", "1G" (binary units) */
 int
 config_parse_size(const char *text, uint64_t *bytes)
 {
-	const char *end;
-	uint64_t n, mult;
-
-	if (text == NULL || config_parse_uint(text, &n, &end) != 0)
-		return -EINVAL;
-	if (*end == '\0')
-		mult = 1;
-	else if ((*end == 'K' || *end == 'k') && end[1] == '\0')
-		mult = 1024;
-	else if ((*end == 'M' || *end == 'm') && end[1] == '\0')
-		mult = 1024 * 1024;
-	else if ((*end == 'G' || *end == 'g') && end[1] == '\0')
-		mult = 1024 * 1024 * 1024;
-	else
-		return -EINVAL;
-	if (n > UINT64_MAX / mult)
-		return -EINVAL;
-	*bytes = n * mult;
-	return 0;
+	return config_parse_scaled(text, config_size_units, bytes);
 }
 
 /* config_check_id - "dnsbl" -> CHK_DNSBL; -1 if unknown */
