@@ -112,9 +112,14 @@ struct dnsbl_req {
 };
 
 /* One query of a request. */
+/* One A query of a group (a session's request or a background
+ * self-test): the answer goes into ans, and the group's done() runs
+ * after the last of its queries. */
 struct dnsbl_q {
-	struct dnsbl_req *req;
 	struct dnsbl_ans *ans;
+	int *pending;
+	void (*done)(void *group);
+	void *group;
 };
 
 static struct dnsbl_health health[DNSBL_MAX_HEALTH];
@@ -124,11 +129,6 @@ static int n_health;
 struct dnsbl_test {
 	struct dnsbl_zreq zr;
 	int pending;
-};
-
-struct dnsbl_tq {
-	struct dnsbl_test *t;
-	struct dnsbl_ans *ans;
 };
 
 static void dnsbl_selftest_eval(struct dnsbl_zreq *zr);
@@ -313,12 +313,14 @@ done:
 	free(req);
 }
 
-/* dnsbl_answer_cb - one answer of a request. */
+/* dnsbl_q_cb - one answer of a group's query. */
 static void
-dnsbl_answer_cb(void *arg, const struct dns_answer *a)
+dnsbl_q_cb(void *arg, const struct dns_answer *a)
 {
 	struct dnsbl_q *q = arg;
-	struct dnsbl_req *req = q->req;
+	void (*done)(void *) = q->done;
+	void *group = q->group;
+	int *pending = q->pending;
 	int i;
 
 	q->ans->status = a->status;
@@ -327,24 +329,34 @@ dnsbl_answer_cb(void *arg, const struct dns_answer *a)
 	     i++)
 		q->ans->a[q->ans->n++] = ntohl(a->rr[i].u.a.s_addr);
 	free(q);
-	if (--req->pending == 0)
-		dnsbl_finish(req);
+	if (--*pending == 0)
+		done(group);
 }
 
-/* dnsbl_send - one A query for name into ans. */
+/* dnsbl_q_send - one A query for name into ans, counted in *pending. */
 static void
-dnsbl_send(struct dnsbl_req *req, const char *name, struct dnsbl_ans *ans)
+dnsbl_q_send(const char *name, struct dnsbl_ans *ans, int *pending,
+             void (*done)(void *), void *group)
 {
 	struct dnsbl_q *q = xcalloc(1, sizeof(*q));
 
-	q->req = req;
 	q->ans = ans;
-	req->pending++;
-	if (dns_query(name, ns_t_a, dnsbl_answer_cb, q) < 0) {
+	q->pending = pending;
+	q->done = done;
+	q->group = group;
+	++*pending;
+	if (dns_query(name, ns_t_a, dnsbl_q_cb, q) < 0) {
 		ans->status = DNS_TEMPFAIL;
-		req->pending--;
+		--*pending;
 		free(q);
 	}
+}
+
+/* dnsbl_req_done - every query of a session's request is answered. */
+static void
+dnsbl_req_done(void *group)
+{
+	dnsbl_finish(group);
 }
 
 /* dnsbl_start - query every zone (and self-test the ones due). */
@@ -387,13 +399,15 @@ dnsbl_start(struct session *s)
 		if (zr->selftest) {
 			snprintf(name, sizeof(name), "2.0.0.127.%s",
 			         zr->z.zone);
-			dnsbl_send(req, name, &zr->t2);
+			dnsbl_q_send(name, &zr->t2, &req->pending,
+			             dnsbl_req_done, req);
 			snprintf(name, sizeof(name), "1.0.0.127.%s",
 			         zr->z.zone);
-			dnsbl_send(req, name, &zr->t1);
+			dnsbl_q_send(name, &zr->t1, &req->pending,
+			             dnsbl_req_done, req);
 		}
 		dns_reverse_name(&s->client, zr->z.zone, name, sizeof(name));
-		dnsbl_send(req, name, &zr->q);
+		dnsbl_q_send(name, &zr->q, &req->pending, dnsbl_req_done, req);
 	}
 	if (--req->pending == 0) {
 		/* nothing went out (no zones, or no resolver): decide on
@@ -409,41 +423,15 @@ dnsbl_start(struct session *s)
 	}
 }
 
-/* dnsbl_test_cb - one answer of a background self-test. */
+/* dnsbl_test_done - a background self-test is answered: judge it. */
 static void
-dnsbl_test_cb(void *arg, const struct dns_answer *a)
+dnsbl_test_done(void *group)
 {
-	struct dnsbl_tq *q = arg;
-	struct dnsbl_test *t = q->t;
-	int i;
+	struct dnsbl_test *t = group;
 
-	q->ans->status = a->status;
-	for (i = 0;
-	     i < a->n && a->status == DNS_OK && q->ans->n < DNSBL_MAX_CODES;
-	     i++)
-		q->ans->a[q->ans->n++] = ntohl(a->rr[i].u.a.s_addr);
-	free(q);
-	if (--t->pending == 0) {
-		dnsbl_selftest_eval(&t->zr);
-		free(t->zr.z.zone);
-		free(t);
-	}
-}
-
-/* dnsbl_test_send - one query of a background self-test. */
-static void
-dnsbl_test_send(struct dnsbl_test *t, const char *name, struct dnsbl_ans *ans)
-{
-	struct dnsbl_tq *q = xcalloc(1, sizeof(*q));
-
-	q->t = t;
-	q->ans = ans;
-	t->pending++;
-	if (dns_query(name, ns_t_a, dnsbl_test_cb, q) < 0) {
-		ans->status = DNS_TEMPFAIL;
-		t->pending--;
-		free(q);
-	}
+	dnsbl_selftest_eval(&t->zr);
+	free(t->zr.z.zone);
+	free(t);
 }
 
 /*
@@ -475,14 +463,11 @@ dnsbl_tick(void)
 		h->testing = true;
 		t->pending = 1;
 		snprintf(name, sizeof(name), "2.0.0.127.%.255s", h->zone);
-		dnsbl_test_send(t, name, &t->zr.t2);
+		dnsbl_q_send(name, &t->zr.t2, &t->pending, dnsbl_test_done, t);
 		snprintf(name, sizeof(name), "1.0.0.127.%.255s", h->zone);
-		dnsbl_test_send(t, name, &t->zr.t1);
-		if (--t->pending == 0) {
-			dnsbl_selftest_eval(&t->zr);
-			free(t->zr.z.zone);
-			free(t);
-		}
+		dnsbl_q_send(name, &t->zr.t1, &t->pending, dnsbl_test_done, t);
+		if (--t->pending == 0)
+			dnsbl_test_done(t);
 	}
 }
 
