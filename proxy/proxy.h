@@ -4,8 +4,12 @@
  * Shared types first, then one block per .c file listing exactly what
  * that file exports.  Dependencies point one way:
  *
- *   main -> session -> { smtp, relay, tls, verdict, checks/registry }
- *   checks/<name> -> { dns, addr, list, config, session (results only) }
+ *   main -> listen -> session -> stage -> bodytap      (session_int.h)
+ *   session, stage, bodytap -> { smtp, relay, tls, hdrfilter, verdict,
+ *                                checks/registry }
+ *   checks/<name> -> { dns, addr, list, config, sess_check_done() }
+ *   checks/registry -> nothing of the session: the session binds its id
+ *       lookup and sess_check_done() with chk_bind_session() at listen
  *   every module -> { util, log, config, stats }
  *
  * smtp.c knows nothing of sockets; checks never call the relay; nothing
@@ -741,7 +745,7 @@ struct session {
 	 * to the backend: Received, Authentication-Results.  Checks append. */
 	struct buf add_headers;
 
-	/* private to session.c */
+	/* private to the session (session.c, listen.c, stage.c, bodytap.c) */
 	uv_tcp_t tcp;
 	uv_timer_t timer;
 	struct smtp smtp;
@@ -756,8 +760,9 @@ struct session {
 
 /* sess_find - the live session with this id, or NULL (it has gone). */
 struct session *sess_find(uint64_t id);
-/* sess_check_done - a check finished: result already in s->results[id]. */
-void sess_check_done(struct session *s, enum chk_id id);
+
+/* --------------------------------------------------------------- listen.c */
+
 /* sess_listen - open every listener of cfg on loop. */
 int sess_listen(uv_loop_t *loop, struct config *cfg);
 /* sess_reload - new sessions use cfg; live ones keep theirs. */
@@ -766,6 +771,16 @@ void sess_reload(struct config *cfg);
 void sess_drain(void (*done)(void));
 /* sess_config - the config new sessions get (control.c edits its lists). */
 struct config *sess_config(void);
+
+/* ---------------------------------------------------------------- stage.c */
+
+/* sess_check_done - a check finished: result already in s->results[id].
+ * Safe to call for a session that has gone (ignored). */
+void sess_check_done(struct session *s, enum chk_id id);
+
+/* -------------------------------------------------------------- bodytap.c */
+
+/* (nothing public yet: the body path is private to the session) */
 
 /* --------------------------------------------------------------- relay.c */
 
