@@ -25,6 +25,7 @@
  * ours (docs/CONFIG.md): timeout_command, timeout_data, timeout_backend,
  *   backend_reuse,
  * max_backend_connections, max_recipients, helo_resolve, sender_mx,
+ * sender_mx_private,
  * spf_softfail, spf_neutral, spf_permerror, dynamic_patterns, tld_list.
  */
 #include <arpa/inet.h>
@@ -182,6 +183,8 @@ static const struct config_key config_keys[] = {
 	 .off = OFF(helo_resolve)},
 	{.key = "sender_mx", .type = CT_ENUM, .def = "mx",
 	 .off = OFF(sender_mx), .names = sender_mx_names},
+	{.key = "sender_mx_private", .type = CT_BOOL, .def = "no",
+	 .off = OFF(sender_mx_private)},
 	{.key = "spf_softfail", .type = CT_ACTION, .def = "log",
 	 .off = OFF(spf_softfail)},
 	{.key = "spf_neutral", .type = CT_ACTION, .def = "off",

@@ -204,6 +204,7 @@ struct config {
 	unsigned backend_reuse_ms;   /* keep an idle backend connection, 2s */
 	bool helo_resolve;           /* HELO name must resolve */
 	enum sender_mx_mode sender_mx;
+	bool sender_mx_private;    /* MX hosts may be in private ranges */
 	enum action spf_softfail;  /* default log */
 	enum action spf_neutral;   /* default off */
 	enum action spf_permerror; /* default log */
@@ -501,13 +502,17 @@ int dns_parse(const unsigned char *msg, size_t len, int type,
               struct dns_answer **out);
 void dns_answer_free(struct dns_answer *a);
 void dns_cache_flush(void);
+/* dns_cache_peek - the cached answer for (name, type) or NULL (a miss);
+ * synchronous, sends nothing; valid until the loop runs again. */
+const struct dns_answer *dns_cache_peek(const char *name, int type);
 struct dns_stats {
 	uint64_t queries;   /* dns_query() calls */
 	uint64_t hits;      /* answered from the cache */
 	uint64_t sent;      /* went to a server */
 	uint64_t tempfails; /* SERVFAIL, timeout, ... */
 	uint64_t timeouts;
-	uint64_t cached; /* entries in the cache now */
+	uint64_t cached;    /* entries in the cache now */
+	uint64_t peek_hits; /* dns_cache_peek() answered (SPF) */
 };
 void dns_stats_get(struct dns_stats *out);
 /* dns_tick_add - fn runs on the loop after dns_init(), after each
@@ -517,9 +522,9 @@ void dns_tick_add(void (*fn)(void));
 /* ----------------------------------------------------------------- spf.c */
 
 /*
- * SPF (RFC 7208) via the project's patched libspf2 and a c-ares DNS layer.
- * spf_eval() BLOCKS (its own c-ares channel, polled in the calling thread):
- * the daemon runs it in the uv threadpool (checks/spf.c).
+ * SPF (RFC 7208) via the project's patched libspf2, on the loop: its DNS
+ * layer answers from dns.c's cache (dns_cache_peek), misses are fetched
+ * with dns_query() and the evaluation runs again.  Needs dns_init().
  */
 enum spf_res {
 	SPF_RES_NONE,
@@ -537,22 +542,29 @@ struct spf_query {
 	const char *sender;      /* "local@domain"; NULL or "": null sender,
 	                          * the HELO identity is checked */
 	const char *receiver;    /* our host name for %{r}; NULL: "unknown" */
-	const char *dns_servers; /* c-ares csv; NULL: resolv.conf */
-	unsigned timeout_ms;     /* per DNS query; 0: 5000 */
+	unsigned timeout_ms;     /* dns_timeout; the whole evaluation may take
+	                          * 6 times that; 0: 5000 */
 	const char *default_exp; /* NULL: none (explanation stays "") */
 };
 
 struct spf_outcome {
 	enum spf_res result;
-	bool helo_identity; /* postmaster@HELO was checked */
-	int errcode;        /* libspf2's SPF_errcode_t, for logs */
-	unsigned dns_queries;
+	bool helo_identity;    /* postmaster@HELO was checked */
+	int errcode;           /* libspf2's SPF_errcode_t, for logs */
+	unsigned dns_queries;  /* sent to dns.c (misses of the cache) */
+	unsigned runs;         /* libspf2 evaluations (DNS rounds + 1) */
 	char domain[256];      /* the domain checked (sanitized) */
 	char explanation[256]; /* fail only: exp= text, sanitized; "" if none */
 	char reason[192];      /* why, for logs (sanitized) */
 };
 
-int spf_eval(const struct spf_query *q, struct spf_outcome *out);
+/* spf_done_fn - the outcome (valid during the call); rc < 0: libspf2
+ * could not be set up (result temperror). */
+typedef void (*spf_done_fn)(void *arg, const struct spf_outcome *out, int rc);
+/* spf_eval_start - copies q; fn runs later on loop, never from here.
+ * 0, or -EINVAL (bad address family; fn not called). */
+int spf_eval_start(uv_loop_t *loop, const struct spf_query *q, spf_done_fn fn,
+                   void *arg);
 const char *spf_res_name(enum spf_res r);
 /* spf_sanitize - printable ASCII only: tab/CR/LF -> space, others -> "?". */
 void spf_sanitize(char *out, size_t outlen, const char *in);
