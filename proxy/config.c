@@ -749,8 +749,7 @@ config_set(struct config *c, const struct config_key *k, char *value,
 	case CT_SCANNER:
 		n = config_words(value, words, CONFIG_MAX_SCANNERS);
 		if (n < 0)
-			return config_err(ctx,
-			                  "too many scanners (at most %d)",
+			return config_err(ctx, "too many scanners (at most %d)",
 			                  CONFIG_MAX_SCANNERS);
 		for (i = 0; i < n; i++)
 			if (scan_server_parse(words[i], &c->scanners[i]) != 0)

@@ -200,9 +200,8 @@ json_number(struct json_p *p)
 	}
 	if (p->i < p->n && p->s[p->i] == '.') {
 		p->i++;
-		for (d = 0; p->i < p->n && p->s[p->i] >= '0' &&
-		            p->s[p->i] <= '9';
-		     d++)
+		for (d = 0;
+		     p->i < p->n && p->s[p->i] >= '0' && p->s[p->i] <= '9'; d++)
 			p->i++;
 		if (d == 0)
 			return -1;
@@ -211,9 +210,8 @@ json_number(struct json_p *p)
 		p->i++;
 		if (p->i < p->n && (p->s[p->i] == '+' || p->s[p->i] == '-'))
 			p->i++;
-		for (d = 0; p->i < p->n && p->s[p->i] >= '0' &&
-		            p->s[p->i] <= '9';
-		     d++)
+		for (d = 0;
+		     p->i < p->n && p->s[p->i] >= '0' && p->s[p->i] <= '9'; d++)
 			p->i++;
 		if (d == 0)
 			return -1;

@@ -203,9 +203,9 @@ struct config {
 	char *scanner; /* the value as written; NULL: none */
 	struct scan_server scanners[CONFIG_MAX_SCANNERS];
 	int n_scanners;
-	unsigned scanner_timeout_ms; /* connect to answer, default 30s */
+	unsigned scanner_timeout_ms;    /* connect to answer, default 30s */
 	enum scanner_fail scanner_fail; /* what a scanner fault means */
-	uint64_t scanner_max_size;   /* larger: no spamd/rspamd, default 2M */
+	uint64_t scanner_max_size; /* larger: no spamd/rspamd, default 2M */
 	enum action actions[CHK_COUNT];
 
 	/* ours, with defaults; see docs/CONFIG.md */
@@ -467,8 +467,7 @@ struct json_tok {
  * (not exactly one value) / -E2BIG (over max tokens or too deep). */
 int json_parse(const char *s, size_t n, struct json_tok *t, unsigned max);
 /* json_get - the value token of key in object obj, or -1. */
-int json_get(const char *s, const struct json_tok *t, int obj,
-             const char *key);
+int json_get(const char *s, const struct json_tok *t, int obj, const char *key);
 /* json_str - string token i unescaped (UTF-8) into out; false if not a
  * string or truncated.  json_num - number token i. */
 bool json_str(const char *s, const struct json_tok *t, int i, char *out,
@@ -505,9 +504,9 @@ struct scan_reply {
 };
 /* What rspamd is told about the transaction (request headers). */
 struct scan_meta {
-	const char *client;   /* "203.0.113.9" */
-	const char *helo;     /* "" if none */
-	const char *from;     /* "a@b.example", "" for <> */
+	const char *client; /* "203.0.113.9" */
+	const char *helo;   /* "" if none */
+	const char *from;   /* "a@b.example", "" for <> */
 	const char *const *rcpt;
 	unsigned n_rcpt;
 	const char *ptr;      /* forward-confirmed PTR, "" if none */
@@ -529,8 +528,7 @@ int scan_spamd_parse(const char *p, size_t n, bool eof, struct scan_reply *r);
  * from the client are cut at control characters. */
 void scan_rspamd_request(struct buf *b, const struct scan_meta *m,
                          uint64_t len);
-int scan_rspamd_parse(const char *p, size_t n, bool eof,
-                      struct scan_reply *r);
+int scan_rspamd_parse(const char *p, size_t n, bool eof, struct scan_reply *r);
 
 /* ----------------------------------------------------------- hdrfilter.c */
 

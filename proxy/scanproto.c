@@ -408,8 +408,8 @@ scan_spamd_parse(const char *p, size_t n, bool eof, struct scan_reply *r)
 			return scan_fault(r, "spamd: bad Spam header");
 		*semi = '\0';
 		*slash = '\0';
-		while (semi > w && semi[-1] == ' ')
-			*--semi = '\0';
+		for (end = semi; end > w && end[-1] == ' ';)
+			*--end = '\0';
 		if (util_strcaseeq(w, "True") || util_strcaseeq(w, "Yes"))
 			r->verdict = SCAN_SPAM;
 		else if (util_strcaseeq(w, "False") || util_strcaseeq(w, "No"))
@@ -704,8 +704,9 @@ scan_rspamd_parse(const char *p, size_t n, bool eof, struct scan_reply *r)
 		           scan_hdr_value(a, l, "Content-Encoding", val,
 		                          sizeof(val))) {
 			if (!util_strcaseeq(val, "identity"))
-				return scan_fault(r, "rspamd: encoded answer "
-				                     "(%s)",
+				return scan_fault(r,
+				                  "rspamd: encoded answer "
+				                  "(%s)",
 				                  val);
 		}
 	}
