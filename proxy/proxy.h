@@ -530,6 +530,31 @@ void scan_rspamd_request(struct buf *b, const struct scan_meta *m,
                          uint64_t len);
 int scan_rspamd_parse(const char *p, size_t n, bool eof, struct scan_reply *r);
 
+/* ------------------------------------------------------------- scanner.c */
+
+/*
+ * Non-blocking clients of the scanners: one connection per message per
+ * scanner on the loop.  done() is called once (never from inside these
+ * calls) unless the job was cancelled; the job frees itself afterwards.
+ */
+struct scan_job;
+typedef void (*scan_done_fn)(void *arg, const struct scan_reply *r);
+/* scan_open - connect to srv now; timeout_ms for the connect, and for
+ * the answer after scan_end(). */
+struct scan_job *scan_open(uv_loop_t *loop, const struct scan_server *srv,
+                           unsigned timeout_ms, scan_done_fn done, void *arg);
+/* scan_body - clamd: message bytes, copied and streamed in chunks. */
+void scan_body(struct scan_job *j, const char *p, size_t n);
+/* scan_end - the message is complete.  spamd/rspamd: req is the whole
+ * request (scan_spamd_request/scan_rspamd_request + message), taken
+ * over (*req is emptied); clamd: NULL. */
+void scan_end(struct scan_job *j, struct buf *req);
+/* scan_truncated - clamd got only the first part (its StreamMaxLength). */
+bool scan_truncated(const struct scan_job *j);
+void scan_cancel(struct scan_job *j);
+/* scan_health_json - {"NAME": {"status": "up", "scans": ...}, ...}. */
+void scan_health_json(struct buf *b);
+
 /* ----------------------------------------------------------- hdrfilter.c */
 
 /*
