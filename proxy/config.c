@@ -27,6 +27,8 @@
  * max_backend_connections, max_recipients, helo_resolve, sender_mx,
  * sender_mx_private,
  * spf_softfail, spf_neutral, spf_permerror, dynamic_patterns, tld_list.
+ * The scanner keys (scanner, scanner_timeout, scanner_fail,
+ * scanner_max_size) are SPEC.md's; `scanner` is parsed by scanproto.c.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -75,6 +77,7 @@ static const char *const transparent_names[] = {"off", "redirect", "tproxy",
 static const char *const rcpt_verify_names[] = {"list", "backend", "both",
                                                 NULL};
 static const char *const sender_mx_names[] = {"mx", "mx-or-a", NULL};
+static const char *const scanner_fail_names[] = {"tempfail", "accept", NULL};
 static const char *const action_names[] = {"off", "log", "tempfail", "reject",
                                            NULL};
 static const char *const check_names[CHK_COUNT] = {
@@ -153,6 +156,13 @@ static const struct config_key config_keys[] = {
 	{.key = "tls_cert", .type = CT_PATH, .off = OFF(tls_cert)},
 	{.key = "tls_key", .type = CT_PATH, .off = OFF(tls_key)},
 	{.key = "scanner", .type = CT_SCANNER, .off = OFF(scanner)},
+	{.key = "scanner_timeout", .type = CT_MS, .def = "30s",
+	 .off = OFF(scanner_timeout_ms), .min = 100, .max = SEC(3600)},
+	{.key = "scanner_fail", .type = CT_ENUM, .def = "tempfail",
+	 .off = OFF(scanner_fail), .names = scanner_fail_names},
+	{.key = "scanner_max_size", .type = CT_SIZE, .def = "2M",
+	 .off = OFF(scanner_max_size), .min = 0,
+	 .max = (uint64_t)1 << 40},
 	ACTION_KEY("dnsbl", CHK_DNSBL),
 	ACTION_KEY("rdns", CHK_RDNS),
 	ACTION_KEY("dynamic", CHK_DYNAMIC),
@@ -739,28 +749,34 @@ config_set(struct config *c, const struct config_key *k, char *value,
 		}
 		return 0;
 
-	case CT_SCANNER: {
-		struct sockaddr_storage ss;
-		const char *colon = strchr(value, ':');
-		size_t plen = colon ? (size_t)(colon - value) : 0;
+	case CT_SCANNER:
+		n = config_words(value, words, CONFIG_MAX_SCANNERS);
+		if (n < 0)
+			return config_err(ctx, "too many scanners (at most %d)",
+			                  CONFIG_MAX_SCANNERS);
+		for (i = 0; i < n; i++)
+			if (scan_server_parse(words[i], &c->scanners[i]) != 0)
+				return config_err(ctx,
+				                  "bad scanner \"%s\" (want "
+				                  "clamd:HOST:PORT, spamd:HOST:"
+				                  "PORT or rspamd:HOST:PORT)",
+				                  util_shown(words[i], shown,
+				                             sizeof(shown)));
+		c->n_scanners = n;
+		config_set_str((char **)field, NULL);
+		if (n > 0) {
+			/* config_words cut value into words: join them. */
+			struct buf b = {0};
 
-		if (*value == '\0') {
-			config_set_str((char **)field, NULL);
-			return 0;
+			for (i = 0; i < n; i++) {
+				if (i > 0)
+					buf_append(&b, " ", 1);
+				buf_append(&b, words[i], strlen(words[i]));
+			}
+			buf_append(&b, "", 1);
+			*(char **)field = b.data; /* takes ownership */
 		}
-		if (colon == NULL ||
-		    !((plen == 5 && !strncmp(value, "clamd", 5)) ||
-		      (plen == 5 && !strncmp(value, "spamd", 5)) ||
-		      (plen == 6 && !strncmp(value, "rspamd", 6))) ||
-		    sockaddr_parse(&ss, colon + 1, -1) != 0)
-			return config_err(ctx,
-			                  "bad scanner \"%s\" (want "
-			                  "clamd:HOST:PORT, spamd:HOST:"
-			                  "PORT or rspamd:HOST:PORT)",
-			                  shown);
-		config_set_str((char **)field, value);
 		return 0;
-	}
 	}
 	return config_err(ctx, "internal error: key %s", k->key);
 }

@@ -118,6 +118,7 @@ enum transparent_mode {
 };
 enum rcpt_verify { RCPT_VERIFY_LIST, RCPT_VERIFY_BACKEND, RCPT_VERIFY_BOTH };
 enum sender_mx_mode { SENDER_MX_MX, SENDER_MX_OR_A };
+enum scanner_fail { SCANNER_FAIL_TEMPFAIL, SCANNER_FAIL_ACCEPT };
 
 /* The checks that have an action_* key, in SPEC.md order. */
 enum chk_id {
@@ -151,6 +152,15 @@ struct strlist {
 };
 
 #define CONFIG_MAX_LISTEN 8
+#define CONFIG_MAX_SCANNERS 4
+
+/* A content scanner on the network (key `scanner`, scanproto.c). */
+enum scan_kind { SCAN_CLAMD, SCAN_SPAMD, SCAN_RSPAMD };
+struct scan_server {
+	enum scan_kind kind;
+	struct sockaddr_storage addr;
+	char name[64]; /* "clamd:192.168.1.20:3310", as configured */
+};
 #define CONFIG_MAX_LOCAL_ADDR 16
 
 /*
@@ -194,7 +204,12 @@ struct config {
 	uint64_t message_size_limit;      /* bytes; 0 = none */
 	char *tls_cert;
 	char *tls_key;
-	char *scanner;
+	char *scanner; /* the value as written; NULL: none */
+	struct scan_server scanners[CONFIG_MAX_SCANNERS];
+	int n_scanners;
+	unsigned scanner_timeout_ms;    /* connect to answer, default 30s */
+	enum scanner_fail scanner_fail; /* what a scanner fault means */
+	uint64_t scanner_max_size; /* larger: no spamd/rspamd, default 2M */
 	enum action actions[CHK_COUNT];
 
 	/* ours, with defaults; see docs/CONFIG.md */
@@ -430,6 +445,120 @@ void smtp_tls_started(struct smtp *e);
  * limit is exceeded the body hook gets no more bytes (too_big is set).
  * Command lines may end in a bare LF; only DATA is strict about CRLF. */
 void smtp_refuse(struct smtp *e, const char *reply);
+
+/* ---------------------------------------------------------------- json.c */
+
+/*
+ * A small, strict, bounded JSON reader (RFC 8259) for scanner answers:
+ * tokens in the caller's array, pointing into the caller's text.
+ */
+enum json_type {
+	JSON_OBJ,
+	JSON_ARR,
+	JSON_STR,
+	JSON_NUM,
+	JSON_TRUE,
+	JSON_FALSE,
+	JSON_NULL
+};
+#define JSON_MAX_DEPTH 16
+struct json_tok {
+	enum json_type type;
+	uint32_t start, end; /* text span; strings: inside the quotes */
+	uint32_t n;          /* object: members; array: elements */
+	uint32_t next;       /* the first token after this value */
+};
+/* json_parse - the number of tokens (t[0]: the document), or -EINVAL
+ * (not exactly one value) / -E2BIG (over max tokens or too deep). */
+int json_parse(const char *s, size_t n, struct json_tok *t, unsigned max);
+/* json_get - the value token of key in object obj, or -1. */
+int json_get(const char *s, const struct json_tok *t, int obj, const char *key);
+/* json_str - string token i unescaped (UTF-8) into out; false if not a
+ * string or truncated.  json_num - number token i. */
+bool json_str(const char *s, const struct json_tok *t, int i, char *out,
+              size_t outlen);
+bool json_num(const char *s, const struct json_tok *t, int i, double *v);
+
+/* ----------------------------------------------------------- scanproto.c */
+
+/*
+ * The scanner protocols, pure: request encoders and reply parsers for
+ * clamd (INSTREAM), spamd (SPAMC/1.5 SYMBOLS) and rspamd (HTTP /checkv2).
+ * A parser gets all the reply read so far (eof: the scanner closed) and
+ * returns 0 (need more) or 1 (done, *r filled).  A reply that is
+ * malformed, longer than SCAN_REPLY_MAX or cut short is SCAN_FAULT.
+ */
+enum scan_verdict {
+	SCAN_CLEAN,  /* OK / not spam / rspamd "no action" */
+	SCAN_VIRUS,  /* clamd: what = the signature name */
+	SCAN_SPAM,   /* spamd spam, rspamd "reject": refuse */
+	SCAN_SOFT,   /* rspamd "soft reject" / "greylist": 451 */
+	SCAN_HEADER, /* rspamd "add header" / "rewrite subject": deliver */
+	SCAN_LIMIT,  /* clamd: INSTREAM size limit exceeded */
+	SCAN_FAULT,  /* an error reply, malformed, or a transport failure */
+};
+#define SCAN_REPLY_MAX (256 * 1024)
+#define SCAN_CLAMD_CHUNK (64 * 1024) /* largest INSTREAM chunk we send */
+struct scan_reply {
+	enum scan_verdict verdict;
+	char what[128]; /* virus name, rspamd action, what went wrong */
+	bool has_score;
+	double score, required;
+	char symbols[256];  /* "GTUBE,MISSING_DATE": the rules that hit */
+	char headers[1024]; /* header lines (CRLF each) rspamd wants added */
+};
+/* What rspamd is told about the transaction (request headers). */
+struct scan_meta {
+	const char *client; /* "203.0.113.9" */
+	const char *helo;   /* "" if none */
+	const char *from;   /* "a@b.example", "" for <> */
+	const char *const *rcpt;
+	unsigned n_rcpt;
+	const char *ptr;      /* forward-confirmed PTR, "" if none */
+	const char *queue_id; /* the session id */
+};
+const char *scan_kind_name(enum scan_kind k); /* "clamd" */
+/* scan_server_parse - "clamd:IP:PORT" / "spamd:[v6]:PORT"; 0 or -EINVAL */
+int scan_server_parse(const char *text, struct scan_server *out);
+/* scan_clamd_command - "zINSTREAM" and its NUL (SCAN_CLAMD_COMMAND_LEN). */
+extern const char scan_clamd_command[];
+#define SCAN_CLAMD_COMMAND_LEN 10
+/* scan_clamd_chunk - the 4-byte big-endian length before a chunk; 0 ends. */
+void scan_clamd_chunk(unsigned char hdr[4], uint32_t len);
+int scan_clamd_parse(const char *p, size_t n, bool eof, struct scan_reply *r);
+/* scan_spamd_request - the request head for a len-byte message. */
+void scan_spamd_request(struct buf *b, uint64_t len);
+int scan_spamd_parse(const char *p, size_t n, bool eof, struct scan_reply *r);
+/* scan_rspamd_request - the HTTP head for a len-byte message; values
+ * from the client are cut at control characters. */
+void scan_rspamd_request(struct buf *b, const struct scan_meta *m,
+                         uint64_t len);
+int scan_rspamd_parse(const char *p, size_t n, bool eof, struct scan_reply *r);
+
+/* ------------------------------------------------------------- scanner.c */
+
+/*
+ * Non-blocking clients of the scanners: one connection per message per
+ * scanner on the loop.  done() is called once (never from inside these
+ * calls) unless the job was cancelled; the job frees itself afterwards.
+ */
+struct scan_job;
+typedef void (*scan_done_fn)(void *arg, const struct scan_reply *r);
+/* scan_open - connect to srv now; timeout_ms for the connect, and for
+ * the answer after scan_end(). */
+struct scan_job *scan_open(uv_loop_t *loop, const struct scan_server *srv,
+                           unsigned timeout_ms, scan_done_fn done, void *arg);
+/* scan_body - clamd: message bytes, copied and streamed in chunks. */
+void scan_body(struct scan_job *j, const char *p, size_t n);
+/* scan_end - the message is complete.  spamd/rspamd: req is the whole
+ * request (scan_spamd_request/scan_rspamd_request + message), taken
+ * over (*req is emptied); clamd: NULL. */
+void scan_end(struct scan_job *j, struct buf *req);
+/* scan_truncated - clamd got only the first part (its StreamMaxLength). */
+bool scan_truncated(const struct scan_job *j);
+void scan_cancel(struct scan_job *j);
+/* scan_health_json - {"NAME": {"status": "up", "scans": ...}, ...}. */
+void scan_health_json(struct buf *b);
 
 /* ----------------------------------------------------------- hdrfilter.c */
 
