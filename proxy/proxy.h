@@ -114,6 +114,8 @@ enum transparent_mode {
 };
 enum rcpt_verify { RCPT_VERIFY_LIST, RCPT_VERIFY_BACKEND, RCPT_VERIFY_BOTH };
 enum sender_mx_mode { SENDER_MX_MX, SENDER_MX_OR_A };
+enum backscatter_scope { BS_SCOPE_ALL, BS_SCOPE_NULL_SENDER };
+enum dsn_reference { DSN_REF_DOMAIN, DSN_REF_SENT };
 
 /* The checks that have an action_* key, in SPEC.md order. */
 enum chk_id {
@@ -180,6 +182,13 @@ struct config {
 	unsigned greylist_lifetime_s;
 	unsigned greylist_auto_allow;
 	unsigned backscatter_block_s;
+	enum backscatter_scope backscatter_scope;
+	unsigned backscatter_threshold;   /* refused DSNs before a block */
+	struct strlist dsn_msgid_domains; /* lower case */
+	enum dsn_reference dsn_reference; /* domain | sent */
+	struct sockaddr_storage outbound_listen; /* ss_family 0: none */
+	struct list *outbound_clients; /* who may use outbound_listen */
+	struct sockaddr_storage outbound_relay; /* ss_family 0: none */
 	char *state_dir;
 	unsigned state_flush_s;
 	char *control_socket;
@@ -625,6 +634,45 @@ int helo_judge(const struct config *cfg, const struct ipaddr *client,
 /* dnsbl_stats_json - zone health for `mailmoatctl stats` ("dnsbl": {...}),
  * registered with stats_add_section() by the check's init. */
 void dnsbl_stats_json(struct buf *b);
+
+/* ----------------------------------------------------------------- dsn.c */
+
+/*
+ * The DSN scanner: pure and streaming, bounded memory (one allocation of
+ * about 17 KiB) and constant work per byte whatever the size or nesting.
+ * Fed the unstuffed message in any pieces; at the end it says what kind of
+ * notification it is and whether it refers to a message of ours - a
+ * Message-ID for which match() says yes (see dsn.c for where it looks).
+ */
+enum dsn_kind {
+	DSN_KIND_OTHER,     /* null sender, nothing more recognised */
+	DSN_KIND_REPORT,    /* RFC 3464 multipart/report delivery-status */
+	DSN_KIND_MDN,       /* RFC 8098 disposition-notification */
+	DSN_KIND_AUTOREPLY, /* RFC 3834 Auto-Submitted, vacation markers */
+	DSN_KIND_LEGACY,    /* plain-text bounce (mailer-daemon, subject) */
+};
+/* dsn_match_fn - is this Message-ID (no angle brackets) ours? */
+typedef bool (*dsn_match_fn)(void *arg, const char *id, size_t len);
+struct dsn_result {
+	enum dsn_kind kind;
+	bool referenced; /* a reference to a message of ours was found */
+	bool capped;     /* nesting beyond the caps was skipped */
+	unsigned ids;    /* Message-ID candidates seen */
+	uint64_t bytes;  /* fed */
+	char ref[256];   /* the id that matched */
+	char first[256]; /* the first id seen ("" if none) */
+};
+struct dsn_scan;
+struct dsn_scan *dsn_scan_new(dsn_match_fn match, void *arg);
+void dsn_scan_feed(struct dsn_scan *d, const char *p, size_t n);
+void dsn_scan_end(struct dsn_scan *d, struct dsn_result *out);
+void dsn_scan_free(struct dsn_scan *d);
+const char *dsn_kind_name(enum dsn_kind k);
+/* dsn_domain_under - dom[0..n) is name or a subdomain of it (any case). */
+bool dsn_domain_under(const char *dom, size_t n, const char *name);
+/* dsn_id_ours - the id's domain is hostname, one of local_domains or
+ * dsn_msgid_domains, or a subdomain of one. */
+bool dsn_id_ours(const struct config *cfg, const char *id, size_t n);
 
 /* ------------------------------------------------------------- verdict.c */
 
