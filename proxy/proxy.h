@@ -674,6 +674,32 @@ bool dsn_domain_under(const char *dom, size_t n, const char *name);
  * dsn_msgid_domains, or a subdomain of one. */
 bool dsn_id_ours(const struct config *cfg, const char *id, size_t n);
 
+/* --------------------------------------------------------- backscatter.c */
+
+/*
+ * Hosts that sent us backscatter (DSNs for mail we never sent): a count
+ * per client IP and per PTR domain, and a block of backscatter_block once
+ * backscatter_threshold DSNs were refused.  Wall-clock seconds.
+ */
+int bs_init(const struct config *cfg);
+/* bs_refused - count a refused DSN of ip / ptr ("" if none); true if the
+ * client is blocked now. */
+bool bs_refused(const struct config *cfg, const struct ipaddr *ip,
+                const char *ptr);
+/* bs_lookup - blocked by IP or PTR domain?  key: what matched. */
+bool bs_lookup(const struct ipaddr *ip, const char *ptr, char *key,
+               size_t keylen, uint64_t *until);
+bool bs_has_domains(void); /* any PTR-domain entry at all */
+/* bs_list_text - one line per entry, blocks first, at most max lines. */
+void bs_list_text(struct buf *out, size_t max);
+int bs_del(const char *key); /* an IP address or a domain: 0 or -ENOENT */
+size_t bs_blocked_count(void);
+void bs_ptr_domain(const char *ptr, char *out, size_t outlen);
+void bs_format_time(uint64_t t, char *out, size_t outlen);
+uint64_t bs_now(void);
+void bs_set_clock(uint64_t (*fn)(void)); /* tests: NULL = time() */
+void bs_free(void);
+
 /* ------------------------------------------------------------- verdict.c */
 
 enum chk_status {
