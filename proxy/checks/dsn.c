@@ -49,6 +49,7 @@ struct dsn_slot {
 };
 #define DSN_SLOTS 256
 static struct dsn_slot *dsn_slots[DSN_SLOTS];
+static uint64_t dsn_scanned, dsn_refused; /* stats "dsn" */
 
 /* dsn_sent_lookup - dsn_reference = sent: is this id recorded?  NULL:
  * nothing recorded (outbound learning not running): no id counts. */
@@ -183,6 +184,7 @@ dsn_data(struct session *s)
 	}
 	dsn_scan_end(e->scan, &r);
 	dsn_drop(s);
+	dsn_scanned++;
 	if (r.referenced) {
 		chk_set(s, CHK_DSN, CHK_PASS, NULL, "", "kind=%s ref=<%.90s>",
 		        dsn_kind_name(r.kind), r.ref);
@@ -192,6 +194,7 @@ dsn_data(struct session *s)
 		        "refer to a message sent from here",
 		        "kind=%s ids=%u%s first=<%.60s>", dsn_kind_name(r.kind),
 		        r.ids, r.capped ? " capped" : "", r.first);
+		dsn_refused++;
 		if (act == ACT_REJECT || act == ACT_TEMPFAIL)
 			bs_refused(cfg, &s->client, s->ptr);
 	}
@@ -245,11 +248,26 @@ dsn_stats_json(struct buf *b)
 	buf_append(b, n, strlen(n));
 }
 
+/* dsn_counts_json - "dsn": {"scanned": N, "unreferenced": N}: DSNs the
+ * scanner read, and those without a reference (refused or, with
+ * action_dsn = log, logged). */
+static void
+dsn_counts_json(struct buf *b)
+{
+	char n[96];
+
+	snprintf(n, sizeof(n), "{\"scanned\": %llu, \"unreferenced\": %llu}",
+	         (unsigned long long)dsn_scanned,
+	         (unsigned long long)dsn_refused);
+	buf_append(b, n, strlen(n));
+}
+
 /* dsn_init - the backscatter table (kept across reloads). */
 static int
 dsn_init(const struct config *cfg, char *err, size_t errlen)
 {
 	stats_add_section("backscatter_blocks", dsn_stats_json);
+	stats_add_section("dsn", dsn_counts_json);
 	if (bs_init(cfg) < 0) {
 		snprintf(err, errlen, "backscatter: cannot open its table");
 		return -1;
