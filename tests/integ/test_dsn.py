@@ -14,7 +14,10 @@
 """
 import base64
 import os
+import re
+import shutil
 import smtplib
+import subprocess
 import time
 import unittest
 
@@ -335,6 +338,130 @@ class NullSenderScope(DsnBase):
         self.assertEqual(r.code, 554, r)
         self.assertStartsWith(r, "554 5.7.1 Blocked for sending backscatter")
         self.assertIn("until", r.text)
+
+
+class PostfixPeer:
+    """PostfixPeer - Debian's Postfix as a second instance with its own
+    config and queue dirs (postfix -c DIR), playing the far MTA: it takes
+    mail for far.test and cannot deliver it (error transport), so it
+    bounces it to the sender; mail for ours.test goes to mailmoat from
+    bind address src."""
+
+    def __init__(self, mm_port, src):
+        self.tmp = mm.mkdtemp("postfix-")
+        os.chmod(self.tmp, 0o755)     # the postfix user walks into it
+        self.conf = os.path.join(self.tmp, "conf")
+        self.port = mm.free_port()
+        os.makedirs(self.conf)
+        q = os.path.join(self.tmp, "queue")
+        d = os.path.join(self.tmp, "data")
+        os.makedirs(q)
+        os.makedirs(d)
+        shutil.chown(d, "postfix")
+        main = {
+            "compatibility_level": "3.6",
+            "queue_directory": q, "data_directory": d,
+            "myhostname": "mta.far.test", "mydomain": "far.test",
+            "myorigin": "far.test", "mydestination": "",
+            "inet_interfaces": "127.0.0.1", "inet_protocols": "ipv4",
+            "mynetworks": "127.0.0.0/8", "relay_domains": "far.test",
+            "transport_maps": "inline:{ {far.test=error:5.1.1 mailbox "
+                              "unavailable}, ours.test=smtp:[127.0.0.1]:%d }"
+                              % mm_port,
+            "smtp_bind_address": src, "smtp_helo_name": "mta.far.test",
+            "maillog_file": os.path.join(self.tmp, "maillog"),
+            "maillog_file_prefixes": self.tmp,
+            "alias_maps": "", "alias_database": "",
+            "local_recipient_maps": "",
+            "smtpd_relay_restrictions": "permit_mynetworks, reject",
+            "smtp_tls_security_level": "none",
+            "smtpd_tls_security_level": "none",
+            "notify_classes": "", "delay_warning_time": "0",
+            "smtpd_reject_unlisted_recipient": "no",
+        }
+        with open(os.path.join(self.conf, "main.cf"), "w") as f:
+            for k, v in main.items():
+                f.write("%s = %s\n" % (k, v))
+        with open("/etc/postfix/master.cf") as f:
+            master = f.read()
+        master = re.sub(r"(?m)^smtp +inet .*$", "127.0.0.1:%d inet n - n - "
+                        "- smtpd" % self.port, master)
+        master = re.sub(r"(?m)^(submission|smtps) +inet .*$", "", master)
+        if not re.search(r"(?m)^postlog ", master):
+            master += "postlog unix-dgram n - n - 1 postlogd\n"
+        with open(os.path.join(self.conf, "master.cf"), "w") as f:
+            f.write(master)
+
+    def postfix(self, *args):
+        return subprocess.run(["postfix", "-c", self.conf] + list(args),
+                              capture_output=True, text=True,
+                              timeout=mm.GUARD)
+
+    def start(self):
+        p = self.postfix("start")
+        if p.returncode != 0:
+            raise mm.HarnessError("postfix start: %s %s" % (p.stdout,
+                                                            p.stderr))
+        mm.wait_listen(self.port)
+        return self
+
+    def stop(self):
+        self.postfix("stop")
+        mm.wait_for(lambda: self.postfix("status").returncode != 0,
+                    "postfix to stop")
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def log(self):
+        try:
+            with open(os.path.join(self.tmp, "maillog")) as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def send(self, sender, rcpt, msgid):
+        s = smtplib.SMTP("127.0.0.1", self.port, timeout=mm.GUARD)
+        s.sendmail(sender, [rcpt], (
+            "From: %s\r\nTo: %s\r\nSubject: hello far\r\n"
+            "Message-ID: %s\r\n\r\nhello\r\n" % (sender, rcpt, msgid)))
+        s.quit()
+
+
+@unittest.skipUnless(shutil.which("postfix") and os.geteuid() == 0,
+                     "needs Debian's postfix and root")
+class RealPostfix(DsnBase):
+    """A real MTA bounces through mailmoat: the bounce of our mail is
+    accepted, the bounce of a forged-sender mail refused (and the MTA
+    blocked)."""
+
+    def test_postfix_bounces(self):
+        src = "127.12.9.1"
+        peer = PostfixPeer(self.daemon.port, src).start()
+        self.addCleanup(peer.stop)
+        ours = "<pf.%d@ours.test>" % os.getpid()
+        peer.send("alice@ours.test", "nobody@far.test", ours)
+        mm.wait_for(lambda: self.backend.messages(),
+                    "the bounce of our mail to be delivered: " + peer.log())
+        got = self.assertDelivered(1)
+        self.assertIn(got[0][0]["mail_from"], ("", "<>"))
+        self.assertIn(ours.encode(), got[0][1])
+        self.assertIn(b"delivery-status", got[0][1])
+        d = self.daemon.decisions(client=src)
+        self.assertFalse([x for x in d if x.get("reason") == "dsn"], d)
+        # a forged sender of ours, Message-ID elsewhere: its bounce is
+        # backscatter
+        self.backend.clear()
+        peer.send("alice@ours.test", "nobody@far.test",
+                  "<forged.%d@spam.example>" % os.getpid())
+        mm.wait_for(lambda: [x for x in self.daemon.decisions(client=src)
+                             if x.get("reason") == "dsn"],
+                    "the refusal of the forged bounce: " + peer.log())
+        d = [x for x in self.daemon.decisions(client=src)
+             if x.get("reason") == "dsn"]
+        self.assertEqual(d[-1]["action"], "reject")
+        self.assertEqual(self.backend.messages(), [])
+        self.assertRegex(self.daemon.ctl("backscatter", "list").stdout,
+                         r"(?m)^127\.12\.9\.1 blocked until ")
+        self.assertBlocked(src)
 
 
 if __name__ == "__main__":
