@@ -700,6 +700,27 @@ uint64_t bs_now(void);
 void bs_set_clock(uint64_t (*fn)(void)); /* tests: NULL = time() */
 void bs_free(void);
 
+/* -------------------------------------------------------------- msgids.c */
+
+/*
+ * The Message-IDs the box saw leave through outbound_listen: a compact
+ * hashed set (16 B per id) for dsn_reference = sent, and a streaming
+ * reader of an outgoing message's Message-ID field.
+ */
+void msgids_add(const char *id, size_t n, uint64_t expires); /* wall s */
+bool msgids_has(const char *id, size_t n);
+size_t msgids_count(void);
+void msgids_free(void);
+struct msgids_tap {
+	bool done, found, in_field, over;
+	size_t llen, len;
+	char line[1000];
+	char id[1000];
+};
+void msgids_tap_init(struct msgids_tap *t);
+void msgids_tap_feed(struct msgids_tap *t, const char *p, size_t n);
+bool msgids_tap_id(const struct msgids_tap *t, char *out, size_t outlen);
+
 /* ------------------------------------------------------------- verdict.c */
 
 enum chk_status {
