@@ -98,6 +98,7 @@ def b64_bounce(ref):
 class DsnBase(MMTest):
     conf = dict(OURS)
     daemon_kw = {"recipients": "@ours.test\n"}
+    probe_src = "127.12.0.1"
 
     @classmethod
     def setUpClass(cls):
@@ -107,7 +108,7 @@ class DsnBase(MMTest):
         # stays 0 after a DSN, and then these tests cannot run.
         if cls.conf.get("action_dsn", "off") == "off":
             return
-        c = mm.Client(cls.daemon.port, src="127.12.0.1")
+        c = mm.Client(cls.daemon.port, src=cls.probe_src)
         try:
             c.banner()
             c.cmd("EHLO probe.far.example")
@@ -119,7 +120,7 @@ class DsnBase(MMTest):
         finally:
             c.close()
         scanned = cls.daemon.stats().get("dsn", {}).get("scanned", 0)
-        cls.daemon.ctl("backscatter", "del", "127.12.0.1", check=False)
+        cls.daemon.ctl("backscatter", "del", cls.probe_src, check=False)
         if scanned == 0:
             cls.tearDownClass()
             raise unittest.SkipTest("this build does not tap the body "
@@ -338,6 +339,54 @@ class NullSenderScope(DsnBase):
         self.assertEqual(r.code, 554, r)
         self.assertStartsWith(r, "554 5.7.1 Blocked for sending backscatter")
         self.assertIn("until", r.text)
+
+
+try:
+    from dnsserver import DnsServer
+except ImportError:
+    DnsServer = None
+
+PTR_ZONES = {
+    "bounce.test": ["mx A 127.12.10.1", "mx A 127.12.10.2",
+                    "probe A 127.12.10.9"],
+    "10.12.127.in-addr.arpa": ["1 PTR mx.bounce.test.",
+                               "2 PTR mx.bounce.test.",
+                               "9 PTR probe.bounce.test."],
+}
+
+
+@unittest.skipIf(DnsServer is None, "tests/lib/dnsserver.py missing")
+class PtrDomain(DsnBase):
+    """The block covers the client's forward-confirmed PTR domain too: a
+    second address with the same PTR is refused at connect."""
+    probe_src = "127.12.10.9"
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dns = DnsServer(PTR_ZONES).start()
+        cls.conf = dict(OURS, action_rdns="reject", dns_servers=cls.dns.addr,
+                        dns_timeout="3s")
+        try:
+            super().setUpClass()
+        except Exception:
+            cls.dns.stop()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        super().tearDownClass()
+        cls.dns.stop()
+
+    def test_same_ptr_other_ip_blocked(self):
+        for key in ("probe.bounce.test", "bounce.test"):    # the probe's
+            self.daemon.ctl("backscatter", "del", key, check=False)
+        self.assertOpen("127.12.10.2")
+        r = self.send("127.12.10.1", auto_reply("<a@far.example>"))
+        self.assertReply(r, 550, REFUSED)
+        self.assertBlocked("127.12.10.1")
+        self.assertBlocked("127.12.10.2", key="bounce.test")
+        self.assertRegex(self.daemon.ctl("backscatter", "list").stdout,
+                         r"(?m)^(mx\.)?bounce\.test blocked until ")
 
 
 class PostfixPeer:
