@@ -29,6 +29,9 @@
  * spf_softfail, spf_neutral, spf_permerror, dynamic_patterns, tld_list.
  * The scanner keys (scanner, scanner_timeout, scanner_fail,
  * scanner_max_size) are SPEC.md's; `scanner` is parsed by scanproto.c.
+ * The DSN keys (SPEC.md 3, checks/dsn.c): backscatter_scope,
+ * backscatter_threshold, dsn_msgid_domains, dsn_reference, outbound_listen,
+ * outbound_clients, outbound_relay.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -60,6 +63,8 @@ enum config_type {
 	CT_DNS,      /* dns_servers -> c-ares csv */
 	CT_DNSBL,    /* dnsbl zones with optional return codes */
 	CT_SCANNER,  /* clamd|spamd|rspamd:host:port */
+	CT_SOCKOPT,  /* one socket address or "": ss_family 0 */
+	CT_IPLIST,   /* IP addresses and CIDR nets into a struct list */
 };
 
 struct config_key {
@@ -78,6 +83,8 @@ static const char *const rcpt_verify_names[] = {"list", "backend", "both",
                                                 NULL};
 static const char *const sender_mx_names[] = {"mx", "mx-or-a", NULL};
 static const char *const scanner_fail_names[] = {"tempfail", "accept", NULL};
+static const char *const bs_scope_names[] = {"all", "null-sender", NULL};
+static const char *const dsn_ref_names[] = {"domain", "sent", NULL};
 static const char *const action_names[] = {"off", "log", "tempfail", "reject",
                                            NULL};
 static const char *const check_names[CHK_COUNT] = {
@@ -140,6 +147,20 @@ static const struct config_key config_keys[] = {
 	 .off = OFF(greylist_auto_allow), .min = 0, .max = 1000000},
 	{.key = "backscatter_block", .type = CT_SEC, .def = "4d",
 	 .off = OFF(backscatter_block_s), .min = 0, .max = 365 * DAY},
+	{.key = "backscatter_scope", .type = CT_ENUM, .def = "all",
+	 .off = OFF(backscatter_scope), .names = bs_scope_names},
+	{.key = "backscatter_threshold", .type = CT_UINT, .def = "1",
+	 .off = OFF(backscatter_threshold), .min = 1, .max = 1000000},
+	{.key = "dsn_msgid_domains", .type = CT_DOMAINS, .def = "",
+	 .off = OFF(dsn_msgid_domains)},
+	{.key = "dsn_reference", .type = CT_ENUM, .def = "domain",
+	 .off = OFF(dsn_reference), .names = dsn_ref_names},
+	{.key = "outbound_listen", .type = CT_SOCKOPT, .def = "",
+	 .off = OFF(outbound_listen)},
+	{.key = "outbound_clients", .type = CT_IPLIST, .def = "192.168.1.10",
+	 .off = OFF(outbound_clients)},
+	{.key = "outbound_relay", .type = CT_SOCKOPT, .def = "",
+	 .off = OFF(outbound_relay)},
 	{.key = "state_dir", .type = CT_PATH, .def = "/data/mailmoat",
 	 .off = OFF(state_dir)},
 	{.key = "state_flush", .type = CT_SEC, .def = "5m",
@@ -647,6 +668,54 @@ config_set(struct config *c, const struct config_key *k, char *value,
 			                  shown, k->key);
 		return 0;
 
+	case CT_SOCKOPT:
+		memset(field, 0, sizeof(struct sockaddr_storage));
+		if (*value == '\0')
+			return 0;
+		if (strpbrk(value, " \t") != NULL ||
+		    sockaddr_parse((struct sockaddr_storage *)field, value,
+		                   25) != 0)
+			return config_err(ctx, "bad address \"%s\" for %s",
+			                  shown, k->key);
+		return 0;
+
+	case CT_IPLIST: {
+		struct list **lp = (struct list **)field;
+		struct ipaddr ip;
+		char *slash;
+
+		list_free(*lp);
+		*lp = list_new();
+		n = config_words(value, words, ARRAY_LEN(words));
+		if (n < 0)
+			return config_err(ctx,
+			                  "too many addresses for %s (at "
+			                  "most %zu)",
+			                  k->key, ARRAY_LEN(words));
+		for (i = 0; i < n; i++) {
+			slash = strchr(words[i], '/');
+			if (slash != NULL)
+				*slash = '\0';
+			if (ipaddr_parse(&ip, words[i]) != 0)
+				return config_err(ctx,
+				                  "bad IP address \"%s\" "
+				                  "for %s",
+				                  util_shown(words[i], shown,
+				                             sizeof(shown)),
+				                  k->key);
+			if (slash != NULL)
+				*slash = '/';
+			if (list_add(*lp, words[i]) != 0)
+				return config_err(ctx,
+				                  "bad IP address or net "
+				                  "\"%s\" for %s",
+				                  util_shown(words[i], shown,
+				                             sizeof(shown)),
+				                  k->key);
+		}
+		return 0;
+	}
+
 	case CT_DOMAINS: {
 		struct strlist *sl = (struct strlist *)field;
 
@@ -837,6 +906,8 @@ config_free(struct config *c)
 		}
 	}
 	config_free_strlist(&c->local_domains);
+	config_free_strlist(&c->dsn_msgid_domains);
+	list_free(c->outbound_clients);
 	config_free_dnsbl(c);
 	list_free(c->allow);
 	list_free(c->block);

@@ -272,6 +272,22 @@ ctl_command(struct ctl_client *c, char *line)
 	} else if (strcmp(argv[0], "allow") == 0 ||
 	           strcmp(argv[0], "block") == 0) {
 		ctl_printf(out, "error: usage: %s add|del ADDRESS\n", argv[0]);
+	} else if (strcmp(argv[0], "backscatter") == 0 && argc == 2 &&
+	           strcmp(argv[1], "list") == 0) {
+		buf_append(out, "ok\n", 3);
+		bs_list_text(out, 100000);
+	} else if (strcmp(argv[0], "backscatter") == 0 && argc == 3 &&
+	           strcmp(argv[1], "del") == 0) {
+		if (bs_del(argv[2]) == 0)
+			ctl_printf(out, "ok\nbackscatter block of %s deleted\n",
+			           argv[2]);
+		else
+			ctl_printf(out,
+			           "error: %s is not in the backscatter "
+			           "table\n",
+			           argv[2]);
+	} else if (strcmp(argv[0], "backscatter") == 0) {
+		ctl_printf(out, "error: usage: backscatter list|del ADDR\n");
 	} else if (strcmp(argv[0], "greylist") == 0) {
 		ctl_printf(out, "error: greylisting is not enabled in this "
 		                "build\n");
@@ -288,7 +304,8 @@ ctl_command(struct ctl_client *c, char *line)
 		}
 	} else {
 		ctl_printf(out, "error: unknown command (stats, allow add|del, "
-		                "block add|del, greylist list|del, reload)\n");
+		                "block add|del, greylist list|del, backscatter "
+		                "list|del, reload)\n");
 	}
 }
 

@@ -119,6 +119,8 @@ enum transparent_mode {
 enum rcpt_verify { RCPT_VERIFY_LIST, RCPT_VERIFY_BACKEND, RCPT_VERIFY_BOTH };
 enum sender_mx_mode { SENDER_MX_MX, SENDER_MX_OR_A };
 enum scanner_fail { SCANNER_FAIL_TEMPFAIL, SCANNER_FAIL_ACCEPT };
+enum backscatter_scope { BS_SCOPE_ALL, BS_SCOPE_NULL_SENDER };
+enum dsn_reference { DSN_REF_DOMAIN, DSN_REF_SENT };
 
 /* The checks that have an action_* key, in SPEC.md order. */
 enum chk_id {
@@ -194,6 +196,13 @@ struct config {
 	unsigned greylist_lifetime_s;
 	unsigned greylist_auto_allow;
 	unsigned backscatter_block_s;
+	enum backscatter_scope backscatter_scope;
+	unsigned backscatter_threshold;   /* refused DSNs before a block */
+	struct strlist dsn_msgid_domains; /* lower case */
+	enum dsn_reference dsn_reference; /* domain | sent */
+	struct sockaddr_storage outbound_listen; /* ss_family 0: none */
+	struct list *outbound_clients; /* who may use outbound_listen */
+	struct sockaddr_storage outbound_relay; /* ss_family 0: none */
 	char *state_dir;
 	unsigned state_flush_s;
 	char *control_socket;
@@ -770,6 +779,92 @@ int helo_judge(const struct config *cfg, const struct ipaddr *client,
 /* dnsbl_stats_json - zone health for `mailmoatctl stats` ("dnsbl": {...}),
  * registered with stats_add_section() by the check's init. */
 void dnsbl_stats_json(struct buf *b);
+
+/* ----------------------------------------------------------------- dsn.c */
+
+/*
+ * The DSN scanner: pure and streaming, bounded memory (one allocation of
+ * about 17 KiB) and constant work per byte whatever the size or nesting.
+ * Fed the unstuffed message in any pieces; at the end it says what kind of
+ * notification it is and whether it refers to a message of ours - a
+ * Message-ID for which match() says yes (see dsn.c for where it looks).
+ */
+enum dsn_kind {
+	DSN_KIND_OTHER,     /* null sender, nothing more recognised */
+	DSN_KIND_REPORT,    /* RFC 3464 multipart/report delivery-status */
+	DSN_KIND_MDN,       /* RFC 8098 disposition-notification */
+	DSN_KIND_AUTOREPLY, /* RFC 3834 Auto-Submitted, vacation markers */
+	DSN_KIND_LEGACY,    /* plain-text bounce (mailer-daemon, subject) */
+};
+/* dsn_match_fn - is this Message-ID (no angle brackets) ours? */
+typedef bool (*dsn_match_fn)(void *arg, const char *id, size_t len);
+struct dsn_result {
+	enum dsn_kind kind;
+	bool referenced; /* a reference to a message of ours was found */
+	bool capped;     /* nesting beyond the caps was skipped */
+	unsigned ids;    /* Message-ID candidates seen */
+	uint64_t bytes;  /* fed */
+	char ref[256];   /* the id that matched */
+	char first[256]; /* the first id seen ("" if none) */
+};
+struct dsn_scan;
+struct dsn_scan *dsn_scan_new(dsn_match_fn match, void *arg);
+void dsn_scan_feed(struct dsn_scan *d, const char *p, size_t n);
+void dsn_scan_end(struct dsn_scan *d, struct dsn_result *out);
+void dsn_scan_free(struct dsn_scan *d);
+const char *dsn_kind_name(enum dsn_kind k);
+/* dsn_domain_under - dom[0..n) is name or a subdomain of it (any case). */
+bool dsn_domain_under(const char *dom, size_t n, const char *name);
+/* dsn_id_ours - the id's domain is hostname, one of local_domains or
+ * dsn_msgid_domains, or a subdomain of one. */
+bool dsn_id_ours(const struct config *cfg, const char *id, size_t n);
+
+/* --------------------------------------------------------- backscatter.c */
+
+/*
+ * Hosts that sent us backscatter (DSNs for mail we never sent): a count
+ * per client IP and per PTR domain, and a block of backscatter_block once
+ * backscatter_threshold DSNs were refused.  Wall-clock seconds.
+ */
+int bs_init(const struct config *cfg);
+/* bs_refused - count a refused DSN of ip / ptr ("" if none); true if the
+ * client is blocked now. */
+bool bs_refused(const struct config *cfg, const struct ipaddr *ip,
+                const char *ptr);
+/* bs_lookup - blocked by IP or PTR domain?  key: what matched. */
+bool bs_lookup(const struct ipaddr *ip, const char *ptr, char *key,
+               size_t keylen, uint64_t *until);
+bool bs_has_domains(void); /* any PTR-domain entry at all */
+/* bs_list_text - one line per entry, blocks first, at most max lines. */
+void bs_list_text(struct buf *out, size_t max);
+int bs_del(const char *key); /* an IP address or a domain: 0 or -ENOENT */
+size_t bs_blocked_count(void);
+void bs_ptr_domain(const char *ptr, char *out, size_t outlen);
+void bs_format_time(uint64_t t, char *out, size_t outlen);
+uint64_t bs_now(void);
+void bs_set_clock(uint64_t (*fn)(void)); /* tests: NULL = time() */
+void bs_free(void);
+
+/* -------------------------------------------------------------- msgids.c */
+
+/*
+ * The Message-IDs the box saw leave through outbound_listen: a compact
+ * hashed set (16 B per id) for dsn_reference = sent, and a streaming
+ * reader of an outgoing message's Message-ID field.
+ */
+void msgids_add(const char *id, size_t n, uint64_t expires); /* wall s */
+bool msgids_has(const char *id, size_t n);
+size_t msgids_count(void);
+void msgids_free(void);
+struct msgids_tap {
+	bool done, found, in_field, over;
+	size_t llen, len;
+	char line[1000];
+	char id[1000];
+};
+void msgids_tap_init(struct msgids_tap *t);
+void msgids_tap_feed(struct msgids_tap *t, const char *p, size_t n);
+bool msgids_tap_id(const struct msgids_tap *t, char *out, size_t outlen);
 
 /* ------------------------------------------------------------- verdict.c */
 

@@ -39,6 +39,7 @@ const struct check *const chk_registry[] = {
 	&chk_sender_tld,
 	&chk_sender_mx,
 	&chk_spf,
+	&chk_dsn,
 	NULL, /* end */
 };
 /* clang-format on */
