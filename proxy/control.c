@@ -16,6 +16,11 @@
  *   block add|del ADDR          likewise, saved to the blocklist file
  *   greylist list|del ...       an error until greylisting exists
  *   reload                      like SIGHUP
+ *   decisions [FILTER]          recent decisions as log lines (history.c)
+ *   series day|month            decision counts per action (history.c)
+ *   config keys                 every config key and its default
+ *   config check PATH           config_load() a candidate file: the same
+ *                               checker as the daemon's own (reads only)
  *
  * A list change is written to its file in the uv thread pool (temp file,
  * fsync, rename: flash I/O never blocks the loop); the client gets its
@@ -32,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "proxy.h"
@@ -244,6 +250,35 @@ ctl_list(struct ctl_client *c, bool allow, const char *verb, const char *entry)
 	              ctl_save_done_cb);
 }
 
+/* ctl_config - config keys | config check PATH */
+static void
+ctl_config(struct ctl_client *c, int argc, char **argv)
+{
+	struct buf *out = &c->out;
+	const char *name, *def;
+	struct config *cand;
+	char err[1024];
+	size_t i;
+
+	if (argc == 2 && strcmp(argv[1], "keys") == 0) {
+		buf_append(out, "ok\n", 3);
+		for (i = 0; config_key_info(i, &name, &def); i++)
+			ctl_printf(out, "%s\t%s\n", name, def ? def : "");
+	} else if (argc == 3 && strcmp(argv[1], "check") == 0) {
+		/* Like a reload, this reads the file on the loop (small). */
+		cand = config_load(argv[2], err, sizeof(err));
+		if (cand == NULL) {
+			ctl_printf(out, "error: %s\n", err);
+			return;
+		}
+		config_unref(cand);
+		ctl_printf(out, "ok\nvalid\n");
+	} else {
+		ctl_printf(out, "error: usage: config keys | config check "
+		                "PATH\n");
+	}
+}
+
 /* ctl_command - one request line into an answer. */
 static void
 ctl_command(struct ctl_client *c, char *line)
@@ -254,6 +289,22 @@ ctl_command(struct ctl_client *c, char *line)
 	int argc = 0;
 	char err[512];
 
+	if (strncmp(line, "decisions", 9) == 0 &&
+	    (line[9] == '\0' || line[9] == ' ' || line[9] == '\t')) {
+		struct buf lines = {0};
+
+		if (history_decisions(&lines, line + 9) < 0) {
+			ctl_printf(out, "error: unknown filter key (client "
+			                "sender recipient action reason id "
+			                "helo ptr detail)\n");
+		} else {
+			buf_append(out, "ok\n", 3);
+			if (lines.len)
+				buf_append(out, lines.data, lines.len);
+		}
+		buf_free(&lines);
+		return;
+	}
 	for (tok = strtok_r(line, " \t", &save); tok != NULL && argc < 4;
 	     tok = strtok_r(NULL, " \t", &save))
 		argv[argc++] = tok;
@@ -275,6 +326,18 @@ ctl_command(struct ctl_client *c, char *line)
 	} else if (strcmp(argv[0], "greylist") == 0) {
 		ctl_printf(out, "error: greylisting is not enabled in this "
 		                "build\n");
+	} else if (strcmp(argv[0], "series") == 0 && argc == 2) {
+		struct buf b = {0};
+
+		if (history_series(&b, argv[1], (uint64_t)time(NULL)) < 0) {
+			ctl_printf(out, "error: usage: series day|month\n");
+		} else {
+			buf_append(out, "ok\n", 3);
+			buf_append(out, b.data, b.len);
+		}
+		buf_free(&b);
+	} else if (strcmp(argv[0], "config") == 0) {
+		ctl_config(c, argc, argv);
 	} else if (strcmp(argv[0], "reload") == 0 && argc == 1) {
 		if (control_reload_hook == NULL) {
 			ctl_printf(out, "error: reload is not available\n");
@@ -288,7 +351,8 @@ ctl_command(struct ctl_client *c, char *line)
 		}
 	} else {
 		ctl_printf(out, "error: unknown command (stats, allow add|del, "
-		                "block add|del, greylist list|del, reload)\n");
+		                "block add|del, greylist list|del, decisions, "
+		                "series, config, reload)\n");
 	}
 }
 

@@ -7,7 +7,8 @@
  * answer's payload on stdout and exits 0; on an error answer (or when the
  * daemon cannot be reached) prints the reason on stderr and exits 1.
  * Commands: stats, allow add|del ADDR, block add|del ADDR,
- * greylist list|del ..., reload.  Plain sockets: no libuv here.
+ * greylist list|del ..., decisions [FILTER], series day|month,
+ * config keys|check PATH, reload.  Plain sockets: no libuv here.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -31,6 +32,10 @@ usage(void)
 	        "  allow add|del ADDR       IP, CIDR, address or @domain\n"
 	        "  block add|del ADDR       likewise\n"
 	        "  greylist list|del ...    greylist entries\n"
+	        "  decisions [FILTER]       recent decisions (key=value ...)\n"
+	        "  series day|month         decision counts for the charts\n"
+	        "  config keys              config keys and defaults\n"
+	        "  config check PATH        validate a candidate config\n"
 	        "  reload                   reload the configuration\n"
 	        "  (default socket: " DEFAULT_SOCKET ")\n");
 	exit(2);
