@@ -14,6 +14,7 @@
  *                               the allowlist file (in memory only when
  *                               none is configured)
  *   block add|del ADDR          likewise, saved to the blocklist file
+ *   allow list, block list      the entries, one a line
  *   greylist list|del ...       an error until greylisting exists
  *   reload                      like SIGHUP
  *   decisions [FILTER]          recent decisions as log lines (history.c)
@@ -171,6 +172,14 @@ ctl_save_done_cb(uv_work_t *w, int status)
 	free(sv);
 }
 
+/* ctl_list_line_cb - one list entry as a line of the answer */
+static void
+ctl_list_line_cb(const char *text, void *arg)
+{
+	buf_append(arg, text, strlen(text));
+	buf_append(arg, "\n", 1);
+}
+
 /* ctl_list - allow|block add|del ENTRY; a change is saved to the list
  * file before the answer (in the thread pool: c waits). */
 static void
@@ -196,6 +205,11 @@ ctl_list(struct ctl_client *c, bool allow, const char *verb, const char *entry)
 	}
 	if (*lp == NULL)
 		*lp = list_new();
+	if (strcmp(verb, "list") == 0) {
+		buf_append(out, "ok\n", 3);
+		list_foreach(*lp, ctl_list_line_cb, out);
+		return;
+	}
 	if (strcmp(verb, "add") == 0) {
 		rc = list_add(*lp, entry);
 		if (rc == -EINVAL) {
@@ -316,6 +330,10 @@ ctl_command(struct ctl_client *c, char *line)
 		buf_append(out, "ok\n", 3);
 		stats_json(out);
 		buf_append(out, "\n", 1);
+	} else if ((strcmp(argv[0], "allow") == 0 ||
+	            strcmp(argv[0], "block") == 0) &&
+	           argc == 2 && strcmp(argv[1], "list") == 0) {
+		ctl_list(c, argv[0][0] == 'a', "list", "-");
 	} else if (strcmp(argv[0], "allow") == 0 && argc == 3) {
 		ctl_list(c, true, argv[1], argv[2]);
 	} else if (strcmp(argv[0], "block") == 0 && argc == 3) {

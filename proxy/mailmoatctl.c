@@ -31,6 +31,7 @@ usage(void)
 	        "  stats                    counters as JSON\n"
 	        "  allow add|del ADDR       IP, CIDR, address or @domain\n"
 	        "  block add|del ADDR       likewise\n"
+	        "  allow list, block list   the entries\n"
 	        "  greylist list|del ...    greylist entries\n"
 	        "  decisions [FILTER]       recent decisions (key=value ...)\n"
 	        "  series day|month         decision counts for the charts\n"

@@ -1111,6 +1111,18 @@ cgi_ctl(const char *cmd, char **out)
 	return -1;
 }
 
+/* cgi_ctl_word - s is one safe word for a control line */
+bool
+cgi_ctl_word(const char *s)
+{
+	size_t i;
+
+	for (i = 0; s[i]; i++)
+		if ((unsigned char)s[i] <= ' ' || s[i] == 0x7f)
+			return false;
+	return i > 0 && i < 256;
+}
+
 /* json_find - the text after "key": at the top or any level, or NULL */
 static const char *
 json_find(const char *json, const char *key)
@@ -1163,6 +1175,145 @@ cgi_json_str(const char *json, const char *key, char *out, size_t len)
 	}
 	out[o] = '\0';
 	return 0;
+}
+
+/* cgi_json_unquote - a JSON string literal (with quotes) into out */
+void
+cgi_json_unquote(const char *val, size_t vlen, char *out, size_t len)
+{
+	size_t i, o = 0;
+
+	if (len == 0)
+		return;
+	for (i = 1; i + 1 < vlen && o + 1 < len; i++) {
+		if (val[i] == '\\' && i + 2 < vlen) {
+			i++;
+			if (val[i] == 'u') {
+				out[o++] = '?';
+				i += 4;
+				continue;
+			}
+			out[o++] = val[i] == 'n'   ? '\n'
+			           : val[i] == 't' ? '\t'
+			                           : val[i];
+		} else {
+			out[o++] = val[i];
+		}
+	}
+	out[o] = '\0';
+}
+
+struct jw {
+	const char *p;
+	cgi_json_fn fn;
+	void *arg;
+	char *path[9];
+	char keys[9][128];
+};
+
+/* jw_ws - skip white space */
+static void
+jw_ws(struct jw *w)
+{
+	while (*w->p == ' ' || *w->p == '\n' || *w->p == '\t' || *w->p == '\r')
+		w->p++;
+}
+
+/* jw_string - the end of the string literal at w->p (past its quote) */
+static const char *
+jw_string(const char *p)
+{
+	for (p++; *p && *p != '"'; p++)
+		if (*p == '\\' && p[1])
+			p++;
+	return *p == '"' ? p + 1 : NULL;
+}
+
+/* jw_value - one value at depth d; 0 or -1 */
+static int
+jw_value(struct jw *w, int d)
+{
+	const char *s, *e;
+	int i = 0;
+
+	jw_ws(w);
+	s = w->p;
+	if (*s == '{' || *s == '[') {
+		char close = *s == '{' ? '}' : ']';
+
+		if (d >= 8)
+			return -1;
+		w->p++;
+		jw_ws(w);
+		if (*w->p == close) {
+			w->p++;
+			return 0;
+		}
+		for (;;) {
+			jw_ws(w);
+			if (close == '}') {
+				if (*w->p != '"' || !(e = jw_string(w->p)))
+					return -1;
+				cgi_json_unquote(w->p, (size_t)(e - w->p),
+				                 w->keys[d],
+				                 sizeof(w->keys[d]));
+				w->p = e;
+				jw_ws(w);
+				if (*w->p++ != ':')
+					return -1;
+			} else {
+				snprintf(w->keys[d], sizeof(w->keys[d]), "%d",
+				         i++);
+			}
+			w->path[d] = w->keys[d];
+			if (jw_value(w, d + 1) < 0)
+				return -1;
+			jw_ws(w);
+			if (*w->p == ',') {
+				w->p++;
+				continue;
+			}
+			if (*w->p++ != close)
+				return -1;
+			return 0;
+		}
+	}
+	if (*s == '"') {
+		e = jw_string(s);
+		if (!e)
+			return -1;
+		w->fn(w->arg, d, w->path, s, (size_t)(e - s), 's');
+		w->p = e;
+		return 0;
+	}
+	e = s;
+	while (*e && strchr("0123456789+-.eEtruefalsn", *e))
+		e++;
+	if (e == s)
+		return -1;
+	w->fn(w->arg, d, w->path, s, (size_t)(e - s),
+	      *s == 't' || *s == 'f' ? 'b'
+	      : *s == 'n'            ? 'z'
+	                             : 'n');
+	w->p = e;
+	return 0;
+}
+
+/* cgi_json_walk - every scalar of a JSON text through fn; 0 or -1 */
+int
+cgi_json_walk(const char *json, cgi_json_fn fn, void *arg)
+{
+	struct jw *w = calloc(1, sizeof(*w));
+	int rc;
+
+	if (!w)
+		return -1;
+	w->p = json;
+	w->fn = fn;
+	w->arg = arg;
+	rc = jw_value(w, 0);
+	free(w);
+	return rc;
 }
 
 /* --------------------------------------------------------------- layout */

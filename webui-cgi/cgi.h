@@ -182,10 +182,25 @@ const char *cgi_ctl_socket(void);
  * *out says why).
  */
 int cgi_ctl(const char *cmd, char **out);
+/* cgi_ctl_word - s can go into a control line as one word: 1..255
+ * printable non-space bytes (no newline can smuggle a second command) */
+bool cgi_ctl_word(const char *s);
 /* cgi_json_num - the number after "key": in a JSON text; -1 if absent */
 long long cgi_json_num(const char *json, const char *key);
 /* cgi_json_str - the string after "key": (unescaped) into out; 0 or -1 */
 int cgi_json_str(const char *json, const char *key, char *out, size_t len);
+
+/*
+ * cgi_json_walk - call fn for every scalar in a JSON text: its path
+ * (object keys unescaped, array indexes as numbers; depth at most 8), the
+ * raw value text and its kind ('n' number, 's' string - still quoted and
+ * escaped -, 'b' true/false, 'z' null).  Returns 0, or -1 for bad JSON.
+ */
+typedef void (*cgi_json_fn)(void *arg, int depth, char *const *path,
+                            const char *val, size_t vlen, char kind);
+int cgi_json_walk(const char *json, cgi_json_fn fn, void *arg);
+/* cgi_json_unquote - a JSON string literal (with quotes) into out */
+void cgi_json_unquote(const char *val, size_t vlen, char *out, size_t len);
 
 /* --- layout --- */
 /* cgi_page_begin - headers, <head> with the stylesheet, the menu */
