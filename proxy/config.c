@@ -225,6 +225,7 @@ static const struct config_key config_keys[] = {
 	{.key = "dynamic_patterns", .type = CT_PATH,
 	 .off = OFF(dynamic_patterns)},
 	{.key = "tld_list", .type = CT_PATH, .off = OFF(tld_list)},
+	{.key = "metrics_token", .type = CT_STR, .off = OFF(metrics_token)},
 };
 
 /* clang-format on */
@@ -848,6 +849,18 @@ config_set(struct config *c, const struct config_key *k, char *value,
 		return 0;
 	}
 	return config_err(ctx, "internal error: key %s", k->key);
+}
+
+/* config_key_info - name and default (NULL: none) of key i; false past
+ * the end.  For `mailmoatctl config keys` (the web UI's settings). */
+bool
+config_key_info(size_t i, const char **name, const char **def)
+{
+	if (i >= N_KEYS)
+		return false;
+	*name = config_keys[i].key;
+	*def = config_keys[i].def;
+	return true;
 }
 
 /* config_find_key - the table entry for key, or NULL */

@@ -234,6 +234,7 @@ struct config {
 	enum action spf_permerror; /* default log */
 	char *dynamic_patterns;    /* pattern file for CHK_DYNAMIC */
 	char *tld_list;            /* IANA TLD list file */
+	char *metrics_token;       /* read-only token of /cgi-bin/metrics */
 
 	/* Loaded from the files named above (owned by the config). */
 	struct list *allow;
@@ -253,6 +254,9 @@ void config_unref(struct config *c);
 int config_check_id(const char *name);
 const char *config_check_name(enum chk_id id);
 const char *config_action_name(enum action a);
+/* config_key_info - name and default (NULL: none) of key i of the key
+ * table, in its order; false past the end. */
+bool config_key_info(size_t i, const char **name, const char **def);
 /* Parsers shared with the web UI: 0 on success, -EINVAL otherwise. */
 int config_parse_duration_ms(const char *text, uint64_t *ms);
 int config_parse_size(const char *text, uint64_t *bytes);
@@ -1077,6 +1081,41 @@ const char *tls_cipher(const struct tls *t);
 /* tls_close_notify - a close_notify alert via send, before the close. */
 void tls_close_notify(struct tls *t);
 void tls_free(struct tls *t);
+
+/* -------------------------------------------------------------- history.c */
+
+/* The recent decisions (a ring) and the chart series, for `mailmoatctl
+ * decisions` and the web UI.  Values are the raw ones (not log-escaped);
+ * longer ones are cut. */
+#define HIST_MAX 2048
+#define HIST_ACTIONS 4 /* accept tempfail reject log */
+struct hist_rec {
+	uint64_t t; /* wall seconds */
+	char id[16];
+	char client[48];
+	char ptr[64];
+	char helo[64];
+	char from[128];
+	char to[160];
+	char action[12];
+	char reason[16];
+	char detail[96];
+};
+void history_add(const struct hist_rec *r);
+void history_add_fields(uint64_t t, const char *id, const char *client,
+                        const char *ptr, const char *helo, const char *from,
+                        const char *to, const char *action, const char *reason,
+                        const char *detail);
+/* history_decisions - the matching ones as log lines ("time=T id=..."),
+ * oldest first.  Filter: terms "key=value" (client sender|from
+ * recipient|to action reason id helo ptr detail; case-insensitive
+ * substring) or bare words; 0, or -EINVAL for an unknown key. */
+int history_decisions(struct buf *b, const char *filter);
+/* history_series - which "day" (288 x 5 min) or "month" (30 x 1 day): a
+ * header line "span=S buckets=N actions=accept,tempfail,reject,log", then
+ * "START A T R L" per bucket, oldest first, the last one holding now. */
+int history_series(struct buf *b, const char *which, uint64_t now);
+void history_reset(void);
 
 /* -------------------------------------------------------------- control.c */
 
