@@ -937,13 +937,67 @@ void stats_json(struct buf *b);
 void stats_add_section(const char *name, void (*fn)(struct buf *b));
 /* stats_json_string - append s as a JSON string literal (escaped). */
 void stats_json_string(struct buf *b, const char *s);
-/* stats_load/stats_save - STATE_DIR/counters (blocking; start and exit):
- * 0 or -errno (-ENOENT: nothing saved yet).  stats_save_async - the same
- * in the thread pool, only when something changed. */
-int stats_load(const char *state_dir);
-int stats_save(const char *state_dir);
-void stats_save_async(uv_loop_t *loop, const char *state_dir);
+/* stats_store_open - counters of the previous run from the store's blob
+ * "counters" (after store_open); they are saved there at each flush. */
+void stats_store_open(void);
 void stats_free(void);
+
+/* ------------------------------------------------------------- store.c */
+
+/* The flash-backed state store: the only code touching state_dir.  Named
+ * tables of small fixed-size records and named blobs in RAM, persisted
+ * as a checksummed journal + snapshot, one write burst per state_flush
+ * from the thread pool (docs/STORE.md). */
+#define STORE_KEY_MAX 255
+int store_open(uv_loop_t *loop, const struct config *cfg, char *err,
+               size_t errlen);
+void store_close(void); /* final flush, blocking: at exit; frees all */
+/* store_flush - one burst of what changed, from the thread pool; done (may
+ * be NULL) gets 0 or -errno on the loop.  -EBUSY: one is running; -ENOENT:
+ * no state_dir.  store_flush_now - the same, blocking (exit, tests). */
+int store_flush(void (*done)(int rc, void *arg), void *arg);
+int store_flush_now(void);
+/* store_on_flush - fn runs just before each burst (set blobs there). */
+void store_on_flush(void (*fn)(void));
+struct store_table;
+/* store_table - a named table (created on first call, its records loaded
+ * from flash); val_size fixed per table (a different size drops what was
+ * stored); keys are byte strings of 1..255 bytes. */
+struct store_table *store_table(const char *name, size_t val_size);
+/* put/get/del - put replaces; get returns a pointer valid until the next
+ * call that changes the table (8-byte aligned; copy what you keep); expires is
+ * store time (store_now()), 0 = never; an expired record is gone. */
+int store_put(struct store_table *t, const void *key, size_t klen,
+              const void *val, uint64_t expires);
+const void *store_get(struct store_table *t, const void *key, size_t klen);
+int store_get_expires(struct store_table *t, const void *key, size_t klen,
+                      uint64_t *expires);
+int store_del(struct store_table *t, const void *key, size_t klen);
+/* store_foreach - fn for each live record while it returns true; fn may
+ * store_del() the record it got or put an existing key, not add keys. */
+void store_foreach(struct store_table *t,
+                   bool (*fn)(const void *key, size_t klen, const void *val,
+                              uint64_t expires, void *arg),
+                   void *arg);
+size_t store_count(struct store_table *t);
+/* store_now - wall seconds, corrected for clock jumps (monotonic within a
+ * run; see docs/STORE.md "Clock").  store_clock_hooks - tests only. */
+uint64_t store_now(void);
+void store_clock_hooks(time_t (*wall)(void), uint64_t (*mono_ns)(void));
+/* store_blob_* - one opaque blob (<= 4 MiB) per name (counters, chart
+ * series, decision ring): saved whole at the next flush after a set. */
+int store_blob_set(const char *name, const void *p, size_t n);
+const void *store_blob_get(const char *name, size_t *n);
+struct store_counters {
+	uint64_t bursts, snapshots, bytes_written, write_errors;
+	uint64_t load_records, load_dropped, load_ms, clock_jumps;
+	uint64_t jnl_bytes, live_bytes;
+};
+void store_counters_get(struct store_counters *out);
+uint32_t store_crc32(uint32_t crc, const void *p, size_t n);
+/* store_load_mem - the loader on memory images (fuzzer, tests). */
+void store_load_mem(const void *snap, size_t snap_len, const void *jnl,
+                    size_t jnl_len, size_t *good, size_t *dropped);
 
 /* ------------------------------------------------------------- session.c */
 
