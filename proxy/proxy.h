@@ -647,6 +647,8 @@ void dns_cache_flush(void);
 /* dns_cache_peek - the cached answer for (name, type) or NULL (a miss);
  * synchronous, sends nothing; valid until the loop runs again. */
 const struct dns_answer *dns_cache_peek(const char *name, int type);
+/* dns_cache_add - cache a copy of ans for its TTL (tests, fuzzers). */
+void dns_cache_add(const char *name, int type, const struct dns_answer *ans);
 struct dns_stats {
 	uint64_t queries;   /* dns_query() calls */
 	uint64_t hits;      /* answered from the cache */
