@@ -63,6 +63,9 @@ sess_smtp_body_cb(struct smtp *e, const char *buf, size_t len)
 	struct session *s = container_of(e, struct session, smtp);
 	struct sess *x = sess_x(s);
 
-	if (s->relay != NULL && x->in_data)
+	if (s->relay != NULL && x->in_data) {
+		if (s->outbound)
+			outbound_body(s, buf, len); /* its Message-ID */
 		hdrfilter_feed(x->hf, buf, len, sess_body_out, x);
+	}
 }
