@@ -872,6 +872,21 @@ void msgids_tap_init(struct msgids_tap *t);
 void msgids_tap_feed(struct msgids_tap *t, const char *p, size_t n);
 bool msgids_tap_id(const struct msgids_tap *t, char *out, size_t outlen);
 
+/* ------------------------------------------------------------ outbound.c */
+
+/*
+ * Outbound learning: who may use outbound_listen, and the Message-IDs of
+ * what the smarthost took (msgids.c), for dsn_reference = sent.  The
+ * session calls these for its outbound sessions.
+ */
+struct session;
+bool outbound_client_ok(const struct config *cfg, const struct ipaddr *ip);
+void outbound_refusal(const char *sid, char *out, size_t outlen);
+void outbound_body(struct session *s, const char *p, size_t n);
+void outbound_delivered(struct session *s); /* 2xx to the dot */
+void outbound_end(struct session *s);       /* transaction over */
+void outbound_stats_json(struct buf *b);
+
 /* ------------------------------------------------------------- verdict.c */
 
 enum chk_status {
@@ -1036,6 +1051,8 @@ struct session {
 	bool has_from;
 	struct mailpath rcpt; /* the recipient being checked */
 	bool allowlisted;     /* client IP or sender in the allowlist */
+	bool outbound;        /* came in on outbound_listen (outbound.c) */
+	struct msgids_tap *outbound_tap; /* outbound.c: this message's id */
 	struct chk_result results[CHK_COUNT];
 	/* Header lines (each ending CRLF) that go in front of the message
 	 * to the backend: Received, Authentication-Results.  Checks append. */

@@ -442,6 +442,7 @@ sess_free_cb(uv_handle_t *h)
 	free(x->mail_refused);
 	free(x->data_refused);
 	buf_free(&x->rcpts);
+	outbound_end(s);
 	config_unref(s->cfg);
 	free(x);
 	sess_n_alive--;
