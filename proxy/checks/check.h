@@ -48,6 +48,10 @@ extern const unsigned chk_registry_len;
 const struct check *chk_find(enum chk_id id);
 int chk_init_all(const struct config *cfg, char *err, size_t errlen);
 
+/* chk_bind_session - the session side's id lookup (NULL when gone) and
+ * its sess_check_done(): the registry never names session code. */
+void chk_bind_session(struct session *(*find)(uint64_t id),
+                      void (*done)(struct session *s, enum chk_id id));
 /* chk_ticket_make - ticket for s's current generation. */
 struct chk_ticket chk_ticket_make(const struct session *s, enum chk_id id);
 /* chk_ticket_session - the session, or NULL if gone or stale. */
@@ -71,5 +75,13 @@ extern const struct check chk_helo;
 extern const struct check chk_sender_tld;
 extern const struct check chk_sender_mx;
 extern const struct check chk_spf;
+extern const struct check chk_dsn;
+
+/* checks/dsn.c: the body tap until check.h has one - DATA accepted, and
+ * each piece of the unstuffed message; dsn_sent_lookup_fn is set by
+ * outbound learning (dsn_reference = sent). */
+void chk_dsn_data_begin(struct session *s);
+void chk_dsn_body(struct session *s, const char *p, size_t n);
+extern bool (*dsn_sent_lookup_fn)(const char *id, size_t len);
 
 #endif

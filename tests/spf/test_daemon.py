@@ -149,7 +149,7 @@ def run(d, d2, be):
     r = mail(d, "127.0.30.1", "bob@slow.test")
     check("timeout-tempfails", r.full.startswith("451 4.4.3"), repr(r))
 
-    # the client leaves while its evaluation is in the threadpool: the
+    # the client leaves while its evaluation waits for DNS: the
     # answer is dropped, the daemon goes on
     c = mm.Client(d.port, src="127.0.30.1")
     c.hello()
