@@ -981,6 +981,9 @@ struct session {
 	/* public to checks */
 	struct ipaddr client;
 	char client_str[INET6_ADDRSTRLEN];
+	struct sockaddr_storage peer;       /* the client's address and port */
+	struct sockaddr_storage dst;        /* its original destination */
+	char dst_str[INET6_ADDRSTRLEN + 8]; /* "192.0.2.25:25", "[v6]:25" */
 	char ptr[256]; /* forward-confirmed PTR name, "" if none */
 	char helo[256];
 	struct mailpath from;
@@ -1087,6 +1090,18 @@ void transparent_backend(const struct config *cfg, const struct sockaddr *dst,
 int transparent_outgoing_init(uv_loop_t *loop, uv_tcp_t *h,
                               const struct sockaddr *backend,
                               const struct ipaddr *client);
+struct session;
+struct relay_client;
+/* transparent_session_dst - at accept: s->dst and s->dst_str from s->tcp
+ * (counted per destination for `mailmoatctl stats`, "transparent"). */
+void transparent_session_dst(struct session *s);
+/* transparent_relay_client - the backend of s and who its client is. */
+void transparent_relay_client(const struct session *s,
+                              struct sockaddr_storage *backend,
+                              struct relay_client *ci);
+extern unsigned long transparent_refused; /* reason=transparent */
+/* transparent_stats_json - the "transparent" stats object. */
+void transparent_stats_json(struct buf *b);
 
 /* ---------------------------------------------------------- clientinfo.c */
 

@@ -17,6 +17,10 @@
  *   transparent_backend()        the backend of one connection: the
  *                  configured one, or with `backend = original` the
  *                  original destination itself
+ *   transparent_session_dst()    at accept: s->dst, s->dst_str (the
+ *                  decision log's dst=), counted per destination
+ *   transparent_relay_client()   what relay_open_for() needs for s
+ *   transparent_stats_json()     the "transparent" object of stats
  *   transparent_outgoing_init()  for tproxy: the relay's socket toward
  *                  the backend gets IP_TRANSPARENT and is bound to the
  *                  client's address (port 0) before connect, so that the
@@ -30,6 +34,7 @@
  * marked packets) is installed by rootfs/usr/sbin/mailmoat-intercept.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -86,9 +91,14 @@ int
 transparent_listener_init(uv_loop_t *loop, uv_tcp_t *h,
                           const struct config *cfg, const struct sockaddr *sa)
 {
+	static bool stats_added;
 	uv_os_fd_t fd;
 	int rc;
 
+	if (cfg->transparent != TRANSPARENT_OFF && !stats_added) {
+		stats_added = true;
+		stats_add_section("transparent", transparent_stats_json);
+	}
 	if (cfg->transparent != TRANSPARENT_TPROXY)
 		return uv_tcp_init(loop, h);
 	rc = uv_tcp_init_ex(loop, h, sa->sa_family);
@@ -249,4 +259,116 @@ transparent_outgoing_init(uv_loop_t *loop, uv_tcp_t *h,
 	if (rc < 0)
 		close(fd);
 	return rc;
+}
+
+/* ------------------------------------------------ sessions and stats */
+
+#define TRANSPARENT_DST_SLOTS 16
+
+unsigned long transparent_refused;
+static unsigned long transparent_sessions;
+static struct {
+	char dst[INET6_ADDRSTRLEN + 8];
+	unsigned long n;
+} dst_count[TRANSPARENT_DST_SLOTS];
+static unsigned long dst_other; /* destinations beyond the slots */
+
+/* transparent_format - "192.0.2.25:25" / "[2001:db8::25]:25". */
+static void
+transparent_format(const struct sockaddr *sa, char *out, size_t outlen)
+{
+	struct ipaddr ip;
+	char a[INET6_ADDRSTRLEN];
+	unsigned port;
+
+	if (ipaddr_from_sockaddr(&ip, sa) != 0) {
+		snprintf(out, outlen, "-");
+		return;
+	}
+	ipaddr_format(&ip, a, sizeof(a));
+	port = ntohs(sa->sa_family == AF_INET6
+	                     ? ((const struct sockaddr_in6 *)sa)->sin6_port
+	                     : ((const struct sockaddr_in *)sa)->sin_port);
+	snprintf(out, outlen, ip.family == AF_INET6 ? "[%s]:%u" : "%s:%u", a,
+	         port);
+}
+
+/* transparent_count - one more session for destination text d. */
+static void
+transparent_count(const char *d)
+{
+	int i;
+
+	transparent_sessions++;
+	for (i = 0; i < TRANSPARENT_DST_SLOTS; i++) {
+		if (dst_count[i].dst[0] == '\0')
+			snprintf(dst_count[i].dst, sizeof(dst_count[i].dst),
+			         "%s", d);
+		if (strcmp(dst_count[i].dst, d) == 0) {
+			dst_count[i].n++;
+			return;
+		}
+	}
+	dst_other++;
+}
+
+/* transparent_session_dst - where s's client meant to connect (at
+ * accept); counted in transparent modes. */
+void
+transparent_session_dst(struct session *s)
+{
+	if (transparent_original_dst(&s->tcp, s->cfg->transparent, &s->dst) <
+	    0) {
+		memset(&s->dst, 0, sizeof(s->dst));
+		snprintf(s->dst_str, sizeof(s->dst_str), "-");
+	} else {
+		transparent_format((const struct sockaddr *)&s->dst, s->dst_str,
+		                   sizeof(s->dst_str));
+	}
+	if (s->cfg->transparent != TRANSPARENT_OFF)
+		transparent_count(s->dst_str);
+}
+
+/* transparent_relay_client - backend (the configured one or s->dst) and
+ * ci: spoof with tproxy, backend_client_info, the client's identity. */
+void
+transparent_relay_client(const struct session *s,
+                         struct sockaddr_storage *backend,
+                         struct relay_client *ci)
+{
+	transparent_backend(s->cfg, (const struct sockaddr *)&s->dst, backend);
+	memset(ci, 0, sizeof(*ci));
+	ci->info = s->cfg->backend_client_info;
+	ci->spoof = s->cfg->transparent == TRANSPARENT_TPROXY;
+	ci->client = s->client;
+	memcpy(&ci->src, &s->peer, sizeof(ci->src));
+	memcpy(&ci->dst, &s->dst, sizeof(ci->dst));
+	snprintf(ci->name, sizeof(ci->name), "%s", s->ptr);
+	snprintf(ci->helo, sizeof(ci->helo), "%s", s->helo);
+	ci->esmtp = s->smtp.esmtp;
+}
+
+/* transparent_stats_json - {"sessions":N,"refused":N,"spoof_failed":N,
+ * "dst":{"192.0.2.25:25":N,...},"dst_other":N} */
+void
+transparent_stats_json(struct buf *b)
+{
+	char num[64];
+	int i, n;
+
+	n = snprintf(num, sizeof(num), "{\"sessions\":%lu,\"refused\":%lu,",
+	             transparent_sessions, transparent_refused);
+	buf_append(b, num, (size_t)n);
+	n = snprintf(num, sizeof(num), "\"spoof_failed\":%u,\"dst\":{",
+	             relay_spoof_failed);
+	buf_append(b, num, (size_t)n);
+	for (i = 0; i < TRANSPARENT_DST_SLOTS && dst_count[i].dst[0]; i++) {
+		if (i > 0)
+			buf_append(b, ",", 1);
+		stats_json_string(b, dst_count[i].dst);
+		n = snprintf(num, sizeof(num), ":%lu", dst_count[i].n);
+		buf_append(b, num, (size_t)n);
+	}
+	n = snprintf(num, sizeof(num), "},\"dst_other\":%lu}", dst_other);
+	buf_append(b, num, (size_t)n);
 }

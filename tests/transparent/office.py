@@ -35,6 +35,9 @@ class Handler:
             responses.insert(len(responses) - 1, "250-XCLIENT ADDR NAME HELO PROTO")
         return responses
 
+    async def handle_PROXY(self, server, session, envelope, proxy_data):
+        return True  # a valid header (aiosmtpd parsed it) is accepted
+
     async def handle_DATA(self, server, session, envelope):
         pd = getattr(session, "proxy_data", None)
         note(ev="msg", peer=session.peer[0], local=server.local_ip,
