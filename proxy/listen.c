@@ -223,6 +223,16 @@ sess_admit(struct sess *x, bool outbound)
 			return;
 		}
 		s->allowlisted = true;
+	} else if (!transparent_dst_ours(c, (const struct sockaddr *)&s->dst)) {
+		/* in-line: never an open path to somebody else's server */
+		transparent_refused++;
+		snprintf(reply, sizeof(reply),
+		         "554 5.7.1 This destination is not served here "
+		         "[id=%s]",
+		         s->sid);
+		sess_log(x, VERDICT_REJECT, "transparent", s->dst_str);
+		sess_refuse_greeting(x, reply);
+		return;
 	}
 	if (c->block != NULL && list_match_ip(c->block, &s->client)) {
 		snprintf(reply, sizeof(reply),
@@ -321,11 +331,15 @@ sess_listen_open(void)
 
 		if (listener_open[i])
 			continue;
-		uv_tcp_init(sess_loop, &listeners[i]);
+		/* tproxy: IP_TRANSPARENT before the bind (transparent.c) */
+		rc = transparent_listener_init(sess_loop, &listeners[i],
+		                               cur_cfg, sa);
 		listener_open[i] = true;
-		rc = uv_tcp_bind(&listeners[i], sa,
-		                 sa->sa_family == AF_INET6 ? UV_TCP_IPV6ONLY
-		                                           : 0);
+		if (rc == 0)
+			rc = uv_tcp_bind(&listeners[i], sa,
+			                 sa->sa_family == AF_INET6
+			                         ? UV_TCP_IPV6ONLY
+			                         : 0);
 		if (rc == 0)
 			rc = uv_listen((uv_stream_t *)&listeners[i], 511,
 			               sess_connection_cb);

@@ -225,12 +225,21 @@ sess_relay_start(struct sess *x)
 			sess_final(x, reply);
 			return;
 		}
-		s->relay = relay_open(
-		        sess_loop, s->cfg,
-		        (const struct sockaddr
-		                 *)(s->outbound ? &s->cfg->outbound_relay
-		                                : &s->cfg->backend),
-		        s->cfg->hostname, sess_relay_cb, x);
+		struct sockaddr_storage be;
+		struct relay_client ci;
+
+		/* the original destination or the backend (the smarthost for
+		 * outbound mail); and who the client is, for tproxy /
+		 * backend_client_info (not for outbound mail) */
+		transparent_relay_client(s, &be, &ci);
+		if (s->outbound) {
+			memcpy(&be, &s->cfg->outbound_relay, sizeof(be));
+			ci.info = CLIENT_INFO_NONE;
+			ci.spoof = false;
+		}
+		s->relay = relay_open_for(
+		        sess_loop, s->cfg, (const struct sockaddr *)&be,
+		        s->cfg->hostname, &ci, sess_relay_cb, x);
 		if (s->relay == NULL) {
 			snprintf(reply, sizeof(reply),
 			         "451 4.4.1 Internal mail server not "
