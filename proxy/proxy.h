@@ -984,6 +984,18 @@ struct session {
 	/* Header lines (each ending CRLF) that go in front of the message
 	 * to the backend: Received, Authentication-Results.  Checks append. */
 	struct buf add_headers;
+	/* The recipients the backend accepted in this transaction (valid
+	 * until the next MAIL or RSET; n_to of them). */
+	const struct mailpath *to;
+	unsigned n_to;
+	/* STAGE_DATA checks (check.h: body, hold, data_begin): */
+	void *chk_state[CHK_COUNT]; /* a check's own per-session state; it
+	                             * frees it in cancel() */
+	struct buf eod_headers;     /* header lines (each CRLF-terminated) that
+	                             * DATA checks append during their start();
+	                             * they go in front of the message when the
+	                             * body was held (else they are dropped) */
+	uint64_t msg_bytes;         /* unstuffed bytes tapped so far */
 
 	/* private to the session (session.c, listen.c, stage.c, bodytap.c) */
 	uv_tcp_t tcp;
@@ -1000,6 +1012,25 @@ struct session {
 
 /* sess_find - the live session with this id, or NULL (it has gone). */
 struct session *sess_find(uint64_t id);
+
+/* One decision (the fields of its log line, unescaped; "" when empty). */
+struct decision_rec {
+	const char *id;     /* session id */
+	uint64_t time;      /* wall-clock seconds */
+	const char *client; /* IP address text */
+	const char *ptr, *helo;
+	const char *from;   /* "<a@b>", "<>" */
+	const char *to;     /* "<a@b>" or, at end of data, "<a@b>,<c@d>" */
+	const char *action; /* accept, log, tempfail, reject */
+	const char *reason; /* check name, backend, timeout, limit, ... */
+	const char *detail;
+};
+/* sess_on_decision - fn runs for every decision log line (on the loop,
+ * the record valid during the call; at most 4 subscribers). */
+void sess_on_decision(void (*fn)(const struct decision_rec *d));
+/* sess_on_delivered - fn(s) after the backend's 2xx to the final dot,
+ * before the client gets it (s->from, s->to, s->n_to valid; at most 4). */
+void sess_on_delivered(void (*fn)(struct session *s));
 
 /* --------------------------------------------------------------- listen.c */
 
@@ -1020,7 +1051,36 @@ void sess_check_done(struct session *s, enum chk_id id);
 
 /* -------------------------------------------------------------- bodytap.c */
 
-/* (nothing public yet: the body path is private to the session) */
+/*
+ * The body path: client -> tap (every active STAGE_DATA check's body(),
+ * unstuffed) and -> header filter -> relay, or -> the hold spool when a
+ * DATA check asked for it (check.h: hold), sent at the end of data with
+ * s->eod_headers in front once every DATA check passed.
+ */
+/* bodytap_unstuff - canonical dot-stuffed CRLF text -> the message
+ * (leading dots removed), fed in pieces of any size: *mid_line carries
+ * the state (false at the start).  out gets spans of the input. */
+void bodytap_unstuff(bool *mid_line, const char *p, size_t n,
+                     void (*out)(void *arg, const char *p, size_t n),
+                     void *arg);
+
+/* ---------------------------------------------------------------- spool.c */
+
+/* A message held back: ram_max bytes in memory, the rest in an unlinked
+ * temp file ($TMPDIR or /tmp) written and read in the thread pool. */
+struct spool;
+struct spool *spool_new(uv_loop_t *loop, size_t ram_max);
+void spool_free(struct spool *sp); /* safe with a request in flight */
+int spool_write(struct spool *sp, const char *p, size_t n); /* 0/-errno */
+size_t spool_pending(const struct spool *sp); /* not yet on the file */
+uint64_t spool_size(const struct spool *sp);
+/* spool_next - read back from the start: > 0 bytes at *p (valid until the
+ * next call), 0 at the end, -EAGAIN (fn of spool_on_ready follows), or an
+ * error.  spool_on_ready's fn runs after each finished file request,
+ * never inside a spool_* call. */
+ssize_t spool_next(struct spool *sp, const char **p);
+void spool_on_ready(struct spool *sp, void (*fn)(struct spool *, void *),
+                    void *arg);
 
 /* --------------------------------------------------------------- relay.c */
 
