@@ -384,9 +384,10 @@ ctl_command(struct ctl_client *c, char *line)
 			ctl_printf(out, "ok\nreloaded\n");
 		}
 	} else {
-		ctl_printf(out, "error: unknown command (stats, allow add|del, "
-		                "block add|del, greylist list|del, backscatter "
-		                "list|del, decisions, series, config, reload)\n");
+		ctl_printf(out,
+		           "error: unknown command (stats, allow add|del, "
+		           "block add|del, greylist list|del, backscatter "
+		           "list|del, decisions, series, config, reload)\n");
 	}
 }
 
