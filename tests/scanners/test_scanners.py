@@ -90,8 +90,8 @@ BUSINESS = mail("Minutes of the planning meeting",
 
 # ------------------------------------------------------------ real scanners
 
-def start_clamd():
-    d = os.path.join(TMP, "clamd")
+def start_clamd(name="clamd", stream_max="40M"):
+    d = os.path.join(TMP, name)
     os.makedirs(d)
     port = mm.free_port()
     with open(os.path.join(d, "mailmoat-test.ndb"), "w") as f:
@@ -100,8 +100,8 @@ def start_clamd():
     with open(os.path.join(d, "clamd.conf"), "w") as f:
         f.write("DatabaseDirectory %s\nTCPSocket %d\nTCPAddr 127.0.0.1\n"
                 "Foreground yes\nUser root\nLogFile %s/clamd.log\n"
-                "StreamMaxLength 30M\nScanArchive yes\nScanMail yes\n"
-                "MaxThreads 4\nSelfCheck 3600\n" % (d, port, d))
+                "StreamMaxLength %s\nScanArchive yes\nScanMail yes\n"
+                "MaxThreads 4\nSelfCheck 3600\n" % (d, port, d, stream_max))
     p = subprocess.Popen(["clamd", "-c", os.path.join(d, "clamd.conf")],
                          stdout=open(os.path.join(d, "out"), "wb"),
                          stderr=subprocess.STDOUT)
@@ -111,6 +111,9 @@ def start_clamd():
 def start_spamd():
     d = os.path.join(TMP, "spamd")
     os.makedirs(d)
+    # spamd reads its rules as nobody: the temp dirs must be searchable
+    os.chmod(TMP, 0o755)
+    os.chmod(d, 0o755)
     port = mm.free_port()
     for n in os.listdir("/etc/spamassassin"):
         if n.endswith(".pre"):
@@ -339,7 +342,8 @@ def faults(backend):
 
 
 def clamd_tests(backend, port):
-    d = daemon(backend, "clamd:127.0.0.1:%d" % port)
+    d = daemon(backend, "clamd:127.0.0.1:%d" % port,
+               message_size_limit="40M")
     try:
         r = expect_refused("clamd: EICAR plain in the body", d, backend,
                            mail("eicar", EICAR.decode() + "\r\n"), 554,
@@ -376,6 +380,40 @@ def clamd_tests(backend, port):
         d.stop()
 
 
+def limit_tests(backend, port):
+    """clamd with StreamMaxLength 1M: the first larger message is a fault
+    (451) and the limit is logged; later ones are scanned up to it."""
+    name = "clamd:127.0.0.1:%d" % port
+    d = daemon(backend, name)
+    try:
+        filler = ("y" * 70 + "\r\n") * 40000  # 2.8 MB
+        expect_refused("clamd limit: first message over StreamMaxLength: 451",
+                       d, backend, mail("big", filler), 451,
+                       "451 4.7.1 Content scanner clamd unavailable")
+        check("clamd limit: the limit is logged",
+              "StreamMaxLength is at most" in d.log_text(),
+              d.log_text()[-500:])
+        try:
+            mm.wait_for(lambda: "(measured" in d.log_text(),
+                        "the StreamMaxLength probe")
+        except mm.HarnessError:
+            pass
+        st = d.stats()["scanners"][name]
+        check("clamd limit: measured StreamMaxLength (1M) in stats",
+              (1 << 20) - (64 << 10) <= st["stream_max"] <= 1 << 20, st)
+        expect_delivered("clamd limit: then scanned up to the limit, "
+                         "delivered whole", d, backend, mail("big", filler))
+        msgs = backend.messages()
+        check("clamd limit: the whole message arrives",
+              msgs and len(msgs[0][1]) > len(filler), "")
+        expect_refused("clamd limit: EICAR in the first part still found",
+                       d, backend, attach("eicar", "e.com", EICAR,
+                                          note=filler[:200000]), 554,
+                       "554 5.7.1 Virus found")
+    finally:
+        d.stop()
+
+
 def spamd_tests(backend, port):
     name = "spamd:127.0.0.1:%d" % port
     d = daemon(backend, name)
@@ -401,7 +439,7 @@ def spamd_tests(backend, port):
         msgs = expect_delivered("spamd: over scanner_max_size skips spamd",
                                 d, backend,
                                 mail("gtube", GTUBE.decode() + "\r\n" +
-                                     "x" * 2000 + "\r\n"))
+                                     ("x" * 70 + "\r\n") * 30))
         check("spamd: skipped mail has no X-Spam-Status",
               msgs and b"X-Spam-Status" not in msgs[0][1], "")
     finally:
@@ -458,7 +496,8 @@ def main():
         clamd, cport = start_clamd()
         spamd, sport = start_spamd()
         rspamd, rport = start_rspamd()
-        procs = [clamd, spamd, rspamd]
+        clamd2, c2port = start_clamd("clamd-1m", "1M")
+        procs = [clamd, spamd, rspamd, clamd2]
         backend = mm.Backend().start()
         t0 = time.monotonic()
         faults(backend)
@@ -471,6 +510,10 @@ def main():
                   "see %s/%s/out" % (TMP, what))
         if up["clamd"]:
             clamd_tests(backend, cport)
+        if wait_port(c2port, clamd2, "clamd-1m"):
+            limit_tests(backend, c2port)
+        else:
+            check("setup: clamd (StreamMaxLength 1M) started", False)
         if up["spamd"]:
             spamd_tests(backend, sport)
         if up["rspamd"]:
