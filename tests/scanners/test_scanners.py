@@ -90,7 +90,7 @@ BUSINESS = mail("Minutes of the planning meeting",
 
 # ------------------------------------------------------------ real scanners
 
-def start_clamd(name="clamd", stream_max="40M"):
+def start_clamd(name="clamd", stream_max="40M", threads=4):
     d = os.path.join(TMP, name)
     os.makedirs(d)
     port = mm.free_port()
@@ -101,7 +101,7 @@ def start_clamd(name="clamd", stream_max="40M"):
         f.write("DatabaseDirectory %s\nTCPSocket %d\nTCPAddr 127.0.0.1\n"
                 "Foreground yes\nUser root\nLogFile %s/clamd.log\n"
                 "StreamMaxLength %s\nScanArchive yes\nScanMail yes\n"
-                "MaxThreads 4\nSelfCheck 3600\n" % (d, port, d, stream_max))
+                "MaxThreads %d\nSelfCheck 3600\n" % (d, port, d, stream_max, threads))
     p = subprocess.Popen(["clamd", "-c", os.path.join(d, "clamd.conf")],
                          stdout=open(os.path.join(d, "out"), "wb"),
                          stderr=subprocess.STDOUT)
