@@ -194,11 +194,12 @@ class Fake:
     garbage (reads the request, answers nonsense), late (reads it all,
     answers a correct "stream: OK" after scanner_timeout)."""
 
-    def __init__(self, mode, late=None):
+    def __init__(self, mode, late=None, host="127.0.0.1"):
         self.mode, self.late = mode, late
-        self.srv = socket.socket()
+        self.srv = socket.socket(socket.AF_INET6 if ":" in host
+                                 else socket.AF_INET)
         self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.srv.bind(("127.0.0.1", 0))
+        self.srv.bind((host, 0))
         self.srv.listen(16)
         self.port = self.srv.getsockname()[1]
         self.conns = 0
@@ -232,6 +233,9 @@ class Fake:
             elif self.mode == "garbage":
                 self.read_request(c)
                 c.sendall(b"\x00\xffHELLO? I am not clamd\r\n\0")
+            elif self.mode == "ok":
+                self.read_request(c)
+                c.sendall(b"stream: OK\0")
             elif self.mode == "late":
                 self.read_request(c)
                 time.sleep(self.late)
@@ -331,6 +335,42 @@ def faults(backend):
         check("fault: stalled clamd, 20 MB: daemon lives", d.alive())
     finally:
         d.stop()
+    # IPv6: a clamd-speaking fake on [::1] that says OK
+    six = Fake("ok", host="::1")
+    d = daemon(backend, "clamd:[::1]:%d" % six.port)
+    try:
+        expect_delivered("clamd over IPv6 ([::1]:port): delivered", d,
+                         backend, mail("six", "Hello.\r\n"))
+        check("clamd over IPv6: one connection per message",
+              six.conns == 1, six.conns)
+    finally:
+        d.stop()
+    # the client goes away while clamd streams / while it thinks
+    for what, f in (("before the dot", fakes["stall"]),
+                    ("after the dot", fakes["late"])):
+        d = daemon(backend, "clamd:127.0.0.1:%d" % f.port,
+                   scanner_timeout=TIMEOUT)
+        try:
+            backend.clear()
+            c = mm.Client(d.port)
+            c.banner()
+            c.cmd("EHLO client.sender.example")
+            c.cmd("MAIL FROM:<alice@sender.example>")
+            c.cmd("RCPT TO:<%s>" % RCPT)
+            c.cmd("DATA")
+            c.send(mail("gone", "Hello.\r\n" * 1000))
+            if what == "after the dot":
+                c.send(".\r\n")
+                time.sleep(0.5)
+            c.close()
+            time.sleep(4)
+            r = send(d, mail("after", "Hello.\r\n"))
+            check("client gone %s: daemon lives, nothing delivered" % what,
+                  d.alive() and r.code == 451 and
+                  len(delivered(backend)) == 0,
+                  "alive %s reply %r" % (d.alive(), r.text))
+        finally:
+            d.stop()
     # scanner_fail = accept: delivered unscanned
     d = daemon(backend, "clamd:127.0.0.1:%d" % refused_port,
                scanner_timeout=TIMEOUT, scanner_fail="accept")
