@@ -555,6 +555,11 @@ void scan_rspamd_request(struct buf *b, const struct scan_meta *m,
                          uint64_t len);
 int scan_rspamd_parse(const char *p, size_t n, bool eof, struct scan_reply *r);
 
+/* ------------------------------------------------------ checks/scanner.c */
+
+/* (chk_scanner in check.h: every scanner sees the message before the
+ * final dot; its figures are the "scanners" section of the stats) */
+
 /* ------------------------------------------------------------- scanner.c */
 
 /*

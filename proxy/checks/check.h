@@ -102,6 +102,7 @@ extern const struct check chk_sender_tld;
 extern const struct check chk_sender_mx;
 extern const struct check chk_spf;
 extern const struct check chk_dsn;
+extern const struct check chk_scanner;
 
 /* checks/dsn.c: the body tap until check.h has one - DATA accepted, and
  * each piece of the unstuffed message; dsn_sent_lookup_fn is set by
