@@ -1333,7 +1333,8 @@ static const char css[] =
         "input,select,button{font-size:1em;margin:.1em 0;max-width:100%}"
         "label{display:block;margin-top:.6em;font-weight:bold}"
         "small{color:#666}fieldset{margin:.8em 0;background:#fff}"
-        ".scroll{overflow-x:auto}svg{max-width:100%;height:auto;"
+        ".scroll{overflow-x:auto}svg{display:block;width:100%;"
+        "max-width:720px;height:auto;margin:.3em 0;"
         "background:#fff;border:1px solid #ccc}"
         "@media(max-width:600px){main{padding:.4em}td,th{font-size:13px}}";
 
