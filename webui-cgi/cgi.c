@@ -820,6 +820,17 @@ cgi_begin(struct cgi_req *r, bool login)
 		r->multipart = true;
 		return;
 	}
+	if (ct && *ct && strncmp(ct, "application/x-www-form-urlencoded", 33)) {
+		/* A raw body (an image for /cgi-bin/flash) stays on stdin.
+		 * A form on another site cannot send this header, so it is
+		 * the CSRF check of such requests. */
+		b = getenv("HTTP_X_MAILMOAT_CSRF");
+		if (login && !cgi_csrf_ok(r, b))
+			cgi_error(403, "refused: missing or wrong CSRF token "
+			               "(header X-Mailmoat-CSRF)");
+		r->raw = true;
+		return;
+	}
 	if (len > CGI_MAX_BODY)
 		cgi_error(413, "request too large");
 	r->fbuf = malloc((size_t)len + 1);

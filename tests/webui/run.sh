@@ -15,4 +15,7 @@ mkdir -p build/webui-tmp
 cc -std=c11 -O2 -D_GNU_SOURCE -o build/webui-tmp/mailmoat-flash \
 	firmware/tools/mailmoat-flash.c firmware/tools/fwimg.c -lmbedcrypto \
 	|| { echo "not ok - webui:build (mailmoat-flash)"; exit 1; }
-exec /usr/bin/python3 tests/webui/test_webui.py "$@"
+status=0
+/usr/bin/python3 tests/webui/test_webui.py "$@" || status=1
+tests/webui/flash_stream.sh || status=1
+exit $status

@@ -26,6 +26,8 @@ from selenium import webdriver  # noqa: E402
 from selenium.common.exceptions import NoAlertPresentException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support import expected_conditions as EC  # noqa
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 HOSTILE = "<img src=x onerror=alert(1)>"
 PAGES = ["dashboard", "decisions", "greylist", "lists", "settings",
@@ -148,7 +150,14 @@ class Box:
         return self.drv.find_element(By.CSS_SELECTOR, css)
 
     def submit(self, css):
+        """submit - click and wait until the next page has replaced this
+        one (a click may return before the navigation starts)."""
+        old = self.drv.find_element(By.TAG_NAME, "html")
         self.el(css).click()
+        WebDriverWait(self.drv, 30).until(EC.staleness_of(old))
+        WebDriverWait(self.drv, 30).until(
+            lambda d: d.execute_script("return document.readyState")
+            == "complete")
         self.no_script_ran()
 
     def shot(self, name):
@@ -357,6 +366,8 @@ def t_setting(box):
 @case("a bad setting is refused next to its field, nothing changes")
 def t_bad_setting(box):
     before = digest(box.daemon.conf_path)
+    with open(box.daemon.conf_path) as f:
+        before_text = f.read()
     box.get("/cgi-bin/settings")
     box.el("#greet_pause").clear()
     box.el("#greet_pause").send_keys("10X")
@@ -365,7 +376,10 @@ def t_bad_setting(box):
     check("greet_pause" in err and "10X" in err, err)
     check(box.el("#error"), "no refusal at the top")
     box.shot("settings-refused")
-    check(digest(box.daemon.conf_path) == before, "config changed")
+    with open(box.daemon.conf_path) as f:
+        now = f.read()
+    check(digest(box.daemon.conf_path) == before,
+          "config changed:\n%s\n---\n%s" % (before_text, now))
     # a hostile value comes back as text
     box.get("/cgi-bin/settings")
     box.el("#hostname").clear()
@@ -397,9 +411,11 @@ def t_block(box):
     box.submit("#add-allow")
     check("refused" in box.el("#error").text, box.el("#error").text)
     # remove
+    old = box.drv.find_element(By.TAG_NAME, "html")
     box.drv.find_element(
         By.XPATH, "//table[@id='block-entries']//tr[td[1]='127.0.0.9']"
         "//button").click()
+    WebDriverWait(box.drv, 30).until(EC.staleness_of(old))
     check("deleted" in box.el("#notice").text, box.el("#notice").text)
     with mm.Client(box.daemon.port, src="127.0.0.9") as c:
         check(c.banner().code == 220, "still blocked")
@@ -498,10 +514,30 @@ def t_bad_image(box):
     box.el("#image").send_keys(bad)
     box.submit("#flash")
     err = box.el("#error").text
-    check(err.startswith("refused") or "error" in err, err)
-    check(not os.listdir(box.upload), "spool left: %s" %
+    check(err.startswith("refused: not a mailmoat firmware image"), err)
+    check(not os.listdir(box.upload), "something written: %s" %
           os.listdir(box.upload))
     box.shot("firmware-refused")
+
+
+@case("flash for scripts: session and CSRF header needed, image streamed to the tool")
+def t_flash_cgi(box):
+    cookie = box.cookie()["value"]
+    box.get("/cgi-bin/password")
+    tok = box.csrf()
+    img = b"MAILMOAT-FW\nboard=x86_64\n" + b"\0" * 8000
+    hdr = {"Content-Type": "application/x-mailmoat-image"}
+    st, body, r = box.http("POST", "/cgi-bin/flash", img, cookie,
+                           headers=hdr)
+    check(st == 403, "without the CSRF header: %d %s" % (st, body))
+    st, body, r = box.http("POST", "/cgi-bin/flash", img, None,
+                           headers=dict(hdr, **{"X-Mailmoat-CSRF": tok}))
+    check(st == 403, "without the session: %d %s" % (st, body))
+    st, body, r = box.http("POST", "/cgi-bin/flash", img, cookie,
+                           headers=dict(hdr, **{"X-Mailmoat-CSRF": tok}))
+    check(st == 400 and body.startswith("refused: not a mailmoat firmware"),
+          "%d %s" % (st, body))
+    check(not os.listdir(box.upload), "something written")
 
 
 @case("firmware: config backup downloads, a bad restore is refused")
@@ -558,7 +594,8 @@ def main():
     try:
         for t in (t_root, t_login, t_mail, t_metrics_token, t_hostile,
                   t_decisions, t_setting, t_bad_setting, t_block, t_greylist,
-                  t_csrf, t_ratelimit, t_bad_image, t_backup, t_password):
+                  t_csrf, t_ratelimit, t_bad_image, t_flash_cgi, t_backup,
+                  t_password):
             t(box)
     finally:
         box.close()
