@@ -19,6 +19,24 @@
  * Every decision is one log line (id client ptr helo from to action
  * reason detail) and counts in stats.
  *
+ * Which callback may re-enter what (the rule; stage.c and bodytap.c keep
+ * it too):
+ *   - relay.c never calls back from inside a relay_* call (failures come
+ *     from a zero timer); its callbacks arrive on a later loop turn, and
+ *     sess_relay_cb()/sess_relay_drain_cb() drop those of a relay the
+ *     session has let go (the one liveness check: s->relay == r).
+ *   - checks answer through sess_check_done() on a later turn (DNS cache
+ *     hits and chk_done_later() are deferred too); a synchronous answer
+ *     from start() would still be safe: sess_stage_start() decides only
+ *     after its loop (x->starting).
+ *   - the SMTP engine calls its hooks synchronously from smtp_input(),
+ *     smtp_accept() and smtp_reply() (the owner's answer releases queued
+ *     input): so every caller of those treats them as its last use of the
+ *     transaction state, and a hook may close the session (sess_close()
+ *     only marks it; memory goes in the last handle's close callback).
+ *   - tls.c calls its hooks synchronously from tls_input()/tls_write();
+ *     they may close the session, never free the TLS context.
+ *
  * Owns: the sessions, the id table.  Async: everything, on the loop.
  * Config keys: timeout_command, timeout_data, dns_timeout (connect wait).
  */

@@ -298,6 +298,11 @@ sess_relay_cb(struct relay *r, void *arg, int code, const char *reply)
 	enum sess_op op;
 	char msg[480], path[400];
 
+	/* The one liveness check of the relay's callbacks: relay.c never
+	 * calls back from inside a relay_* call, so the session is in a
+	 * consistent state here; only a relay it has let go is stale. */
+	if (s->closing || s->relay != r)
+		return;
 	if (code >= 0 && x->data_ack_pending) {
 		/* The client got its 354 at once; this is the backend's. */
 		x->data_ack_pending = false;
