@@ -342,7 +342,8 @@ sess_smtp_write_cb(struct smtp *e, const char *buf, size_t len)
 		tls_write(x->s.tls, buf, len);
 	else
 		sess_raw_write(x, buf, len);
-	/* A reply went out: the client has a fresh deadline. */
+	/* A reply went out: the client has a fresh deadline (the 354 keeps
+	 * W_DATA: the DATA handler set it). */
 	if (!x->s.closing && x->phase != PH_CONNECT)
 		sess_rearm(x);
 }
@@ -394,14 +395,14 @@ sess_arm(struct sess *x, uint64_t ms)
 	uv_timer_start(&x->s.timer, sess_timer_cb, ms, 0);
 }
 
-/* sess_rearm - the deadline of the state the engine is in. */
+/* sess_rearm - the deadline of what the session waits for (x->wait). */
 void
 sess_rearm(struct sess *x)
 {
 	uint64_t cmd, data, life;
 
 	sess_timeouts(x, &cmd, &data, &life);
-	sess_arm(x, x->s.smtp.state == SMTP_ST_DATA ? data : cmd);
+	sess_arm(x, x->wait == W_DATA ? data : cmd);
 }
 
 /* sess_timer_cb - greet pause over, a deadline passed, or a close hung. */
@@ -436,7 +437,7 @@ sess_timer_cb(uv_timer_t *t)
 	snprintf(reply, sizeof(reply),
 	         "421 4.4.2 Timeout, closing connection [id=%s]", x->s.sid);
 	sess_log(x, VERDICT_TEMPFAIL, "timeout",
-	         x->s.smtp.state == SMTP_ST_DATA ? "data" : "command");
+	         x->wait == W_DATA ? "data" : "command");
 	sess_final(x, reply);
 }
 
@@ -584,6 +585,11 @@ sess_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
 		sess_close(x);
 		return;
 	}
+	/* In DATA every chunk re-arms timeout_data (idle time between
+	 * chunks, RFC 5321 4.5.3.2.6); command bytes do not extend the
+	 * command deadline. */
+	if (x->wait == W_DATA)
+		sess_rearm(x);
 	if (s->tls != NULL)
 		tls_input(s->tls, b->base, (size_t)nread);
 	else

@@ -710,9 +710,11 @@ sess_smtp_command_cb(struct smtp *e, enum smtp_cmd cmd,
 			relay_data(s->relay);
 			sess_send_headers(x);
 		}
+		x->wait = W_DATA; /* the 354 arms timeout_data */
 		smtp_accept(e);
 		return;
 	case SMTP_CMD_DOT:
+		x->wait = W_CLIENT;
 		sess_dot(x, a);
 		return;
 	case SMTP_CMD_STARTTLS:

@@ -73,3 +73,51 @@ class RelayResetAfterRcpt(MMTest):
         c = self.greeted()
         self.assertReply(c.transaction("a@sender.example", ["bob@example.com"],
                                        message(subject="after-race")), 250)
+
+
+class DataTimeout(MMTest):
+    """Defect 2: after the 354 the session runs under timeout_data (not
+    timeout_command), re-armed by every chunk: timeout_data is the idle
+    time between chunks."""
+    conf = {"timeout_command": "1s", "timeout_data": "4s"}
+
+    def open_data(self):
+        c = self.greeted()
+        self.assertEqual(c.cmd("MAIL FROM:<a@sender.example>").code, 250)
+        self.assertEqual(c.cmd("RCPT TO:<bob@example.com>").code, 250)
+        self.assertEqual(c.cmd("DATA").code, 354)
+        return c
+
+    def test_idle_after_354_longer_than_timeout_command(self):
+        c = self.open_data()
+        time.sleep(2.5)  # > timeout_command, < timeout_data
+        _, closed = c.pending()
+        self.assertFalse(closed, "cut under timeout_command in DATA")
+        c.send(message(subject="slow start").encode() + b".\r\n")
+        self.assertEqual(c.reply().code, 250)
+        self.assertDelivered(1)
+
+    def test_trickling_data_longer_than_timeout_data(self):
+        """A line every 0.5 s for 6 s (more than timeout_data and
+        timeout_command together): each chunk re-arms timeout_data."""
+        c = self.open_data()
+        c.send(b"Subject: trickle\r\n\r\n")
+        end = time.monotonic() + 6
+        n = 0
+        while time.monotonic() < end:
+            c.send(b"line %d\r\n" % n)
+            n += 1
+            _, closed = c.pending(wait=0.5)
+            self.assertFalse(closed, "cut while data flowed (line %d)" % n)
+        c.send(b".\r\n")
+        self.assertEqual(c.reply().code, 250)
+        got = self.assertDelivered(1)
+        self.assertIn(b"line %d\r\n" % (n - 1), got[0][1])
+
+    def test_silent_in_data_cut_under_timeout_data(self):
+        c = self.open_data()
+        c.send(b"Subject: stalled\r\n\r\npart\r\n")
+        got = c.wait_closed(timeout=30)
+        self.assertRegex(got, rb"421 4\.4\.2 .* \[id=[0-9A-Z]{5}\]\r\n$")
+        self.daemon.wait_decision(reason="timeout", detail="data")
+        self.assertNothingDelivered()
