@@ -310,6 +310,11 @@ sess_relay_cb(struct relay *r, void *arg, int code, const char *reply)
 	enum sess_op op;
 	char msg[480], path[400];
 
+	/* The one liveness check of the relay's callbacks: relay.c never
+	 * calls back from inside a relay_* call, so the session is in a
+	 * consistent state here; only a relay it has let go is stale. */
+	if (s->closing || s->relay != r)
+		return;
 	if (code >= 0 && x->data_ack_pending) {
 		/* The client got its 354 at once; this is the backend's. */
 		x->data_ack_pending = false;
@@ -723,9 +728,11 @@ sess_smtp_command_cb(struct smtp *e, enum smtp_cmd cmd,
 			relay_data(s->relay);
 			sess_send_headers(x);
 		}
+		x->wait = W_DATA; /* the 354 arms timeout_data */
 		smtp_accept(e);
 		return;
 	case SMTP_CMD_DOT:
+		x->wait = W_CLIENT;
 		sess_dot(x, a);
 		return;
 	case SMTP_CMD_STARTTLS:
