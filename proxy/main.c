@@ -234,9 +234,9 @@ main(int argc, char **argv)
 	if (cfg == NULL)
 		log_fatal("%s", err);
 
-	/* SPF evaluations (libspf2 blocks) and flash writes run in the uv
-	 * thread pool; one slow DNS server can hold a worker for up to
-	 * 6 x dns_timeout, so give the pool more than libuv's 4.  libuv
+	/* Flash writes and list saves run in the uv thread pool (SPF runs
+	 * on the loop since it reads dns.c's cache); a slow SD card can
+	 * hold a worker, so give the pool more than libuv's 4.  libuv
 	 * reads this at its first uv_queue_work(); an operator's value
 	 * in the environment wins. */
 	setenv("UV_THREADPOOL_SIZE", "16", 0);
