@@ -60,6 +60,7 @@ struct gl_net {
 };
 
 static struct store_table *gl_t, *gl_text, *gl_nets;
+static void gl_counted(void);
 static struct {
 	uint64_t evicted;
 } stats_greylist;
@@ -96,6 +97,14 @@ greylist_open(void)
 	gl_t = store_table("greylist", sizeof(struct gl_val));
 	gl_text = store_table("greylist_text", GL_TEXT);
 	gl_nets = store_table("greylist_net", sizeof(struct gl_net));
+	gl_counted();
+}
+
+/* gl_counted - stats.greylist_entries follows the table. */
+static void
+gl_counted(void)
+{
+	stats.greylist_entries = gl_t ? store_count(gl_t) : 0;
 }
 
 /* gl_hash - 64-bit FNV-1a of the triplet text: the table key. */
@@ -400,6 +409,7 @@ greylist_record(const struct config *cfg, const char *triplet)
 	store_put(gl_t, key, 8, &v, now + cfg->greylist_window_s);
 	store_put(gl_text, key, 8, gl_text_val(triplet),
 	          now + cfg->greylist_window_s);
+	gl_counted();
 }
 
 /* greylist_delivered - a message for triplet was delivered: a passed
@@ -496,9 +506,13 @@ greylist_del(const char *triplet)
 {
 	unsigned char key[8];
 
+	int rc;
+
 	gl_key(triplet, key);
 	store_del(gl_text, key, 8);
-	return store_del(gl_t, key, 8);
+	rc = store_del(gl_t, key, 8);
+	gl_counted();
+	return rc;
 }
 
 /* gl_flush_cb - delete everything. */
@@ -519,6 +533,7 @@ greylist_flush(void)
 	store_foreach(gl_t, gl_flush_cb, gl_t);
 	store_foreach(gl_text, gl_flush_cb, gl_text);
 	store_foreach(gl_nets, gl_flush_cb, gl_nets);
+	gl_counted();
 	return n;
 }
 
