@@ -129,26 +129,49 @@ static struct {
 
 /* ----------------------------------------------------------- crc32 */
 
-static uint32_t crc_table[256];
+static uint32_t crc_table[8][256];
 
-/* store_crc32 - CRC-32 (IEEE, as zlib) of p[0..n). */
+/* store_crc_init - the slicing-by-8 tables. */
+static void
+store_crc_init(void)
+{
+	for (uint32_t i = 0; i < 256; i++) {
+		uint32_t c = i;
+
+		for (int k = 0; k < 8; k++)
+			c = (c & 1) ? 0xedb88320u ^ (c >> 1) : c >> 1;
+		crc_table[0][i] = c;
+	}
+	for (uint32_t i = 0; i < 256; i++)
+		for (int t = 1; t < 8; t++)
+			crc_table[t][i] =
+			        (crc_table[t - 1][i] >> 8) ^
+			        crc_table[0][crc_table[t - 1][i] & 0xff];
+}
+
+/* store_crc32 - CRC-32 (IEEE, as zlib) of p[0..n), eight bytes a step. */
 uint32_t
 store_crc32(uint32_t crc, const void *p, size_t n)
 {
 	const unsigned char *b = p;
 
-	if (crc_table[1] == 0) {
-		for (uint32_t i = 0; i < 256; i++) {
-			uint32_t c = i;
-
-			for (int k = 0; k < 8; k++)
-				c = (c & 1) ? 0xedb88320u ^ (c >> 1) : c >> 1;
-			crc_table[i] = c;
-		}
-	}
+	if (crc_table[0][1] == 0)
+		store_crc_init();
 	crc = ~crc;
+	while (n >= 8) {
+		uint32_t lo =
+		        crc ^ ((uint32_t)b[0] | (uint32_t)b[1] << 8 |
+		               (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24);
+
+		crc = crc_table[7][lo & 0xff] ^ crc_table[6][(lo >> 8) & 0xff] ^
+		      crc_table[5][(lo >> 16) & 0xff] ^ crc_table[4][lo >> 24] ^
+		      crc_table[3][b[4]] ^ crc_table[2][b[5]] ^
+		      crc_table[1][b[6]] ^ crc_table[0][b[7]];
+		b += 8;
+		n -= 8;
+	}
 	while (n--)
-		crc = crc_table[(crc ^ *b++) & 0xff] ^ (crc >> 8);
+		crc = crc_table[0][(crc ^ *b++) & 0xff] ^ (crc >> 8);
 	return ~crc;
 }
 
