@@ -971,6 +971,39 @@ void stats_json_string(struct buf *b, const char *s);
 void stats_store_open(void);
 void stats_free(void);
 
+/* --------------------------------------------------------------- psl.c */
+
+/* psl_registered - the registered domain (public suffix + one label, PSL
+ * from data/public_suffix_list.dat, compiled in) of a host name, lower
+ * case, into out; false when name is itself a public suffix or bad. */
+bool psl_registered(const char *name, char *out, size_t outlen);
+
+/* ---------------------------------------------------------- greylist.c */
+
+/* Greylisting logic on store tables (the check is checks/greylist.c).  A
+ * triplet is the text "NET SENDER RCPT": NET the registered domain of a
+ * forward-confirmed PTR, else the /24 or /64. */
+enum gl_result { GL_R_NEW, GL_R_WAIT, GL_R_PASS, GL_R_AUTO };
+void greylist_open(void); /* the tables, after store_open */
+void greylist_net(const struct ipaddr *ip, const char *ptr, char *out,
+                  size_t outlen);
+struct mailpath;
+void greylist_sender(const struct mailpath *from, char *out, size_t outlen);
+void greylist_triplet(const struct ipaddr *ip, const char *ptr,
+                      const struct mailpath *from, const struct mailpath *rcpt,
+                      char *out, size_t outlen);
+enum gl_result greylist_lookup(const struct config *cfg, const char *triplet,
+                               unsigned *waited);
+void greylist_record(const struct config *cfg, const char *triplet);
+void greylist_delivered(const struct config *cfg, const char *triplet);
+size_t greylist_list(const char *pattern, struct buf *out);
+int greylist_del(const char *triplet);
+size_t greylist_flush(void);
+void greylist_stats(uint64_t *entries, uint64_t *pending, uint64_t *passed,
+                    uint64_t *auto_allowed);
+size_t greylist_capacity(void);
+void greylist_set_capacity(size_t n); /* tests; 0: derived */
+
 /* ------------------------------------------------------------- store.c */
 
 /* The flash-backed state store: the only code touching state_dir.  Named

@@ -452,6 +452,8 @@ sess_stage_done(struct sess *x)
 	}
 	sess_stage_verdict(x, &v, &who);
 	if (v.kind == VERDICT_REJECT || v.kind == VERDICT_TEMPFAIL) {
+		if (who != NULL && who->won != NULL)
+			who->won(s);
 		sess_refuse_log(x, &v, who);
 		if (s->stage == STAGE_DATA && s->relay != NULL) {
 			/* Nothing is delivered: no dot. */

@@ -57,6 +57,9 @@ struct check {
 	/* Optional: DATA check started (the 354 is about to be sent): set
 	 * up per-session state (s->chk_state[id]: connect to a scanner...). */
 	void (*data_begin)(struct session *s);
+	/* Optional: this check's refusal became the stage's decision (no
+	 * other check refused): greylisting records a new triplet here. */
+	void (*won)(struct session *s);
 	/* For an active STAGE_DATA check, cancel() runs once at the end of
 	 * every transaction (reply to the dot, RSET, a new MAIL, the close),
 	 * whether or not start() ran: free s->chk_state[id] there. */
@@ -103,6 +106,7 @@ extern const struct check chk_sender_mx;
 extern const struct check chk_spf;
 extern const struct check chk_dsn;
 extern const struct check chk_scanner;
+extern const struct check chk_greylist;
 
 /* checks/dsn.c: the body tap until check.h has one - DATA accepted, and
  * each piece of the unstuffed message; dsn_sent_lookup_fn is set by
