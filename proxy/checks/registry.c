@@ -6,6 +6,7 @@
  *   chk_find()                  the entry of a check id, or NULL
  *   chk_init_all()              each check's init(): at startup and reload
  *   chk_ticket_make()           {session id, generation, check} for async
+ *   chk_bind_session()          the session side's id lookup and done hook
  *   chk_ticket_session()        the session of a ticket, NULL if stale
  *   chk_done_later()            deliver a known answer on the next turn
  *   chk_set()                   fill a result slot
@@ -13,7 +14,10 @@
  *
  * Owns one uv_idle_t that runs while deferred answers wait.  Deferred
  * answers carry tickets, never session pointers: an answer for a session
- * that has gone or moved on is dropped.  Reads no config key itself.
+ * that has gone or moved on is dropped.  The registry does not call the
+ * session code by name: the session binds its lookup and its done hook
+ * with chk_bind_session() (one direction: session -> registry).  Reads no
+ * config key itself.
  */
 #include <stdarg.h>
 #include <stdlib.h>
@@ -35,12 +39,16 @@ const struct check *const chk_registry[] = {
 	&chk_sender_tld,
 	&chk_sender_mx,
 	&chk_spf,
+	&chk_dsn,
+	&chk_scanner,
 	NULL, /* end */
 };
 /* clang-format on */
 const unsigned chk_registry_len = ARRAY_LEN(chk_registry) - 1;
 
 static uv_loop_t *later_loop;
+static struct session *(*bound_find)(uint64_t id);
+static void (*bound_done)(struct session *s, enum chk_id id);
 static uv_idle_t later_idle;
 static bool later_init, later_closing;
 static struct chk_ticket *later_q;
@@ -88,11 +96,21 @@ chk_ticket_make(const struct session *s, enum chk_id id)
 struct session *
 chk_ticket_session(const struct chk_ticket *t)
 {
-	struct session *s = sess_find(t->sess_id);
+	struct session *s = bound_find ? bound_find(t->sess_id) : NULL;
 
 	if (s == NULL || s->gen != t->gen || s->closing)
 		return NULL;
 	return s;
+}
+
+/* chk_bind_session - how tickets find their session, and where deferred
+ * answers go (the session side calls this before any check starts). */
+void
+chk_bind_session(struct session *(*find)(uint64_t id),
+                 void (*done)(struct session *s, enum chk_id id))
+{
+	bound_find = find;
+	bound_done = done;
 }
 
 /* chk_set_loop - the loop deferred answers run on (default loop if unset). */
@@ -116,8 +134,8 @@ chk_later_cb(uv_idle_t *h)
 	for (i = 0; i < n; i++) {
 		struct session *s = chk_ticket_session(&q[i]);
 
-		if (s != NULL)
-			sess_check_done(s, q[i].id);
+		if (s != NULL && bound_done != NULL)
+			bound_done(s, q[i].id);
 	}
 	free(q);
 }

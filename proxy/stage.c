@@ -1,0 +1,825 @@
+/*
+ * stage.c - the stage machine: checks, verdicts, and the relay glue.
+ *
+ * Public (proxy.h, stage block):
+ *   sess_check_done()  a check of the current stage finished
+ *
+ * Shared (session_int.h): sess_smtp_hooks (the engine's hooks),
+ * sess_stage_start(), sess_cancel_checks(), sess_banner(),
+ * sess_refuse_greeting(), sess_refuse(), sess_drop_relay().
+ *
+ * The SMTP engine (smtp.c) hands EHLO/HELO, MAIL, RCPT, DATA, the end of
+ * data and STARTTLS here; each runs its stage of checks (registry order,
+ * verdict.c decides).  Recipients that pass go to the internal server
+ * through relay.c (connected at the first one; MAIL+RCPT pipelined when
+ * it offers PIPELINING; kept for the session's next transaction, QUIT at
+ * its end).  DATA gets its 354 at once, the body streams through
+ * (bodytap.c), and the final dot goes only when every check passed: the
+ * backend's reply goes to the client as it is, a backend failure is a
+ * 451, never a 250.  A refusal at connect becomes the greeting and every
+ * later command gets the same reply until QUIT (RFC 5321 3.1).
+ *
+ * Config keys: local_domains, recipients, recipient_verify, allowlist,
+ * blocklist, max_backend_connections, action_*.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "session_int.h"
+
+static void sess_stage_done(struct sess *x);
+static void sess_relay_cb(struct relay *r, void *arg, int code,
+                          const char *reply);
+static void sess_relay_drain_cb(struct relay *r, void *arg);
+
+/* sess_cancel_checks - cancel the checks still running in this stage. */
+void
+sess_cancel_checks(struct sess *x)
+{
+	unsigned i;
+
+	for (i = 0; i < chk_registry_len; i++) {
+		const struct check *c = chk_registry[i];
+
+		/* an active DATA check is cancelled once, by sess_tap_end() */
+		if ((x->pending_mask & ~x->tap_mask & (1u << c->id)) &&
+		    c->cancel != NULL)
+			c->cancel(&x->s);
+	}
+	x->pending_mask = 0;
+	x->s.pending_checks = 0;
+	x->s.gen++;
+}
+
+/* -------------------------------------------------------- decisions */
+
+/*
+ * sess_stage_verdict - the decision of the current stage: each check in
+ * registry order; "log" ones are logged and counted; a reject beats a
+ * tempfail, otherwise the first refusal wins.
+ */
+static void
+sess_stage_verdict(struct sess *x, struct verdict *best,
+                   const struct check **who)
+{
+	struct session *s = &x->s;
+	struct verdict v;
+	unsigned i;
+
+	best->kind = VERDICT_ACCEPT;
+	best->check = -1;
+	best->reply[0] = '\0';
+	*who = NULL;
+	for (i = 0; i < chk_registry_len; i++) {
+		const struct check *c = chk_registry[i];
+		const struct chk_result *r = &s->results[c->id];
+
+		if (!(c->stage & s->stage) || r->status == CHK_NONE)
+			continue;
+		verdict_decide(r, s->cfg->actions[c->id], s->sid, &v);
+		v.check = (int)c->id;
+		if (v.kind == VERDICT_LOG) {
+			sess_log(x, VERDICT_LOG, c->name, r->detail);
+		} else if (verdict_wins(&v, best)) {
+			*best = v;
+			*who = c;
+		}
+	}
+}
+
+/*
+ * sess_refuse_log - the stage's refusal: logged with the check's name
+ * and detail.
+ */
+static void
+sess_refuse_log(struct sess *x, const struct verdict *v,
+                const struct check *who)
+{
+	const struct chk_result *r = &x->s.results[who->id];
+
+	sess_log(x, v->kind, who->name, r->detail[0] ? r->detail : r->text);
+}
+
+/*
+ * sess_own_check - a rule session.c decides itself (pregreet, pipelining,
+ * null_sender) through verdict.c, so that action_* applies the same way.
+ */
+static void
+sess_own_check(struct sess *x, enum chk_id id, const char *text,
+               struct verdict *v)
+{
+	struct chk_result r;
+
+	memset(&r, 0, sizeof(r));
+	r.status = CHK_FAIL;
+	r.code = verdict_default_code(id);
+	snprintf(r.text, sizeof(r.text), "%s", text);
+	if (x->s.allowlisted ||
+	    (id == CHK_NULL_SENDER && x->sender_allowlisted)) {
+		v->kind = VERDICT_ACCEPT;
+		v->reply[0] = '\0';
+		return;
+	}
+	verdict_decide(&r, x->s.cfg->actions[id], x->s.sid, v);
+	v->check = (int)id;
+}
+
+/* sess_refuse - answer the pending command with a refusal, logged. */
+void
+sess_refuse(struct sess *x, const char *reply, const char *reason,
+            const char *detail)
+{
+	sess_log(x, sess_kind_of(reply), reason, detail);
+	smtp_reply(&x->s.smtp, false, reply);
+}
+
+/* ----------------------------------------------------------- stages */
+
+/* sess_exempt - no checks of stage for this session: an allowlisted
+ * client, or an allowlisted sender for MAIL/RCPT/DATA. */
+bool
+sess_exempt(const struct sess *x, unsigned stage)
+{
+	return x->s.allowlisted ||
+	       (x->sender_allowlisted &&
+	        (stage & (STAGE_MAIL | STAGE_RCPT | STAGE_DATA)));
+}
+
+/*
+ * sess_stage_start - start every check of stage (not for an allowlisted
+ * client, nor for the MAIL/RCPT/DATA stages of an allowlisted sender).
+ * The stage completes in sess_stage_done() once all have answered.
+ */
+void
+sess_stage_start(struct sess *x, unsigned stage)
+{
+	struct session *s = &x->s;
+	bool exempt = sess_exempt(x, stage);
+	unsigned i;
+
+	s->stage = stage;
+	s->gen++;
+	x->pending_mask = 0;
+	s->pending_checks = 0;
+	for (i = 0; i < chk_registry_len; i++) {
+		const struct check *c = chk_registry[i];
+
+		if (!(c->stage & stage))
+			continue;
+		memset(&s->results[c->id], 0, sizeof(s->results[0]));
+		if (exempt || c->start == NULL ||
+		    s->cfg->actions[c->id] == ACT_OFF)
+			continue;
+		s->results[c->id].status = CHK_PENDING;
+		x->pending_mask |= 1u << c->id;
+		s->pending_checks++;
+	}
+	x->starting = true;
+	for (i = 0; i < chk_registry_len && !s->closing; i++) {
+		const struct check *c = chk_registry[i];
+
+		if (x->pending_mask & (1u << c->id))
+			c->start(s);
+	}
+	x->starting = false;
+	if (!s->closing && s->pending_checks == 0)
+		sess_stage_done(x);
+}
+
+/* sess_check_done - a check finished: result already in s->results[id]. */
+void
+sess_check_done(struct session *s, enum chk_id id)
+{
+	struct sess *x;
+
+	if (s == NULL || sess_find(s->id) != s)
+		return; /* gone, or not one of ours */
+	x = sess_x(s);
+	if (!(x->pending_mask & (1u << id)))
+		return; /* stale: another stage */
+	x->pending_mask &= ~(1u << id);
+	if (s->results[id].status == CHK_PENDING)
+		s->results[id].status = CHK_NONE;
+	s->pending_checks--;
+	if (s->pending_checks == 0 && !x->starting)
+		sess_stage_done(x);
+}
+
+/* sess_relay_start - this recipient passed: on to the backend. */
+static void
+sess_relay_start(struct sess *x)
+{
+	struct session *s = &x->s;
+	char path[400], reply[160];
+
+	if (s->relay == NULL) {
+		if (!relay_can_open(s->cfg)) {
+			snprintf(reply, sizeof(reply),
+			         "421 4.3.2 Too many sessions to the internal "
+			         "mail server, try again later [id=%s]",
+			         s->sid);
+			sess_log(x, VERDICT_TEMPFAIL, "limit",
+			         "max_backend_connections");
+			sess_final(x, reply);
+			return;
+		}
+		struct sockaddr_storage be;
+		struct relay_client ci;
+
+		/* the original destination or the backend (the smarthost for
+		 * outbound mail); and who the client is, for tproxy /
+		 * backend_client_info (not for outbound mail) */
+		transparent_relay_client(s, &be, &ci);
+		if (s->outbound) {
+			memcpy(&be, &s->cfg->outbound_relay, sizeof(be));
+			ci.info = CLIENT_INFO_NONE;
+			ci.spoof = false;
+		}
+		s->relay = relay_open_for(
+		        sess_loop, s->cfg, (const struct sockaddr *)&be,
+		        s->cfg->hostname, &ci, sess_relay_cb, x);
+		if (s->relay == NULL) {
+			snprintf(reply, sizeof(reply),
+			         "451 4.4.1 Internal mail server not "
+			         "reachable, try again later [id=%s]",
+			         s->sid);
+			sess_refuse(x, reply, "backend", "cannot connect");
+			return;
+		}
+		relay_on_drain(s->relay, sess_relay_drain_cb);
+		x->backend_txn = false;
+	}
+	if (!x->backend_txn) {
+		int n;
+
+		sess_path_str(&s->from, path, sizeof(path));
+		n = (int)strlen(path);
+		if (x->mail_size > 0)
+			n += snprintf(path + n, sizeof(path) - (size_t)n,
+			              " SIZE=%llu",
+			              (unsigned long long)x->mail_size);
+		if (x->mail_8bit)
+			snprintf(path + n, sizeof(path) - (size_t)n,
+			         " BODY=8BITMIME");
+		x->op = OP_MAIL;
+		relay_mail(s->relay, path);
+		sess_path_str(&s->rcpt, path, sizeof(path));
+		relay_rcpt(s->relay, path);
+		return;
+	}
+	sess_path_str(&s->rcpt, path, sizeof(path));
+	x->op = OP_RCPT;
+	relay_rcpt(s->relay, path);
+}
+
+/* sess_unreachable - the backend failed: a 4xx, never a 250. */
+static void
+sess_unreachable(struct sess *x, const char *why)
+{
+	char reply[160];
+
+	snprintf(reply, sizeof(reply),
+	         "451 4.4.1 Internal mail server not reachable, try again "
+	         "later [id=%s]",
+	         x->s.sid);
+	sess_refuse(x, reply, "backend", why);
+}
+
+/* sess_drop_relay - abort the relay (nothing delivered); reading goes on
+ * if the relay's back-pressure had stopped it. */
+void
+sess_drop_relay(struct sess *x)
+{
+	struct session *s = &x->s;
+
+	if (s->relay == NULL)
+		return;
+	relay_abort(s->relay);
+	s->relay = NULL;
+	sess_flow(x);
+}
+
+/* sess_relay_cb - a reply from the backend for the command in x->op. */
+static void
+sess_relay_cb(struct relay *r, void *arg, int code, const char *reply)
+{
+	struct sess *x = arg;
+	struct session *s = &x->s;
+	enum sess_op op;
+	char msg[480], path[400];
+
+	if (code >= 0 && x->data_ack_pending) {
+		/* The client got its 354 at once; this is the backend's. */
+		x->data_ack_pending = false;
+		if (code == 354)
+			return;
+		x->in_data = false;
+		if (x->op == OP_DOT) {
+			/* The dot was never sent: this is the answer. */
+			x->op = OP_NONE;
+			sess_refuse(x, reply, "backend", reply);
+			return;
+		}
+		free(x->data_refused);
+		x->data_refused = xstrdup(reply);
+		return;
+	}
+	x->data_ack_pending = false;
+	op = x->op;
+	x->op = OP_NONE;
+	if (code < 0) {
+		sess_drop_relay(x);
+		if (x->backend_txn || x->in_data)
+			x->backend_broken = true;
+		x->backend_txn = false;
+		x->in_data = false;
+		if (op != OP_NONE)
+			sess_unreachable(x, reply);
+		else
+			log_info("id=%s backend connection lost: %s", s->sid,
+			         reply);
+		return;
+	}
+	switch (op) {
+	case OP_MAIL:
+		/* The RCPT went with the MAIL: its reply comes next. */
+		if (code / 100 == 2) {
+			x->backend_txn = true;
+			x->op = OP_RCPT;
+			return;
+		}
+		free(x->mail_refused);
+		x->mail_refused = xstrdup(reply);
+		x->op = OP_RCPT_SKIP;
+		return;
+	case OP_RCPT_SKIP:
+		sess_refuse(x, x->mail_refused, "backend", x->mail_refused);
+		free(x->mail_refused);
+		x->mail_refused = NULL;
+		return;
+	case OP_RCPT:
+		if (code / 100 == 2) {
+			x->n_backend_rcpt++;
+			if (s->n_to == x->to_cap) {
+				x->to_cap = x->to_cap ? 2 * x->to_cap : 4;
+				x->to_v = xrealloc(
+				        x->to_v, x->to_cap * sizeof(*x->to_v));
+			}
+			x->to_v[s->n_to++] = s->rcpt;
+			s->to = x->to_v;
+			sess_path_str(&s->rcpt, path, sizeof(path));
+			if (x->rcpts.len + strlen(path) + 1 < 1000) {
+				if (x->rcpts.len > 0)
+					buf_append(&x->rcpts, ",", 1);
+				buf_append(&x->rcpts, path, strlen(path));
+			} else {
+				x->rcpts_more++;
+			}
+			smtp_accept(&s->smtp);
+			return;
+		}
+		if (code / 100 == 5 &&
+		    s->cfg->recipient_verify != RCPT_VERIFY_LIST) {
+			sess_path_str(&s->rcpt, path, sizeof(path));
+			snprintf(msg, sizeof(msg),
+			         "550 5.7.1 recipient %s unknown [id=%s]", path,
+			         s->sid);
+			sess_refuse(x, msg, "recipient", reply);
+			return;
+		}
+		sess_refuse(x, reply, "backend", reply);
+		return;
+	case OP_DOT:
+		x->in_data = false;
+		x->backend_txn = false;
+		x->n_backend_rcpt = 0;
+		if (code / 100 == 2) {
+			stats.accepted++;
+			sess_delivered(x);
+			if (s->outbound)
+				outbound_delivered(s);
+			sess_log(x, VERDICT_ACCEPT, "backend", reply);
+			smtp_reply(&s->smtp, true, reply);
+		} else {
+			sess_refuse(x, reply, "backend", reply);
+		}
+		if (sess_draining && !s->closing) {
+			snprintf(msg, sizeof(msg),
+			         "421 4.3.2 Service shutting down [id=%s]",
+			         s->sid);
+			sess_final(x, msg);
+		}
+		return;
+	case OP_NONE:
+		return;
+	}
+}
+
+/* sess_relay_drain_cb - the backend took the queued body: send more of a
+ * held one, or read again. */
+static void
+sess_relay_drain_cb(struct relay *r, void *arg)
+{
+	struct sess *x = arg;
+
+	if (x->s.closing || x->s.relay != r)
+		return;
+	if (x->flushing)
+		sess_hold_pump(x);
+	else
+		sess_flow(x);
+}
+
+/* sess_stage_done - every check of the stage answered: decide. */
+static void
+sess_stage_done(struct sess *x)
+{
+	struct session *s = &x->s;
+	struct verdict v;
+	const struct check *who;
+
+	if (s->stage == STAGE_CONNECT) {
+		if (x->greet_elapsed)
+			sess_banner(x);
+		return;
+	}
+	sess_stage_verdict(x, &v, &who);
+	if (v.kind == VERDICT_REJECT || v.kind == VERDICT_TEMPFAIL) {
+		sess_refuse_log(x, &v, who);
+		if (s->stage == STAGE_DATA && s->relay != NULL) {
+			/* Nothing is delivered: no dot. */
+			sess_drop_relay(x);
+			x->backend_txn = false;
+			x->in_data = false;
+		}
+		smtp_reply(&s->smtp, false, v.reply);
+		return;
+	}
+	switch (s->stage) {
+	case STAGE_HELO:
+	case STAGE_MAIL:
+		smtp_accept(&s->smtp);
+		return;
+	case STAGE_RCPT:
+		sess_relay_start(x);
+		return;
+	case STAGE_DATA:
+		if (x->data_refused != NULL) {
+			/* The backend refused DATA: its reply is the answer. */
+			char *r = x->data_refused;
+
+			x->data_refused = NULL;
+			sess_refuse(x, r, "backend", r);
+			free(r);
+			return;
+		}
+		if (s->relay == NULL || !x->in_data) {
+			sess_unreachable(x, "backend lost during DATA");
+			return;
+		}
+		hdrfilter_end(x->hf, sess_body_out, x);
+		free(x->hf);
+		x->hf = NULL;
+		if (x->hold) {
+			sess_hold_flush(x);
+			return;
+		}
+		x->op = OP_DOT;
+		relay_dot(s->relay);
+		return;
+	}
+}
+
+/*
+ * sess_refuse_greeting - refused at connect: reply is the greeting, and
+ * the engine answers every command but QUIT with it (RFC 5321 3.1).
+ */
+void
+sess_refuse_greeting(struct sess *x, const char *reply)
+{
+	x->phase = PH_REJECTING;
+	x->reject_reply = xstrdup(reply);
+	smtp_refuse(&x->s.smtp, x->reject_reply);
+	sess_rearm(x);
+}
+
+/* sess_banner - greet pause over and connect checks done: greet. */
+void
+sess_banner(struct sess *x)
+{
+	struct session *s = &x->s;
+	struct verdict v;
+	const struct check *who;
+
+	if (x->phase != PH_CONNECT || s->closing)
+		return;
+	uv_timer_stop(&s->timer);
+	sess_stage_verdict(x, &v, &who);
+	if (v.kind == VERDICT_REJECT || v.kind == VERDICT_TEMPFAIL) {
+		sess_refuse_log(x, &v, who);
+		sess_refuse_greeting(x, v.reply);
+		return;
+	}
+	x->phase = PH_SMTP;
+	smtp_banner(&s->smtp);
+	sess_rearm(x);
+}
+
+/* ---------------------------------------------------- engine hooks */
+
+/* sess_rcpt - recipient rules (always enforced), then the RCPT checks. */
+static void
+sess_rcpt(struct sess *x, const struct mailpath *p, int addr_err)
+{
+	struct session *s = &x->s;
+	const struct config *c = s->cfg;
+	char addr[330], reply[480];
+	struct verdict v;
+	bool local = false;
+	int i;
+
+	s->rcpt = *p;
+	addr_format(p, addr, sizeof(addr));
+	for (i = 0; i < c->local_domains.n; i++)
+		if (strcasecmp(c->local_domains.v[i], p->domain) == 0)
+			local = true;
+	if (p->domain[0] == '\0' && strcasecmp(p->local, "postmaster") == 0)
+		local = true;
+	if (s->outbound) /* our own outgoing mail: any recipient */
+		local = addr_err == ADDR_OK;
+	if (!local || addr_err != ADDR_OK || strpbrk(p->local, "%!@") != NULL) {
+		snprintf(reply, sizeof(reply),
+		         "550 5.7.1 Relaying denied [id=%s]", s->sid);
+		sess_refuse(x, reply, "relay", addr);
+		return;
+	}
+	if (!s->outbound && c->recipient_verify != RCPT_VERIFY_BACKEND &&
+	    c->recipients != NULL && !list_match_addr(c->recipients, addr)) {
+		snprintf(reply, sizeof(reply),
+		         "550 5.7.1 recipient <%s> unknown [id=%s]", addr,
+		         s->sid);
+		sess_refuse(x, reply, "recipient", addr);
+		return;
+	}
+	if (s->from.null && s->smtp.n_rcpt >= 1) {
+		sess_own_check(x, CHK_NULL_SENDER,
+		               "A null sender may have one recipient only", &v);
+		if (v.kind == VERDICT_LOG) {
+			sess_log(x, VERDICT_LOG, "null_sender", addr);
+		} else if (v.kind != VERDICT_ACCEPT) {
+			sess_refuse(x, v.reply, "null_sender", addr);
+			return;
+		}
+	}
+	sess_stage_start(x, STAGE_RCPT);
+}
+
+/* sess_rcpts_clear - a new transaction: forget the recipients list. */
+static void
+sess_rcpts_clear(struct sess *x)
+{
+	sess_tap_end(x);
+	x->s.n_to = 0;
+	buf_free(&x->rcpts);
+	x->rcpts_more = 0;
+	x->at_eod = false;
+}
+
+/* sess_dot - end of data: the engine's findings, then the DATA checks. */
+static void
+sess_dot(struct sess *x, const struct smtp_args *a)
+{
+	struct session *s = &x->s;
+	char reply[200];
+	const char *reason = NULL, *text = NULL;
+
+	x->at_eod = true;
+
+	if (a->bad_line_end) {
+		reason = "syntax";
+		text = "550 5.6.0 Message refused: bare CR or LF in the data "
+		       "(RFC 5321 2.3.8)";
+	} else if (a->line_too_long) {
+		reason = "syntax";
+		text = "550 5.6.0 Message refused: a line is longer than 1000 "
+		       "octets";
+	} else if (a->too_big) {
+		reason = "size";
+		text = "552 5.3.4 Message size exceeds fixed maximum message "
+		       "size";
+	}
+	if (text != NULL) {
+		free(x->data_refused);
+		x->data_refused = NULL;
+		if (s->relay != NULL)
+			sess_drop_relay(x);
+		x->backend_txn = false;
+		x->in_data = false;
+		snprintf(reply, sizeof(reply), "%s [id=%s]", text, s->sid);
+		sess_refuse(x, reply, reason, text + 10);
+		return;
+	}
+	if (x->data_refused == NULL && (s->relay == NULL || !x->in_data)) {
+		sess_unreachable(x, "backend lost during DATA");
+		return;
+	}
+	sess_stage_start(x, STAGE_DATA);
+}
+
+/* sess_smtp_command_cb - a command that needs our decision. */
+static void
+sess_smtp_command_cb(struct smtp *e, enum smtp_cmd cmd,
+                     const struct smtp_args *a)
+{
+	struct session *s = container_of(e, struct session, smtp);
+	struct sess *x = sess_x(s);
+	char addr[330], reply[160];
+
+	switch (cmd) {
+	case SMTP_CMD_EHLO:
+	case SMTP_CMD_HELO:
+		snprintf(s->helo, sizeof(s->helo), "%s",
+		         a->helo ? a->helo : "");
+		if (x->hdr_base_set) {
+			s->add_headers.len = x->hdr_base;
+			x->hdr_base_set = false;
+		}
+		sess_stage_start(x, STAGE_HELO);
+		return;
+	case SMTP_CMD_MAIL:
+		if (s->relay != NULL && x->backend_txn) {
+			relay_rset(s->relay);
+			x->backend_txn = false;
+		}
+		s->from = *a->path;
+		s->has_from = true;
+		memset(&s->rcpt, 0, sizeof(s->rcpt));
+		x->mail_size = a->size;
+		x->mail_8bit = a->body_8bit;
+		x->backend_broken = false;
+		x->n_backend_rcpt = 0;
+		sess_rcpts_clear(x);
+		addr_format(a->path, addr, sizeof(addr));
+		x->sender_allowlisted = s->cfg->allow != NULL &&
+		                        !a->path->null &&
+		                        list_match_addr(s->cfg->allow, addr);
+		if (!s->allowlisted && !x->sender_allowlisted &&
+		    s->cfg->block != NULL && !a->path->null &&
+		    list_match_addr(s->cfg->block, addr)) {
+			snprintf(reply, sizeof(reply),
+			         "554 5.7.1 We don't accept mail from this "
+			         "sender [id=%s]",
+			         s->sid);
+			sess_refuse(x, reply, "blocklist", addr);
+			s->has_from = false;
+			return;
+		}
+		/* Header lines of the connect and HELO stages stay; those
+		 * of an earlier transaction go. */
+		if (!x->hdr_base_set || x->hdr_base > s->add_headers.len) {
+			x->hdr_base = s->add_headers.len;
+			x->hdr_base_set = true;
+		}
+		s->add_headers.len = x->hdr_base;
+		sess_stage_start(x, STAGE_MAIL);
+		return;
+	case SMTP_CMD_RCPT:
+		sess_rcpt(x, a->path, a->addr_err);
+		return;
+	case SMTP_CMD_DATA:
+		if (s->relay == NULL || !x->backend_txn ||
+		    x->n_backend_rcpt == 0) {
+			if (x->backend_broken || s->smtp.n_rcpt > 0) {
+				sess_unreachable(x, "backend lost before DATA");
+				return;
+			}
+			snprintf(reply, sizeof(reply),
+			         "554 5.5.1 No valid recipients [id=%s]",
+			         s->sid);
+			smtp_reply(e, false, reply);
+			return;
+		}
+		/*
+		 * The 354 goes out at once and the body waits in the relay
+		 * for the backend's own 354 (one round trip less per
+		 * message).  A refused DATA becomes the answer to the dot.
+		 */
+		free(x->data_refused);
+		x->data_refused = NULL;
+		x->in_data = true;
+		if (x->hf == NULL)
+			x->hf = xmalloc(sizeof(*x->hf));
+		hdrfilter_init(x->hf, s->cfg->hostname);
+		sess_tap_begin(x);
+		if (s->closing)
+			return;
+		if (s->outbound)
+			outbound_end(s); /* a new message */
+		if (!x->hold) {
+			/* A held body gets its DATA after the verdict. */
+			x->data_ack_pending = true;
+			relay_data(s->relay);
+			sess_send_headers(x);
+		}
+		smtp_accept(e);
+		return;
+	case SMTP_CMD_DOT:
+		sess_dot(x, a);
+		return;
+	case SMTP_CMD_STARTTLS:
+		if (!tls_available() || s->tls != NULL) {
+			snprintf(reply, sizeof(reply),
+			         "454 4.7.0 TLS not available [id=%s]", s->sid);
+			smtp_reply(e, false, reply);
+			return;
+		}
+		smtp_accept(e);
+		s->tls = tls_new(&sess_tls_hooks, x);
+		if (s->tls == NULL) {
+			log_warn("id=%s cannot start TLS", s->sid);
+			sess_close(x);
+		}
+		return;
+	case SMTP_CMD_RSET:
+		if (s->relay != NULL && (x->backend_txn || x->op != OP_NONE)) {
+			relay_rset(s->relay);
+			x->backend_txn = false;
+		}
+		s->has_from = false;
+		memset(&s->rcpt, 0, sizeof(s->rcpt));
+		x->n_backend_rcpt = 0;
+		x->backend_broken = false;
+		sess_rcpts_clear(x);
+		return;
+	case SMTP_CMD_QUIT:
+		return;
+	}
+}
+
+/* sess_smtp_violation_cb - pregreet / pipelining, by their action. */
+static int
+sess_smtp_violation_cb(struct smtp *e, enum smtp_violation viol)
+{
+	struct session *s = container_of(e, struct session, smtp);
+	struct sess *x = sess_x(s);
+	struct verdict v;
+	const char *name;
+	char reply[340];
+
+	if (s->closing)
+		return -1;
+	if (viol == SMTP_VIOL_PREGREET) {
+		name = "pregreet";
+		sess_own_check(x, CHK_PREGREET,
+		               "You talked before the greeting (pregreet)", &v);
+	} else {
+		name = "pipelining";
+		sess_own_check(x, CHK_PIPELINING,
+		               "Pipelining is not allowed here: wait for each "
+		               "reply",
+		               &v);
+	}
+	switch (v.kind) {
+	case VERDICT_ACCEPT:
+		return 0;
+	case VERDICT_LOG:
+		sess_log(x, VERDICT_LOG, name, NULL);
+		return 0;
+	case VERDICT_TEMPFAIL:
+		/* We close: a 421, with the verdict's text and id. */
+		snprintf(reply, sizeof(reply), "421 4.7.0 %s",
+		         v.reply + 10 /* after "451 4.x.x " */);
+		break;
+	case VERDICT_REJECT:
+		snprintf(reply, sizeof(reply), "%s", v.reply);
+		break;
+	}
+	sess_log(x, sess_kind_of(reply), name, NULL);
+	if (x->phase == PH_SMTP) {
+		smtp_close_reply(e, reply);
+	} else {
+		x->phase = PH_SMTP; /* the engine writes, not the banner */
+		smtp_close_reply(e, reply);
+	}
+	sess_close(x);
+	return -1;
+}
+
+/* sess_smtp_close_cb - the engine is done (QUIT, or too many errors). */
+static void
+sess_smtp_close_cb(struct smtp *e)
+{
+	struct session *s = container_of(e, struct session, smtp);
+
+	sess_close(sess_x(s));
+}
+
+const struct smtp_hooks sess_smtp_hooks = {
+        .write = sess_smtp_write_cb,
+        .command = sess_smtp_command_cb,
+        .body = sess_smtp_body_cb,
+        .violation = sess_smtp_violation_cb,
+        .close = sess_smtp_close_cb,
+};
