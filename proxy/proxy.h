@@ -669,6 +669,7 @@ struct dns_stats {
 	uint64_t timeouts;
 	uint64_t cached;    /* entries in the cache now */
 	uint64_t peek_hits; /* dns_cache_peek() answered (SPF) */
+	uint64_t joined;    /* waited on the same lookup in flight */
 };
 void dns_stats_get(struct dns_stats *out);
 /* dns_tick_add - fn runs on the loop after dns_init(), after each
