@@ -43,7 +43,9 @@ sess_cancel_checks(struct sess *x)
 	for (i = 0; i < chk_registry_len; i++) {
 		const struct check *c = chk_registry[i];
 
-		if ((x->pending_mask & (1u << c->id)) && c->cancel != NULL)
+		/* an active DATA check is cancelled once, by sess_tap_end() */
+		if ((x->pending_mask & ~x->tap_mask & (1u << c->id)) &&
+		    c->cancel != NULL)
 			c->cancel(&x->s);
 	}
 	x->pending_mask = 0;
@@ -135,6 +137,16 @@ sess_refuse(struct sess *x, const char *reply, const char *reason,
 
 /* ----------------------------------------------------------- stages */
 
+/* sess_exempt - no checks of stage for this session: an allowlisted
+ * client, or an allowlisted sender for MAIL/RCPT/DATA. */
+bool
+sess_exempt(const struct sess *x, unsigned stage)
+{
+	return x->s.allowlisted ||
+	       (x->sender_allowlisted &&
+	        (stage & (STAGE_MAIL | STAGE_RCPT | STAGE_DATA)));
+}
+
 /*
  * sess_stage_start - start every check of stage (not for an allowlisted
  * client, nor for the MAIL/RCPT/DATA stages of an allowlisted sender).
@@ -144,9 +156,7 @@ void
 sess_stage_start(struct sess *x, unsigned stage)
 {
 	struct session *s = &x->s;
-	bool exempt = s->allowlisted ||
-	              (x->sender_allowlisted &&
-	               (stage & (STAGE_MAIL | STAGE_RCPT | STAGE_DATA)));
+	bool exempt = sess_exempt(x, stage);
 	unsigned i;
 
 	s->stage = stage;
@@ -275,13 +285,11 @@ sess_drop_relay(struct sess *x)
 {
 	struct session *s = &x->s;
 
+	if (s->relay == NULL)
+		return;
 	relay_abort(s->relay);
 	s->relay = NULL;
-	if (x->read_paused && !s->closing) {
-		x->read_paused = false;
-		uv_read_start((uv_stream_t *)&s->tcp, sess_alloc_cb,
-		              sess_read_cb);
-	}
+	sess_flow(x);
 }
 
 /* sess_relay_cb - a reply from the backend for the command in x->op. */
@@ -345,6 +353,13 @@ sess_relay_cb(struct relay *r, void *arg, int code, const char *reply)
 	case OP_RCPT:
 		if (code / 100 == 2) {
 			x->n_backend_rcpt++;
+			if (s->n_to == x->to_cap) {
+				x->to_cap = x->to_cap ? 2 * x->to_cap : 4;
+				x->to_v = xrealloc(
+				        x->to_v, x->to_cap * sizeof(*x->to_v));
+			}
+			x->to_v[s->n_to++] = s->rcpt;
+			s->to = x->to_v;
 			sess_path_str(&s->rcpt, path, sizeof(path));
 			if (x->rcpts.len + strlen(path) + 1 < 1000) {
 				if (x->rcpts.len > 0)
@@ -375,6 +390,7 @@ sess_relay_cb(struct relay *r, void *arg, int code, const char *reply)
 			stats.accepted++;
 			if (s->outbound)
 				outbound_delivered(s);
+			sess_delivered(x);
 			sess_log(x, VERDICT_ACCEPT, "backend", reply);
 			smtp_reply(&s->smtp, true, reply);
 		} else {
@@ -392,18 +408,19 @@ sess_relay_cb(struct relay *r, void *arg, int code, const char *reply)
 	}
 }
 
-/* sess_relay_drain_cb - the backend took the queued body: read again. */
+/* sess_relay_drain_cb - the backend took the queued body: send more of a
+ * held one, or read again. */
 static void
 sess_relay_drain_cb(struct relay *r, void *arg)
 {
 	struct sess *x = arg;
 
-	if (x->read_paused && !x->s.closing) {
-		x->read_paused = false;
-		uv_read_start((uv_stream_t *)&x->s.tcp, sess_alloc_cb,
-		              sess_read_cb);
-		sess_rearm(x);
-	}
+	if (x->s.closing || x->s.relay != r)
+		return;
+	if (x->flushing)
+		sess_hold_pump(x);
+	else
+		sess_flow(x);
 }
 
 /* sess_stage_done - every check of the stage answered: decide. */
@@ -456,6 +473,10 @@ sess_stage_done(struct sess *x)
 		hdrfilter_end(x->hf, sess_body_out, x);
 		free(x->hf);
 		x->hf = NULL;
+		if (x->hold) {
+			sess_hold_flush(x);
+			return;
+		}
 		x->op = OP_DOT;
 		relay_dot(s->relay);
 		return;
@@ -550,6 +571,8 @@ sess_rcpt(struct sess *x, const struct mailpath *p, int addr_err)
 static void
 sess_rcpts_clear(struct sess *x)
 {
+	sess_tap_end(x);
+	x->s.n_to = 0;
 	buf_free(&x->rcpts);
 	x->rcpts_more = 0;
 	x->at_eod = false;
@@ -676,15 +699,21 @@ sess_smtp_command_cb(struct smtp *e, enum smtp_cmd cmd,
 		 */
 		free(x->data_refused);
 		x->data_refused = NULL;
-		x->data_ack_pending = true;
 		x->in_data = true;
 		if (x->hf == NULL)
 			x->hf = xmalloc(sizeof(*x->hf));
 		hdrfilter_init(x->hf, s->cfg->hostname);
 		if (s->outbound)
 			outbound_end(s); /* a new message */
-		relay_data(s->relay);
-		sess_send_headers(x);
+		sess_tap_begin(x);
+		if (s->closing)
+			return;
+		if (!x->hold) {
+			/* A held body gets its DATA after the verdict. */
+			x->data_ack_pending = true;
+			relay_data(s->relay);
+			sess_send_headers(x);
+		}
 		smtp_accept(e);
 		return;
 	case SMTP_CMD_DOT:
