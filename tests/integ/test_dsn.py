@@ -503,6 +503,26 @@ class Outbound(DsnBase):
         self.assertGreaterEqual(
             self.daemon.stats()["outbound"]["learned"], 1)
 
+    @unittest.skipUnless(shutil.which("postfix") and os.geteuid() == 0,
+                         "needs Debian's postfix and root")
+    def test_office_postfix_through_outbound(self):
+        """The office server is a real Postfix relaying to outbound_listen:
+        its mail reaches the smarthost once, and its bounce is ours."""
+        self.smarthost.clear()
+        peer = PostfixPeer(self.out_port, "127.12.11.1", office=True).start()
+        self.addCleanup(peer.stop)
+        msgid = "<office.%d@ours.test>" % os.getpid()
+        peer.send("alice@ours.test", "erin@far.example", msgid)
+        mm.wait_for(lambda: self.smarthost.messages() and peer.queue_empty(),
+                    "the smarthost to take it: " + peer.log()[-2000:])
+        got = self.smarthost.messages()
+        self.assertEqual(len(got), 1)
+        self.assertIn(msgid.encode(), got[0][1])
+        self.assertEqual(self.backend.messages(), [])
+        r = self.send("127.12.11.8", auto_reply(msgid))
+        self.assertEqual(r.code, 250, r)
+        self.assertDelivered(1)
+
     def test_learned_ids_survive_sigkill(self):
         self.smarthost.clear()
         msgid = "<kept.%d@Ours.Test>" % os.getpid()
@@ -536,7 +556,7 @@ class PostfixPeer:
     bounces it to the sender; mail for ours.test goes to mailmoat from
     bind address src."""
 
-    def __init__(self, mm_port, src):
+    def __init__(self, mm_port, src, office=False):
         self.tmp = mm.mkdtemp("postfix-")
         os.chmod(self.tmp, 0o755)     # the postfix user walks into it
         self.conf = os.path.join(self.tmp, "conf")
@@ -568,6 +588,12 @@ class PostfixPeer:
             "notify_classes": "", "delay_warning_time": "0",
             "smtpd_reject_unlisted_recipient": "no",
         }
+        if office:
+            # the office server: everything to mailmoat's outbound_listen
+            for k in ("transport_maps", "relay_domains"):
+                del main[k]
+            main["relayhost"] = "[127.0.0.1]:%d" % mm_port
+            main["myhostname"] = "office.ours.test"
         with open(os.path.join(self.conf, "main.cf"), "w") as f:
             for k, v in main.items():
                 f.write("%s = %s\n" % (k, v))
@@ -599,6 +625,11 @@ class PostfixPeer:
         mm.wait_for(lambda: self.postfix("status").returncode != 0,
                     "postfix to stop")
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def queue_empty(self):
+        p = subprocess.run(["postqueue", "-c", self.conf, "-p"],
+                           capture_output=True, text=True, timeout=mm.GUARD)
+        return "Mail queue is empty" in p.stdout
 
     def log(self):
         try:
