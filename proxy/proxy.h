@@ -843,7 +843,8 @@ bool dsn_id_ours(const struct config *cfg, const char *id, size_t n);
 /*
  * Hosts that sent us backscatter (DSNs for mail we never sent): a count
  * per client IP and per PTR domain, and a block of backscatter_block once
- * backscatter_threshold DSNs were refused.  Wall-clock seconds.
+ * backscatter_threshold DSNs were refused.  Kept in the state store
+ * (table "backscatter"); store time (store_now()).
  */
 int bs_init(const struct config *cfg);
 /* bs_refused - count a refused DSN of ip / ptr ("" if none); true if the
@@ -861,17 +862,16 @@ size_t bs_blocked_count(void);
 void bs_ptr_domain(const char *ptr, char *out, size_t outlen);
 void bs_format_time(uint64_t t, char *out, size_t outlen);
 uint64_t bs_now(void);
-void bs_set_clock(uint64_t (*fn)(void)); /* tests: NULL = time() */
 void bs_free(void);
 
 /* -------------------------------------------------------------- msgids.c */
 
 /*
  * The Message-IDs the box saw leave through outbound_listen: a compact
- * hashed set (16 B per id) for dsn_reference = sent, and a streaming
- * reader of an outgoing message's Message-ID field.
+ * hashed set (store table "msgids": 8-byte hash keys) for dsn_reference =
+ * sent, and a streaming reader of an outgoing message's Message-ID field.
  */
-void msgids_add(const char *id, size_t n, uint64_t expires); /* wall s */
+void msgids_add(const char *id, size_t n, uint64_t expires); /* store s */
 bool msgids_has(const char *id, size_t n);
 size_t msgids_count(void);
 void msgids_free(void);

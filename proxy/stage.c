@@ -402,9 +402,9 @@ sess_relay_cb(struct relay *r, void *arg, int code, const char *reply)
 		x->n_backend_rcpt = 0;
 		if (code / 100 == 2) {
 			stats.accepted++;
-			sess_delivered(x);
 			if (s->outbound)
 				outbound_delivered(s);
+			sess_delivered(x);
 			sess_log(x, VERDICT_ACCEPT, "backend", reply);
 			smtp_reply(&s->smtp, true, reply);
 		} else {
@@ -719,11 +719,11 @@ sess_smtp_command_cb(struct smtp *e, enum smtp_cmd cmd,
 		if (x->hf == NULL)
 			x->hf = xmalloc(sizeof(*x->hf));
 		hdrfilter_init(x->hf, s->cfg->hostname);
+		if (s->outbound)
+			outbound_end(s); /* a new message */
 		sess_tap_begin(x);
 		if (s->closing)
 			return;
-		if (s->outbound)
-			outbound_end(s); /* a new message */
 		if (!x->hold) {
 			/* A held body gets its DATA after the verdict. */
 			x->data_ack_pending = true;
