@@ -116,6 +116,8 @@ enum transparent_mode {
 	TRANSPARENT_REDIRECT,
 	TRANSPARENT_TPROXY
 };
+/* backend_client_info: how the backend learns the real client */
+enum client_info { CLIENT_INFO_NONE, CLIENT_INFO_XCLIENT, CLIENT_INFO_PROXY };
 enum rcpt_verify { RCPT_VERIFY_LIST, RCPT_VERIFY_BACKEND, RCPT_VERIFY_BOTH };
 enum sender_mx_mode { SENDER_MX_MX, SENDER_MX_OR_A };
 enum scanner_fail { SCANNER_FAIL_TEMPFAIL, SCANNER_FAIL_ACCEPT };
@@ -177,7 +179,12 @@ struct config {
 	struct sockaddr_storage listen[CONFIG_MAX_LISTEN];
 	int n_listen;
 	struct sockaddr_storage backend;
+	bool backend_original; /* backend = original: the connection's own
+	                        * original destination (transparent modes) */
 	enum transparent_mode transparent;
+	enum client_info backend_client_info;
+	char bridge[2][16]; /* bridge = IF1 IF2 (router side, server side) */
+	int n_bridge;       /* 0: none, else 2 */
 	char *hostname;
 	struct strlist local_domains; /* lower case */
 	struct ipaddr local_addresses[CONFIG_MAX_LOCAL_ADDR];
@@ -652,6 +659,8 @@ void dns_cache_flush(void);
 /* dns_cache_peek - the cached answer for (name, type) or NULL (a miss);
  * synchronous, sends nothing; valid until the loop runs again. */
 const struct dns_answer *dns_cache_peek(const char *name, int type);
+/* dns_cache_add - cache a copy of ans for its TTL (tests, fuzzers). */
+void dns_cache_add(const char *name, int type, const struct dns_answer *ans);
 struct dns_stats {
 	uint64_t queries;   /* dns_query() calls */
 	uint64_t hits;      /* answered from the cache */
@@ -875,6 +884,21 @@ void msgids_tap_init(struct msgids_tap *t);
 void msgids_tap_feed(struct msgids_tap *t, const char *p, size_t n);
 bool msgids_tap_id(const struct msgids_tap *t, char *out, size_t outlen);
 
+/* ------------------------------------------------------------ outbound.c */
+
+/*
+ * Outbound learning: who may use outbound_listen, and the Message-IDs of
+ * what the smarthost took (msgids.c), for dsn_reference = sent.  The
+ * session calls these for its outbound sessions.
+ */
+struct session;
+bool outbound_client_ok(const struct config *cfg, const struct ipaddr *ip);
+void outbound_refusal(const char *sid, char *out, size_t outlen);
+void outbound_body(struct session *s, const char *p, size_t n);
+void outbound_delivered(struct session *s); /* 2xx to the dot */
+void outbound_end(struct session *s);       /* transaction over */
+void outbound_stats_json(struct buf *b);
+
 /* ------------------------------------------------------------- verdict.c */
 
 enum chk_status {
@@ -942,13 +966,67 @@ void stats_json(struct buf *b);
 void stats_add_section(const char *name, void (*fn)(struct buf *b));
 /* stats_json_string - append s as a JSON string literal (escaped). */
 void stats_json_string(struct buf *b, const char *s);
-/* stats_load/stats_save - STATE_DIR/counters (blocking; start and exit):
- * 0 or -errno (-ENOENT: nothing saved yet).  stats_save_async - the same
- * in the thread pool, only when something changed. */
-int stats_load(const char *state_dir);
-int stats_save(const char *state_dir);
-void stats_save_async(uv_loop_t *loop, const char *state_dir);
+/* stats_store_open - counters of the previous run from the store's blob
+ * "counters" (after store_open); they are saved there at each flush. */
+void stats_store_open(void);
 void stats_free(void);
+
+/* ------------------------------------------------------------- store.c */
+
+/* The flash-backed state store: the only code touching state_dir.  Named
+ * tables of small fixed-size records and named blobs in RAM, persisted
+ * as a checksummed journal + snapshot, one write burst per state_flush
+ * from the thread pool (docs/STORE.md). */
+#define STORE_KEY_MAX 255
+int store_open(uv_loop_t *loop, const struct config *cfg, char *err,
+               size_t errlen);
+void store_close(void); /* final flush, blocking: at exit; frees all */
+/* store_flush - one burst of what changed, from the thread pool; done (may
+ * be NULL) gets 0 or -errno on the loop.  -EBUSY: one is running; -ENOENT:
+ * no state_dir.  store_flush_now - the same, blocking (exit, tests). */
+int store_flush(void (*done)(int rc, void *arg), void *arg);
+int store_flush_now(void);
+/* store_on_flush - fn runs just before each burst (set blobs there). */
+void store_on_flush(void (*fn)(void));
+struct store_table;
+/* store_table - a named table (created on first call, its records loaded
+ * from flash); val_size fixed per table (a different size drops what was
+ * stored); keys are byte strings of 1..255 bytes. */
+struct store_table *store_table(const char *name, size_t val_size);
+/* put/get/del - put replaces; get returns a pointer valid until the next
+ * call that changes the table (8-byte aligned; copy what you keep); expires is
+ * store time (store_now()), 0 = never; an expired record is gone. */
+int store_put(struct store_table *t, const void *key, size_t klen,
+              const void *val, uint64_t expires);
+const void *store_get(struct store_table *t, const void *key, size_t klen);
+int store_get_expires(struct store_table *t, const void *key, size_t klen,
+                      uint64_t *expires);
+int store_del(struct store_table *t, const void *key, size_t klen);
+/* store_foreach - fn for each live record while it returns true; fn may
+ * store_del() the record it got or put an existing key, not add keys. */
+void store_foreach(struct store_table *t,
+                   bool (*fn)(const void *key, size_t klen, const void *val,
+                              uint64_t expires, void *arg),
+                   void *arg);
+size_t store_count(struct store_table *t);
+/* store_now - wall seconds, corrected for clock jumps (monotonic within a
+ * run; see docs/STORE.md "Clock").  store_clock_hooks - tests only. */
+uint64_t store_now(void);
+void store_clock_hooks(time_t (*wall)(void), uint64_t (*mono_ns)(void));
+/* store_blob_* - one opaque blob (<= 4 MiB) per name (counters, chart
+ * series, decision ring): saved whole at the next flush after a set. */
+int store_blob_set(const char *name, const void *p, size_t n);
+const void *store_blob_get(const char *name, size_t *n);
+struct store_counters {
+	uint64_t bursts, snapshots, bytes_written, write_errors;
+	uint64_t load_records, load_dropped, load_ms, clock_jumps;
+	uint64_t jnl_bytes, live_bytes;
+};
+void store_counters_get(struct store_counters *out);
+uint32_t store_crc32(uint32_t crc, const void *p, size_t n);
+/* store_load_mem - the loader on memory images (fuzzer, tests). */
+void store_load_mem(const void *snap, size_t snap_len, const void *jnl,
+                    size_t jnl_len, size_t *good, size_t *dropped);
 
 /* ------------------------------------------------------------- session.c */
 
@@ -979,12 +1057,17 @@ struct session {
 	/* public to checks */
 	struct ipaddr client;
 	char client_str[INET6_ADDRSTRLEN];
+	struct sockaddr_storage peer;       /* the client's address and port */
+	struct sockaddr_storage dst;        /* its original destination */
+	char dst_str[INET6_ADDRSTRLEN + 8]; /* "192.0.2.25:25", "[v6]:25" */
 	char ptr[256]; /* forward-confirmed PTR name, "" if none */
 	char helo[256];
 	struct mailpath from;
 	bool has_from;
 	struct mailpath rcpt; /* the recipient being checked */
 	bool allowlisted;     /* client IP or sender in the allowlist */
+	bool outbound;        /* came in on outbound_listen (outbound.c) */
+	struct msgids_tap *outbound_tap; /* outbound.c: this message's id */
 	struct chk_result results[CHK_COUNT];
 	/* Header lines (each ending CRLF) that go in front of the message
 	 * to the backend: Received, Authentication-Results.  Checks append. */
@@ -1118,6 +1201,78 @@ extern unsigned relay_open_count; /* connections, parked ones too */
 extern unsigned relay_idle_count; /* parked for reuse (backend_reuse) */
 bool relay_can_open(const struct config *cfg);
 void relay_shutdown(void); /* QUIT the parked connections */
+struct relay_client;       /* clientinfo block */
+/* relay_open_for - relay_open for one client (ci copied; NULL: as
+ * relay_open): spoofed source (tproxy), PROXY v2 header first, or XCLIENT
+ * after the EHLO when offered.  Such connections are never reused. */
+struct relay *relay_open_for(uv_loop_t *loop, const struct config *cfg,
+                             const struct sockaddr *backend, const char *helo,
+                             const struct relay_client *ci, relay_reply_cb cb,
+                             void *arg);
+extern unsigned relay_spoof_failed; /* tproxy source binds that failed */
+
+/* --------------------------------------------------------- transparent.c */
+
+/*
+ * The socket-level parts of in-line interception: transparent listeners,
+ * the original destination, the open-path guard, the spoofing socket.
+ */
+int transparent_listener_init(uv_loop_t *loop, uv_tcp_t *h,
+                              const struct config *cfg,
+                              const struct sockaddr *sa);
+int transparent_original_dst(const uv_tcp_t *h, enum transparent_mode mode,
+                             struct sockaddr_storage *out);
+bool transparent_dst_ours(const struct config *cfg, const struct sockaddr *dst);
+void transparent_backend(const struct config *cfg, const struct sockaddr *dst,
+                         struct sockaddr_storage *out);
+int transparent_outgoing_init(uv_loop_t *loop, uv_tcp_t *h,
+                              const struct sockaddr *backend,
+                              const struct ipaddr *client);
+struct session;
+struct relay_client;
+/* transparent_session_dst - at accept: s->dst and s->dst_str from s->tcp
+ * (counted per destination for `mailmoatctl stats`, "transparent"). */
+void transparent_session_dst(struct session *s);
+/* transparent_relay_client - the backend of s and who its client is. */
+void transparent_relay_client(const struct session *s,
+                              struct sockaddr_storage *backend,
+                              struct relay_client *ci);
+extern unsigned long transparent_refused; /* reason=transparent */
+/* transparent_stats_json - the "transparent" stats object. */
+void transparent_stats_json(struct buf *b);
+
+/* ---------------------------------------------------------- clientinfo.c */
+
+/*
+ * Telling the backend who the real client is: the PROXY protocol v2
+ * header and Postfix's XCLIENT command (pure encoders).
+ */
+#define CLIENTINFO_PROXY_MAX 52 /* a TCP6 header */
+/* clientinfo_proxy_v2 - PROXY v2 (PROXY, TCP4 or TCP6: v4 with a v6 peer
+ * is sent v4-mapped) for src -> dst into out; its length, or 0 if out is
+ * too small or an address is neither v4 nor v6. */
+size_t clientinfo_proxy_v2(unsigned char *out, size_t outlen,
+                           const struct sockaddr *src,
+                           const struct sockaddr *dst);
+/* clientinfo_xtext - RFC 3461 xtext of s into out (truncated whole). */
+void clientinfo_xtext(char *out, size_t outlen, const char *s);
+/* clientinfo_xclient - "XCLIENT ADDR=.. NAME=.. HELO=.. PROTO=.." (no
+ * CRLF); name NULL/"": [UNAVAILABLE]; helo NULL/"": [UNAVAILABLE].
+ * false if it does not fit. */
+bool clientinfo_xclient(char *out, size_t outlen, const struct ipaddr *addr,
+                        const char *name, const char *helo, bool esmtp);
+
+/* The client a relay connection speaks for (relay_open_for). */
+struct relay_client {
+	enum client_info info;       /* none | xclient | proxy */
+	bool spoof;                  /* tproxy: connect from client's address */
+	struct ipaddr client;        /* the client */
+	struct sockaddr_storage src; /* client address and port */
+	struct sockaddr_storage dst; /* its original destination */
+	char name[256];              /* confirmed PTR name, "" if none */
+	char helo[256];              /* its HELO/EHLO name */
+	bool esmtp;                  /* it said EHLO */
+};
 
 /* ----------------------------------------------------------------- tls.c */
 
