@@ -335,6 +335,20 @@ def run_mode(case, bridged=False):
             result("%s v%d: intercepted connection to %s (not ours) refused "
                    "by the daemon (reason=transparent)" % (tag, fam, other), ok,
                    "client %s\noffice %s\n%s" % (got, conns, dl))
+        # The stats show the original destinations.
+        ctl = os.path.join(TOP, "build", "host", "mailmoatctl")
+        sock = os.path.join(TMP, "daemon-%s-%s" % (tmode, info), "ctl.sock")
+        r = sh(ctl, "-S", sock, "stats", ns="box", check=False)
+        try:
+            t = json.loads(r.stdout)["transparent"]
+        except (ValueError, KeyError) as e:
+            t = {"error": "%s %s %s" % (e, r.stdout, r.stderr)}
+        dst = t.get("dst", {})
+        ok = (dst.get(SERVER4 + ":25", 0) >= 2 and
+              dst.get("[%s]:25" % SERVER6, 0) >= 2 and
+              dst.get(OTHER4 + ":25", 0) >= 1 and t.get("refused", 0) >= 2)
+        result("%s: stats \"transparent\" counts sessions per original "
+               "destination and the refusals" % tag, ok, json.dumps(t))
     finally:
         sh(INTERCEPT, "stop", ns="box", check=False)
         stop(dmn)
