@@ -171,8 +171,8 @@ def wait(cond, what, proc=None):
     raise RuntimeError("timeout: " + what)
 
 
-def daemon_start(mode, info, backend="original", extra=""):
-    d = os.path.join(TMP, "daemon-%s-%s" % (mode, info))
+def daemon_start(mode, info, backend="original", extra="", user=None):
+    d = os.path.join(TMP, "daemon-%s-%s%s" % (mode, info, "-" + user if user else ""))
     os.makedirs(os.path.join(d, "state"), exist_ok=True)
     with open(os.path.join(d, "recipients"), "w") as f:
         f.write("@example.com\n")
@@ -207,8 +207,13 @@ action_dsn = off
 action_scanner = off
 %s""" % (LPORT, LPORT, backend, mode, info, SERVER4, SERVER6, d, extra))
     log = os.path.join(d, "daemon.log")
+    env = dict(os.environ)
+    if user:
+        env["MAILMOAT_USER"] = user
+        for dirpath, dirs, files in os.walk(TMP):
+            os.chmod(dirpath, 0o777)
     p = subprocess.Popen(["ip", "netns", "exec", NS["box"], DAEMON, "-c", conf],
-                         stdout=subprocess.DEVNULL, stderr=open(log, "w"))
+                         stdout=subprocess.DEVNULL, stderr=open(log, "w"), env=env)
     procs.append(p)
     wait(lambda: "started" in open(log).read(), "daemon up", p)
     return p, log
@@ -355,6 +360,28 @@ def run_mode(case, bridged=False):
         stop(office)
 
 
+def run_unprivileged():
+    """tproxy with the daemon as MAILMOAT_USER=nobody: it keeps
+    CAP_NET_ADMIN, so the office still sees the client itself."""
+    office, olog = office_start("plain")
+    dmn, dlog = daemon_start("tproxy", "none", user="nobody")
+    intercept("tproxy", SERVER4, SERVER6)
+    try:
+        for fam, src, dst in ((4, CLIENT4, SERVER4), (6, CLIENT6, SERVER6)):
+            n0 = len(events(olog))
+            got = client(src, dst)
+            new = [e for e in events(olog)[n0:] if e["ev"] == "msg"]
+            log = open(dlog).read()
+            ok = (got.get("final") == 250 and len(new) == 1 and
+                  new[0]["peer"] == src and "running as user nobody" in log)
+            result("tproxy as MAILMOAT_USER=nobody v%d: office saw %s" % (fam, src),
+                   ok, "client %s\noffice %s\n%s" % (got, new, log[-1500:]))
+    finally:
+        sh(INTERCEPT, "stop", ns="box", check=False)
+        stop(dmn)
+        stop(office)
+
+
 def main():
     if os.geteuid() != 0:
         print("not ok - transparent: needs root (network namespaces)")
@@ -371,6 +398,11 @@ def main():
             run_mode(case)
         except Exception as e:  # a broken setup is a failure, named
             result("%s: setup" % case, False, e)
+    if not only or "tproxy" in only:
+        try:
+            run_unprivileged()
+        except Exception as e:
+            result("tproxy as MAILMOAT_USER=nobody: setup", False, e)
     if not only or "bridge" in only:
         try:
             topology(bridged=True)
