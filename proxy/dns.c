@@ -4,10 +4,11 @@
  *
  * Public: dns_init(), dns_reconfigure(), dns_query(), dns_reverse_name(),
  * dns_shutdown(), and for tests and fuzzers dns_parse() / dns_answer_free()
- * / dns_cache_flush() / dns_stats_get(); dns_cache_peek() for the SPF
- * layer (a synchronous look into the cache); dns_tick_add() for periodic
- * work of DNS users (DNSBL self-tests).  dns_init() adds a "dns" section
- * (queries, cache hits, sent, failures) to `mailmoatctl stats`.  A tick
+ * / dns_cache_flush() / dns_cache_add() / dns_stats_get();
+ * dns_cache_peek() for the SPF layer (a synchronous look into the cache);
+ * dns_tick_add() for periodic work of DNS users (DNSBL self-tests).
+ * dns_init() adds a "dns" section (queries, cache hits, sent, failures)
+ * to `mailmoatctl stats`.  A tick
  * timer (unref'd: it never keeps the loop alive) drops expired cache
  * entries every DNS_TICK_MS and runs the tick functions, at once after
  * dns_init() and after each dns_reconfigure().
@@ -576,6 +577,17 @@ dns_cache_peek(const char *name, int type)
 		return NULL;
 	dns.st.peek_hits++;
 	return e->ans;
+}
+
+/* dns_cache_add - remember ans for (name, type) as if the network had
+ * sent it (tests and fuzzers that feed answers without a server). */
+void
+dns_cache_add(const char *name, int type, const struct dns_answer *ans)
+{
+	char key[256];
+
+	if (dns_cache_key(name, key) == 0)
+		dns_cache_put(key, type, ans);
 }
 
 /* dns_cache_flush - forget every cached answer. */

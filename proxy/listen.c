@@ -47,10 +47,11 @@ static void (*drain_done)(void);
 static uv_timer_t drain_timer;
 static bool drain_timer_init;
 
-static uv_tcp_t listeners[CONFIG_MAX_LISTEN];
-static struct sockaddr_storage listen_addr[CONFIG_MAX_LISTEN];
-static bool listener_open[CONFIG_MAX_LISTEN];
-static int n_listen;
+/* listen plus, at index out_idx, outbound_listen (outbound.c) */
+static uv_tcp_t listeners[CONFIG_MAX_LISTEN + 1];
+static struct sockaddr_storage listen_addr[CONFIG_MAX_LISTEN + 1];
+static bool listener_open[CONFIG_MAX_LISTEN + 1];
+static int n_listen, out_idx = -1;
 static uv_timer_t backoff_timer;
 static bool backoff_init, backoff_active;
 
@@ -171,9 +172,10 @@ sess_freed(void)
 		sess_drain_finish();
 }
 
-/* sess_admit - caps, blocklist, allowlist, then the connect stage. */
+/* sess_admit - caps, blocklist, allowlist, then the connect stage.  On
+ * outbound_listen: only outbound_clients, and no checks (our own mail). */
 static void
-sess_admit(struct sess *x)
+sess_admit(struct sess *x, bool outbound)
 {
 	struct session *s = &x->s;
 	const struct config *c = s->cfg;
@@ -212,7 +214,16 @@ sess_admit(struct sess *x)
 	n_admitted++;
 	sess_stress_update();
 
-	if (!transparent_dst_ours(c, (const struct sockaddr *)&s->dst)) {
+	if (outbound) {
+		s->outbound = true;
+		if (!outbound_client_ok(c, &s->client)) {
+			outbound_refusal(s->sid, reply, sizeof(reply));
+			sess_log(x, VERDICT_REJECT, "outbound", s->client_str);
+			sess_refuse_greeting(x, reply);
+			return;
+		}
+		s->allowlisted = true;
+	} else if (!transparent_dst_ours(c, (const struct sockaddr *)&s->dst)) {
 		/* in-line: never an open path to somebody else's server */
 		transparent_refused++;
 		snprintf(reply, sizeof(reply),
@@ -301,7 +312,10 @@ sess_connection_cb(uv_stream_t *server, int status)
 		return;
 	x = sess_new(server, cur_cfg);
 	if (x != NULL)
-		sess_admit(x);
+		sess_admit(x,
+		           out_idx >= 0 &&
+		                   server ==
+		                           (uv_stream_t *)&listeners[out_idx]);
 }
 
 /* sess_listen_open - (re)open the listeners; errors are logged. */
@@ -362,6 +376,15 @@ sess_listen(uv_loop_t *loop, struct config *cfg)
 	                                             : CONFIG_MAX_LISTEN;
 	for (i = 0; i < n_listen; i++)
 		listen_addr[i] = cfg->listen[i];
+	out_idx = -1;
+	if (cfg->outbound_listen.ss_family != 0 &&
+	    cfg->outbound_relay.ss_family == 0)
+		log_warn("outbound_listen without outbound_relay: not opened");
+	if (cfg->outbound_listen.ss_family != 0 &&
+	    cfg->outbound_relay.ss_family != 0) {
+		out_idx = n_listen;
+		listen_addr[n_listen++] = cfg->outbound_listen;
+	}
 	sess_listen_open();
 	for (i = 0; i < n_listen; i++) {
 		if (!listener_open[i]) {

@@ -555,6 +555,11 @@ void scan_rspamd_request(struct buf *b, const struct scan_meta *m,
                          uint64_t len);
 int scan_rspamd_parse(const char *p, size_t n, bool eof, struct scan_reply *r);
 
+/* ------------------------------------------------------ checks/scanner.c */
+
+/* (chk_scanner in check.h: every scanner sees the message before the
+ * final dot; its figures are the "scanners" section of the stats) */
+
 /* ------------------------------------------------------------- scanner.c */
 
 /*
@@ -654,6 +659,8 @@ void dns_cache_flush(void);
 /* dns_cache_peek - the cached answer for (name, type) or NULL (a miss);
  * synchronous, sends nothing; valid until the loop runs again. */
 const struct dns_answer *dns_cache_peek(const char *name, int type);
+/* dns_cache_add - cache a copy of ans for its TTL (tests, fuzzers). */
+void dns_cache_add(const char *name, int type, const struct dns_answer *ans);
 struct dns_stats {
 	uint64_t queries;   /* dns_query() calls */
 	uint64_t hits;      /* answered from the cache */
@@ -877,6 +884,21 @@ void msgids_tap_init(struct msgids_tap *t);
 void msgids_tap_feed(struct msgids_tap *t, const char *p, size_t n);
 bool msgids_tap_id(const struct msgids_tap *t, char *out, size_t outlen);
 
+/* ------------------------------------------------------------ outbound.c */
+
+/*
+ * Outbound learning: who may use outbound_listen, and the Message-IDs of
+ * what the smarthost took (msgids.c), for dsn_reference = sent.  The
+ * session calls these for its outbound sessions.
+ */
+struct session;
+bool outbound_client_ok(const struct config *cfg, const struct ipaddr *ip);
+void outbound_refusal(const char *sid, char *out, size_t outlen);
+void outbound_body(struct session *s, const char *p, size_t n);
+void outbound_delivered(struct session *s); /* 2xx to the dot */
+void outbound_end(struct session *s);       /* transaction over */
+void outbound_stats_json(struct buf *b);
+
 /* ------------------------------------------------------------- verdict.c */
 
 enum chk_status {
@@ -944,13 +966,67 @@ void stats_json(struct buf *b);
 void stats_add_section(const char *name, void (*fn)(struct buf *b));
 /* stats_json_string - append s as a JSON string literal (escaped). */
 void stats_json_string(struct buf *b, const char *s);
-/* stats_load/stats_save - STATE_DIR/counters (blocking; start and exit):
- * 0 or -errno (-ENOENT: nothing saved yet).  stats_save_async - the same
- * in the thread pool, only when something changed. */
-int stats_load(const char *state_dir);
-int stats_save(const char *state_dir);
-void stats_save_async(uv_loop_t *loop, const char *state_dir);
+/* stats_store_open - counters of the previous run from the store's blob
+ * "counters" (after store_open); they are saved there at each flush. */
+void stats_store_open(void);
 void stats_free(void);
+
+/* ------------------------------------------------------------- store.c */
+
+/* The flash-backed state store: the only code touching state_dir.  Named
+ * tables of small fixed-size records and named blobs in RAM, persisted
+ * as a checksummed journal + snapshot, one write burst per state_flush
+ * from the thread pool (docs/STORE.md). */
+#define STORE_KEY_MAX 255
+int store_open(uv_loop_t *loop, const struct config *cfg, char *err,
+               size_t errlen);
+void store_close(void); /* final flush, blocking: at exit; frees all */
+/* store_flush - one burst of what changed, from the thread pool; done (may
+ * be NULL) gets 0 or -errno on the loop.  -EBUSY: one is running; -ENOENT:
+ * no state_dir.  store_flush_now - the same, blocking (exit, tests). */
+int store_flush(void (*done)(int rc, void *arg), void *arg);
+int store_flush_now(void);
+/* store_on_flush - fn runs just before each burst (set blobs there). */
+void store_on_flush(void (*fn)(void));
+struct store_table;
+/* store_table - a named table (created on first call, its records loaded
+ * from flash); val_size fixed per table (a different size drops what was
+ * stored); keys are byte strings of 1..255 bytes. */
+struct store_table *store_table(const char *name, size_t val_size);
+/* put/get/del - put replaces; get returns a pointer valid until the next
+ * call that changes the table (8-byte aligned; copy what you keep); expires is
+ * store time (store_now()), 0 = never; an expired record is gone. */
+int store_put(struct store_table *t, const void *key, size_t klen,
+              const void *val, uint64_t expires);
+const void *store_get(struct store_table *t, const void *key, size_t klen);
+int store_get_expires(struct store_table *t, const void *key, size_t klen,
+                      uint64_t *expires);
+int store_del(struct store_table *t, const void *key, size_t klen);
+/* store_foreach - fn for each live record while it returns true; fn may
+ * store_del() the record it got or put an existing key, not add keys. */
+void store_foreach(struct store_table *t,
+                   bool (*fn)(const void *key, size_t klen, const void *val,
+                              uint64_t expires, void *arg),
+                   void *arg);
+size_t store_count(struct store_table *t);
+/* store_now - wall seconds, corrected for clock jumps (monotonic within a
+ * run; see docs/STORE.md "Clock").  store_clock_hooks - tests only. */
+uint64_t store_now(void);
+void store_clock_hooks(time_t (*wall)(void), uint64_t (*mono_ns)(void));
+/* store_blob_* - one opaque blob (<= 4 MiB) per name (counters, chart
+ * series, decision ring): saved whole at the next flush after a set. */
+int store_blob_set(const char *name, const void *p, size_t n);
+const void *store_blob_get(const char *name, size_t *n);
+struct store_counters {
+	uint64_t bursts, snapshots, bytes_written, write_errors;
+	uint64_t load_records, load_dropped, load_ms, clock_jumps;
+	uint64_t jnl_bytes, live_bytes;
+};
+void store_counters_get(struct store_counters *out);
+uint32_t store_crc32(uint32_t crc, const void *p, size_t n);
+/* store_load_mem - the loader on memory images (fuzzer, tests). */
+void store_load_mem(const void *snap, size_t snap_len, const void *jnl,
+                    size_t jnl_len, size_t *good, size_t *dropped);
 
 /* ------------------------------------------------------------- session.c */
 
@@ -990,10 +1066,24 @@ struct session {
 	bool has_from;
 	struct mailpath rcpt; /* the recipient being checked */
 	bool allowlisted;     /* client IP or sender in the allowlist */
+	bool outbound;        /* came in on outbound_listen (outbound.c) */
+	struct msgids_tap *outbound_tap; /* outbound.c: this message's id */
 	struct chk_result results[CHK_COUNT];
 	/* Header lines (each ending CRLF) that go in front of the message
 	 * to the backend: Received, Authentication-Results.  Checks append. */
 	struct buf add_headers;
+	/* The recipients the backend accepted in this transaction (valid
+	 * until the next MAIL or RSET; n_to of them). */
+	const struct mailpath *to;
+	unsigned n_to;
+	/* STAGE_DATA checks (check.h: body, hold, data_begin): */
+	void *chk_state[CHK_COUNT]; /* a check's own per-session state; it
+	                             * frees it in cancel() */
+	struct buf eod_headers;     /* header lines (each CRLF-terminated) that
+	                             * DATA checks append during their start();
+	                             * they go in front of the message when the
+	                             * body was held (else they are dropped) */
+	uint64_t msg_bytes;         /* unstuffed bytes tapped so far */
 
 	/* private to the session (session.c, listen.c, stage.c, bodytap.c) */
 	uv_tcp_t tcp;
@@ -1010,6 +1100,25 @@ struct session {
 
 /* sess_find - the live session with this id, or NULL (it has gone). */
 struct session *sess_find(uint64_t id);
+
+/* One decision (the fields of its log line, unescaped; "" when empty). */
+struct decision_rec {
+	const char *id;     /* session id */
+	uint64_t time;      /* wall-clock seconds */
+	const char *client; /* IP address text */
+	const char *ptr, *helo;
+	const char *from;   /* "<a@b>", "<>" */
+	const char *to;     /* "<a@b>" or, at end of data, "<a@b>,<c@d>" */
+	const char *action; /* accept, log, tempfail, reject */
+	const char *reason; /* check name, backend, timeout, limit, ... */
+	const char *detail;
+};
+/* sess_on_decision - fn runs for every decision log line (on the loop,
+ * the record valid during the call; at most 4 subscribers). */
+void sess_on_decision(void (*fn)(const struct decision_rec *d));
+/* sess_on_delivered - fn(s) after the backend's 2xx to the final dot,
+ * before the client gets it (s->from, s->to, s->n_to valid; at most 4). */
+void sess_on_delivered(void (*fn)(struct session *s));
 
 /* --------------------------------------------------------------- listen.c */
 
@@ -1030,7 +1139,36 @@ void sess_check_done(struct session *s, enum chk_id id);
 
 /* -------------------------------------------------------------- bodytap.c */
 
-/* (nothing public yet: the body path is private to the session) */
+/*
+ * The body path: client -> tap (every active STAGE_DATA check's body(),
+ * unstuffed) and -> header filter -> relay, or -> the hold spool when a
+ * DATA check asked for it (check.h: hold), sent at the end of data with
+ * s->eod_headers in front once every DATA check passed.
+ */
+/* bodytap_unstuff - canonical dot-stuffed CRLF text -> the message
+ * (leading dots removed), fed in pieces of any size: *mid_line carries
+ * the state (false at the start).  out gets spans of the input. */
+void bodytap_unstuff(bool *mid_line, const char *p, size_t n,
+                     void (*out)(void *arg, const char *p, size_t n),
+                     void *arg);
+
+/* ---------------------------------------------------------------- spool.c */
+
+/* A message held back: ram_max bytes in memory, the rest in an unlinked
+ * temp file ($TMPDIR or /tmp) written and read in the thread pool. */
+struct spool;
+struct spool *spool_new(uv_loop_t *loop, size_t ram_max);
+void spool_free(struct spool *sp); /* safe with a request in flight */
+int spool_write(struct spool *sp, const char *p, size_t n); /* 0/-errno */
+size_t spool_pending(const struct spool *sp); /* not yet on the file */
+uint64_t spool_size(const struct spool *sp);
+/* spool_next - read back from the start: > 0 bytes at *p (valid until the
+ * next call), 0 at the end, -EAGAIN (fn of spool_on_ready follows), or an
+ * error.  spool_on_ready's fn runs after each finished file request,
+ * never inside a spool_* call. */
+ssize_t spool_next(struct spool *sp, const char **p);
+void spool_on_ready(struct spool *sp, void (*fn)(struct spool *, void *),
+                    void *arg);
 
 /* --------------------------------------------------------------- relay.c */
 

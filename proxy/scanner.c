@@ -49,6 +49,7 @@ struct scan_health {
 	uint64_t scans, clean, found, faults, timeouts, refused;
 	uint64_t last_ms;    /* duration of the last answered scan */
 	uint64_t stream_max; /* clamd: learned StreamMaxLength bound */
+	bool probing;        /* a StreamMaxLength probe runs */
 	time_t last_ok, last_fault;
 	char last_error[128];
 };
@@ -131,6 +132,184 @@ scan_close(struct scan_job *j)
 	uv_close((uv_handle_t *)&j->tcp, scan_close_cb);
 }
 
+/*
+ * The StreamMaxLength probe.  clamd compares each chunk's announced
+ * length with what is left of its quota as soon as it reads the 4-byte
+ * header: a header alone, longer than StreamMaxLength, is refused at
+ * once; a shorter one makes clamd wait for the data.  A binary search
+ * of such one-header connections (each answered within
+ * SCAN_PROBE_WAIT_MS, or not) finds the limit to SCAN_PROBE_STEP bytes
+ * in a few seconds, once per limit error, off the message path.
+ */
+#define SCAN_PROBE_WAIT_MS 500
+#define SCAN_PROBE_STEP (64u << 10)
+
+struct scan_probe {
+	uv_tcp_t tcp;
+	uv_timer_t timer;
+	uv_connect_t conn;
+	uv_write_t wr;
+	struct scan_server srv;
+	struct scan_health *h;
+	uv_loop_t *loop;
+	uint64_t lo, hi, mid; /* lo: accepted, hi: refused */
+	char wbuf[SCAN_CLAMD_COMMAND_LEN + 4];
+	char rbuf[256];
+	size_t rlen;
+	unsigned handles, steps;
+	bool decided;
+};
+
+static void scan_probe_step(struct scan_probe *p);
+
+/* scan_probe_close_cb - a step's handles closed: the next step or the end */
+static void
+scan_probe_close_cb(uv_handle_t *hd)
+{
+	struct scan_probe *p = hd->data;
+
+	if (--p->handles > 0)
+		return;
+	if (p->hi - p->lo > SCAN_PROBE_STEP && p->steps < 32 && p->decided) {
+		scan_probe_step(p);
+		return;
+	}
+	if (p->decided) {
+		p->h->stream_max = p->lo;
+		log_info("scanner %s: StreamMaxLength is %" PRIu64
+		         " bytes (measured, to %u bytes): larger messages are "
+		         "scanned up to there",
+		         p->srv.name, p->lo, SCAN_PROBE_STEP);
+	}
+	p->h->probing = false;
+	free(p);
+}
+
+/* scan_probe_end - this step decided (refused or not): close it */
+static void
+scan_probe_end(struct scan_probe *p, bool refused, bool decided)
+{
+	if (uv_is_closing((uv_handle_t *)&p->timer))
+		return;
+	p->decided = decided;
+	if (decided) {
+		if (refused)
+			p->hi = p->mid;
+		else
+			p->lo = p->mid;
+	}
+	uv_timer_stop(&p->timer);
+	uv_close((uv_handle_t *)&p->timer, scan_probe_close_cb);
+	uv_close((uv_handle_t *)&p->tcp, scan_probe_close_cb);
+}
+
+/* scan_probe_timer_cb - no refusal in time: the length fits */
+static void
+scan_probe_timer_cb(uv_timer_t *t)
+{
+	struct scan_probe *p = container_of(t, struct scan_probe, timer);
+
+	scan_probe_end(p, false, true);
+}
+
+/* scan_probe_alloc_cb - into the probe's small buffer */
+static void
+scan_probe_alloc_cb(uv_handle_t *hd, size_t hint, uv_buf_t *b)
+{
+	struct scan_probe *p = hd->data;
+
+	(void)hint;
+	b->base = p->rbuf + p->rlen;
+	b->len = sizeof(p->rbuf) - 1 - p->rlen;
+}
+
+/* scan_probe_read_cb - clamd's answer to the header */
+static void
+scan_probe_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
+{
+	struct scan_probe *p = container_of(st, struct scan_probe, tcp);
+	struct scan_reply r;
+
+	(void)b;
+	if (nread == 0)
+		return;
+	if (nread > 0)
+		p->rlen += (size_t)nread;
+	if (scan_clamd_parse(p->rbuf, p->rlen, nread < 0, &r) == 0 &&
+	    p->rlen < sizeof(p->rbuf) - 1)
+		return;
+	/* Anything but the size refusal: clamd is confused, stop. */
+	scan_probe_end(p, true, r.verdict == SCAN_LIMIT);
+}
+
+/* scan_probe_write_cb - the header is out (errors: the read tells) */
+static void
+scan_probe_write_cb(uv_write_t *w, int status)
+{
+	(void)w;
+	(void)status;
+}
+
+/* scan_probe_connect_cb - send "zINSTREAM\0" + one chunk header */
+static void
+scan_probe_connect_cb(uv_connect_t *c, int status)
+{
+	struct scan_probe *p = container_of(c, struct scan_probe, conn);
+	uv_buf_t b;
+
+	if (status != 0) {
+		scan_probe_end(p, false, false);
+		return;
+	}
+	memcpy(p->wbuf, scan_clamd_command, SCAN_CLAMD_COMMAND_LEN);
+	scan_clamd_chunk((unsigned char *)p->wbuf + SCAN_CLAMD_COMMAND_LEN,
+	                 (uint32_t)p->mid);
+	b = uv_buf_init(p->wbuf, sizeof(p->wbuf));
+	uv_read_start((uv_stream_t *)&p->tcp, scan_probe_alloc_cb,
+	              scan_probe_read_cb);
+	if (uv_write(&p->wr, (uv_stream_t *)&p->tcp, &b, 1,
+	             scan_probe_write_cb) != 0)
+		scan_probe_end(p, false, false);
+}
+
+/* scan_probe_step - one connection with a header of length (lo+hi)/2 */
+static void
+scan_probe_step(struct scan_probe *p)
+{
+	p->mid = p->lo + (p->hi - p->lo) / 2;
+	p->rlen = 0;
+	p->decided = false;
+	p->steps++;
+	uv_tcp_init(p->loop, &p->tcp);
+	uv_timer_init(p->loop, &p->timer);
+	p->tcp.data = p->timer.data = p;
+	p->handles = 2;
+	uv_timer_start(&p->timer, scan_probe_timer_cb, SCAN_PROBE_WAIT_MS, 0);
+	if (uv_tcp_connect(&p->conn, &p->tcp,
+	                   (const struct sockaddr *)&p->srv.addr,
+	                   scan_probe_connect_cb) != 0)
+		scan_probe_end(p, false, false);
+}
+
+/* scan_probe_start - measure clamd's limit below h->stream_max */
+static void
+scan_probe_start(uv_loop_t *loop, const struct scan_server *srv,
+                 struct scan_health *h)
+{
+	struct scan_probe *p;
+
+	if (h->probing || h->stream_max <= SCAN_PROBE_STEP)
+		return;
+	p = xcalloc(1, sizeof(*p));
+	p->srv = *srv;
+	p->h = h;
+	p->loop = loop;
+	p->lo = 0;
+	p->hi = h->stream_max;
+	h->probing = true;
+	scan_probe_step(p);
+}
+
 /* scan_report - the one answer: figures, callback, close */
 static void
 scan_report(struct scan_job *j, struct scan_reply *r)
@@ -144,14 +323,16 @@ scan_report(struct scan_job *j, struct scan_reply *r)
 	if (r->verdict == SCAN_LIMIT && j->srv.kind == SCAN_CLAMD) {
 		uint64_t bound = j->written;
 
-		h->stream_max = h->stream_max && bound >= h->stream_max
-		                        ? h->stream_max - h->stream_max / 8
-		                        : bound;
+		if (h->stream_max == 0 || bound < h->stream_max)
+			h->stream_max = bound;
+		else
+			h->stream_max -= h->stream_max / 8;
 		log_warn("scanner %s: INSTREAM size limit exceeded after "
 		         "%" PRIu64
 		         " bytes: its StreamMaxLength is at most %" PRIu64
-		         " bytes; larger messages are scanned up to there",
+		         " bytes; measuring it",
 		         j->srv.name, j->written, h->stream_max);
+		scan_probe_start(j->tcp.loop, &j->srv, h);
 	}
 	if (r->verdict == SCAN_FAULT || r->verdict == SCAN_LIMIT) {
 		h->faults++;

@@ -631,12 +631,6 @@ scan_rspamd_json(struct scan_reply *r, const char *s, size_t n)
 		scan_rspamd_milter(r, s, t, k);
 	if (r->verdict == SCAN_HEADER && r->headers[0] == '\0')
 		scan_add_header(r, "X-Spam", "Yes"); /* rspamd's own default */
-	if (json_get(s, t, 0, "is_skipped") >= 0 &&
-	    t[json_get(s, t, 0, "is_skipped")].type == JSON_TRUE &&
-	    r->verdict != SCAN_CLEAN) {
-		r->verdict = SCAN_CLEAN;
-		r->headers[0] = '\0';
-	}
 out:
 	free(t);
 	return rc;

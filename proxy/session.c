@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "session_int.h"
 
@@ -42,6 +43,11 @@ uv_loop_t *sess_loop;
 unsigned sess_n_alive;
 static struct sess *sess_table[SESS_HASH];
 static uint64_t sess_counter;
+#define SESS_MAX_HOOKS 4
+static void (*decision_fn[SESS_MAX_HOOKS])(const struct decision_rec *);
+static unsigned n_decision_fn;
+static void (*delivered_fn[SESS_MAX_HOOKS])(struct session *);
+static unsigned n_delivered_fn;
 
 static void sess_close_handles(struct sess *x);
 static void sess_timer_cb(uv_timer_t *t);
@@ -131,12 +137,15 @@ sess_log(struct sess *x, enum verdict_kind kind, const char *reason,
 {
 	struct session *s = &x->s;
 	char ptr[300], helo[300], from[400], to[1200], det[400], rsn[64];
-	char tmp[340];
+	char tmp[340], rawfrom[340] = "", rawto[1100] = "";
+	struct decision_rec d;
+	unsigned i;
 
 	log_kv_escape(ptr, sizeof(ptr), s->ptr);
 	log_kv_escape(helo, sizeof(helo), s->helo);
 	if (s->has_from) {
 		sess_path_str(&s->from, tmp, sizeof(tmp));
+		snprintf(rawfrom, sizeof(rawfrom), "%s", tmp);
 		log_kv_escape(from, sizeof(from), tmp);
 	} else {
 		log_kv_escape(from, sizeof(from), NULL);
@@ -150,9 +159,11 @@ sess_log(struct sess *x, enum verdict_kind kind, const char *reason,
 		if (x->rcpts_more > 0 && n > 0 && (size_t)n < sizeof(all))
 			snprintf(all + n, sizeof(all) - (size_t)n, ",+%u",
 			         x->rcpts_more);
+		snprintf(rawto, sizeof(rawto), "%s", all);
 		log_kv_escape(to, sizeof(to), all);
 	} else if (s->rcpt.local[0] != '\0' || s->rcpt.domain[0] != '\0') {
 		sess_path_str(&s->rcpt, tmp, sizeof(tmp));
+		snprintf(rawto, sizeof(rawto), "%s", tmp);
 		log_kv_escape(to, sizeof(to), tmp);
 	} else {
 		log_kv_escape(to, sizeof(to), NULL);
@@ -165,9 +176,23 @@ sess_log(struct sess *x, enum verdict_kind kind, const char *reason,
 	         s->cfg->transparent != TRANSPARENT_OFF ? " dst=" : "",
 	         s->cfg->transparent != TRANSPARENT_OFF ? s->dst_str : "", ptr,
 	         helo, from, to, action_names[kind], rsn, det);
+	d.id = s->sid;
+	d.time = (uint64_t)time(NULL);
+	d.client = s->client_str;
+	d.ptr = s->ptr;
+	d.helo = s->helo;
+	d.from = rawfrom;
+	d.to = rawto;
+	d.action = action_names[kind];
+	d.reason = reason ? reason : "";
+	d.detail = detail ? detail : "";
+	for (i = 0; i < n_decision_fn; i++)
+		decision_fn[i](&d);
 	if (x->at_eod && kind != VERDICT_LOG) {
-		/* The message's decision is out: an idle session keeps no
+		/* The message's decision is out: the transaction is over for
+		 * the DATA checks (cancel()), and an idle session keeps no
 		 * recipient list. */
+		sess_tap_end(x);
 		buf_free(&x->rcpts);
 		x->rcpts_more = 0;
 		x->at_eod = false;
@@ -186,6 +211,34 @@ sess_log(struct sess *x, enum verdict_kind kind, const char *reason,
 		return;
 	}
 	stats_count_reason(reason);
+}
+
+/* sess_on_decision - fn for every decision line (at most 4). */
+void
+sess_on_decision(void (*fn)(const struct decision_rec *d))
+{
+	if (n_decision_fn == SESS_MAX_HOOKS)
+		log_panic("sess_on_decision: too many subscribers");
+	decision_fn[n_decision_fn++] = fn;
+}
+
+/* sess_on_delivered - fn(s) after the backend's 2xx to the dot. */
+void
+sess_on_delivered(void (*fn)(struct session *s))
+{
+	if (n_delivered_fn == SESS_MAX_HOOKS)
+		log_panic("sess_on_delivered: too many subscribers");
+	delivered_fn[n_delivered_fn++] = fn;
+}
+
+/* sess_delivered - the backend took the message: tell the subscribers. */
+void
+sess_delivered(struct sess *x)
+{
+	unsigned i;
+
+	for (i = 0; i < n_delivered_fn; i++)
+		delivered_fn[i](&x->s);
 }
 
 /* sess_kind_of - the verdict kind a reply code stands for. */
@@ -384,11 +437,14 @@ sess_free_cb(uv_handle_t *h)
 		tls_free(s->tls);
 	smtp_free(&s->smtp);
 	buf_free(&s->add_headers);
+	buf_free(&s->eod_headers);
+	free(x->to_v);
 	free(x->reject_reply);
 	free(x->hf);
 	free(x->mail_refused);
 	free(x->data_refused);
 	buf_free(&x->rcpts);
+	outbound_end(s);
 	config_unref(s->cfg);
 	free(x);
 	sess_n_alive--;
@@ -419,6 +475,7 @@ sess_close(struct sess *x)
 	if (!s->closing) {
 		s->closing = true;
 		sess_cancel_checks(x);
+		sess_tap_end(x);
 		if (s->relay != NULL) {
 			if (x->op != OP_NONE || x->in_data || x->backend_txn)
 				relay_abort(s->relay);
@@ -516,10 +573,31 @@ sess_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
 		tls_input(s->tls, b->base, (size_t)nread);
 	else
 		smtp_input(&s->smtp, b->base, (size_t)nread);
-	if (!s->closing && s->relay != NULL && !x->read_paused &&
-	    relay_queued(s->relay) > SESS_BACKPRESSURE) {
+	if (!s->closing)
+		sess_flow(x);
+}
+
+/* sess_flow - stop reading while the relay's queue or the hold spool's
+ * file writes are behind; read again (fresh deadline) when both caught
+ * up (called after each read and from their drain hooks). */
+void
+sess_flow(struct sess *x)
+{
+	struct session *s = &x->s;
+	bool behind = (s->relay != NULL &&
+	               relay_queued(s->relay) > SESS_BACKPRESSURE) ||
+	              sess_hold_pending(x) > SESS_BACKPRESSURE;
+
+	if (s->closing)
+		return;
+	if (behind && !x->read_paused) {
 		x->read_paused = true;
 		uv_read_stop((uv_stream_t *)&s->tcp);
+	} else if (!behind && x->read_paused) {
+		x->read_paused = false;
+		uv_read_start((uv_stream_t *)&s->tcp, sess_alloc_cb,
+		              sess_read_cb);
+		sess_rearm(x);
 	}
 }
 

@@ -70,11 +70,20 @@ struct sess {
 	bool mail_8bit;
 	size_t hdr_base; /* add_headers before this transaction */
 	bool hdr_base_set;
-	char *reject_reply;  /* PH_REJECTING */
-	char *mail_refused;  /* OP_RCPT_SKIP: the MAIL reply */
-	struct buf rcpts;    /* "<a@b>,<c@d>" taken by the backend */
-	unsigned rcpts_more; /* beyond what rcpts holds */
-	bool at_eod;         /* log lines name every recipient */
+	char *reject_reply;    /* PH_REJECTING */
+	char *mail_refused;    /* OP_RCPT_SKIP: the MAIL reply */
+	struct buf rcpts;      /* "<a@b>,<c@d>" taken by the backend */
+	unsigned rcpts_more;   /* beyond what rcpts holds */
+	bool at_eod;           /* log lines name every recipient */
+	struct mailpath *to_v; /* s.to: accepted recipients (to_cap) */
+	unsigned to_cap;
+	/* the body tap (bodytap.c) */
+	unsigned tap_mask;   /* active STAGE_DATA checks of this transaction */
+	bool tap_mid;        /* bodytap_unstuff()'s state */
+	bool hold;           /* the body waits in spool for the DATA verdict */
+	bool flushing;       /* sending the held body after the verdict */
+	int spool_err;       /* the spool failed: 451 at the dot */
+	struct spool *spool; /* when hold */
 };
 
 /* sess_x - the private session of a public one. */
@@ -102,8 +111,10 @@ void sess_timeouts(const struct sess *x, uint64_t *cmd, uint64_t *data,
 void sess_arm(struct sess *x, uint64_t ms);
 void sess_rearm(struct sess *x);
 void sess_close(struct sess *x);
+void sess_delivered(struct sess *x); /* sess_on_delivered()'s hooks */
 void sess_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *b);
 void sess_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *b);
+void sess_flow(struct sess *x); /* pause/resume reading (back-pressure) */
 extern const struct tls_hooks sess_tls_hooks;
 
 /* listen.c */
@@ -115,6 +126,7 @@ void sess_freed(void); /* a session was freed (drain bookkeeping) */
 /* stage.c */
 extern const struct smtp_hooks sess_smtp_hooks;
 void sess_stage_start(struct sess *x, unsigned stage);
+bool sess_exempt(const struct sess *x, unsigned stage);
 void sess_cancel_checks(struct sess *x);
 void sess_banner(struct sess *x);
 void sess_refuse_greeting(struct sess *x, const char *reply);
@@ -123,6 +135,11 @@ void sess_refuse(struct sess *x, const char *reply, const char *reason,
 void sess_drop_relay(struct sess *x);
 
 /* bodytap.c */
+void sess_tap_begin(struct sess *x);  /* DATA, before the 354 */
+void sess_tap_end(struct sess *x);    /* the transaction is over */
+void sess_hold_flush(struct sess *x); /* verdict passed: send the body */
+void sess_hold_pump(struct sess *x);  /* relay drained: send more */
+size_t sess_hold_pending(const struct sess *x); /* spool writes behind */
 void sess_send_headers(struct sess *x);
 void sess_body_out(void *arg, const char *p, size_t n);
 void sess_smtp_body_cb(struct smtp *e, const char *buf, size_t len);

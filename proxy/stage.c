@@ -43,7 +43,9 @@ sess_cancel_checks(struct sess *x)
 	for (i = 0; i < chk_registry_len; i++) {
 		const struct check *c = chk_registry[i];
 
-		if ((x->pending_mask & (1u << c->id)) && c->cancel != NULL)
+		/* an active DATA check is cancelled once, by sess_tap_end() */
+		if ((x->pending_mask & ~x->tap_mask & (1u << c->id)) &&
+		    c->cancel != NULL)
 			c->cancel(&x->s);
 	}
 	x->pending_mask = 0;
@@ -135,6 +137,16 @@ sess_refuse(struct sess *x, const char *reply, const char *reason,
 
 /* ----------------------------------------------------------- stages */
 
+/* sess_exempt - no checks of stage for this session: an allowlisted
+ * client, or an allowlisted sender for MAIL/RCPT/DATA. */
+bool
+sess_exempt(const struct sess *x, unsigned stage)
+{
+	return x->s.allowlisted ||
+	       (x->sender_allowlisted &&
+	        (stage & (STAGE_MAIL | STAGE_RCPT | STAGE_DATA)));
+}
+
 /*
  * sess_stage_start - start every check of stage (not for an allowlisted
  * client, nor for the MAIL/RCPT/DATA stages of an allowlisted sender).
@@ -144,9 +156,7 @@ void
 sess_stage_start(struct sess *x, unsigned stage)
 {
 	struct session *s = &x->s;
-	bool exempt = s->allowlisted ||
-	              (x->sender_allowlisted &&
-	               (stage & (STAGE_MAIL | STAGE_RCPT | STAGE_DATA)));
+	bool exempt = sess_exempt(x, stage);
 	unsigned i;
 
 	s->stage = stage;
@@ -218,9 +228,15 @@ sess_relay_start(struct sess *x)
 		struct sockaddr_storage be;
 		struct relay_client ci;
 
-		/* the original destination or the backend; and who the
-		 * client is, for tproxy / backend_client_info */
+		/* the original destination or the backend (the smarthost for
+		 * outbound mail); and who the client is, for tproxy /
+		 * backend_client_info (not for outbound mail) */
 		transparent_relay_client(s, &be, &ci);
+		if (s->outbound) {
+			memcpy(&be, &s->cfg->outbound_relay, sizeof(be));
+			ci.info = CLIENT_INFO_NONE;
+			ci.spoof = false;
+		}
 		s->relay = relay_open_for(
 		        sess_loop, s->cfg, (const struct sockaddr *)&be,
 		        s->cfg->hostname, &ci, sess_relay_cb, x);
@@ -278,13 +294,11 @@ sess_drop_relay(struct sess *x)
 {
 	struct session *s = &x->s;
 
+	if (s->relay == NULL)
+		return;
 	relay_abort(s->relay);
 	s->relay = NULL;
-	if (x->read_paused && !s->closing) {
-		x->read_paused = false;
-		uv_read_start((uv_stream_t *)&s->tcp, sess_alloc_cb,
-		              sess_read_cb);
-	}
+	sess_flow(x);
 }
 
 /* sess_relay_cb - a reply from the backend for the command in x->op. */
@@ -348,6 +362,13 @@ sess_relay_cb(struct relay *r, void *arg, int code, const char *reply)
 	case OP_RCPT:
 		if (code / 100 == 2) {
 			x->n_backend_rcpt++;
+			if (s->n_to == x->to_cap) {
+				x->to_cap = x->to_cap ? 2 * x->to_cap : 4;
+				x->to_v = xrealloc(
+				        x->to_v, x->to_cap * sizeof(*x->to_v));
+			}
+			x->to_v[s->n_to++] = s->rcpt;
+			s->to = x->to_v;
 			sess_path_str(&s->rcpt, path, sizeof(path));
 			if (x->rcpts.len + strlen(path) + 1 < 1000) {
 				if (x->rcpts.len > 0)
@@ -376,6 +397,9 @@ sess_relay_cb(struct relay *r, void *arg, int code, const char *reply)
 		x->n_backend_rcpt = 0;
 		if (code / 100 == 2) {
 			stats.accepted++;
+			sess_delivered(x);
+			if (s->outbound)
+				outbound_delivered(s);
 			sess_log(x, VERDICT_ACCEPT, "backend", reply);
 			smtp_reply(&s->smtp, true, reply);
 		} else {
@@ -393,18 +417,19 @@ sess_relay_cb(struct relay *r, void *arg, int code, const char *reply)
 	}
 }
 
-/* sess_relay_drain_cb - the backend took the queued body: read again. */
+/* sess_relay_drain_cb - the backend took the queued body: send more of a
+ * held one, or read again. */
 static void
 sess_relay_drain_cb(struct relay *r, void *arg)
 {
 	struct sess *x = arg;
 
-	if (x->read_paused && !x->s.closing) {
-		x->read_paused = false;
-		uv_read_start((uv_stream_t *)&x->s.tcp, sess_alloc_cb,
-		              sess_read_cb);
-		sess_rearm(x);
-	}
+	if (x->s.closing || x->s.relay != r)
+		return;
+	if (x->flushing)
+		sess_hold_pump(x);
+	else
+		sess_flow(x);
 }
 
 /* sess_stage_done - every check of the stage answered: decide. */
@@ -457,6 +482,10 @@ sess_stage_done(struct sess *x)
 		hdrfilter_end(x->hf, sess_body_out, x);
 		free(x->hf);
 		x->hf = NULL;
+		if (x->hold) {
+			sess_hold_flush(x);
+			return;
+		}
 		x->op = OP_DOT;
 		relay_dot(s->relay);
 		return;
@@ -518,13 +547,15 @@ sess_rcpt(struct sess *x, const struct mailpath *p, int addr_err)
 			local = true;
 	if (p->domain[0] == '\0' && strcasecmp(p->local, "postmaster") == 0)
 		local = true;
+	if (s->outbound) /* our own outgoing mail: any recipient */
+		local = addr_err == ADDR_OK;
 	if (!local || addr_err != ADDR_OK || strpbrk(p->local, "%!@") != NULL) {
 		snprintf(reply, sizeof(reply),
 		         "550 5.7.1 Relaying denied [id=%s]", s->sid);
 		sess_refuse(x, reply, "relay", addr);
 		return;
 	}
-	if (c->recipient_verify != RCPT_VERIFY_BACKEND &&
+	if (!s->outbound && c->recipient_verify != RCPT_VERIFY_BACKEND &&
 	    c->recipients != NULL && !list_match_addr(c->recipients, addr)) {
 		snprintf(reply, sizeof(reply),
 		         "550 5.7.1 recipient <%s> unknown [id=%s]", addr,
@@ -549,6 +580,8 @@ sess_rcpt(struct sess *x, const struct mailpath *p, int addr_err)
 static void
 sess_rcpts_clear(struct sess *x)
 {
+	sess_tap_end(x);
+	x->s.n_to = 0;
 	buf_free(&x->rcpts);
 	x->rcpts_more = 0;
 	x->at_eod = false;
@@ -675,13 +708,21 @@ sess_smtp_command_cb(struct smtp *e, enum smtp_cmd cmd,
 		 */
 		free(x->data_refused);
 		x->data_refused = NULL;
-		x->data_ack_pending = true;
 		x->in_data = true;
 		if (x->hf == NULL)
 			x->hf = xmalloc(sizeof(*x->hf));
 		hdrfilter_init(x->hf, s->cfg->hostname);
-		relay_data(s->relay);
-		sess_send_headers(x);
+		sess_tap_begin(x);
+		if (s->closing)
+			return;
+		if (s->outbound)
+			outbound_end(s); /* a new message */
+		if (!x->hold) {
+			/* A held body gets its DATA after the verdict. */
+			x->data_ack_pending = true;
+			relay_data(s->relay);
+			sess_send_headers(x);
+		}
 		smtp_accept(e);
 		return;
 	case SMTP_CMD_DOT:

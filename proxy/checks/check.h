@@ -14,6 +14,13 @@
  * session is gone or has moved to another stage, and the answer is dropped.
  *
  * Checks never write to the client and never call the relay.
+ *
+ * STAGE_DATA checks (the end of data) see the message through body() as
+ * it streams (data_begin() at DATA, before the 354), then start() at the
+ * end of data like any stage; the final dot is held until every one has
+ * answered, and a refusal drops the backend connection without it.  They
+ * read s->from, s->to[0..n_to) (the recipients the backend accepted),
+ * s->helo, s->client, s->ptr, s->sid.
  */
 #ifndef MAILMOAT_CHECK_H
 #define MAILMOAT_CHECK_H
@@ -34,6 +41,25 @@ struct check {
 	void (*cancel)(struct session *s);
 	/* Checks of STAGE_CONNECT may start their lookups at accept even
 	 * though the verdict waits for the banner. */
+
+	/* STAGE_DATA checks: the message as it streams in - unstuffed RFC
+	 * 5322 text (CRLF lines, leading dots removed, the final "." not
+	 * included), exactly as the client sent it, before our header
+	 * changes.  Called on the loop, in order, possibly many small
+	 * pieces.  Only for sessions where the check is active (action !=
+	 * off, not allowlisted). */
+	void (*body)(struct session *s, const char *p, size_t n);
+	/* Optional: true if this check wants the body held back from the
+	 * backend until its verdict (it will add header lines to the
+	 * message: s->eod_headers).  Asked once at DATA (after the
+	 * transaction is known). */
+	bool (*hold)(const struct session *s);
+	/* Optional: DATA check started (the 354 is about to be sent): set
+	 * up per-session state (s->chk_state[id]: connect to a scanner...). */
+	void (*data_begin)(struct session *s);
+	/* For an active STAGE_DATA check, cancel() runs once at the end of
+	 * every transaction (reply to the dot, RSET, a new MAIL, the close),
+	 * whether or not start() ran: free s->chk_state[id] there. */
 };
 
 struct chk_ticket {
@@ -76,6 +102,7 @@ extern const struct check chk_sender_tld;
 extern const struct check chk_sender_mx;
 extern const struct check chk_spf;
 extern const struct check chk_dsn;
+extern const struct check chk_scanner;
 
 /* checks/dsn.c: the body tap until check.h has one - DATA accepted, and
  * each piece of the unstuffed message; dsn_sent_lookup_fn is set by

@@ -268,6 +268,7 @@ dsn_init(const struct config *cfg, char *err, size_t errlen)
 {
 	stats_add_section("backscatter_blocks", dsn_stats_json);
 	stats_add_section("dsn", dsn_counts_json);
+	stats_add_section("outbound", outbound_stats_json);
 	if (dsn_sent_lookup_fn == NULL)
 		dsn_sent_lookup_fn = msgids_has;
 	if (bs_init(cfg) < 0) {

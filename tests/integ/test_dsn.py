@@ -389,6 +389,66 @@ class PtrDomain(DsnBase):
                          r"(?m)^(mx\.)?bounce\.test blocked until ")
 
 
+class Outbound(DsnBase):
+    """Outbound learning: the office server (127.12.11.1) sends through
+    outbound_listen to the smarthost (aiosmtpd); with dsn_reference =
+    sent only a bounce of an id that left this way is accepted."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.smarthost = mm.Backend().start()
+        cls.out_port = mm.free_port()
+        cls.conf = dict(OURS, dsn_reference="sent",
+                        outbound_listen="127.0.0.1:%d" % cls.out_port,
+                        outbound_clients="127.12.11.1",
+                        outbound_relay="127.0.0.1:%d" % cls.smarthost.port)
+        try:
+            super().setUpClass()
+            mm.wait_listen(cls.out_port)
+        except Exception:
+            cls.smarthost.stop()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        super().tearDownClass()
+        cls.smarthost.stop()
+
+    def test_outbound_learned(self):
+        self.smarthost.clear()
+        msgid = "<learned.%d@ours.test>" % os.getpid()
+        s = smtplib.SMTP("127.0.0.1", self.out_port, timeout=mm.GUARD,
+                         source_address=("127.12.11.1", 0))
+        s.sendmail("alice@ours.test", ["bob@far.example"],
+                   "From: alice@ours.test\r\nTo: bob@far.example\r\n"
+                   "Subject: out\r\nMessage-ID: %s\r\n\r\nhi\r\n"
+                   % msgid)
+        s.quit()
+        mm.wait_for(lambda: self.smarthost.messages(), "the smarthost")
+        self.assertEqual(len(self.smarthost.messages()), 1)
+        self.assertEqual(self.backend.messages(), [])
+        # its bounce is accepted ...
+        r = self.send("127.12.11.5", auto_reply(msgid))
+        self.assertEqual(r.code, 250, r)
+        self.assertDelivered(1)
+        # ... a made-up id in our domain is not
+        self.backend.clear()
+        r = self.send("127.12.11.6",
+                      auto_reply("<made.up.%d@ours.test>" % os.getpid()))
+        self.assertReply(r, 550, REFUSED)
+        self.assertNothingDelivered()
+        self.assertGreaterEqual(
+            self.daemon.stats()["outbound"]["learned"], 1)
+
+    def test_outbound_only_for_its_clients(self):
+        c = mm.Client(self.out_port, src="127.12.11.2")
+        self.addCleanup(c.close)
+        r = c.banner()
+        self.assertEqual(r.code, 554, r)
+        self.assertStartsWith(r, "554 5.7.1 This port is only for our own "
+                              "outgoing mail")
+
+
 class PostfixPeer:
     """PostfixPeer - Debian's Postfix as a second instance with its own
     config and queue dirs (postfix -c DIR), playing the far MTA: it takes
