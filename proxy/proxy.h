@@ -1272,6 +1272,9 @@ void transparent_relay_client(const struct session *s,
                               struct sockaddr_storage *backend,
                               struct relay_client *ci);
 extern unsigned long transparent_refused; /* reason=transparent */
+/* transparent_keep_caps - before/after main's setuid(): tproxy keeps
+ * CAP_NET_ADMIN (IP_TRANSPARENT per connection); 0 or -errno. */
+int transparent_keep_caps(const struct config *cfg, bool before);
 /* transparent_stats_json - the "transparent" stats object. */
 void transparent_stats_json(struct buf *b);
 
