@@ -55,5 +55,5 @@ mkdir -p "$out/cgi-bin"
 for p in webui-cgi/*.c; do
 	n=$(basename "$p" .c)
 	[ "$n" = cgi ] && continue
-	$CC $CF -Iwebui-cgi $LF -o "$out/cgi-bin/$n" "$p" webui-cgi/cgi.c
+	$CC $CF -Iwebui-cgi $LF -o "$out/cgi-bin/$n" "$p" webui-cgi/cgi.c -lmbedcrypto
 done

@@ -286,6 +286,9 @@ sess_smtp_body_cb(struct smtp *e, const char *buf, size_t len)
 		bodytap_unstuff(&x->tap_mid, buf, len, sess_tap_out, x);
 	if (s->closing)
 		return;
-	if (x->hold || (s->relay != NULL && x->in_data))
+	if (x->hold || (s->relay != NULL && x->in_data)) {
+		if (s->outbound)
+			outbound_body(s, buf, len); /* its Message-ID */
 		hdrfilter_feed(x->hf, buf, len, sess_body_out, x);
+	}
 }

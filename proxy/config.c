@@ -25,7 +25,13 @@
  * ours (docs/CONFIG.md): timeout_command, timeout_data, timeout_backend,
  *   backend_reuse,
  * max_backend_connections, max_recipients, helo_resolve, sender_mx,
+ * sender_mx_private,
  * spf_softfail, spf_neutral, spf_permerror, dynamic_patterns, tld_list.
+ * The scanner keys (scanner, scanner_timeout, scanner_fail,
+ * scanner_max_size) are SPEC.md's; `scanner` is parsed by scanproto.c.
+ * The DSN keys (SPEC.md 3, checks/dsn.c): backscatter_scope,
+ * backscatter_threshold, dsn_msgid_domains, dsn_reference, outbound_listen,
+ * outbound_clients, outbound_relay.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -57,6 +63,10 @@ enum config_type {
 	CT_DNS,      /* dns_servers -> c-ares csv */
 	CT_DNSBL,    /* dnsbl zones with optional return codes */
 	CT_SCANNER,  /* clamd|spamd|rspamd:host:port */
+	CT_BACKEND,  /* a socket address or "original" */
+	CT_BRIDGE,   /* two interface names, or none */
+	CT_SOCKOPT,  /* one socket address or "": ss_family 0 */
+	CT_IPLIST,   /* IP addresses and CIDR nets into a struct list */
 };
 
 struct config_key {
@@ -71,9 +81,14 @@ struct config_key {
 
 static const char *const transparent_names[] = {"off", "redirect", "tproxy",
                                                 NULL};
+static const char *const client_info_names[] = {"none", "xclient", "proxy",
+                                                NULL};
 static const char *const rcpt_verify_names[] = {"list", "backend", "both",
                                                 NULL};
 static const char *const sender_mx_names[] = {"mx", "mx-or-a", NULL};
+static const char *const scanner_fail_names[] = {"tempfail", "accept", NULL};
+static const char *const bs_scope_names[] = {"all", "null-sender", NULL};
+static const char *const dsn_ref_names[] = {"domain", "sent", NULL};
 static const char *const action_names[] = {"off", "log", "tempfail", "reject",
                                            NULL};
 static const char *const check_names[CHK_COUNT] = {
@@ -106,7 +121,7 @@ static const char *const check_names[CHK_COUNT] = {
 static const struct config_key config_keys[] = {
 	{.key = "listen", .type = CT_LISTEN, .def = "0.0.0.0:25",
 	 .off = OFF(listen)},
-	{.key = "backend", .type = CT_SOCKADDR, .off = OFF(backend),
+	{.key = "backend", .type = CT_BACKEND, .off = OFF(backend),
 	 .required = true},
 	{.key = "transparent", .type = CT_ENUM, .def = "off",
 	 .off = OFF(transparent), .names = transparent_names},
@@ -136,6 +151,20 @@ static const struct config_key config_keys[] = {
 	 .off = OFF(greylist_auto_allow), .min = 0, .max = 1000000},
 	{.key = "backscatter_block", .type = CT_SEC, .def = "4d",
 	 .off = OFF(backscatter_block_s), .min = 0, .max = 365 * DAY},
+	{.key = "backscatter_scope", .type = CT_ENUM, .def = "all",
+	 .off = OFF(backscatter_scope), .names = bs_scope_names},
+	{.key = "backscatter_threshold", .type = CT_UINT, .def = "1",
+	 .off = OFF(backscatter_threshold), .min = 1, .max = 1000000},
+	{.key = "dsn_msgid_domains", .type = CT_DOMAINS, .def = "",
+	 .off = OFF(dsn_msgid_domains)},
+	{.key = "dsn_reference", .type = CT_ENUM, .def = "domain",
+	 .off = OFF(dsn_reference), .names = dsn_ref_names},
+	{.key = "outbound_listen", .type = CT_SOCKOPT, .def = "",
+	 .off = OFF(outbound_listen)},
+	{.key = "outbound_clients", .type = CT_IPLIST, .def = "192.168.1.10",
+	 .off = OFF(outbound_clients)},
+	{.key = "outbound_relay", .type = CT_SOCKOPT, .def = "",
+	 .off = OFF(outbound_relay)},
 	{.key = "state_dir", .type = CT_PATH, .def = "/data/mailmoat",
 	 .off = OFF(state_dir)},
 	{.key = "state_flush", .type = CT_SEC, .def = "5m",
@@ -152,6 +181,13 @@ static const struct config_key config_keys[] = {
 	{.key = "tls_cert", .type = CT_PATH, .off = OFF(tls_cert)},
 	{.key = "tls_key", .type = CT_PATH, .off = OFF(tls_key)},
 	{.key = "scanner", .type = CT_SCANNER, .off = OFF(scanner)},
+	{.key = "scanner_timeout", .type = CT_MS, .def = "30s",
+	 .off = OFF(scanner_timeout_ms), .min = 100, .max = SEC(3600)},
+	{.key = "scanner_fail", .type = CT_ENUM, .def = "tempfail",
+	 .off = OFF(scanner_fail), .names = scanner_fail_names},
+	{.key = "scanner_max_size", .type = CT_SIZE, .def = "2M",
+	 .off = OFF(scanner_max_size), .min = 0,
+	 .max = (uint64_t)1 << 40},
 	ACTION_KEY("dnsbl", CHK_DNSBL),
 	ACTION_KEY("rdns", CHK_RDNS),
 	ACTION_KEY("dynamic", CHK_DYNAMIC),
@@ -182,6 +218,8 @@ static const struct config_key config_keys[] = {
 	 .off = OFF(helo_resolve)},
 	{.key = "sender_mx", .type = CT_ENUM, .def = "mx",
 	 .off = OFF(sender_mx), .names = sender_mx_names},
+	{.key = "sender_mx_private", .type = CT_BOOL, .def = "no",
+	 .off = OFF(sender_mx_private)},
 	{.key = "spf_softfail", .type = CT_ACTION, .def = "log",
 	 .off = OFF(spf_softfail)},
 	{.key = "spf_neutral", .type = CT_ACTION, .def = "off",
@@ -191,6 +229,10 @@ static const struct config_key config_keys[] = {
 	{.key = "dynamic_patterns", .type = CT_PATH,
 	 .off = OFF(dynamic_patterns)},
 	{.key = "tld_list", .type = CT_PATH, .off = OFF(tld_list)},
+	{.key = "backend_client_info", .type = CT_ENUM, .def = "none",
+	 .off = OFF(backend_client_info), .names = client_info_names},
+	{.key = "bridge", .type = CT_BRIDGE, .def = "none", .off = OFF(bridge)},
+	{.key = "metrics_token", .type = CT_STR, .off = OFF(metrics_token)},
 };
 
 /* clang-format on */
@@ -634,6 +676,54 @@ config_set(struct config *c, const struct config_key *k, char *value,
 			                  shown, k->key);
 		return 0;
 
+	case CT_SOCKOPT:
+		memset(field, 0, sizeof(struct sockaddr_storage));
+		if (*value == '\0')
+			return 0;
+		if (strpbrk(value, " \t") != NULL ||
+		    sockaddr_parse((struct sockaddr_storage *)field, value,
+		                   25) != 0)
+			return config_err(ctx, "bad address \"%s\" for %s",
+			                  shown, k->key);
+		return 0;
+
+	case CT_IPLIST: {
+		struct list **lp = (struct list **)field;
+		struct ipaddr ip;
+		char *slash;
+
+		list_free(*lp);
+		*lp = list_new();
+		n = config_words(value, words, ARRAY_LEN(words));
+		if (n < 0)
+			return config_err(ctx,
+			                  "too many addresses for %s (at "
+			                  "most %zu)",
+			                  k->key, ARRAY_LEN(words));
+		for (i = 0; i < n; i++) {
+			slash = strchr(words[i], '/');
+			if (slash != NULL)
+				*slash = '\0';
+			if (ipaddr_parse(&ip, words[i]) != 0)
+				return config_err(ctx,
+				                  "bad IP address \"%s\" "
+				                  "for %s",
+				                  util_shown(words[i], shown,
+				                             sizeof(shown)),
+				                  k->key);
+			if (slash != NULL)
+				*slash = '/';
+			if (list_add(*lp, words[i]) != 0)
+				return config_err(ctx,
+				                  "bad IP address or net "
+				                  "\"%s\" for %s",
+				                  util_shown(words[i], shown,
+				                             sizeof(shown)),
+				                  k->key);
+		}
+		return 0;
+	}
+
 	case CT_DOMAINS: {
 		struct strlist *sl = (struct strlist *)field;
 
@@ -736,30 +826,92 @@ config_set(struct config *c, const struct config_key *k, char *value,
 		}
 		return 0;
 
-	case CT_SCANNER: {
-		struct sockaddr_storage ss;
-		const char *colon = strchr(value, ':');
-		size_t plen = colon ? (size_t)(colon - value) : 0;
-
-		if (*value == '\0') {
-			config_set_str((char **)field, NULL);
+	case CT_BACKEND:
+		c->backend_original = strcmp(value, "original") == 0;
+		if (c->backend_original) {
+			memset(field, 0, sizeof(c->backend));
 			return 0;
 		}
-		if (colon == NULL ||
-		    !((plen == 5 && !strncmp(value, "clamd", 5)) ||
-		      (plen == 5 && !strncmp(value, "spamd", 5)) ||
-		      (plen == 6 && !strncmp(value, "rspamd", 6))) ||
-		    sockaddr_parse(&ss, colon + 1, -1) != 0)
-			return config_err(ctx,
-			                  "bad scanner \"%s\" (want "
-			                  "clamd:HOST:PORT, spamd:HOST:"
-			                  "PORT or rspamd:HOST:PORT)",
-			                  shown);
-		config_set_str((char **)field, value);
+		if (*value == '\0' || strpbrk(value, " \t") != NULL ||
+		    sockaddr_parse((struct sockaddr_storage *)field, value,
+		                   25) != 0)
+			return config_err(ctx, "bad address \"%s\" for %s",
+			                  shown, k->key);
+		return 0;
+
+	case CT_BRIDGE:
+		c->n_bridge = 0;
+		if (*value == '\0' || strcmp(value, "none") == 0 ||
+		    strcmp(value, "(none)") == 0)
+			return 0;
+		n = config_words(value, words, 3);
+		if (n != 2 || strcmp(words[0], words[1]) == 0)
+			return config_err(
+			        ctx,
+			        "bad value \"%s\" for %s (two "
+			        "interfaces: ROUTER-SIDE SERVER-SIDE, "
+			        "or none)",
+			        shown, k->key);
+		for (i = 0; i < 2; i++) {
+			size_t len = strlen(words[i]);
+
+			if (len == 0 || len >= sizeof(c->bridge[0]) ||
+			    strspn(words[i], "abcdefghijklmnopqrstuvwxyz"
+			                     "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+			                     "0123456789._-") != len)
+				return config_err(ctx,
+				                  "bad interface name \"%s\" "
+				                  "for %s",
+				                  util_shown(words[i], shown,
+				                             sizeof(shown)),
+				                  k->key);
+			memcpy(c->bridge[i], words[i], len + 1);
+		}
+		c->n_bridge = 2;
+		return 0;
+
+	case CT_SCANNER:
+		n = config_words(value, words, CONFIG_MAX_SCANNERS);
+		if (n < 0)
+			return config_err(ctx, "too many scanners (at most %d)",
+			                  CONFIG_MAX_SCANNERS);
+		for (i = 0; i < n; i++)
+			if (scan_server_parse(words[i], &c->scanners[i]) != 0)
+				return config_err(ctx,
+				                  "bad scanner \"%s\" (want "
+				                  "clamd:HOST:PORT, spamd:HOST:"
+				                  "PORT or rspamd:HOST:PORT)",
+				                  util_shown(words[i], shown,
+				                             sizeof(shown)));
+		c->n_scanners = n;
+		config_set_str((char **)field, NULL);
+		if (n > 0) {
+			/* config_words cut value into words: join them. */
+			struct buf b = {0};
+
+			for (i = 0; i < n; i++) {
+				if (i > 0)
+					buf_append(&b, " ", 1);
+				buf_append(&b, words[i], strlen(words[i]));
+			}
+			buf_append(&b, "", 1);
+			*(char **)field = b.data; /* takes ownership */
+		}
 		return 0;
 	}
-	}
 	return config_err(ctx, "internal error: key %s", k->key);
+}
+
+/* config_key_info - name and default (NULL: none) of key i; false past
+ * the end.  For `mailmoatctl config keys` (the web UI's settings). */
+bool
+config_key_info(size_t i, const char **name, const char **def)
+{
+	if (i >= N_KEYS)
+		return false;
+	*name = config_keys[i].key;
+	*def = config_keys[i].def;
+	return true;
 }
 
 /* config_find_key - the table entry for key, or NULL */
@@ -818,6 +970,8 @@ config_free(struct config *c)
 		}
 	}
 	config_free_strlist(&c->local_domains);
+	config_free_strlist(&c->dsn_msgid_domains);
+	list_free(c->outbound_clients);
 	config_free_dnsbl(c);
 	list_free(c->allow);
 	list_free(c->block);
@@ -1012,6 +1166,12 @@ config_load(const char *path, char *err, size_t errlen)
 			           config_keys[i].key);
 			goto fail;
 		}
+	if (c->backend_original && c->transparent == TRANSPARENT_OFF) {
+		ctx.line = config_line_of(seen, "backend");
+		config_err(&ctx, "backend = original needs transparent = "
+		                 "redirect or tproxy");
+		goto fail;
+	}
 	if ((c->tls_cert == NULL) != (c->tls_key == NULL)) {
 		ctx.line = config_line_of(seen,
 		                          c->tls_cert ? "tls_cert" : "tls_key");

@@ -14,8 +14,14 @@
  *                               the allowlist file (in memory only when
  *                               none is configured)
  *   block add|del ADDR          likewise, saved to the blocklist file
+ *   allow list, block list      the entries, one a line
  *   greylist list|del ...       an error until greylisting exists
  *   reload                      like SIGHUP
+ *   decisions [FILTER]          recent decisions as log lines (history.c)
+ *   series day|month            decision counts per action (history.c)
+ *   config keys                 every config key and its default
+ *   config check PATH           config_load() a candidate file: the same
+ *                               checker as the daemon's own (reads only)
  *
  * A list change is written to its file in the uv thread pool (temp file,
  * fsync, rename: flash I/O never blocks the loop); the client gets its
@@ -32,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "proxy.h"
@@ -165,6 +172,14 @@ ctl_save_done_cb(uv_work_t *w, int status)
 	free(sv);
 }
 
+/* ctl_list_line_cb - one list entry as a line of the answer */
+static void
+ctl_list_line_cb(const char *text, void *arg)
+{
+	buf_append(arg, text, strlen(text));
+	buf_append(arg, "\n", 1);
+}
+
 /* ctl_list - allow|block add|del ENTRY; a change is saved to the list
  * file before the answer (in the thread pool: c waits). */
 static void
@@ -190,6 +205,11 @@ ctl_list(struct ctl_client *c, bool allow, const char *verb, const char *entry)
 	}
 	if (*lp == NULL)
 		*lp = list_new();
+	if (strcmp(verb, "list") == 0) {
+		buf_append(out, "ok\n", 3);
+		list_foreach(*lp, ctl_list_line_cb, out);
+		return;
+	}
 	if (strcmp(verb, "add") == 0) {
 		rc = list_add(*lp, entry);
 		if (rc == -EINVAL) {
@@ -244,6 +264,35 @@ ctl_list(struct ctl_client *c, bool allow, const char *verb, const char *entry)
 	              ctl_save_done_cb);
 }
 
+/* ctl_config - config keys | config check PATH */
+static void
+ctl_config(struct ctl_client *c, int argc, char **argv)
+{
+	struct buf *out = &c->out;
+	const char *name, *def;
+	struct config *cand;
+	char err[1024];
+	size_t i;
+
+	if (argc == 2 && strcmp(argv[1], "keys") == 0) {
+		buf_append(out, "ok\n", 3);
+		for (i = 0; config_key_info(i, &name, &def); i++)
+			ctl_printf(out, "%s\t%s\n", name, def ? def : "");
+	} else if (argc == 3 && strcmp(argv[1], "check") == 0) {
+		/* Like a reload, this reads the file on the loop (small). */
+		cand = config_load(argv[2], err, sizeof(err));
+		if (cand == NULL) {
+			ctl_printf(out, "error: %s\n", err);
+			return;
+		}
+		config_unref(cand);
+		ctl_printf(out, "ok\nvalid\n");
+	} else {
+		ctl_printf(out, "error: usage: config keys | config check "
+		                "PATH\n");
+	}
+}
+
 /* ctl_command - one request line into an answer. */
 static void
 ctl_command(struct ctl_client *c, char *line)
@@ -254,6 +303,22 @@ ctl_command(struct ctl_client *c, char *line)
 	int argc = 0;
 	char err[512];
 
+	if (strncmp(line, "decisions", 9) == 0 &&
+	    (line[9] == '\0' || line[9] == ' ' || line[9] == '\t')) {
+		struct buf lines = {0};
+
+		if (history_decisions(&lines, line + 9) < 0) {
+			ctl_printf(out, "error: unknown filter key (client "
+			                "sender recipient action reason id "
+			                "helo ptr detail)\n");
+		} else {
+			buf_append(out, "ok\n", 3);
+			if (lines.len)
+				buf_append(out, lines.data, lines.len);
+		}
+		buf_free(&lines);
+		return;
+	}
 	for (tok = strtok_r(line, " \t", &save); tok != NULL && argc < 4;
 	     tok = strtok_r(NULL, " \t", &save))
 		argv[argc++] = tok;
@@ -265,6 +330,10 @@ ctl_command(struct ctl_client *c, char *line)
 		buf_append(out, "ok\n", 3);
 		stats_json(out);
 		buf_append(out, "\n", 1);
+	} else if ((strcmp(argv[0], "allow") == 0 ||
+	            strcmp(argv[0], "block") == 0) &&
+	           argc == 2 && strcmp(argv[1], "list") == 0) {
+		ctl_list(c, argv[0][0] == 'a', "list", "-");
 	} else if (strcmp(argv[0], "allow") == 0 && argc == 3) {
 		ctl_list(c, true, argv[1], argv[2]);
 	} else if (strcmp(argv[0], "block") == 0 && argc == 3) {
@@ -272,9 +341,37 @@ ctl_command(struct ctl_client *c, char *line)
 	} else if (strcmp(argv[0], "allow") == 0 ||
 	           strcmp(argv[0], "block") == 0) {
 		ctl_printf(out, "error: usage: %s add|del ADDRESS\n", argv[0]);
+	} else if (strcmp(argv[0], "backscatter") == 0 && argc == 2 &&
+	           strcmp(argv[1], "list") == 0) {
+		buf_append(out, "ok\n", 3);
+		bs_list_text(out, 100000);
+	} else if (strcmp(argv[0], "backscatter") == 0 && argc == 3 &&
+	           strcmp(argv[1], "del") == 0) {
+		if (bs_del(argv[2]) == 0)
+			ctl_printf(out, "ok\nbackscatter block of %s deleted\n",
+			           argv[2]);
+		else
+			ctl_printf(out,
+			           "error: %s is not in the backscatter "
+			           "table\n",
+			           argv[2]);
+	} else if (strcmp(argv[0], "backscatter") == 0) {
+		ctl_printf(out, "error: usage: backscatter list|del ADDR\n");
 	} else if (strcmp(argv[0], "greylist") == 0) {
 		ctl_printf(out, "error: greylisting is not enabled in this "
 		                "build\n");
+	} else if (strcmp(argv[0], "series") == 0 && argc == 2) {
+		struct buf b = {0};
+
+		if (history_series(&b, argv[1], (uint64_t)time(NULL)) < 0) {
+			ctl_printf(out, "error: usage: series day|month\n");
+		} else {
+			buf_append(out, "ok\n", 3);
+			buf_append(out, b.data, b.len);
+		}
+		buf_free(&b);
+	} else if (strcmp(argv[0], "config") == 0) {
+		ctl_config(c, argc, argv);
 	} else if (strcmp(argv[0], "reload") == 0 && argc == 1) {
 		if (control_reload_hook == NULL) {
 			ctl_printf(out, "error: reload is not available\n");
@@ -287,8 +384,10 @@ ctl_command(struct ctl_client *c, char *line)
 			ctl_printf(out, "ok\nreloaded\n");
 		}
 	} else {
-		ctl_printf(out, "error: unknown command (stats, allow add|del, "
-		                "block add|del, greylist list|del, reload)\n");
+		ctl_printf(out,
+		           "error: unknown command (stats, allow add|del, "
+		           "block add|del, greylist list|del, backscatter "
+		           "list|del, decisions, series, config, reload)\n");
 	}
 }
 

@@ -4,9 +4,11 @@
  *
  * Public: dns_init(), dns_reconfigure(), dns_query(), dns_reverse_name(),
  * dns_shutdown(), and for tests and fuzzers dns_parse() / dns_answer_free()
- * / dns_cache_flush() / dns_stats_get(); dns_tick_add() for periodic
- * work of DNS users (DNSBL self-tests).  dns_init() adds a "dns" section
- * (queries, cache hits, sent, failures) to `mailmoatctl stats`.  A tick
+ * / dns_cache_flush() / dns_cache_add() / dns_stats_get();
+ * dns_cache_peek() for the SPF layer (a synchronous look into the cache);
+ * dns_tick_add() for periodic work of DNS users (DNSBL self-tests).
+ * dns_init() adds a "dns" section (queries, cache hits, sent, failures)
+ * to `mailmoatctl stats`.  A tick
  * timer (unref'd: it never keeps the loop alive) drops expired cache
  * entries every DNS_TICK_MS and runs the tick functions, at once after
  * dns_init() and after each dns_reconfigure().
@@ -415,6 +417,11 @@ dns_parse(const unsigned char *msg, size_t len, int type,
 				buf_append(&b, msg + p + 1, sl);
 				p += 1 + sl;
 			}
+			/* A NUL cannot pass through a C string: it becomes
+			 * DEL, so it cannot cut a record (SPF) short. */
+			for (size_t k = 0; k < b.len; k++)
+				if (b.data[k] == '\0')
+					b.data[k] = '\x7f';
 			rr->u.txt = xstrndup(b.data ? b.data : "", b.len);
 			buf_free(&b);
 			break;
@@ -536,6 +543,53 @@ dns_cache_put(const char *name, int type, const struct dns_answer *ans)
 	dns.n_cache++;
 }
 
+/* dns_cache_key - name as the cache keys it (lower case, no final dot)
+ * into key[256]; -EINVAL when empty or too long. */
+static int
+dns_cache_key(const char *name, char *key)
+{
+	size_t n = strlen(name);
+
+	if (n == 0 || n >= 256)
+		return -EINVAL;
+	memcpy(key, name, n + 1);
+	if (key[n - 1] == '.')
+		key[--n] = '\0';
+	if (n == 0)
+		return -EINVAL;
+	util_lowercase(key);
+	return 0;
+}
+
+/* dns_cache_peek - the live cached answer for (name, type), or NULL (a
+ * miss); valid until the loop runs again (or the next dns_* call).  ttl
+ * is the original TTL, not the time left. */
+const struct dns_answer *
+dns_cache_peek(const char *name, int type)
+{
+	char key[256];
+	struct dns_entry *e;
+
+	if (dns_cache_key(name, key) < 0)
+		return NULL;
+	e = dns_cache_find(key, type);
+	if (e == NULL)
+		return NULL;
+	dns.st.peek_hits++;
+	return e->ans;
+}
+
+/* dns_cache_add - remember ans for (name, type) as if the network had
+ * sent it (tests and fuzzers that feed answers without a server). */
+void
+dns_cache_add(const char *name, int type, const struct dns_answer *ans)
+{
+	char key[256];
+
+	if (dns_cache_key(name, key) == 0)
+		dns_cache_put(key, type, ans);
+}
+
 /* dns_cache_flush - forget every cached answer. */
 void
 dns_cache_flush(void)
@@ -556,17 +610,19 @@ dns_stats_get(struct dns_stats *out)
 static void
 dns_stats_json(struct buf *b)
 {
-	char tmp[256];
+	char tmp[320];
 	int n;
 
 	n = snprintf(tmp, sizeof(tmp),
 	             "{\"queries\":%llu,\"cache_hits\":%llu,\"sent\":%llu,"
-	             "\"tempfails\":%llu,\"timeouts\":%llu,\"cached\":%u}",
+	             "\"tempfails\":%llu,\"timeouts\":%llu,\"cached\":%u,"
+	             "\"peek_hits\":%llu}",
 	             (unsigned long long)dns.st.queries,
 	             (unsigned long long)dns.st.hits,
 	             (unsigned long long)dns.st.sent,
 	             (unsigned long long)dns.st.tempfails,
-	             (unsigned long long)dns.st.timeouts, dns.n_cache);
+	             (unsigned long long)dns.st.timeouts, dns.n_cache,
+	             (unsigned long long)dns.st.peek_hits);
 	buf_append(b, tmp, (size_t)n);
 }
 
@@ -831,14 +887,11 @@ dns_query(const char *name, int type, dns_cb cb, void *arg)
 {
 	char key[256];
 	struct dns_entry *e;
-	size_t n = strlen(name);
+	size_t n;
 
-	if (n == 0 || n >= sizeof(key))
+	if (dns_cache_key(name, key) < 0)
 		return -EINVAL;
-	memcpy(key, name, n + 1);
-	if (key[n - 1] == '.')
-		key[--n] = '\0';
-	util_lowercase(key);
+	n = strlen(key);
 	dns.st.queries++;
 	e = dns_cache_find(key, type);
 	if (e) {

@@ -7,7 +7,9 @@
  * answer's payload on stdout and exits 0; on an error answer (or when the
  * daemon cannot be reached) prints the reason on stderr and exits 1.
  * Commands: stats, allow add|del ADDR, block add|del ADDR,
- * greylist list|del ..., reload.  Plain sockets: no libuv here.
+ * greylist list|del ..., backscatter list|del ADDR, decisions [FILTER],
+ * series day|month, config keys|check PATH, reload.  Plain sockets: no
+ * libuv here.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -30,7 +32,14 @@ usage(void)
 	        "  stats                    counters as JSON\n"
 	        "  allow add|del ADDR       IP, CIDR, address or @domain\n"
 	        "  block add|del ADDR       likewise\n"
+	        "  allow list, block list   the entries\n"
 	        "  greylist list|del ...    greylist entries\n"
+	        "  backscatter list|del ADDR  backscatter blocks (IP or "
+	        "domain)\n"
+	        "  decisions [FILTER]       recent decisions (key=value ...)\n"
+	        "  series day|month         decision counts for the charts\n"
+	        "  config keys              config keys and defaults\n"
+	        "  config check PATH        validate a candidate config\n"
 	        "  reload                   reload the configuration\n"
 	        "  (default socket: " DEFAULT_SOCKET ")\n");
 	exit(2);

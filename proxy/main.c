@@ -13,8 +13,9 @@
  * RLIMIT_NOFILE is raised to its hard limit.  With MAILMOAT_USER set and
  * started as root, the daemon switches to that user after binding.
  *
- * The counters live in STATE_DIR/counters: loaded at start, saved from
- * the thread pool every state_flush when they changed, and at exit.
+ * State (counters, greylist, ...) lives in the store (store.c, the only
+ * code touching state_dir): loaded at start, one write burst from the
+ * thread pool every state_flush, a final blocking one at exit.
  *
  * Owns the current config reference, the signal handles, the flush timer. Reads
  * every key through the modules it starts (tls_cert/tls_key decide whether TLS
@@ -40,7 +41,6 @@ static struct config *cfg;
 static uv_signal_t sig_hup, sig_term, sig_int;
 static uv_timer_t flush_timer;
 static bool draining;
-static const char *state_dir; /* NULL: counters are not kept */
 
 /* usage - how to call us, on stderr; exits 2. */
 static void
@@ -122,32 +122,25 @@ main_signal_cb(uv_signal_t *h, int signum)
 	sess_drain(main_drained);
 }
 
-/* main_flush_cb - counters to flash, at most once per state_flush. */
+/* main_flush_cb - what changed to flash, at most once per state_flush. */
 static void
 main_flush_cb(uv_timer_t *t)
 {
-	if (state_dir != NULL)
-		stats_save_async(loop, state_dir);
+	int rc = store_flush(NULL, NULL);
+
+	if (rc == -EBUSY)
+		log_info("store: the previous flush is still running");
 }
 
-/* main_state_open - counters of the previous run, from state_dir. */
+/* main_state_open - the state of the previous run, from state_dir. */
 static void
 main_state_open(void)
 {
-	struct stat st;
-	int rc;
+	char err[256];
 
-	if (cfg->state_dir == NULL || stat(cfg->state_dir, &st) < 0 ||
-	    !S_ISDIR(st.st_mode)) {
-		log_warn("state_dir %s is not a directory: counters are not "
-		         "kept across restarts",
-		         cfg->state_dir ? cfg->state_dir : "(unset)");
-		return;
-	}
-	state_dir = xstrdup(cfg->state_dir);
-	rc = stats_load(state_dir);
-	if (rc < 0 && rc != -ENOENT)
-		log_warn("counters in %s: %s", state_dir, strerror(-rc));
+	if (store_open(loop, cfg, err, sizeof(err)) < 0)
+		log_warn("store: %s: state is not kept", err);
+	stats_store_open();
 }
 
 /* main_rlimit - as many descriptors as we may have. */
@@ -240,18 +233,18 @@ main(int argc, char **argv)
 	cfg = config_load(path, err, sizeof(err));
 	if (cfg == NULL)
 		log_fatal("%s", err);
-	if (chk_init_all(cfg, err, sizeof(err)) < 0)
-		log_fatal("%s", err);
 
-	/* SPF evaluations (libspf2 blocks) and flash writes run in the uv
-	 * thread pool; one slow DNS server can hold a worker for up to
-	 * 6 x dns_timeout, so give the pool more than libuv's 4.  libuv
+	/* Flash writes and list saves run in the uv thread pool (SPF runs
+	 * on the loop since it reads dns.c's cache); a slow SD card can
+	 * hold a worker, so give the pool more than libuv's 4.  libuv
 	 * reads this at its first uv_queue_work(); an operator's value
 	 * in the environment wins. */
 	setenv("UV_THREADPOOL_SIZE", "16", 0);
 	loop = uv_default_loop();
 	chk_set_loop(loop);
-	main_state_open();
+	main_state_open(); /* before the checks: they open store tables */
+	if (chk_init_all(cfg, err, sizeof(err)) < 0)
+		log_fatal("%s", err);
 	if (cfg->tls_cert != NULL && cfg->tls_key != NULL) {
 		rc = tls_global_init(cfg);
 		if (rc < 0)
@@ -287,14 +280,7 @@ main(int argc, char **argv)
 
 	uv_run(loop, UV_RUN_DEFAULT);
 
-	if (state_dir != NULL) {
-		rc = stats_save(state_dir);
-		if (rc < 0)
-			log_warn("counters: cannot save in %s: %s", state_dir,
-			         strerror(-rc));
-		free((char *)state_dir);
-		state_dir = NULL;
-	}
+	store_close();
 	stats_free();
 	tls_global_free();
 	config_unref(cfg);

@@ -116,8 +116,13 @@ enum transparent_mode {
 	TRANSPARENT_REDIRECT,
 	TRANSPARENT_TPROXY
 };
+/* backend_client_info: how the backend learns the real client */
+enum client_info { CLIENT_INFO_NONE, CLIENT_INFO_XCLIENT, CLIENT_INFO_PROXY };
 enum rcpt_verify { RCPT_VERIFY_LIST, RCPT_VERIFY_BACKEND, RCPT_VERIFY_BOTH };
 enum sender_mx_mode { SENDER_MX_MX, SENDER_MX_OR_A };
+enum scanner_fail { SCANNER_FAIL_TEMPFAIL, SCANNER_FAIL_ACCEPT };
+enum backscatter_scope { BS_SCOPE_ALL, BS_SCOPE_NULL_SENDER };
+enum dsn_reference { DSN_REF_DOMAIN, DSN_REF_SENT };
 
 /* The checks that have an action_* key, in SPEC.md order. */
 enum chk_id {
@@ -151,6 +156,15 @@ struct strlist {
 };
 
 #define CONFIG_MAX_LISTEN 8
+#define CONFIG_MAX_SCANNERS 4
+
+/* A content scanner on the network (key `scanner`, scanproto.c). */
+enum scan_kind { SCAN_CLAMD, SCAN_SPAMD, SCAN_RSPAMD };
+struct scan_server {
+	enum scan_kind kind;
+	struct sockaddr_storage addr;
+	char name[64]; /* "clamd:192.168.1.20:3310", as configured */
+};
 #define CONFIG_MAX_LOCAL_ADDR 16
 
 /*
@@ -165,7 +179,12 @@ struct config {
 	struct sockaddr_storage listen[CONFIG_MAX_LISTEN];
 	int n_listen;
 	struct sockaddr_storage backend;
+	bool backend_original; /* backend = original: the connection's own
+	                        * original destination (transparent modes) */
 	enum transparent_mode transparent;
+	enum client_info backend_client_info;
+	char bridge[2][16]; /* bridge = IF1 IF2 (router side, server side) */
+	int n_bridge;       /* 0: none, else 2 */
 	char *hostname;
 	struct strlist local_domains; /* lower case */
 	struct ipaddr local_addresses[CONFIG_MAX_LOCAL_ADDR];
@@ -184,6 +203,13 @@ struct config {
 	unsigned greylist_lifetime_s;
 	unsigned greylist_auto_allow;
 	unsigned backscatter_block_s;
+	enum backscatter_scope backscatter_scope;
+	unsigned backscatter_threshold;   /* refused DSNs before a block */
+	struct strlist dsn_msgid_domains; /* lower case */
+	enum dsn_reference dsn_reference; /* domain | sent */
+	struct sockaddr_storage outbound_listen; /* ss_family 0: none */
+	struct list *outbound_clients; /* who may use outbound_listen */
+	struct sockaddr_storage outbound_relay; /* ss_family 0: none */
 	char *state_dir;
 	unsigned state_flush_s;
 	char *control_socket;
@@ -194,7 +220,12 @@ struct config {
 	uint64_t message_size_limit;      /* bytes; 0 = none */
 	char *tls_cert;
 	char *tls_key;
-	char *scanner;
+	char *scanner; /* the value as written; NULL: none */
+	struct scan_server scanners[CONFIG_MAX_SCANNERS];
+	int n_scanners;
+	unsigned scanner_timeout_ms;    /* connect to answer, default 30s */
+	enum scanner_fail scanner_fail; /* what a scanner fault means */
+	uint64_t scanner_max_size; /* larger: no spamd/rspamd, default 2M */
 	enum action actions[CHK_COUNT];
 
 	/* ours, with defaults; see docs/CONFIG.md */
@@ -204,11 +235,13 @@ struct config {
 	unsigned backend_reuse_ms;   /* keep an idle backend connection, 2s */
 	bool helo_resolve;           /* HELO name must resolve */
 	enum sender_mx_mode sender_mx;
+	bool sender_mx_private;    /* MX hosts may be in private ranges */
 	enum action spf_softfail;  /* default log */
 	enum action spf_neutral;   /* default off */
 	enum action spf_permerror; /* default log */
 	char *dynamic_patterns;    /* pattern file for CHK_DYNAMIC */
 	char *tld_list;            /* IANA TLD list file */
+	char *metrics_token;       /* read-only token of /cgi-bin/metrics */
 
 	/* Loaded from the files named above (owned by the config). */
 	struct list *allow;
@@ -228,6 +261,9 @@ void config_unref(struct config *c);
 int config_check_id(const char *name);
 const char *config_check_name(enum chk_id id);
 const char *config_action_name(enum action a);
+/* config_key_info - name and default (NULL: none) of key i of the key
+ * table, in its order; false past the end. */
+bool config_key_info(size_t i, const char **name, const char **def);
 /* Parsers shared with the web UI: 0 on success, -EINVAL otherwise. */
 int config_parse_duration_ms(const char *text, uint64_t *ms);
 int config_parse_size(const char *text, uint64_t *bytes);
@@ -430,6 +466,125 @@ void smtp_tls_started(struct smtp *e);
  * Command lines may end in a bare LF; only DATA is strict about CRLF. */
 void smtp_refuse(struct smtp *e, const char *reply);
 
+/* ---------------------------------------------------------------- json.c */
+
+/*
+ * A small, strict, bounded JSON reader (RFC 8259) for scanner answers:
+ * tokens in the caller's array, pointing into the caller's text.
+ */
+enum json_type {
+	JSON_OBJ,
+	JSON_ARR,
+	JSON_STR,
+	JSON_NUM,
+	JSON_TRUE,
+	JSON_FALSE,
+	JSON_NULL
+};
+#define JSON_MAX_DEPTH 16
+struct json_tok {
+	enum json_type type;
+	uint32_t start, end; /* text span; strings: inside the quotes */
+	uint32_t n;          /* object: members; array: elements */
+	uint32_t next;       /* the first token after this value */
+};
+/* json_parse - the number of tokens (t[0]: the document), or -EINVAL
+ * (not exactly one value) / -E2BIG (over max tokens or too deep). */
+int json_parse(const char *s, size_t n, struct json_tok *t, unsigned max);
+/* json_get - the value token of key in object obj, or -1. */
+int json_get(const char *s, const struct json_tok *t, int obj, const char *key);
+/* json_str - string token i unescaped (UTF-8) into out; false if not a
+ * string or truncated.  json_num - number token i. */
+bool json_str(const char *s, const struct json_tok *t, int i, char *out,
+              size_t outlen);
+bool json_num(const char *s, const struct json_tok *t, int i, double *v);
+
+/* ----------------------------------------------------------- scanproto.c */
+
+/*
+ * The scanner protocols, pure: request encoders and reply parsers for
+ * clamd (INSTREAM), spamd (SPAMC/1.5 SYMBOLS) and rspamd (HTTP /checkv2).
+ * A parser gets all the reply read so far (eof: the scanner closed) and
+ * returns 0 (need more) or 1 (done, *r filled).  A reply that is
+ * malformed, longer than SCAN_REPLY_MAX or cut short is SCAN_FAULT.
+ */
+enum scan_verdict {
+	SCAN_CLEAN,  /* OK / not spam / rspamd "no action" */
+	SCAN_VIRUS,  /* clamd: what = the signature name */
+	SCAN_SPAM,   /* spamd spam, rspamd "reject": refuse */
+	SCAN_SOFT,   /* rspamd "soft reject" / "greylist": 451 */
+	SCAN_HEADER, /* rspamd "add header" / "rewrite subject": deliver */
+	SCAN_LIMIT,  /* clamd: INSTREAM size limit exceeded */
+	SCAN_FAULT,  /* an error reply, malformed, or a transport failure */
+};
+#define SCAN_REPLY_MAX (256 * 1024)
+#define SCAN_CLAMD_CHUNK (64 * 1024) /* largest INSTREAM chunk we send */
+struct scan_reply {
+	enum scan_verdict verdict;
+	char what[128]; /* virus name, rspamd action, what went wrong */
+	bool has_score;
+	double score, required;
+	char symbols[256];  /* "GTUBE,MISSING_DATE": the rules that hit */
+	char headers[1024]; /* header lines (CRLF each) rspamd wants added */
+};
+/* What rspamd is told about the transaction (request headers). */
+struct scan_meta {
+	const char *client; /* "203.0.113.9" */
+	const char *helo;   /* "" if none */
+	const char *from;   /* "a@b.example", "" for <> */
+	const char *const *rcpt;
+	unsigned n_rcpt;
+	const char *ptr;      /* forward-confirmed PTR, "" if none */
+	const char *queue_id; /* the session id */
+};
+const char *scan_kind_name(enum scan_kind k); /* "clamd" */
+/* scan_server_parse - "clamd:IP:PORT" / "spamd:[v6]:PORT"; 0 or -EINVAL */
+int scan_server_parse(const char *text, struct scan_server *out);
+/* scan_clamd_command - "zINSTREAM" and its NUL (SCAN_CLAMD_COMMAND_LEN). */
+extern const char scan_clamd_command[];
+#define SCAN_CLAMD_COMMAND_LEN 10
+/* scan_clamd_chunk - the 4-byte big-endian length before a chunk; 0 ends. */
+void scan_clamd_chunk(unsigned char hdr[4], uint32_t len);
+int scan_clamd_parse(const char *p, size_t n, bool eof, struct scan_reply *r);
+/* scan_spamd_request - the request head for a len-byte message. */
+void scan_spamd_request(struct buf *b, uint64_t len);
+int scan_spamd_parse(const char *p, size_t n, bool eof, struct scan_reply *r);
+/* scan_rspamd_request - the HTTP head for a len-byte message; values
+ * from the client are cut at control characters. */
+void scan_rspamd_request(struct buf *b, const struct scan_meta *m,
+                         uint64_t len);
+int scan_rspamd_parse(const char *p, size_t n, bool eof, struct scan_reply *r);
+
+/* ------------------------------------------------------ checks/scanner.c */
+
+/* (chk_scanner in check.h: every scanner sees the message before the
+ * final dot; its figures are the "scanners" section of the stats) */
+
+/* ------------------------------------------------------------- scanner.c */
+
+/*
+ * Non-blocking clients of the scanners: one connection per message per
+ * scanner on the loop.  done() is called once (never from inside these
+ * calls) unless the job was cancelled; the job frees itself afterwards.
+ */
+struct scan_job;
+typedef void (*scan_done_fn)(void *arg, const struct scan_reply *r);
+/* scan_open - connect to srv now; timeout_ms for the connect, and for
+ * the answer after scan_end(). */
+struct scan_job *scan_open(uv_loop_t *loop, const struct scan_server *srv,
+                           unsigned timeout_ms, scan_done_fn done, void *arg);
+/* scan_body - clamd: message bytes, copied and streamed in chunks. */
+void scan_body(struct scan_job *j, const char *p, size_t n);
+/* scan_end - the message is complete.  spamd/rspamd: req is the whole
+ * request (scan_spamd_request/scan_rspamd_request + message), taken
+ * over (*req is emptied); clamd: NULL. */
+void scan_end(struct scan_job *j, struct buf *req);
+/* scan_truncated - clamd got only the first part (its StreamMaxLength). */
+bool scan_truncated(const struct scan_job *j);
+void scan_cancel(struct scan_job *j);
+/* scan_health_json - {"NAME": {"status": "up", "scans": ...}, ...}. */
+void scan_health_json(struct buf *b);
+
 /* ----------------------------------------------------------- hdrfilter.c */
 
 /*
@@ -501,13 +656,19 @@ int dns_parse(const unsigned char *msg, size_t len, int type,
               struct dns_answer **out);
 void dns_answer_free(struct dns_answer *a);
 void dns_cache_flush(void);
+/* dns_cache_peek - the cached answer for (name, type) or NULL (a miss);
+ * synchronous, sends nothing; valid until the loop runs again. */
+const struct dns_answer *dns_cache_peek(const char *name, int type);
+/* dns_cache_add - cache a copy of ans for its TTL (tests, fuzzers). */
+void dns_cache_add(const char *name, int type, const struct dns_answer *ans);
 struct dns_stats {
 	uint64_t queries;   /* dns_query() calls */
 	uint64_t hits;      /* answered from the cache */
 	uint64_t sent;      /* went to a server */
 	uint64_t tempfails; /* SERVFAIL, timeout, ... */
 	uint64_t timeouts;
-	uint64_t cached; /* entries in the cache now */
+	uint64_t cached;    /* entries in the cache now */
+	uint64_t peek_hits; /* dns_cache_peek() answered (SPF) */
 };
 void dns_stats_get(struct dns_stats *out);
 /* dns_tick_add - fn runs on the loop after dns_init(), after each
@@ -517,9 +678,9 @@ void dns_tick_add(void (*fn)(void));
 /* ----------------------------------------------------------------- spf.c */
 
 /*
- * SPF (RFC 7208) via the project's patched libspf2 and a c-ares DNS layer.
- * spf_eval() BLOCKS (its own c-ares channel, polled in the calling thread):
- * the daemon runs it in the uv threadpool (checks/spf.c).
+ * SPF (RFC 7208) via the project's patched libspf2, on the loop: its DNS
+ * layer answers from dns.c's cache (dns_cache_peek), misses are fetched
+ * with dns_query() and the evaluation runs again.  Needs dns_init().
  */
 enum spf_res {
 	SPF_RES_NONE,
@@ -537,22 +698,29 @@ struct spf_query {
 	const char *sender;      /* "local@domain"; NULL or "": null sender,
 	                          * the HELO identity is checked */
 	const char *receiver;    /* our host name for %{r}; NULL: "unknown" */
-	const char *dns_servers; /* c-ares csv; NULL: resolv.conf */
-	unsigned timeout_ms;     /* per DNS query; 0: 5000 */
+	unsigned timeout_ms;     /* dns_timeout; the whole evaluation may take
+	                          * 6 times that; 0: 5000 */
 	const char *default_exp; /* NULL: none (explanation stays "") */
 };
 
 struct spf_outcome {
 	enum spf_res result;
-	bool helo_identity; /* postmaster@HELO was checked */
-	int errcode;        /* libspf2's SPF_errcode_t, for logs */
-	unsigned dns_queries;
+	bool helo_identity;    /* postmaster@HELO was checked */
+	int errcode;           /* libspf2's SPF_errcode_t, for logs */
+	unsigned dns_queries;  /* sent to dns.c (misses of the cache) */
+	unsigned runs;         /* libspf2 evaluations (DNS rounds + 1) */
 	char domain[256];      /* the domain checked (sanitized) */
 	char explanation[256]; /* fail only: exp= text, sanitized; "" if none */
 	char reason[192];      /* why, for logs (sanitized) */
 };
 
-int spf_eval(const struct spf_query *q, struct spf_outcome *out);
+/* spf_done_fn - the outcome (valid during the call); rc < 0: libspf2
+ * could not be set up (result temperror). */
+typedef void (*spf_done_fn)(void *arg, const struct spf_outcome *out, int rc);
+/* spf_eval_start - copies q; fn runs later on loop, never from here.
+ * 0, or -EINVAL (bad address family; fn not called). */
+int spf_eval_start(uv_loop_t *loop, const struct spf_query *q, spf_done_fn fn,
+                   void *arg);
 const char *spf_res_name(enum spf_res r);
 /* spf_sanitize - printable ASCII only: tab/CR/LF -> space, others -> "?". */
 void spf_sanitize(char *out, size_t outlen, const char *in);
@@ -630,6 +798,107 @@ int helo_judge(const struct config *cfg, const struct ipaddr *client,
  * registered with stats_add_section() by the check's init. */
 void dnsbl_stats_json(struct buf *b);
 
+/* ----------------------------------------------------------------- dsn.c */
+
+/*
+ * The DSN scanner: pure and streaming, bounded memory (one allocation of
+ * about 17 KiB) and constant work per byte whatever the size or nesting.
+ * Fed the unstuffed message in any pieces; at the end it says what kind of
+ * notification it is and whether it refers to a message of ours - a
+ * Message-ID for which match() says yes (see dsn.c for where it looks).
+ */
+enum dsn_kind {
+	DSN_KIND_OTHER,     /* null sender, nothing more recognised */
+	DSN_KIND_REPORT,    /* RFC 3464 multipart/report delivery-status */
+	DSN_KIND_MDN,       /* RFC 8098 disposition-notification */
+	DSN_KIND_AUTOREPLY, /* RFC 3834 Auto-Submitted, vacation markers */
+	DSN_KIND_LEGACY,    /* plain-text bounce (mailer-daemon, subject) */
+};
+/* dsn_match_fn - is this Message-ID (no angle brackets) ours? */
+typedef bool (*dsn_match_fn)(void *arg, const char *id, size_t len);
+struct dsn_result {
+	enum dsn_kind kind;
+	bool referenced; /* a reference to a message of ours was found */
+	bool capped;     /* nesting beyond the caps was skipped */
+	unsigned ids;    /* Message-ID candidates seen */
+	uint64_t bytes;  /* fed */
+	char ref[256];   /* the id that matched */
+	char first[256]; /* the first id seen ("" if none) */
+};
+struct dsn_scan;
+struct dsn_scan *dsn_scan_new(dsn_match_fn match, void *arg);
+void dsn_scan_feed(struct dsn_scan *d, const char *p, size_t n);
+void dsn_scan_end(struct dsn_scan *d, struct dsn_result *out);
+void dsn_scan_free(struct dsn_scan *d);
+const char *dsn_kind_name(enum dsn_kind k);
+/* dsn_domain_under - dom[0..n) is name or a subdomain of it (any case). */
+bool dsn_domain_under(const char *dom, size_t n, const char *name);
+/* dsn_id_ours - the id's domain is hostname, one of local_domains or
+ * dsn_msgid_domains, or a subdomain of one. */
+bool dsn_id_ours(const struct config *cfg, const char *id, size_t n);
+
+/* --------------------------------------------------------- backscatter.c */
+
+/*
+ * Hosts that sent us backscatter (DSNs for mail we never sent): a count
+ * per client IP and per PTR domain, and a block of backscatter_block once
+ * backscatter_threshold DSNs were refused.  Wall-clock seconds.
+ */
+int bs_init(const struct config *cfg);
+/* bs_refused - count a refused DSN of ip / ptr ("" if none); true if the
+ * client is blocked now. */
+bool bs_refused(const struct config *cfg, const struct ipaddr *ip,
+                const char *ptr);
+/* bs_lookup - blocked by IP or PTR domain?  key: what matched. */
+bool bs_lookup(const struct ipaddr *ip, const char *ptr, char *key,
+               size_t keylen, uint64_t *until);
+bool bs_has_domains(void); /* any PTR-domain entry at all */
+/* bs_list_text - one line per entry, blocks first, at most max lines. */
+void bs_list_text(struct buf *out, size_t max);
+int bs_del(const char *key); /* an IP address or a domain: 0 or -ENOENT */
+size_t bs_blocked_count(void);
+void bs_ptr_domain(const char *ptr, char *out, size_t outlen);
+void bs_format_time(uint64_t t, char *out, size_t outlen);
+uint64_t bs_now(void);
+void bs_set_clock(uint64_t (*fn)(void)); /* tests: NULL = time() */
+void bs_free(void);
+
+/* -------------------------------------------------------------- msgids.c */
+
+/*
+ * The Message-IDs the box saw leave through outbound_listen: a compact
+ * hashed set (16 B per id) for dsn_reference = sent, and a streaming
+ * reader of an outgoing message's Message-ID field.
+ */
+void msgids_add(const char *id, size_t n, uint64_t expires); /* wall s */
+bool msgids_has(const char *id, size_t n);
+size_t msgids_count(void);
+void msgids_free(void);
+struct msgids_tap {
+	bool done, found, in_field, over;
+	size_t llen, len;
+	char line[1000];
+	char id[1000];
+};
+void msgids_tap_init(struct msgids_tap *t);
+void msgids_tap_feed(struct msgids_tap *t, const char *p, size_t n);
+bool msgids_tap_id(const struct msgids_tap *t, char *out, size_t outlen);
+
+/* ------------------------------------------------------------ outbound.c */
+
+/*
+ * Outbound learning: who may use outbound_listen, and the Message-IDs of
+ * what the smarthost took (msgids.c), for dsn_reference = sent.  The
+ * session calls these for its outbound sessions.
+ */
+struct session;
+bool outbound_client_ok(const struct config *cfg, const struct ipaddr *ip);
+void outbound_refusal(const char *sid, char *out, size_t outlen);
+void outbound_body(struct session *s, const char *p, size_t n);
+void outbound_delivered(struct session *s); /* 2xx to the dot */
+void outbound_end(struct session *s);       /* transaction over */
+void outbound_stats_json(struct buf *b);
+
 /* ------------------------------------------------------------- verdict.c */
 
 enum chk_status {
@@ -697,13 +966,67 @@ void stats_json(struct buf *b);
 void stats_add_section(const char *name, void (*fn)(struct buf *b));
 /* stats_json_string - append s as a JSON string literal (escaped). */
 void stats_json_string(struct buf *b, const char *s);
-/* stats_load/stats_save - STATE_DIR/counters (blocking; start and exit):
- * 0 or -errno (-ENOENT: nothing saved yet).  stats_save_async - the same
- * in the thread pool, only when something changed. */
-int stats_load(const char *state_dir);
-int stats_save(const char *state_dir);
-void stats_save_async(uv_loop_t *loop, const char *state_dir);
+/* stats_store_open - counters of the previous run from the store's blob
+ * "counters" (after store_open); they are saved there at each flush. */
+void stats_store_open(void);
 void stats_free(void);
+
+/* ------------------------------------------------------------- store.c */
+
+/* The flash-backed state store: the only code touching state_dir.  Named
+ * tables of small fixed-size records and named blobs in RAM, persisted
+ * as a checksummed journal + snapshot, one write burst per state_flush
+ * from the thread pool (docs/STORE.md). */
+#define STORE_KEY_MAX 255
+int store_open(uv_loop_t *loop, const struct config *cfg, char *err,
+               size_t errlen);
+void store_close(void); /* final flush, blocking: at exit; frees all */
+/* store_flush - one burst of what changed, from the thread pool; done (may
+ * be NULL) gets 0 or -errno on the loop.  -EBUSY: one is running; -ENOENT:
+ * no state_dir.  store_flush_now - the same, blocking (exit, tests). */
+int store_flush(void (*done)(int rc, void *arg), void *arg);
+int store_flush_now(void);
+/* store_on_flush - fn runs just before each burst (set blobs there). */
+void store_on_flush(void (*fn)(void));
+struct store_table;
+/* store_table - a named table (created on first call, its records loaded
+ * from flash); val_size fixed per table (a different size drops what was
+ * stored); keys are byte strings of 1..255 bytes. */
+struct store_table *store_table(const char *name, size_t val_size);
+/* put/get/del - put replaces; get returns a pointer valid until the next
+ * call that changes the table (8-byte aligned; copy what you keep); expires is
+ * store time (store_now()), 0 = never; an expired record is gone. */
+int store_put(struct store_table *t, const void *key, size_t klen,
+              const void *val, uint64_t expires);
+const void *store_get(struct store_table *t, const void *key, size_t klen);
+int store_get_expires(struct store_table *t, const void *key, size_t klen,
+                      uint64_t *expires);
+int store_del(struct store_table *t, const void *key, size_t klen);
+/* store_foreach - fn for each live record while it returns true; fn may
+ * store_del() the record it got or put an existing key, not add keys. */
+void store_foreach(struct store_table *t,
+                   bool (*fn)(const void *key, size_t klen, const void *val,
+                              uint64_t expires, void *arg),
+                   void *arg);
+size_t store_count(struct store_table *t);
+/* store_now - wall seconds, corrected for clock jumps (monotonic within a
+ * run; see docs/STORE.md "Clock").  store_clock_hooks - tests only. */
+uint64_t store_now(void);
+void store_clock_hooks(time_t (*wall)(void), uint64_t (*mono_ns)(void));
+/* store_blob_* - one opaque blob (<= 4 MiB) per name (counters, chart
+ * series, decision ring): saved whole at the next flush after a set. */
+int store_blob_set(const char *name, const void *p, size_t n);
+const void *store_blob_get(const char *name, size_t *n);
+struct store_counters {
+	uint64_t bursts, snapshots, bytes_written, write_errors;
+	uint64_t load_records, load_dropped, load_ms, clock_jumps;
+	uint64_t jnl_bytes, live_bytes;
+};
+void store_counters_get(struct store_counters *out);
+uint32_t store_crc32(uint32_t crc, const void *p, size_t n);
+/* store_load_mem - the loader on memory images (fuzzer, tests). */
+void store_load_mem(const void *snap, size_t snap_len, const void *jnl,
+                    size_t jnl_len, size_t *good, size_t *dropped);
 
 /* ------------------------------------------------------------- session.c */
 
@@ -734,12 +1057,17 @@ struct session {
 	/* public to checks */
 	struct ipaddr client;
 	char client_str[INET6_ADDRSTRLEN];
+	struct sockaddr_storage peer;       /* the client's address and port */
+	struct sockaddr_storage dst;        /* its original destination */
+	char dst_str[INET6_ADDRSTRLEN + 8]; /* "192.0.2.25:25", "[v6]:25" */
 	char ptr[256]; /* forward-confirmed PTR name, "" if none */
 	char helo[256];
 	struct mailpath from;
 	bool has_from;
 	struct mailpath rcpt; /* the recipient being checked */
 	bool allowlisted;     /* client IP or sender in the allowlist */
+	bool outbound;        /* came in on outbound_listen (outbound.c) */
+	struct msgids_tap *outbound_tap; /* outbound.c: this message's id */
 	struct chk_result results[CHK_COUNT];
 	/* Header lines (each ending CRLF) that go in front of the message
 	 * to the backend: Received, Authentication-Results.  Checks append. */
@@ -873,6 +1201,78 @@ extern unsigned relay_open_count; /* connections, parked ones too */
 extern unsigned relay_idle_count; /* parked for reuse (backend_reuse) */
 bool relay_can_open(const struct config *cfg);
 void relay_shutdown(void); /* QUIT the parked connections */
+struct relay_client;       /* clientinfo block */
+/* relay_open_for - relay_open for one client (ci copied; NULL: as
+ * relay_open): spoofed source (tproxy), PROXY v2 header first, or XCLIENT
+ * after the EHLO when offered.  Such connections are never reused. */
+struct relay *relay_open_for(uv_loop_t *loop, const struct config *cfg,
+                             const struct sockaddr *backend, const char *helo,
+                             const struct relay_client *ci, relay_reply_cb cb,
+                             void *arg);
+extern unsigned relay_spoof_failed; /* tproxy source binds that failed */
+
+/* --------------------------------------------------------- transparent.c */
+
+/*
+ * The socket-level parts of in-line interception: transparent listeners,
+ * the original destination, the open-path guard, the spoofing socket.
+ */
+int transparent_listener_init(uv_loop_t *loop, uv_tcp_t *h,
+                              const struct config *cfg,
+                              const struct sockaddr *sa);
+int transparent_original_dst(const uv_tcp_t *h, enum transparent_mode mode,
+                             struct sockaddr_storage *out);
+bool transparent_dst_ours(const struct config *cfg, const struct sockaddr *dst);
+void transparent_backend(const struct config *cfg, const struct sockaddr *dst,
+                         struct sockaddr_storage *out);
+int transparent_outgoing_init(uv_loop_t *loop, uv_tcp_t *h,
+                              const struct sockaddr *backend,
+                              const struct ipaddr *client);
+struct session;
+struct relay_client;
+/* transparent_session_dst - at accept: s->dst and s->dst_str from s->tcp
+ * (counted per destination for `mailmoatctl stats`, "transparent"). */
+void transparent_session_dst(struct session *s);
+/* transparent_relay_client - the backend of s and who its client is. */
+void transparent_relay_client(const struct session *s,
+                              struct sockaddr_storage *backend,
+                              struct relay_client *ci);
+extern unsigned long transparent_refused; /* reason=transparent */
+/* transparent_stats_json - the "transparent" stats object. */
+void transparent_stats_json(struct buf *b);
+
+/* ---------------------------------------------------------- clientinfo.c */
+
+/*
+ * Telling the backend who the real client is: the PROXY protocol v2
+ * header and Postfix's XCLIENT command (pure encoders).
+ */
+#define CLIENTINFO_PROXY_MAX 52 /* a TCP6 header */
+/* clientinfo_proxy_v2 - PROXY v2 (PROXY, TCP4 or TCP6: v4 with a v6 peer
+ * is sent v4-mapped) for src -> dst into out; its length, or 0 if out is
+ * too small or an address is neither v4 nor v6. */
+size_t clientinfo_proxy_v2(unsigned char *out, size_t outlen,
+                           const struct sockaddr *src,
+                           const struct sockaddr *dst);
+/* clientinfo_xtext - RFC 3461 xtext of s into out (truncated whole). */
+void clientinfo_xtext(char *out, size_t outlen, const char *s);
+/* clientinfo_xclient - "XCLIENT ADDR=.. NAME=.. HELO=.. PROTO=.." (no
+ * CRLF); name NULL/"": [UNAVAILABLE]; helo NULL/"": [UNAVAILABLE].
+ * false if it does not fit. */
+bool clientinfo_xclient(char *out, size_t outlen, const struct ipaddr *addr,
+                        const char *name, const char *helo, bool esmtp);
+
+/* The client a relay connection speaks for (relay_open_for). */
+struct relay_client {
+	enum client_info info;       /* none | xclient | proxy */
+	bool spoof;                  /* tproxy: connect from client's address */
+	struct ipaddr client;        /* the client */
+	struct sockaddr_storage src; /* client address and port */
+	struct sockaddr_storage dst; /* its original destination */
+	char name[256];              /* confirmed PTR name, "" if none */
+	char helo[256];              /* its HELO/EHLO name */
+	bool esmtp;                  /* it said EHLO */
+};
 
 /* ----------------------------------------------------------------- tls.c */
 
@@ -901,6 +1301,41 @@ const char *tls_cipher(const struct tls *t);
 /* tls_close_notify - a close_notify alert via send, before the close. */
 void tls_close_notify(struct tls *t);
 void tls_free(struct tls *t);
+
+/* -------------------------------------------------------------- history.c */
+
+/* The recent decisions (a ring) and the chart series, for `mailmoatctl
+ * decisions` and the web UI.  Values are the raw ones (not log-escaped);
+ * longer ones are cut. */
+#define HIST_MAX 2048
+#define HIST_ACTIONS 4 /* accept tempfail reject log */
+struct hist_rec {
+	uint64_t t; /* wall seconds */
+	char id[16];
+	char client[48];
+	char ptr[64];
+	char helo[64];
+	char from[128];
+	char to[160];
+	char action[12];
+	char reason[16];
+	char detail[96];
+};
+void history_add(const struct hist_rec *r);
+void history_add_fields(uint64_t t, const char *id, const char *client,
+                        const char *ptr, const char *helo, const char *from,
+                        const char *to, const char *action, const char *reason,
+                        const char *detail);
+/* history_decisions - the matching ones as log lines ("time=T id=..."),
+ * oldest first.  Filter: terms "key=value" (client sender|from
+ * recipient|to action reason id helo ptr detail; case-insensitive
+ * substring) or bare words; 0, or -EINVAL for an unknown key. */
+int history_decisions(struct buf *b, const char *filter);
+/* history_series - which "day" (288 x 5 min) or "month" (30 x 1 day): a
+ * header line "span=S buckets=N actions=accept,tempfail,reject,log", then
+ * "START A T R L" per bucket, oldest first, the last one holding now. */
+int history_series(struct buf *b, const char *which, uint64_t now);
+void history_reset(void);
 
 /* -------------------------------------------------------------- control.c */
 

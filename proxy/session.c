@@ -208,10 +208,12 @@ sess_log(struct sess *x, enum verdict_kind kind, const char *reason,
 	}
 	log_kv_escape(det, sizeof(det), detail);
 	log_kv_escape(rsn, sizeof(rsn), reason);
-	log_info("id=%s client=%s ptr=%s helo=%s from=%s to=%s action=%s "
+	log_info("id=%s client=%s%s%s ptr=%s helo=%s from=%s to=%s action=%s "
 	         "reason=%s detail=%s",
-	         s->sid, s->client_str, ptr, helo, from, to, action_names[kind],
-	         rsn, det);
+	         s->sid, s->client_str,
+	         s->cfg->transparent != TRANSPARENT_OFF ? " dst=" : "",
+	         s->cfg->transparent != TRANSPARENT_OFF ? s->dst_str : "", ptr,
+	         helo, from, to, action_names[kind], rsn, det);
 	d.id = s->sid;
 	d.time = (uint64_t)time(NULL);
 	d.client = s->client_str;
@@ -507,6 +509,7 @@ sess_free_cb(uv_handle_t *h)
 	free(x->mail_refused);
 	free(x->data_refused);
 	buf_free(&x->rcpts);
+	outbound_end(s);
 	config_unref(s->cfg);
 	free(x);
 	sess_n_alive--;
@@ -699,6 +702,8 @@ sess_new(uv_stream_t *server, struct config *cfg)
 	s->id = ++sess_counter;
 	util_session_id(s->id, s->sid);
 	ipaddr_format(&s->client, s->client_str, sizeof(s->client_str));
+	memcpy(&s->peer, &ss, sizeof(ss));
+	transparent_session_dst(s);
 	s->smtp.sid = s->sid;
 	s->smtp.hostname = s->cfg->hostname;
 	s->smtp.max_rcpt =

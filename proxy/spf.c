@@ -1,43 +1,52 @@
 /*
  * spf.c - SPF (RFC 7208) evaluation: the project's patched libspf2 with a
- * DNS layer fed by c-ares.
+ * DNS layer answered from dns.c's cache, on the event loop.
  *
- *   spf_eval(q, out)    evaluate one identity (MAIL FROM, or postmaster@HELO
- *                       for the null sender); BLOCKS for the DNS lookups,
- *                       so the daemon calls it from the uv threadpool
- *                       (checks/spf.c), the test driver calls it directly.
+ *   spf_eval_start(q, fn, arg)  evaluate one identity (MAIL FROM, or
+ *                       postmaster@HELO for the null sender); fn(arg,
+ *                       outcome, rc) runs later on the loop, never from
+ *                       spf_eval_start() itself.  Needs dns_init().
  *   spf_res_name(r)     "pass", "fail", ... (RFC 8601 result names)
  *   spf_sanitize()      network text made safe for replies and headers
  *
- * libspf2 is synchronous and its own resolver (res_query) blocks and, with
- * musl, has no TCP fallback for answers over 512 bytes.  So each evaluation
- * gets its own c-ares channel (EDNS, TCP fallback on truncation), driven in
- * blocking mode by poll() in the calling thread; nothing here touches the
- * event loop and nothing is shared between threads except the one-time
- * library initialisation.  Each query waits at most q->timeout_ms (split
- * over two tries), the whole evaluation at most SPF_BUDGET_QUERIES queries
- * and SPF_BUDGET_FACTOR timeouts; past that every lookup answers "try
- * again", which libspf2 turns into temperror.
+ * libspf2 is synchronous.  Its DNS layer here never waits: a lookup is
+ * answered from what this evaluation fetched so far, else from dns.c's
+ * TTL cache (dns_cache_peek()); anything else is a miss: the layer
+ * records the (name, type), answers "try again" (libspf2 stops with
+ * temperror), and when the run is over the misses are fetched through
+ * dns_query() - the daemon's one c-ares channel, with its cache - and the
+ * evaluation runs again from the start once they are all in.  A run
+ * without DNS waits costs a few microseconds; SPF has at most 10
+ * DNS-querying terms, so a sender seen before (within its TTLs) is one run
+ * and no query, a new one a handful of runs.  The names an MX or PTR
+ * answer leads to are fetched in the same round as that answer's
+ * neighbours' misses (the A/AAAA of every MX host at once).  Every answer
+ * an evaluation fetched is kept for its later runs (also temporary
+ * failures and TTL 0 answers, which dns.c does not cache), so each run
+ * sees the same DNS and libspf2's RFC 7208 limits (10 terms, 2 void
+ * lookups, 10 MX/PTR names) apply to each run exactly as to one blocking
+ * evaluation.  Bounds: SPF_MAX_RUNS runs, SPF_BUDGET_QUERIES lookups,
+ * SPF_BUDGET_FACTOR query timeouts of wall time; past any of them the
+ * result is temperror.
+ *
+ * One libspf2 server object is shared by all evaluations (they run one at
+ * a time on the loop); the layer finds the running evaluation through
+ * spf_cur.
  *
  * Result mapping from libspf2: SPF_RESULT_INVALID (the record could not be
  * fetched or compiled) becomes temperror when the error is a DNS failure,
  * permerror otherwise.  Explanations (exp=) come from the sender's DNS: they
  * are sanitized (printable ASCII only, bounded) before they leave this file.
  *
- * Reads no config itself: the caller copies dns_servers, dns_timeout_ms and
- * hostname into struct spf_query.
+ * Reads no config itself: the caller copies dns_timeout_ms and hostname
+ * into struct spf_query; servers are dns.c's.
  */
 #include <arpa/nameser.h>
 #include <errno.h>
 #include <netdb.h>
-#include <poll.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-#include <ares.h>
 
 #define HAVE_NS_TYPE 1
 #define HAVE_NETDB_H 1
@@ -46,38 +55,63 @@
 
 #include "proxy.h"
 
-#define SPF_BUDGET_QUERIES 100 /* DNS queries per evaluation */
+#define SPF_BUDGET_QUERIES 100 /* DNS lookups per run, and fetched in all */
 #define SPF_BUDGET_FACTOR 6    /* total time: this many query timeouts */
+#define SPF_MAX_RUNS 30        /* evaluations of one query (DNS rounds) */
+#define SPF_MAX_MISSES 32      /* names fetched per round */
+#define SPF_MAX_PREFETCH 10    /* MX/PTR targets fetched with their answer */
 #define MM_SPF_DEFAULT_EXP "mailmoat-default-exp"
 
-/* The state of one evaluation's DNS layer (the layer's hook). */
-struct spf_dns {
-	SPF_dns_server_t layer;
-	ares_channel ch;
-	uint64_t deadline; /* spf_now_ms() */
-	unsigned n_queries;
+/* An answer this evaluation fetched (kept for its later runs). */
+struct spf_ans {
+	char name[256];
+	int type;
+	SPF_dns_rr_t *rr;
+	struct spf_ans *next;
 };
 
-/* One outstanding c-ares query. */
-struct spf_lookup {
-	bool done;
-	int status;
-	unsigned char *abuf;
-	int alen;
+/* A name the current run missed (or will need: MX/PTR targets). */
+struct spf_miss {
+	char name[256];
+	int type;
 };
 
-static pthread_once_t spf_once = PTHREAD_ONCE_INIT;
+/* One evaluation in progress. */
+struct spf_ev {
+	char helo[256];
+	char sender[512];
+	char receiver[256];
+	char default_exp[256];
+	struct ipaddr client;
+	spf_done_fn fn;
+	void *arg;
+	uv_timer_t timer;  /* runs the evaluation on its own loop turn */
+	uint64_t deadline; /* util_now_ms() */
+	struct spf_ans *answers;
+	unsigned n_answers;
+	unsigned pending; /* dns_query() answers still to come */
+	unsigned runs;
+	unsigned fetched; /* dns_query() calls made */
+	unsigned lookups; /* lookups of the current run */
+	struct spf_miss miss[SPF_MAX_MISSES];
+	unsigned n_miss, n_real; /* n_real: missed by libspf2 itself */
+	bool none;               /* no identity: nothing to evaluate */
+	struct spf_outcome out;
+	int rc;
+};
 
-/* spf_now_ms - CLOCK_MONOTONIC in ms; read here, not from a loop, since
- * this runs in worker threads. */
-static uint64_t
-spf_now_ms(void)
-{
-	struct timespec ts;
+/* A dns_query() of an evaluation in flight. */
+struct spf_fetch {
+	struct spf_ev *ev;
+	char name[256];
+	int type;
+};
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
+static struct spf_ev *spf_cur; /* the evaluation libspf2 is running */
+static SPF_dns_server_t spf_layer;
+static SPF_server_t *spf_srv;
+static char spf_srv_rec[256], spf_srv_exp[256];
+static bool spf_inited;
 
 /* spf_log_quiet_cb - libspf2's warnings and debug output go nowhere: the
  * interesting part ends up in the outcome's reason. */
@@ -94,11 +128,13 @@ spf_log_error_cb(const char *file, int line, const char *errmsg)
 	log_panic("libspf2: %s:%d: %s", file, line, errmsg);
 }
 
-/* spf_global_init - once per process: c-ares and libspf2's log hooks. */
+/* spf_global_init - once per process: libspf2's log hooks. */
 static void
 spf_global_init(void)
 {
-	ares_library_init(ARES_LIB_INIT_ALL);
+	if (spf_inited)
+		return;
+	spf_inited = true;
 	SPF_error_handler = spf_log_error_cb;
 	SPF_warning_handler = spf_log_quiet_cb;
 	SPF_info_handler = spf_log_quiet_cb;
@@ -143,105 +179,6 @@ spf_sanitize(char *out, size_t outlen, const char *in)
 	out[n] = '\0';
 }
 
-/* spf_lookup_cb - c-ares answer for one query: keep a copy of the packet. */
-static void
-spf_lookup_cb(void *arg, int status, int timeouts, unsigned char *abuf,
-              int alen)
-{
-	struct spf_lookup *lk = arg;
-
-	lk->done = true;
-	lk->status = status;
-	if (abuf && alen > 0) {
-		lk->abuf = xmalloc((size_t)alen);
-		memcpy(lk->abuf, abuf, (size_t)alen);
-		lk->alen = alen;
-	}
-}
-
-/* spf_dns_wait - run the channel until lk is answered or the evaluation's
- * deadline passes (then the query is cancelled). */
-static void
-spf_dns_wait(struct spf_dns *d, struct spf_lookup *lk)
-{
-	while (!lk->done) {
-		ares_socket_t socks[ARES_GETSOCK_MAXNUM];
-		struct pollfd pfd[ARES_GETSOCK_MAXNUM];
-		struct timeval tv, maxtv;
-		uint64_t now = spf_now_ms();
-		int bits, n = 0, i, ms;
-
-		if (now >= d->deadline) {
-			ares_cancel(d->ch);
-			break;
-		}
-		maxtv.tv_sec = (time_t)((d->deadline - now) / 1000);
-		maxtv.tv_usec =
-		        (suseconds_t)((d->deadline - now) % 1000) * 1000;
-		ares_timeout(d->ch, &maxtv, &tv);
-		ms = (int)(tv.tv_sec * 1000 + tv.tv_usec / 1000) + 1;
-
-		bits = ares_getsock(d->ch, socks, ARES_GETSOCK_MAXNUM);
-		for (i = 0; i < ARES_GETSOCK_MAXNUM; i++) {
-			short ev = 0;
-
-			/* c-ares' ARES_GETSOCK_WRITABLE shifts a signed 1 by
-			 * up to 31 (undefined): test the bits unsigned. */
-			if ((unsigned)bits & (1u << i))
-				ev |= POLLIN;
-			if ((unsigned)bits & (1u << (i + ARES_GETSOCK_MAXNUM)))
-				ev |= POLLOUT;
-			if (!ev)
-				continue;
-			pfd[n].fd = socks[i];
-			pfd[n].events = ev;
-			pfd[n].revents = 0;
-			n++;
-		}
-		if (poll(pfd, (nfds_t)n, ms) < 0 && errno != EINTR) {
-			ares_cancel(d->ch);
-			break;
-		}
-		for (i = 0; i < n; i++) {
-			short re = pfd[i].revents;
-			bool err = re & (POLLERR | POLLHUP | POLLNVAL);
-
-			if (!re)
-				continue;
-			/* An error goes to c-ares as readable+writable. */
-			ares_process_fd(d->ch,
-			                (re & POLLIN) || err ? pfd[i].fd
-			                                     : ARES_SOCKET_BAD,
-			                (re & POLLOUT) || err
-			                        ? pfd[i].fd
-			                        : ARES_SOCKET_BAD);
-		}
-		/* Timeouts are handled even when nothing was readable. */
-		ares_process_fd(d->ch, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
-	}
-	if (!lk->done) {
-		lk->done = true;
-		lk->status = ARES_ETIMEOUT;
-	}
-}
-
-/* spf_dns_herrno - c-ares status to the h_errno libspf2 understands. */
-static int
-spf_dns_herrno(int status)
-{
-	switch (status) {
-	case ARES_SUCCESS:
-		return NETDB_SUCCESS;
-	case ARES_ENODATA:
-		return NO_DATA;
-	case ARES_ENOTFOUND:
-	case ARES_EBADNAME: /* a name that cannot exist */
-		return HOST_NOT_FOUND;
-	default: /* timeout, SERVFAIL, REFUSED, ... */
-		return TRY_AGAIN;
-	}
-}
-
 /* spf_dns_add_rr - append one record's data (len bytes) to rr. */
 static int
 spf_dns_add_rr(SPF_dns_rr_t *rr, const void *data, size_t len)
@@ -256,154 +193,199 @@ spf_dns_add_rr(SPF_dns_rr_t *rr, const void *data, size_t len)
 	return 0;
 }
 
-/* spf_dns_txt - the character-strings of one TXT rdata, joined. */
-static int
-spf_dns_txt(SPF_dns_rr_t *rr, const unsigned char *rd, size_t rdlen)
+/* spf_rr_new - an empty answer of libspf2's kind. */
+static SPF_dns_rr_t *
+spf_rr_new(const char *domain, ns_type type, SPF_dns_stat_t herrno)
 {
-	char *txt = xmalloc(rdlen + 1);
-	size_t n = 0, i = 0;
-	int rc;
+	SPF_dns_rr_t *rr =
+	        SPF_dns_rr_new_init(&spf_layer, domain, type, 0, herrno);
 
-	while (i < rdlen) {
-		size_t len = rd[i++];
-
-		if (len > rdlen - i)
-			len = rdlen - i; /* malformed: keep what is there */
-		memcpy(txt + n, rd + i, len);
-		n += len;
-		i += len;
-	}
-	/* A NUL inside the text cannot pass through libspf2's C strings:
-	 * make it a character that makes the record invalid (permerror)
-	 * rather than letting it cut the record short. */
-	for (i = 0; i < n; i++)
-		if (txt[i] == '\0')
-			txt[i] = '\x7f';
-	rc = spf_dns_add_rr(rr, txt, n);
-	free(txt);
-	return rc;
+	if (rr == NULL)
+		log_panic("libspf2: out of memory");
+	return rr;
 }
 
-/* spf_dns_parse - the answer section of a packet into rr (records of
- * rr->rr_type only; CNAMEs are followed by the server). */
-static void
-spf_dns_parse(SPF_dns_rr_t *rr, const unsigned char *abuf, int alen)
+/* spf_rr_from - dns.c's answer a as libspf2's for (domain, type). */
+static SPF_dns_rr_t *
+spf_rr_from(const struct dns_answer *a, const char *domain, ns_type type)
 {
-	ns_msg msg;
-	int i, n;
+	SPF_dns_rr_t *rr;
+	int i, rc = 0;
 
-	if (ns_initparse(abuf, alen, &msg) < 0) {
-		rr->herrno = TRY_AGAIN;
-		return;
+	switch (a->status) {
+	case DNS_NODATA:
+		return spf_rr_new(domain, type, NO_DATA);
+	case DNS_NXDOMAIN:
+		return spf_rr_new(domain, type, HOST_NOT_FOUND);
+	case DNS_TEMPFAIL:
+		return spf_rr_new(domain, type, TRY_AGAIN);
+	case DNS_OK:
+		break;
 	}
-	n = ns_msg_count(msg, ns_s_an);
-	for (i = 0; i < n; i++) {
-		char name[NS_MAXDNAME];
-		const unsigned char *rd;
-		size_t rdlen;
-		ns_rr r;
-		int rc = 0;
+	rr = spf_rr_new(domain, type, NETDB_SUCCESS);
+	for (i = 0; i < a->n && rc == 0; i++) {
+		const struct dns_rr *r = &a->rr[i];
 
-		if (ns_parserr(&msg, ns_s_an, i, &r) < 0) {
-			rr->herrno = TRY_AGAIN;
-			return;
-		}
-		if (ns_rr_type(r) != rr->rr_type || ns_rr_class(r) != ns_c_in)
-			continue;
-		rd = ns_rr_rdata(r);
-		rdlen = ns_rr_rdlen(r);
-		switch (ns_rr_type(r)) {
+		switch (type) {
 		case ns_t_a:
-			if (rdlen == 4)
-				rc = spf_dns_add_rr(rr, rd, 4);
+			rc = spf_dns_add_rr(rr, &r->u.a, 4);
 			break;
 		case ns_t_aaaa:
-			if (rdlen == 16)
-				rc = spf_dns_add_rr(rr, rd, 16);
+			rc = spf_dns_add_rr(rr, &r->u.aaaa, 16);
 			break;
 		case ns_t_mx:
-			if (rdlen > 2 &&
-			    ns_name_uncompress(abuf, abuf + alen, rd + 2, name,
-			                       sizeof(name)) >= 0)
-				rc = spf_dns_add_rr(rr, name, strlen(name));
+			rc = spf_dns_add_rr(rr, r->u.mx.host,
+			                    strlen(r->u.mx.host));
 			break;
 		case ns_t_ptr:
-			if (ns_name_uncompress(abuf, abuf + alen, rd, name,
-			                       sizeof(name)) >= 0)
-				rc = spf_dns_add_rr(rr, name, strlen(name));
+			rc = spf_dns_add_rr(rr, r->u.name, strlen(r->u.name));
 			break;
 		case ns_t_txt:
-			rc = spf_dns_txt(rr, rd, rdlen);
+			rc = spf_dns_add_rr(rr, r->u.txt, strlen(r->u.txt));
 			break;
 		default:
 			break;
 		}
-		if (rc < 0) {
-			rr->herrno = TRY_AGAIN;
-			return;
-		}
-		if (rr->ttl == 0 || (time_t)ns_rr_ttl(r) < rr->ttl)
-			rr->ttl = ns_rr_ttl(r);
 	}
-	if (rr->num_rr == 0)
+	if (rc < 0)
+		rr->herrno = TRY_AGAIN;
+	else if (rr->num_rr == 0)
 		rr->herrno = NO_DATA;
+	rr->ttl = (int)a->ttl;
+	return rr;
 }
 
-/* spf_dns_lookup_cb - libspf2's lookup entry point for our layer. */
+/* spf_name_key - name lower-cased, without its final dot, into key[256].
+ * False when DNS cannot carry it (empty, an empty label or one over 63
+ * bytes, over 253 in all): libspf2 hears "no such host" then, as c-ares
+ * (EBADNAME) made it hear before. */
+static bool
+spf_name_key(const char *name, char *key)
+{
+	size_t n = strlen(name), i, label = 0;
+
+	if (n > 0 && name[n - 1] == '.' && (n < 2 || name[n - 2] != '\\'))
+		n--;
+	if (n == 0 || n > 253)
+		return false;
+	for (i = 0; i < n; i++) {
+		char c = name[i];
+
+		if (c == '.') {
+			if (label == 0)
+				return false;
+			label = 0;
+			key[i] = c;
+			continue;
+		}
+		if (c == '\\' && i + 1 < n) /* an escape is one byte */
+			key[i++] = c, c = name[i];
+		if (++label > 63)
+			return false;
+		key[i] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+	}
+	key[n] = '\0';
+	return true;
+}
+
+/* spf_ans_find - what e fetched for (key, type), or NULL. */
+static struct spf_ans *
+spf_ans_find(struct spf_ev *e, const char *key, int type)
+{
+	struct spf_ans *k;
+
+	for (k = e->answers; k; k = k->next)
+		if (k->type == type && strcmp(k->name, key) == 0)
+			return k;
+	return NULL;
+}
+
+/* spf_miss_add - remember that (key, type) is needed; real: libspf2
+ * asked for it (a prefetch is only fetched along with real misses). */
+static void
+spf_miss_add(struct spf_ev *e, const char *key, int type, bool real)
+{
+	unsigned i;
+
+	for (i = 0; i < e->n_miss; i++)
+		if (e->miss[i].type == type &&
+		    strcmp(e->miss[i].name, key) == 0)
+			break;
+	if (i == e->n_miss) {
+		if (e->n_miss == SPF_MAX_MISSES) {
+			if (real) /* the next round fetches it */
+				e->n_real++;
+			return;
+		}
+		snprintf(e->miss[i].name, sizeof(e->miss[i].name), "%s", key);
+		e->miss[i].type = type;
+		e->n_miss++;
+	}
+	if (real)
+		e->n_real++;
+}
+
+/* spf_prefetch - the A/AAAA of the hosts an MX or PTR answer names: what
+ * libspf2 will ask next, fetched in the same round. */
+static void
+spf_prefetch(struct spf_ev *e, const SPF_dns_rr_t *rr)
+{
+	int want = e->client.family == AF_INET6 ? ns_t_aaaa : ns_t_a;
+	char key[256];
+	int i;
+
+	if (rr->herrno != NETDB_SUCCESS ||
+	    (rr->rr_type != ns_t_mx && rr->rr_type != ns_t_ptr))
+		return;
+	for (i = 0; i < rr->num_rr && i < SPF_MAX_PREFETCH; i++) {
+		const char *h =
+		        rr->rr_type == ns_t_mx ? rr->rr[i]->mx : rr->rr[i]->ptr;
+
+		if (!spf_name_key(h, key) || spf_ans_find(e, key, want) ||
+		    dns_cache_peek(key, want))
+			continue;
+		spf_miss_add(e, key, want, false);
+	}
+}
+
+/* spf_dns_lookup_cb - libspf2's lookup entry point for our layer: never
+ * waits (see the top of the file). */
 static SPF_dns_rr_t *
 spf_dns_lookup_cb(SPF_dns_server_t *layer, const char *domain, ns_type type,
                   int should_cache)
 {
-	struct spf_dns *d = container_of(layer, struct spf_dns, layer);
-	struct spf_lookup lk = {0};
-	SPF_dns_rr_t *rr;
+	struct spf_ev *e = spf_cur;
+	const struct dns_answer *a;
+	struct spf_ans *k;
+	SPF_dns_rr_t *rr = NULL;
+	char key[256];
 
-	rr = SPF_dns_rr_new_init(layer, domain, type, 0, NETDB_SUCCESS);
-	if (!rr)
-		return NULL;
-	if (++d->n_queries > SPF_BUDGET_QUERIES ||
-	    spf_now_ms() >= d->deadline) {
-		rr->herrno = TRY_AGAIN;
-		return rr;
+	if (!spf_name_key(domain, key))
+		return spf_rr_new(domain, type, HOST_NOT_FOUND);
+	switch (type) {
+	case ns_t_a:
+	case ns_t_aaaa:
+	case ns_t_mx:
+	case ns_t_ptr:
+	case ns_t_txt:
+		break;
+	default: /* ns_t_spf (RFC 7208 3.1: not used) and others */
+		return spf_rr_new(domain, type, NO_DATA);
 	}
-	ares_query(d->ch, domain, ns_c_in, type, spf_lookup_cb, &lk);
-	spf_dns_wait(d, &lk);
-	rr->herrno = spf_dns_herrno(lk.status);
-	if (lk.status == ARES_SUCCESS && lk.abuf)
-		spf_dns_parse(rr, lk.abuf, lk.alen);
-	free(lk.abuf);
+	if (e == NULL || ++e->lookups > SPF_BUDGET_QUERIES)
+		return spf_rr_new(domain, type, TRY_AGAIN);
+	k = spf_ans_find(e, key, type);
+	if (k != NULL) {
+		if (SPF_dns_rr_dup(&rr, k->rr) != SPF_E_SUCCESS)
+			log_panic("libspf2: out of memory");
+	} else if ((a = dns_cache_peek(key, type)) != NULL) {
+		rr = spf_rr_from(a, domain, type);
+	} else {
+		spf_miss_add(e, key, type, true);
+		return spf_rr_new(domain, type, TRY_AGAIN);
+	}
+	spf_prefetch(e, rr);
 	return rr;
-}
-
-/* spf_dns_open - set up d: a fresh c-ares channel for one evaluation. */
-static int
-spf_dns_open(struct spf_dns *d, const struct spf_query *q)
-{
-	struct ares_options opt = {0};
-	unsigned timeout = q->timeout_ms ? q->timeout_ms : 5000;
-	int rc;
-
-	memset(d, 0, sizeof(*d));
-	/* Two tries whose timeouts (t, then 2t) add up to about q's. */
-	opt.timeout = (int)(timeout / 3 > 50 ? timeout / 3 : 50);
-	opt.tries = 2;
-	opt.flags = ARES_FLAG_EDNS | ARES_FLAG_NOSEARCH;
-	opt.ednspsz = 1232;
-	rc = ares_init_options(&d->ch, &opt,
-	                       ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES |
-	                               ARES_OPT_FLAGS | ARES_OPT_EDNSPSZ);
-	if (rc != ARES_SUCCESS)
-		return -EIO;
-	if (q->dns_servers && *q->dns_servers &&
-	    ares_set_servers_ports_csv(d->ch, q->dns_servers) != ARES_SUCCESS) {
-		ares_destroy(d->ch);
-		return -EINVAL;
-	}
-	d->deadline = spf_now_ms() + (uint64_t)timeout * SPF_BUDGET_FACTOR;
-	d->layer.destroy = NULL; /* embedded in d: we free it */
-	d->layer.lookup = spf_dns_lookup_cb;
-	d->layer.name = "mailmoat-cares";
-	return 0;
 }
 
 /* spf_map - libspf2's result (and error) to ours. */
@@ -451,102 +433,232 @@ spf_reason(SPF_response_t *resp, char *out, size_t outlen)
 	spf_sanitize(out, outlen, why);
 }
 
-/* spf_eval - evaluate q (blocking); 0, or -EINVAL for a bad query, -EIO
- * when the resolver could not be set up (out->result is temperror then). */
-int
-spf_eval(const struct spf_query *q, struct spf_outcome *out)
+/* spf_server_for - the shared libspf2 server, (re)made for receiver rec
+ * and default explanation exp; NULL when libspf2 refuses them. */
+static SPF_server_t *
+spf_server_for(const char *rec, const char *exp)
 {
-	SPF_server_t *srv = NULL;
-	SPF_request_t *req = NULL;
 	SPF_response_t *resp = NULL;
 	SPF_errcode_t err;
-	struct spf_dns d;
-	struct ipaddr ip = q->client;
-	const char *helo = q->helo ? q->helo : "";
-	const char *sender = q->sender ? q->sender : "";
-	const char *exp;
-	int rc = 0;
 
-	pthread_once(&spf_once, spf_global_init);
-	memset(out, 0, sizeof(*out));
-	out->result = SPF_RES_TEMPERROR;
-	out->helo_identity = *sender == '\0';
-	spf_sanitize(out->domain, sizeof(out->domain),
-	             out->helo_identity
-	                     ? helo
-	                     : (strrchr(sender, '@') ? strrchr(sender, '@') + 1
-	                                             : sender));
-
-	/* An IPv4-mapped IPv6 client is an IPv4 client (RFC 7208 5). */
-	if (ip.family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&ip.u.v6)) {
-		ip.family = AF_INET;
-		memcpy(&ip.u.v4, &ip.u.v6.s6_addr[12], 4);
-	}
-	if (ip.family != AF_INET && ip.family != AF_INET6)
-		return -EINVAL;
-
-	rc = spf_dns_open(&d, q);
-	if (rc < 0) {
-		snprintf(out->reason, sizeof(out->reason),
-		         "cannot set up the resolver (%d)", rc);
-		return rc;
-	}
-	srv = SPF_server_new_dns(&d.layer, 0);
-	if (!srv) {
-		rc = -ENOMEM;
-		goto done;
-	}
-	SPF_server_set_rec_dom(srv, q->receiver && *q->receiver ? q->receiver
-	                                                        : "unknown");
-	resp = NULL;
-	if (SPF_server_set_explanation(
-	            srv, q->default_exp ? q->default_exp : MM_SPF_DEFAULT_EXP,
-	            &resp) != SPF_E_SUCCESS) {
-		rc = -EINVAL;
-		goto done;
-	}
+	if (spf_srv != NULL && strcmp(rec, spf_srv_rec) == 0 &&
+	    strcmp(exp, spf_srv_exp) == 0)
+		return spf_srv;
+	if (spf_srv != NULL)
+		SPF_server_free(spf_srv);
+	spf_layer.destroy = NULL; /* static: nothing to free */
+	spf_layer.lookup = spf_dns_lookup_cb;
+	spf_layer.name = "mailmoat-cache";
+	spf_srv = SPF_server_new_dns(&spf_layer, 0);
+	if (spf_srv == NULL)
+		return NULL;
+	SPF_server_set_rec_dom(spf_srv, rec);
+	err = SPF_server_set_explanation(spf_srv, exp, &resp);
 	SPF_response_free(resp);
-	resp = NULL;
-
-	req = SPF_request_new(srv);
-	if (ip.family == AF_INET)
-		SPF_request_set_ipv4(req, ip.u.v4);
-	else
-		SPF_request_set_ipv6(req, ip.u.v6);
-	if (*helo)
-		SPF_request_set_helo_dom(req, helo);
-	if (*sender)
-		SPF_request_set_env_from(req, sender);
-	else if (*helo)
-		SPF_request_set_env_from(req, "");
-	else {
-		/* Neither identity: nothing to check. */
-		out->result = SPF_RES_NONE;
-		snprintf(out->reason, sizeof(out->reason), "no identity");
-		goto done;
+	if (err != SPF_E_SUCCESS) {
+		SPF_server_free(spf_srv);
+		spf_srv = NULL;
+		return NULL;
 	}
+	snprintf(spf_srv_rec, sizeof(spf_srv_rec), "%s", rec);
+	snprintf(spf_srv_exp, sizeof(spf_srv_exp), "%s", exp);
+	return spf_srv;
+}
+
+/* spf_run_once - one evaluation of e with what DNS is known now; the
+ * misses are left in e->miss. */
+static void
+spf_run_once(struct spf_ev *e)
+{
+	SPF_server_t *srv;
+	SPF_request_t *req;
+	SPF_response_t *resp = NULL;
+	SPF_errcode_t err;
+	const char *exp;
+
+	e->runs++;
+	e->lookups = 0;
+	e->n_miss = e->n_real = 0;
+	e->out.explanation[0] = '\0';
+	srv = spf_server_for(e->receiver, e->default_exp);
+	if (srv == NULL) {
+		e->rc = -EINVAL;
+		snprintf(e->out.reason, sizeof(e->out.reason),
+		         "libspf2 refused the receiver or explanation");
+		return;
+	}
+	req = SPF_request_new(srv);
+	if (e->client.family == AF_INET)
+		SPF_request_set_ipv4(req, e->client.u.v4);
+	else
+		SPF_request_set_ipv6(req, e->client.u.v6);
+	if (e->helo[0])
+		SPF_request_set_helo_dom(req, e->helo);
+	SPF_request_set_env_from(req, e->sender);
 
 	/* When the record cannot be fetched or compiled, the result stays
 	 * SPF_RESULT_INVALID and the error code is the return value. */
+	spf_cur = e;
 	err = SPF_request_query_mailfrom(req, &resp);
-	out->result = spf_map(SPF_response_result(resp), err);
-	out->errcode = (int)err;
-	spf_reason(resp, out->reason, sizeof(out->reason));
-	if (out->result == SPF_RES_FAIL) {
+	spf_cur = NULL;
+	e->out.result = spf_map(SPF_response_result(resp), err);
+	e->out.errcode = (int)err;
+	spf_reason(resp, e->out.reason, sizeof(e->out.reason));
+	if (e->out.result == SPF_RES_FAIL) {
 		exp = SPF_response_get_explanation(resp);
 		if (exp && strcmp(exp, MM_SPF_DEFAULT_EXP) != 0)
-			spf_sanitize(out->explanation, sizeof(out->explanation),
-			             exp);
+			spf_sanitize(e->out.explanation,
+			             sizeof(e->out.explanation), exp);
 	}
+	SPF_response_free(resp);
+	SPF_request_free(req);
+}
 
-done:
-	out->dns_queries = d.n_queries;
-	if (resp)
-		SPF_response_free(resp);
-	if (req)
-		SPF_request_free(req);
-	if (srv)
-		SPF_server_free(srv);
-	ares_destroy(d.ch);
-	return rc;
+/* spf_ev_close_cb - the timer is closed: free the evaluation. */
+static void
+spf_ev_close_cb(uv_handle_t *h)
+{
+	struct spf_ev *e = container_of((uv_timer_t *)h, struct spf_ev, timer);
+	struct spf_ans *k;
+
+	while ((k = e->answers) != NULL) {
+		e->answers = k->next;
+		SPF_dns_rr_free(k->rr);
+		free(k);
+	}
+	free(e);
+}
+
+/* spf_finish - hand the outcome over and free e. */
+static void
+spf_finish(struct spf_ev *e)
+{
+	e->out.dns_queries = e->fetched;
+	e->out.runs = e->runs;
+	e->fn(e->arg, &e->out, e->rc);
+	uv_close((uv_handle_t *)&e->timer, spf_ev_close_cb);
+}
+
+static void spf_round_cb(uv_timer_t *t);
+
+/* spf_fetch_cb - dns.c answered one of e's misses. */
+static void
+spf_fetch_cb(void *arg, const struct dns_answer *ans)
+{
+	struct spf_fetch *f = arg;
+	struct spf_ev *e = f->ev;
+
+	if (spf_ans_find(e, f->name, f->type) == NULL) {
+		struct spf_ans *k = xcalloc(1, sizeof(*k));
+
+		snprintf(k->name, sizeof(k->name), "%s", f->name);
+		k->type = f->type;
+		k->rr = spf_rr_from(ans, f->name, (ns_type)f->type);
+		k->next = e->answers;
+		e->answers = k;
+	}
+	free(f);
+	if (--e->pending == 0)
+		uv_timer_start(&e->timer, spf_round_cb, 0, 0);
+}
+
+/* spf_round_cb - on its own loop turn: run e; done, or fetch what it
+ * missed and come back when all of it is in. */
+static void
+spf_round_cb(uv_timer_t *t)
+{
+	struct spf_ev *e = container_of(t, struct spf_ev, timer);
+	unsigned i;
+
+	if (e->none) {
+		spf_finish(e);
+		return;
+	}
+	spf_run_once(e);
+	if (e->rc < 0 || e->n_real == 0) {
+		spf_finish(e);
+		return;
+	}
+	if (e->runs >= SPF_MAX_RUNS || util_now_ms() >= e->deadline ||
+	    e->fetched + e->n_miss > SPF_BUDGET_QUERIES) {
+		/* A fail stands (only its explanation may be missing). */
+		if (e->out.result != SPF_RES_FAIL) {
+			e->out.result = SPF_RES_TEMPERROR;
+			snprintf(e->out.reason, sizeof(e->out.reason),
+			         "DNS budget exhausted (%u rounds, %u queries)",
+			         e->runs, e->fetched);
+		}
+		spf_finish(e);
+		return;
+	}
+	e->pending = 1; /* held until every query is started */
+	for (i = 0; i < e->n_miss; i++) {
+		struct spf_fetch *f = xcalloc(1, sizeof(*f));
+
+		f->ev = e;
+		snprintf(f->name, sizeof(f->name), "%s", e->miss[i].name);
+		f->type = e->miss[i].type;
+		e->pending++;
+		e->fetched++;
+		if (dns_query(f->name, f->type, spf_fetch_cb, f) < 0) {
+			struct dns_answer tf = {.status = DNS_TEMPFAIL,
+			                        .type = f->type};
+
+			spf_fetch_cb(f, &tf);
+		}
+	}
+	if (--e->pending == 0)
+		uv_timer_start(&e->timer, spf_round_cb, 0, 0);
+}
+
+/*
+ * spf_eval_start - evaluate q on loop (dns_init() done); fn(arg, outcome,
+ * rc) runs later on the loop, never from here; rc is 0, or negative when
+ * libspf2 could not be set up (the outcome says temperror then).  Returns
+ * 0, or -EINVAL for a bad query (fn is not called then).
+ */
+int
+spf_eval_start(uv_loop_t *loop, const struct spf_query *q, spf_done_fn fn,
+               void *arg)
+{
+	struct spf_ev *e;
+	const char *sender = q->sender ? q->sender : "";
+	const char *at;
+
+	spf_global_init();
+	if (q->client.family != AF_INET && q->client.family != AF_INET6)
+		return -EINVAL;
+	e = xcalloc(1, sizeof(*e));
+	e->fn = fn;
+	e->arg = arg;
+	e->client = q->client;
+	/* An IPv4-mapped IPv6 client is an IPv4 client (RFC 7208 5). */
+	if (e->client.family == AF_INET6 &&
+	    IN6_IS_ADDR_V4MAPPED(&e->client.u.v6)) {
+		e->client.family = AF_INET;
+		memcpy(&e->client.u.v4, &q->client.u.v6.s6_addr[12], 4);
+	}
+	snprintf(e->helo, sizeof(e->helo), "%s", q->helo ? q->helo : "");
+	snprintf(e->sender, sizeof(e->sender), "%s", sender);
+	snprintf(e->receiver, sizeof(e->receiver), "%s",
+	         q->receiver && *q->receiver ? q->receiver : "unknown");
+	snprintf(e->default_exp, sizeof(e->default_exp), "%s",
+	         q->default_exp ? q->default_exp : MM_SPF_DEFAULT_EXP);
+	e->deadline = util_now_ms() +
+	              (uint64_t)(q->timeout_ms ? q->timeout_ms : 5000) *
+	                      SPF_BUDGET_FACTOR;
+	e->out.result = SPF_RES_TEMPERROR;
+	e->out.helo_identity = *sender == '\0';
+	at = strrchr(sender, '@');
+	spf_sanitize(e->out.domain, sizeof(e->out.domain),
+	             e->out.helo_identity ? e->helo : (at ? at + 1 : sender));
+	if (!*sender && !e->helo[0]) {
+		/* Neither identity: nothing to check. */
+		e->none = true;
+		e->out.result = SPF_RES_NONE;
+		snprintf(e->out.reason, sizeof(e->out.reason), "no identity");
+	}
+	uv_timer_init(loop, &e->timer);
+	uv_timer_start(&e->timer, spf_round_cb, 0, 0);
+	return 0;
 }

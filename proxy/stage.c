@@ -225,9 +225,21 @@ sess_relay_start(struct sess *x)
 			sess_final(x, reply);
 			return;
 		}
-		s->relay = relay_open(sess_loop, s->cfg,
-		                      (const struct sockaddr *)&s->cfg->backend,
-		                      s->cfg->hostname, sess_relay_cb, x);
+		struct sockaddr_storage be;
+		struct relay_client ci;
+
+		/* the original destination or the backend (the smarthost for
+		 * outbound mail); and who the client is, for tproxy /
+		 * backend_client_info (not for outbound mail) */
+		transparent_relay_client(s, &be, &ci);
+		if (s->outbound) {
+			memcpy(&be, &s->cfg->outbound_relay, sizeof(be));
+			ci.info = CLIENT_INFO_NONE;
+			ci.spoof = false;
+		}
+		s->relay = relay_open_for(
+		        sess_loop, s->cfg, (const struct sockaddr *)&be,
+		        s->cfg->hostname, &ci, sess_relay_cb, x);
 		if (s->relay == NULL) {
 			snprintf(reply, sizeof(reply),
 			         "451 4.4.1 Internal mail server not "
@@ -391,6 +403,8 @@ sess_relay_cb(struct relay *r, void *arg, int code, const char *reply)
 		if (code / 100 == 2) {
 			stats.accepted++;
 			sess_delivered(x);
+			if (s->outbound)
+				outbound_delivered(s);
 			sess_log(x, VERDICT_ACCEPT, "backend", reply);
 			smtp_reply(&s->smtp, true, reply);
 		} else {
@@ -538,13 +552,15 @@ sess_rcpt(struct sess *x, const struct mailpath *p, int addr_err)
 			local = true;
 	if (p->domain[0] == '\0' && strcasecmp(p->local, "postmaster") == 0)
 		local = true;
+	if (s->outbound) /* our own outgoing mail: any recipient */
+		local = addr_err == ADDR_OK;
 	if (!local || addr_err != ADDR_OK || strpbrk(p->local, "%!@") != NULL) {
 		snprintf(reply, sizeof(reply),
 		         "550 5.7.1 Relaying denied [id=%s]", s->sid);
 		sess_refuse(x, reply, "relay", addr);
 		return;
 	}
-	if (c->recipient_verify != RCPT_VERIFY_BACKEND &&
+	if (!s->outbound && c->recipient_verify != RCPT_VERIFY_BACKEND &&
 	    c->recipients != NULL && !list_match_addr(c->recipients, addr)) {
 		snprintf(reply, sizeof(reply),
 		         "550 5.7.1 recipient <%s> unknown [id=%s]", addr,
@@ -710,6 +726,8 @@ sess_smtp_command_cb(struct smtp *e, enum smtp_cmd cmd,
 		sess_tap_begin(x);
 		if (s->closing)
 			return;
+		if (s->outbound)
+			outbound_end(s); /* a new message */
 		if (!x->hold) {
 			/* A held body gets its DATA after the verdict. */
 			x->data_ack_pending = true;

@@ -7,14 +7,14 @@
  *   stats_json()            the object `mailmoatctl stats` prints
  *   stats_add_section()     other modules add a named JSON value
  *   stats_json_string()     JSON string escaping for those sections
- *   stats_load/stats_save() the counters file in state_dir (at start and
- *                           at a clean exit; blocking)
- *   stats_save_async()      the same from the thread pool, when changed
+ *   stats_store_open()      counters of the previous run from the store's
+ *                           blob "counters"; saved there before each flush
  *
  * Owns a small fixed table of reasons (their names are ours, not the
- * client's), the section registry and STATE_DIR/counters (written as a
- * temp file, fsync, rename, fsync of the directory).  Reads state_dir
- * through its callers.
+ * client's), the section registry and the text of the "counters" blob
+ * ("# mailmoat counters v1", "key value" and "reason name value" lines;
+ * the format of the counters file of earlier versions, which store.c
+ * takes over once).
  */
 #include <ctype.h>
 #include <errno.h>
@@ -230,55 +230,29 @@ stats_snapshot(struct buf *b)
 	}
 }
 
-/* stats_write_file - text to dir/counters, atomically.  Blocking: the
- * thread pool or exit. */
-static int
-stats_write_file(const char *dir, const char *text, size_t len)
+/* stats_parse - counters text (the "counters" blob, or the file of
+ * earlier versions) added to the counters; bad lines are skipped. */
+static void
+stats_parse(const char *text, size_t len)
 {
-	char path[4096];
-
-	if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, STATS_FILE) >=
-	    sizeof(path))
-		return -ENAMETOOLONG;
-	return util_write_file_atomic(path, text, len, 0644);
-}
-
-/* stats_save - the counters to state_dir now (blocking: at exit). */
-int
-stats_save(const char *state_dir)
-{
-	struct buf b = {0};
-	int rc;
-
-	if (state_dir == NULL || state_dir[0] == '\0')
-		return 0;
-	stats_snapshot(&b);
-	rc = stats_write_file(state_dir, b.data, b.len);
-	buf_free(&b);
-	return rc;
-}
-
-/* stats_load - counters saved by an earlier run; 0, -ENOENT when there
- * are none yet, or -errno.  Bad lines are skipped with a warning. */
-int
-stats_load(const char *state_dir)
-{
-	char path[4096], line[256], key[64], name[64];
+	char line[256], key[64], name[64];
 	unsigned long long v;
+	size_t pos = 0;
 	unsigned i, lineno = 0;
-	FILE *f;
 
-	if (state_dir == NULL || state_dir[0] == '\0')
-		return -ENOENT;
-	snprintf(path, sizeof(path), "%s/%s", state_dir, STATS_FILE);
-	f = fopen(path, "re");
-	if (f == NULL)
-		return -errno;
-	while (fgets(line, sizeof(line), f) != NULL) {
+	while (pos < len) {
+		size_t e = pos, n;
+
+		while (e < len && text[e] != '\n')
+			e++;
+		n = e - pos < sizeof(line) - 1 ? e - pos : sizeof(line) - 1;
+		memcpy(line, text + pos, n);
+		line[n] = '\0';
+		pos = e + 1;
 		lineno++;
-		if (line[0] == '#' || line[0] == '\n')
+		if (line[0] == '#' || line[0] == '\0')
 			continue;
-		if (sscanf(line, "reason %63s %llu", name, &v) == 2) {
+		if (sscanf(line, "reason %63s %llu", name, &v) == 2 && v > 0) {
 			int k;
 
 			stats_count_reason(name);
@@ -295,76 +269,43 @@ stats_load(const char *state_dir)
 					*stats_keys[i].v = v;
 			continue;
 		}
-		log_warn("%s:%u: not a counter line, skipped", path, lineno);
+		log_warn("counters:%u: not a counter line, skipped", lineno);
 	}
-	fclose(f);
-	return 0;
 }
 
-struct stats_save_req {
-	uv_work_t req;
-	char *dir;
-	struct buf text;
-	int rc;
-};
-
-static bool save_busy;
 static struct buf last_saved;
 
-/* stats_save_work - in the thread pool: write the file. */
+/* stats_flush_cb - before each store burst: the counters blob, when it
+ * changed. */
 static void
-stats_save_work(uv_work_t *req)
+stats_flush_cb(void)
 {
-	struct stats_save_req *w =
-	        container_of(req, struct stats_save_req, req);
+	struct buf b = {0};
 
-	w->rc = stats_write_file(w->dir, w->text.data, w->text.len);
+	stats_snapshot(&b);
+	if (b.len != last_saved.len ||
+	    memcmp(b.data, last_saved.data, b.len) != 0) {
+		store_blob_set("counters", b.data, b.len);
+		last_saved.len = 0;
+		buf_append(&last_saved, b.data, b.len);
+	}
+	buf_free(&b);
 }
 
-/* stats_save_done - back on the loop: report, free. */
-static void
-stats_save_done(uv_work_t *req, int status)
-{
-	struct stats_save_req *w =
-	        container_of(req, struct stats_save_req, req);
-
-	if (w->rc < 0)
-		log_warn("counters: cannot save in %s: %s", w->dir,
-		         strerror(-w->rc));
-	save_busy = false;
-	free(w->dir);
-	buf_free(&w->text);
-	free(w);
-}
-
-/* stats_save_async - save in the thread pool if anything changed since
- * the last save (one at a time). */
+/* stats_store_open - counters of the previous run from the store (blob
+ * "counters"), and saving them at every flush from now on. */
 void
-stats_save_async(uv_loop_t *loop, const char *state_dir)
+stats_store_open(void)
 {
-	struct stats_save_req *w;
+	const void *p;
+	size_t n;
 
-	if (save_busy || state_dir == NULL || state_dir[0] == '\0')
-		return;
-	w = xcalloc(1, sizeof(*w));
-	stats_snapshot(&w->text);
-	if (w->text.len == last_saved.len &&
-	    memcmp(w->text.data, last_saved.data, w->text.len) == 0) {
-		buf_free(&w->text);
-		free(w);
-		return;
+	p = store_blob_get("counters", &n);
+	if (p != NULL) {
+		stats_parse(p, n);
+		buf_append(&last_saved, p, n);
 	}
-	last_saved.len = 0;
-	buf_append(&last_saved, w->text.data, w->text.len);
-	w->dir = xstrdup(state_dir);
-	save_busy = true;
-	if (uv_queue_work(loop, &w->req, stats_save_work, stats_save_done) <
-	    0) {
-		save_busy = false;
-		free(w->dir);
-		buf_free(&w->text);
-		free(w);
-	}
+	store_on_flush(stats_flush_cb);
 }
 
 /* stats_free - release what the state code keeps (at exit). */

@@ -42,7 +42,7 @@ def zones(n_zones):
         ORG: ["h.clients A 127.0.0.1"],
         # any sender domain under bench-sender.com has an MX
         "bench-sender.com": ["* MX 10 mx.bench-sender.com.",
-                             "mx A 127.0.0.1"],
+                             "mx A 198.18.0.1"],  # reachable (sender_mx)
     }
     for i in range(n_zones):
         z["bl%d.%s" % (i, ORG)] = ["2.0.0.127 A 127.0.0.2"]

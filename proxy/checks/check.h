@@ -101,5 +101,14 @@ extern const struct check chk_helo;
 extern const struct check chk_sender_tld;
 extern const struct check chk_sender_mx;
 extern const struct check chk_spf;
+extern const struct check chk_dsn;
+extern const struct check chk_scanner;
+
+/* checks/dsn.c: the body tap until check.h has one - DATA accepted, and
+ * each piece of the unstuffed message; dsn_sent_lookup_fn is set by
+ * outbound learning (dsn_reference = sent). */
+void chk_dsn_data_begin(struct session *s);
+void chk_dsn_body(struct session *s, const char *p, size_t n);
+extern bool (*dsn_sent_lookup_fn)(const char *id, size_t len);
 
 #endif

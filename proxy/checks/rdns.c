@@ -25,7 +25,7 @@
 
 #include "check.h"
 
-#define RDNS_MAX_WAITERS 2
+#define RDNS_MAX_WAITERS 3 /* rdns, dynamic, dsn */
 
 struct rdns_job {
 	uint64_t sess_id;

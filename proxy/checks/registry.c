@@ -39,6 +39,8 @@ const struct check *const chk_registry[] = {
 	&chk_sender_tld,
 	&chk_sender_mx,
 	&chk_spf,
+	&chk_dsn,
+	&chk_scanner,
 	NULL, /* end */
 };
 /* clang-format on */

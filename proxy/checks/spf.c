@@ -5,13 +5,13 @@
  *
  * Public: chk_spf (check.h); spf_auth_results() (proxy.h, for tests).
  *
- * The evaluation (spf_eval() in ../spf.c: libspf2 + c-ares) blocks, so it
- * runs in the libuv threadpool (uv_queue_work); the worker touches only
- * its own job (copies of the identity, client address and config values),
- * never the session.  The after-work callback runs on the loop, finds the
- * session through the job's chk_ticket and drops the answer when the
- * session has gone or moved on (a new MAIL, RSET).  At most SPF_MAX_JOBS
- * evaluations are in flight; past that the check answers CHK_TEMPERR.
+ * The evaluation (spf_eval_start() in ../spf.c: libspf2 answered from
+ * dns.c's cache, misses fetched by dns.c) runs on the loop: no thread, no
+ * resolver of its own, no limit on evaluations in flight (each is a small
+ * allocation waiting for dns.c).  The job holds copies of the config
+ * values; its callback finds the session through the job's chk_ticket
+ * and drops the answer when the session has gone or moved on (a new MAIL,
+ * RSET).
  *
  * Result mapping (verdict.c then applies action_spf):
  *   pass, none      -> CHK_PASS
@@ -35,7 +35,7 @@
  * omitted when no reverse lookup ran).  Every value is rebuilt from a
  * restricted character set, so nothing from the network can add lines.
  *
- * Stage MAIL; reads hostname, dns_servers, dns_timeout_ms, spf_softfail,
+ * Stage MAIL; reads hostname, dns_timeout_ms, spf_softfail,
  * spf_neutral, spf_permerror.
  */
 #include <stdio.h>
@@ -44,31 +44,12 @@
 
 #include "check.h"
 
-#define SPF_MAX_JOBS 64
-
 struct spf_job {
-	uv_work_t work;
 	struct chk_ticket t;
-	struct spf_query q;
-	char helo[256];
-	char sender[330];
-	char receiver[256];
-	char *dns_servers;
-	enum action act[3]; /* softfail, neutral, permerror */
-	struct spf_outcome out;
-	int rc;
+	struct ipaddr client;
+	enum action act[3];            /* softfail, neutral, permerror */
+	const struct spf_outcome *out; /* during spf_done_cb only */
 };
-
-static unsigned spf_jobs; /* in flight; loop thread only */
-
-/* spf_work_cb - in a threadpool thread: the blocking evaluation. */
-static void
-spf_work_cb(uv_work_t *w)
-{
-	struct spf_job *j = container_of(w, struct spf_job, work);
-
-	j->rc = spf_eval(&j->q, &j->out);
-}
 
 /* spf_sub_action - the action configured for a non-fail result. */
 static enum action
@@ -90,10 +71,10 @@ spf_sub_action(const struct spf_job *j, enum spf_res r)
 static void
 spf_text(const struct spf_job *j, char *text, size_t len)
 {
-	const struct spf_outcome *o = &j->out;
+	const struct spf_outcome *o = j->out;
 	char ip[INET6_ADDRSTRLEN];
 
-	ipaddr_format(&j->q.client, ip, sizeof(ip));
+	ipaddr_format(&j->client, ip, sizeof(ip));
 	switch (o->result) {
 	case SPF_RES_FAIL:
 		if (o->explanation[0])
@@ -228,28 +209,27 @@ spf_add_header(struct session *s, enum spf_res r)
 	buf_append(&s->add_headers, line, strlen(line));
 }
 
-/* spf_after_cb - on the loop: map the outcome into the session's slot. */
+/* spf_done_cb - on the loop: map the outcome into the session's slot. */
 static void
-spf_after_cb(uv_work_t *w, int status)
+spf_done_cb(void *arg, const struct spf_outcome *o, int rc)
 {
-	struct spf_job *j = container_of(w, struct spf_job, work);
-	const struct spf_outcome *o = &j->out;
+	struct spf_job *j = arg;
 	struct session *s;
 	char text[256], ip[INET6_ADDRSTRLEN];
 	enum action a;
 
-	spf_jobs--;
+	j->out = o;
 	s = chk_ticket_session(&j->t);
 	if (s == NULL)
 		goto done; /* the session has gone or moved on */
 
-	ipaddr_format(&j->q.client, ip, sizeof(ip));
-	if (status < 0 || j->rc < 0) {
+	ipaddr_format(&j->client, ip, sizeof(ip));
+	if (rc < 0) {
 		snprintf(text, sizeof(text),
 		         "Temporary failure checking SPF for %.100s",
 		         o->domain[0] ? o->domain : "the sender");
 		chk_set(s, CHK_SPF, CHK_TEMPERR, NULL, text,
-		        "spf=temperror error=%d", status < 0 ? status : j->rc);
+		        "spf=temperror error=%d", rc);
 		goto finish;
 	}
 	spf_text(j, text, sizeof(text));
@@ -294,57 +274,42 @@ spf_after_cb(uv_work_t *w, int status)
 		break;
 	}
 finish:
-	spf_add_header(s,
-	               status < 0 || j->rc < 0 ? SPF_RES_TEMPERROR : o->result);
+	spf_add_header(s, rc < 0 ? SPF_RES_TEMPERROR : o->result);
 	sess_check_done(s, CHK_SPF);
 done:
-	free(j->dns_servers);
 	free(j);
 }
 
-/* spf_start - queue the evaluation for s's MAIL FROM (or HELO). */
+/* spf_start - start the evaluation for s's MAIL FROM (or HELO). */
 static void
 spf_start(struct session *s)
 {
 	const struct config *c = s->cfg;
 	struct spf_job *j;
+	struct spf_query q = {0};
+	char sender[330] = "";
 	uv_loop_t *loop = s->tcp.loop ? s->tcp.loop : uv_default_loop();
 
-	if (spf_jobs >= SPF_MAX_JOBS) {
-		chk_set(s, CHK_SPF, CHK_TEMPERR, NULL,
-		        "SPF checks are busy, try again later",
-		        "spf=temperror jobs=%u", spf_jobs);
-		chk_done_later(s, CHK_SPF);
-		return;
-	}
 	j = xcalloc(1, sizeof(*j));
 	j->t = chk_ticket_make(s, CHK_SPF);
-	snprintf(j->helo, sizeof(j->helo), "%s", s->helo);
-	if (s->has_from && !s->from.null && s->from.domain[0])
-		addr_format(&s->from, j->sender, sizeof(j->sender));
-	snprintf(j->receiver, sizeof(j->receiver), "%s",
-	         c->hostname ? c->hostname : "");
-	j->dns_servers = c->dns_servers ? xstrdup(c->dns_servers) : NULL;
+	j->client = s->client;
 	j->act[0] = c->spf_softfail;
 	j->act[1] = c->spf_neutral;
 	j->act[2] = c->spf_permerror;
-	j->q.client = s->client;
-	j->q.helo = j->helo;
-	j->q.sender = j->sender;
-	j->q.receiver = j->receiver;
-	j->q.dns_servers = j->dns_servers;
-	j->q.timeout_ms = c->dns_timeout_ms;
-	if (uv_queue_work(loop, &j->work, spf_work_cb, spf_after_cb) < 0) {
-		free(j->dns_servers);
+	if (s->has_from && !s->from.null && s->from.domain[0])
+		addr_format(&s->from, sender, sizeof(sender));
+	q.client = s->client;
+	q.helo = s->helo;
+	q.sender = sender;
+	q.receiver = c->hostname ? c->hostname : "";
+	q.timeout_ms = c->dns_timeout_ms;
+	if (spf_eval_start(loop, &q, spf_done_cb, j) < 0) {
 		free(j);
 		chk_set(s, CHK_SPF, CHK_TEMPERR, NULL,
 		        "Temporary failure checking SPF",
-		        "spf=temperror "
-		        "queue failed");
+		        "spf=temperror bad client address");
 		chk_done_later(s, CHK_SPF);
-		return;
 	}
-	spf_jobs++;
 }
 
 const struct check chk_spf = {

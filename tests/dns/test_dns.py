@@ -51,6 +51,52 @@ DYN_TEXT = ("You are a dynamic host - please use your providers mailserver "
             "to send emails")
 
 
+MXW = "mxw.com"
+# Addresses a mail server cannot be reached at, by the name the 550 gives;
+# the tests' reachable MX hosts are in 198.18.0.0/15 (benchmarking).
+REFUSED = [("lo", "A", "127.0.0.1", "loopback"),
+           ("lo6", "AAAA", "::1", "loopback"),
+           ("ll", "A", "169.254.7.7", "link-local"),
+           ("ll6", "AAAA", "fe80::25", "link-local"),
+           ("mc", "A", "224.0.0.25", "multicast"),
+           ("mc6", "AAAA", "ff02::25", "multicast"),
+           ("doc", "A", "192.0.2.25", "documentation"),
+           ("doc2", "A", "198.51.100.25", "documentation"),
+           ("doc3", "A", "203.0.113.25", "documentation"),
+           ("doc6", "AAAA", "2001:db8::25", "documentation"),
+           ("unspec", "A", "0.0.0.0", "unspecified"),
+           ("unspec6", "AAAA", "::", "unspecified"),
+           ("mapped", "AAAA", "::ffff:127.0.0.1", "loopback")]
+PRIVATE = [("priv10", "A", "10.1.2.3"), ("priv172", "A", "172.20.1.1"),
+           ("priv192", "A", "192.168.4.4"), ("cgn", "A", "100.64.1.1"),
+           ("ula", "AAAA", "fd12::25")]
+
+
+def mx_world():
+    """mx_world - the zone mxw.com: NAME MX 10 NAME-host, NAME-host with
+    the address of REFUSED / PRIVATE; more cases by hand."""
+    z = ["good-host A 198.18.7.7", "txtonly TXT \"no address\""]
+    for name, rtype, addr, *_ in REFUSED + PRIVATE:
+        z += ["%s MX 10 %s-host.%s." % (name, name, MXW),
+              "%s-host %s %s" % (name, rtype, addr),
+              "a-%s %s %s" % (name, rtype, addr)]   # for mx-or-a
+    z += ["gone MX 10 nohost.%s." % MXW,
+          "noaddr MX 10 txtonly.%s." % MXW,
+          "mixed MX 10 lo-host.%s." % MXW, "mixed MX 20 good-host.%s." % MXW,
+          "mixgone MX 10 nohost.%s." % MXW,
+          "mixgone MX 20 lo-host.%s." % MXW,
+          "dual MX 10 dual-host.%s." % MXW, "dual-host A 127.0.0.1",
+          "dual-host AAAA 2a00:1450:4001::25",
+          "tmp MX 10 mx.broken-mxhost.com.",
+          "slow MX 10 mx.slowhost.%s." % MXW,
+          "tmpmix MX 10 mx.broken-mxhost.com.",
+          "tmpmix MX 20 lo-host.%s." % MXW,
+          "tmpok MX 10 mx.broken-mxhost.com.",
+          "tmpok MX 20 good-host.%s." % MXW,
+          "a-good A 198.18.7.8", "a-good6 AAAA 2a00:1450:4001::26"]
+    return z
+
+
 def host(n):
     return "127.0.10.%d" % n
 
@@ -93,15 +139,19 @@ def zones():
         "bl." + ORG: bl,
         "refused." + ORG: refused,
         "good-sender.com": ["@ MX 10 mx.good-sender.com.",
-                            "mx A 127.0.10.200",
+                            "mx A 198.18.10.200",
                             "@ TXT \"v=spf1 ip4:127.0.10.0/24 -all\""],
-        "nomx-sender.com": ["@ A 127.0.10.201"],
+        "nomx-sender.com": ["@ A 198.18.10.201"],
         "nullmx-sender.com": ["@ MX 0 ."],
         "slow-sender.com": ["@ MX 10 mx.slow-sender.com."],
         # 40 MX records: over 512 bytes, so nsd truncates the UDP answer
         # and c-ares must retry over TCP
         "bigmx-sender.com": ["@ MX %d mx%02d-with-a-long-name.bigmx-sender"
-                             ".com." % (i, i) for i in range(40)],
+                             ".com." % (i, i) for i in range(40)] +
+                            ["mx%02d-with-a-long-name A 198.18.11.%d" % (i, i)
+                             for i in range(40)],
+        # sender_mx: the MX hosts must resolve to a reachable address
+        MXW: mx_world(),
         # the cache: same MX, one kept 300 s, one 1 s; update_zones()
         # turns both into null MX
         "ttl-sender.com": ["long 300 MX 10 mx.good-sender.com.",
@@ -109,11 +159,13 @@ def zones():
     }
 
 
-SERVFAIL = ["6.10.0.127.in-addr.arpa", "broken-sender.com"]
+SERVFAIL = ["6.10.0.127.in-addr.arpa", "broken-sender.com",
+            "broken-mxhost.com"]
 RULES = [("7.10.0.127.in-addr.arpa", None),      # PTR timeout
          ("8.10.0.127.in-addr.arpa", 300),       # PTR slow, in time
          ("11.10.0.127.bl." + ORG, None),         # DNSBL timeout
          ("slow-sender.com", None),               # MX timeout
+         ("slowhost." + MXW, None),               # MX host A timeout
          # client 13: its PTR and DNSBL answers all come 300 ms late
          ("13.10.0.127.in-addr.arpa", 300),
          ("13.10.0.127.bl." + ORG, 300),
@@ -451,6 +503,69 @@ def run(d, d2, dns, be, px):
     check("allowlist exempts a host without PTR", b.code == 220, b)
 
 
+def mx_test(d, d2, d3):
+    """mx_test - sender_mx: an MX host (or, for mx-or-a, the domain) must
+    resolve to a reachable address.  d: sender_mx = mx; d2: mx-or-a; d3:
+    mx-or-a with sender_mx_private = yes."""
+    no = "550 5.7.1 Sender domain cannot receive mail: "
+    tmp = "451 4.4.3 Temporary DNS failure resolving the sender domain "
+    for name, _, addr, why in REFUSED:
+        dom = "%s.%s" % (name, MXW)
+        expect("sender_mx/mx host %s (%s) refused" % (addr, why),
+               mail(d, "a@" + dom),
+               no + "its MX host %s-host.%s resolves only to %s (%s)"
+               % (name, MXW, addr, why))
+        expect("sender_mx=mx-or-a/%s (%s) refused" % (addr, why),
+               mail(d2, "a@a-" + dom),
+               no + "a-%s resolves only to %s (%s)" % (dom, addr, why))
+    for name, _, addr in PRIVATE:
+        dom = "%s.%s" % (name, MXW)
+        expect("sender_mx/private mx host %s refused by default" % addr,
+               mail(d, "a@" + dom),
+               no + "its MX host %s-host.%s resolves only to %s (private)"
+               % (name, MXW, addr))
+        r = mail(d3, "a@" + dom)
+        check("sender_mx_private=yes/mx host %s passes" % addr,
+              r.code == 250, r)
+        expect("sender_mx=mx-or-a/private %s refused by default" % addr,
+               mail(d2, "a@a-" + dom),
+               no + "a-%s resolves only to %s (private)" % (dom, addr))
+        r = mail(d3, "a@a-" + dom)
+        check("sender_mx_private=yes/implicit MX %s passes" % addr,
+              r.code == 250, r)
+    r = mail(d3, "a@lo." + MXW)
+    check("sender_mx_private=yes/loopback still refused", r.code == 550, r)
+    expect("sender_mx/mx host does not exist", mail(d, "a@gone." + MXW),
+           no + "its MX host nohost.%s does not exist" % MXW)
+    expect("sender_mx/mx host has no address", mail(d, "a@noaddr." + MXW),
+           no + "its MX host txtonly.%s has no address" % MXW)
+    r = mail(d, "a@mixed." + MXW)
+    check("sender_mx/one reachable mx host of two passes", r.code == 250, r)
+    expect("sender_mx/refused host named before a missing one",
+           mail(d, "a@mixgone." + MXW),
+           no + "its MX host lo-host.%s resolves only to 127.0.0.1 "
+           "(loopback)" % MXW)
+    r = mail(d, "a@dual." + MXW)
+    check("sender_mx/loopback A but public AAAA passes", r.code == 250, r)
+    expect("sender_mx/mx host servfail tempfails", mail(d, "a@tmp." + MXW),
+           tmp + "tmp." + MXW)
+    expect("sender_mx/mx host timeout tempfails", mail(d, "a@slow." + MXW),
+           tmp + "slow." + MXW)
+    expect("sender_mx/servfail and refused host tempfails",
+           mail(d, "a@tmpmix." + MXW), tmp + "tmpmix." + MXW)
+    r = mail(d, "a@tmpok." + MXW)
+    check("sender_mx/servfail and reachable host passes", r.code == 250, r)
+    for n in ("a-good", "a-good6"):
+        r = mail(d2, "a@%s.%s" % (n, MXW))
+        check("sender_mx=mx-or-a/reachable %s passes" % n, r.code == 250, r)
+        expect("sender_mx=mx/%s without MX refused" % n,
+               mail(d, "a@%s.%s" % (n, MXW)),
+               "550 5.7.1 Sender domain has no MX record: %s.%s" % (n, MXW))
+    expect("sender_mx=mx-or-a/no MX and no address refused",
+           mail(d2, "a@txtonly." + MXW),
+           "550 5.7.1 Sender domain has no MX record: txtonly." + MXW)
+
+
 def conf_for(proxy_addr, **extra):
     c = dict(action_dnsbl="reject", action_rdns="reject",
              action_dynamic="reject", action_helo="reject",
@@ -532,10 +647,14 @@ def main():
         d2 = mm.Daemon(be.port, allowlist="127.0.10.2\n",
                        **conf_for(px.addr, helo_resolve="yes",
                                   sender_mx="mx-or-a"))
+        d3 = mm.Daemon(be.port, **conf_for(px.addr, sender_mx="mx-or-a",
+                                           sender_mx_private="yes"))
         try:
             d.start()
             d2.start()
+            d3.start()
             run(d, d2, dns, be, px)
+            mx_test(d, d2, d3)
             concurrency_test(d, px)
             datafile_test(be, px)
             late_dns_test(be)
@@ -548,6 +667,7 @@ def main():
             log = d.log_text()
             d.cleanup()
             d2.cleanup()
+            d3.cleanup()
             if not all(results):
                 sys.stderr.write(log[-3000:])
     return 0 if all(results) else 1

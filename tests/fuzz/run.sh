@@ -9,7 +9,9 @@
 # mains) are compiled once with -fsanitize=fuzzer-no-link,address,undefined
 # into build/fuzz/libmailmoat.a; each harness links what it needs from it.
 # A harness NAME (tests/fuzz/fuzz_NAME.c) starts from tests/fuzz/seeds/NAME/
-# (seeds are also replayed, so committed crash seeds are regression tests),
+# and tests/fuzz/corpus/NAME/ (the minimized corpus of the long campaigns,
+# bench/fuzz-campaign.sh; both are replayed first, so committed crash seeds
+# are regression tests),
 # keeps what it finds in build/fuzz/corpus/NAME/, and on a crash leaves the
 # input in tests/fuzz/crashes/NAME-* and prints "not ok - fuzz:NAME".
 set -u
@@ -71,13 +73,15 @@ for h in tests/fuzz/fuzz_*.c; do
 	fi
 	seeds=tests/fuzz/seeds/$name
 	corpus=$OUT/corpus/$name
+	kept=tests/fuzz/corpus/$name
 	mkdir -p "$seeds" "$corpus"
+	[ -d "$kept" ] || kept=
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	UBSAN_OPTIONS=print_stacktrace=1 \
 	"$bin" -max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 \
 		-max_len="${FUZZ_MAX_LEN:-8192}" -print_final_stats=1 \
 		-artifact_prefix="tests/fuzz/crashes/$name-" \
-		"$corpus" "$seeds" >"$log" 2>&1
+		"$corpus" "$seeds" ${kept:+"$kept"} >"$log" 2>&1
 	rc=$?
 	runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
 	if [ "$rc" = 0 ]; then

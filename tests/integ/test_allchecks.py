@@ -16,9 +16,12 @@ except ImportError:     # the DNS engineer's helper is not there yet
 
 ZONES = {
     "goodsender.net": [
-        "@     MX 10 mail.goodsender.net.",
+        # the MX host must be reachable (not loopback): 198.18/15 is the
+        # benchmarking range, never connected to
+        "@     MX 10 mx.goodsender.net.",
         "@     TXT \"v=spf1 ip4:127.0.20.0/24 -all\"",
         "mail  A  127.0.20.1",
+        "mx    A  198.18.20.1",
     ],
     "mailmoat-bl.net": [
         "2.0.0.127 A 127.0.0.2",          # RFC 5782 test entry

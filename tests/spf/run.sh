@@ -3,7 +3,8 @@
 #
 #  1. spf:<scenario>/<test>  the RFC 7208 conformance suite (openspf/pyspf
 #     rfc7208-tests.yml, 203 tests) through the project's SPF path:
-#     spf_eval() with the patched libspf2 and the c-ares DNS layer, against
+#     spf_eval_start() with the patched libspf2 answered from dns.c (on a
+#     small libuv loop, as in the daemon), against
 #     a loopback DNS server serving each scenario's zone (spfsuite.py).
 #     Passes when at least SPF_MIN_PASS (195) pass and every failure is
 #     listed in xfail.txt.
@@ -28,16 +29,19 @@ L=build/test-logs
 mkdir -p "$B" "$L" tests/fuzz/crashes
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
 SUITE="tests/spf/data/rfc7208-tests.yml tests/spf/xfail.txt"
+# The SPF path as the daemon runs it: spf.c on dns.c (stats.c for its
+# counters; relay_stub.c for what stats.c reads of relay.c).
+SPFSRC="proxy/spf.c proxy/dns.c proxy/stats.c proxy/util.c proxy/log.c tests/spf/relay_stub.c"
 WARN="-Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers"
 rc=0
 
 make -s build/spf2-host/lib/libspf2.a || exit 1
-# Built from the three sources it needs, so the suite does not depend on
+# Built from the few sources it needs, so the suite does not depend on
 # the rest of the daemon compiling.
 if ! cc -std=c11 -O1 -g $WARN -D_GNU_SOURCE -Iproxy \
 	-Ibuild/spf2-host/include -o "$B/spf_driver" tests/spf/spf_driver.c \
-	proxy/spf.c proxy/util.c proxy/log.c build/spf2-host/lib/libspf2.a \
-	-lresolv -lcares -lpthread; then
+	$SPFSRC build/spf2-host/lib/libspf2.a \
+	-lresolv -luv -lcares -lpthread; then
 	echo "not ok - spf:build (spf_driver)"
 	exit 1
 fi
@@ -55,9 +59,9 @@ elif ! firmware/libspf2.sh "$asan" clang "" \
 	rc=1
 else
 	clang -std=c11 -O1 -g $SAN -D_GNU_SOURCE -Iproxy -I"$asan/include" \
-		-o "$B/spf_driver_asan" tests/spf/spf_driver.c proxy/spf.c \
-		proxy/util.c proxy/log.c "$asan/lib/libspf2.a" \
-		-lresolv -lcares -lpthread >"$L/spf-asan-driver.log" 2>&1
+		-o "$B/spf_driver_asan" tests/spf/spf_driver.c $SPFSRC \
+		"$asan/lib/libspf2.a" \
+		-lresolv -luv -lcares -lpthread >"$L/spf-asan-driver.log" 2>&1
 	if /usr/bin/python3 tests/spf/spfsuite.py "$B/spf_driver_asan" \
 		$SUITE "$MIN_PASS" >"$L/spf-asan-rfc7208.log" 2>&1; then
 		echo "ok - spf:asan-rfc7208 ($(tail -1 "$L/spf-asan-rfc7208.log" | sed 's/^# //'))"
@@ -71,8 +75,8 @@ else
 	mkdir -p "$corpus"
 	if ! clang -std=c11 -O1 -g $SAN -fsanitize=fuzzer -D_GNU_SOURCE \
 		-Iproxy -I"$asan/include" -o "$fz" tests/fuzz/fuzz_spf.c \
-		proxy/spf.c proxy/util.c proxy/log.c "$asan/lib/libspf2.a" \
-		-lresolv -lcares -lpthread >"$L/spf-fuzz-build.log" 2>&1; then
+		$SPFSRC "$asan/lib/libspf2.a" \
+		-lresolv -luv -lcares -lpthread >"$L/spf-fuzz-build.log" 2>&1; then
 		echo "not ok - spf:fuzz-asan (does not build, see $L/spf-fuzz-build.log)"
 		rc=1
 	else
@@ -100,8 +104,8 @@ else
 			"$SAN -fsanitize=fuzzer-no-link" >"$L/spf-unpatched.log" 2>&1 &&
 		   clang -std=c11 -O1 -g $SAN -fsanitize=fuzzer -D_GNU_SOURCE \
 			-Iproxy -I"$up/include" -o "$B/fuzz_spf_unpatched" \
-			tests/fuzz/fuzz_spf.c proxy/spf.c proxy/util.c proxy/log.c \
-			"$up/lib/libspf2.a" -lresolv -lcares -lpthread \
+			tests/fuzz/fuzz_spf.c $SPFSRC \
+			"$up/lib/libspf2.a" -lresolv -luv -lcares -lpthread \
 			>>"$L/spf-unpatched.log" 2>&1; then
 			ASAN_OPTIONS=detect_leaks=0 "$B/fuzz_spf_unpatched" "$seed" \
 				>>"$L/spf-unpatched.log" 2>&1
@@ -128,8 +132,9 @@ if command -v x86_64-linux-musl-gcc >/dev/null && [ -f "$cares_musl" ]; then
 		"-Os" >"$L/spf-musl-build.log" 2>&1 &&
 	   x86_64-linux-musl-gcc -static -std=c11 -Os -D_GNU_SOURCE -Iproxy \
 		-I"$m/include" -Ibuild/deps/x86_64/sysroot/include \
-		-o "$B/spf_driver_musl" tests/spf/spf_driver.c proxy/spf.c \
-		proxy/util.c proxy/log.c "$m/lib/libspf2.a" "$cares_musl" \
+		-o "$B/spf_driver_musl" tests/spf/spf_driver.c $SPFSRC \
+		"$m/lib/libspf2.a" build/deps/x86_64/sysroot/lib/libuv.a \
+		"$cares_musl" \
 		>>"$L/spf-musl-build.log" 2>&1; then
 		if /usr/bin/python3 tests/spf/spfsuite.py "$B/spf_driver_musl" \
 			$SUITE "$MIN_PASS" >"$L/spf-musl-rfc7208.log" 2>&1; then

@@ -10,7 +10,9 @@ DNS layer) and compares.  Conventions of the pyspf driver (testspf.py):
 records written as SPF are served as TXT too unless the name has TXT
 records (the copies go last); names not in zonedata are NXDOMAIN; a
 TIMEOUT entry met before any record of the asked type, and names starting
-with "error.", never get an answer; the default explanation is
+with "error.", never get an answer; names starting with "delay." are
+answered after DELAY_S (for the daemon's concurrency test); the default
+explanation is
 "DEFAULT".  UDP answers bigger than the client's buffer (512, or its EDNS
 size) are truncated (TC), so TCP fallback is exercised too.
 
@@ -26,6 +28,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 
 import yaml
 from dnslib import CNAME, DNSRecord, MX, PTR, QTYPE, RCODE, RR, TXT, A, AAAA
@@ -88,6 +91,9 @@ def make_rr(name, typ, val):
     return RR(name, rtype, rdata=rd, ttl=60)
 
 
+DELAY_S = 0.5
+
+
 def answer(data):
     """Build the reply packet for a query, or None to time out."""
     try:
@@ -101,6 +107,8 @@ def answer(data):
     reply = req.reply()
     reply.header.aa = 1
     seen = 0
+    if key.startswith('delay.'):
+        time.sleep(DELAY_S)
     while True:
         if key.startswith('error.'):
             return None

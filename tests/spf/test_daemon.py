@@ -32,12 +32,15 @@ ZONE = {
     "1.30.0.127.in-addr.arpa": [{"PTR": "mail.pass.test"}],
     "mail.pass.test": [{"A": "127.0.30.1"}],
     "six.test": [{"SPF": "v=spf1 ip6:::1/128 -all"}],
+    # answered after spfsuite.DELAY_S: many evaluations wait at once
+    "delay.conc.test": [{"SPF": "v=spf1 ip4:127.0.30.1 -all"}],
     "notsix.test": [{"SPF": "v=spf1 ip6:2001:db8::/32 ip4:127.0.0.1 -all"}],
     "big.test": [{"TXT": t} for t in BIG] +
                 [{"TXT": "v=spf1 ip4:127.0.30.1 -all"}],
 }
 
 results = []
+D_CONF = {}
 
 
 def check(name, cond, detail=""):
@@ -61,6 +64,7 @@ def main():
     port = spfsuite.start_dns()
     conf = dict(action_spf="reject", dns_servers="127.0.0.1:%d" % port,
                 dns_timeout="1s")
+    D_CONF.update(conf)
     with mm.Backend() as be:
         d = mm.Daemon(be.port, **conf)
         d2 = mm.Daemon(be.port, spf_softfail="tempfail",
@@ -149,7 +153,7 @@ def run(d, d2, be):
     r = mail(d, "127.0.30.1", "bob@slow.test")
     check("timeout-tempfails", r.full.startswith("451 4.4.3"), repr(r))
 
-    # the client leaves while its evaluation is in the threadpool: the
+    # the client leaves while its evaluation waits for DNS: the
     # answer is dropped, the daemon goes on
     c = mm.Client(d.port, src="127.0.30.1")
     c.hello()
@@ -178,6 +182,8 @@ def run(d, d2, be):
           r2.full.startswith("550 5.7.1 SPF check failed: domain "
                              "notsix.test does not designate ::1"), repr(r2))
 
+    concurrency(be)
+
     tcp = spfsuite.STATS["tcp"]
     r = mail(d, "127.0.30.1", "bob@big.test")
     check("large-answer-tcp-fallback-pass",
@@ -185,6 +191,33 @@ def run(d, d2, be):
           "%r, TCP connections %d -> %d" % (r, tcp, spfsuite.STATS["tcp"]))
     r = mail(d, "127.0.30.2", "bob@big.test")
     check("large-answer-tcp-fallback-fail", r.code == 550, repr(r))
+
+
+def concurrency(be):
+    """concurrency - 100 evaluations waiting for DNS at once all get
+    their answer (the threadpool version had at most 64 jobs and told the
+    others "451 4.4.3 SPF checks are busy")."""
+    n = 100
+    d = mm.Daemon(be.port, action_spf="reject", max_per_ip="200",
+                  dns_servers=D_CONF["dns_servers"], dns_timeout="3s")
+    clients = []
+    try:
+        d.start()
+        for _ in range(n):
+            c = mm.Client(d.port, src="127.0.30.1")
+            c.hello()
+            clients.append(c)
+        for i, c in enumerate(clients):
+            c.send("MAIL FROM:<c%d@delay.conc.test>\r\n" % i)
+        replies = [c.reply() for c in clients]
+        bad = [r for r in replies if r.code != 250]
+        check("concurrency-100-evaluations-no-busy", not bad,
+              "%d of %d not accepted, e.g. %r" % (len(bad), n,
+                                                  bad[:1]))
+    finally:
+        for c in clients:
+            c.close()
+        d.cleanup()
 
 
 if __name__ == "__main__":

@@ -291,8 +291,11 @@ fuzz() {
 		proxy/util.c proxy/log.c -luv -lmbedtls -lmbedx509 -lmbedcrypto \
 		-lpthread 2>"$tmp/fuzz-cc.log" || { cat "$tmp/fuzz-cc.log"; return 1; }
 	mkdir -p "$tmp/fuzz-corpus"
+	# tests/fuzz/corpus/tls: the kept corpus of bench/fuzz-campaign.sh
 	FUZZ_TLS_DIR=$tmp "$f" -seed=1 -runs=30000 -max_len=4096 \
-		"$tmp/fuzz-corpus" tests/tls/seeds >"$tmp/fuzz.log" 2>&1 ||
+		"$tmp/fuzz-corpus" tests/tls/seeds \
+		$([ -d tests/fuzz/corpus/tls ] && echo tests/fuzz/corpus/tls) \
+		>"$tmp/fuzz.log" 2>&1 ||
 		{ grep -E 'ERROR|SUMMARY' "$tmp/fuzz.log" | head -5; return 1; }
 }
 if command -v clang >/dev/null; then

@@ -491,6 +491,24 @@ test_errors(void)
 	        {"scanner without port", B "scanner = clamd:127.0.0.1\n",
 	         "2: bad scanner \"clamd:127.0.0.1\" (want clamd:HOST:PORT, "
 	         "spamd:HOST:PORT or rspamd:HOST:PORT)"},
+	        {"scanner list with a bad one",
+	         B "scanner = clamd:127.0.0.1:3310 spamd:host.example:783\n",
+	         "2: bad scanner \"spamd:host.example:783\" (want "
+	         "clamd:HOST:PORT, "
+	         "spamd:HOST:PORT or rspamd:HOST:PORT)"},
+	        {"too many scanners",
+	         B "scanner = clamd:127.0.0.1:1 clamd:127.0.0.1:2 "
+	           "clamd:127.0.0.1:3 clamd:127.0.0.1:4 clamd:127.0.0.1:5\n",
+	         "2: too many scanners (at most 4)"},
+	        {"scanner v6 without brackets", B "scanner = clamd:::1:3310\n",
+	         "2: bad scanner \"clamd:::1:3310\" (want clamd:HOST:PORT, "
+	         "spamd:HOST:PORT or rspamd:HOST:PORT)"},
+	        {"bad scanner_fail", B "scanner_fail = ignore\n",
+	         "2: bad value \"ignore\" for scanner_fail (tempfail|accept)"},
+	        {"bad scanner_timeout", B "scanner_timeout = 10ms\n",
+	         "2: scanner_timeout = 10ms out of range (100ms..3600000ms)"},
+	        {"bad scanner_max_size", B "scanner_max_size = 2X\n",
+	         "2: bad size \"2X\" for scanner_max_size"},
 	        {"tls_cert without key", B "tls_cert = /x/cert.pem\n",
 	         "2: tls_cert and tls_key must be set together"},
 	        {"path with space", B "state_dir = /data/my state\n",
@@ -680,6 +698,41 @@ test_values(void)
 			config_unref(c);
 		}
 	}
+	t_end();
+
+	t_begin("scanner list, timeout, fail, max size");
+	c = load_text(B "scanner = clamd:127.0.0.1:3310  spamd:[::1]:783 "
+	                "rspamd:10.0.0.2:11333\n"
+	                "scanner_timeout = 5s\nscanner_fail = accept\n"
+	                "scanner_max_size = 512K\n",
+	              err, sizeof(err));
+	T_CHECK(c != NULL, "%s", err);
+	if (c) {
+		T_INTEQ(c->n_scanners, 3);
+		T_INTEQ(c->scanners[0].kind, SCAN_CLAMD);
+		T_INTEQ(c->scanners[1].kind, SCAN_SPAMD);
+		T_INTEQ(c->scanners[2].kind, SCAN_RSPAMD);
+		T_STREQ(c->scanners[1].name, "spamd:[::1]:783");
+		T_INTEQ(c->scanners[1].addr.ss_family, AF_INET6);
+		T_INTEQ(ntohs(((struct sockaddr_in *)&c->scanners[2].addr)
+		                      ->sin_port),
+		        11333);
+		T_STREQ(c->scanner, "clamd:127.0.0.1:3310 spamd:[::1]:783 "
+		                    "rspamd:10.0.0.2:11333");
+		T_INTEQ(c->scanner_timeout_ms, 5000);
+		T_INTEQ(c->scanner_fail, SCANNER_FAIL_ACCEPT);
+		T_INTEQ(c->scanner_max_size, 512 * 1024);
+	}
+	config_unref(c);
+	c = load_text(B, err, sizeof(err));
+	T_CHECK(c != NULL, "%s", err);
+	if (c) {
+		T_INTEQ(c->n_scanners, 0);
+		T_INTEQ(c->scanner_timeout_ms, 30000);
+		T_INTEQ(c->scanner_fail, SCANNER_FAIL_TEMPFAIL);
+		T_INTEQ(c->scanner_max_size, 2 * 1024 * 1024);
+	}
+	config_unref(c);
 	t_end();
 
 	t_begin("empty list values");

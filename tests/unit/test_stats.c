@@ -119,17 +119,21 @@ main(void)
 		buf_free(&b);
 	}
 	t_end();
-	t_begin("counters file: saved, loaded back, bad lines skipped");
+	t_begin("counters: saved in the store, loaded back, old file upgraded");
 	{
 		char dir[] = "/tmp/test_stats.XXXXXX", path[64];
+		struct config c = {0};
 		FILE *f;
 
 		T_CHECK(mkdtemp(dir) != NULL, "mkdtemp");
-		T_INTEQ(stats_load(dir), -ENOENT);
+		c.state_dir = dir;
+		T_INTEQ(store_open(uv_default_loop(), &c, NULL, 0), 0);
+		stats_store_open();
 		stats.accepted = 42;
-		T_INTEQ(stats_save(dir), 0);
+		store_close();
 		memset(&stats, 0, sizeof(stats));
-		T_INTEQ(stats_load(dir), 0);
+		T_INTEQ(store_open(uv_default_loop(), &c, NULL, 0), 0);
+		stats_store_open();
 		T_INTEQ(stats.accepted, 42);
 		T_INTEQ(stats.rejected, 3);
 		T_INTEQ(stats.connections_total, 7);
@@ -138,16 +142,27 @@ main(void)
 		 */
 		T_CHECK(strstr(j, "\"dnsbl\":4") != NULL, "got %s", j);
 		free(j);
+		store_close();
+		snprintf(path, sizeof(path), "%s/store.snap", dir);
+		unlink(path);
+		snprintf(path, sizeof(path), "%s/store.jnl", dir);
+		unlink(path);
+		/* The counters file of earlier versions, with bad lines. */
 		snprintf(path, sizeof(path), "%s/counters", dir);
 		f = fopen(path, "w");
 		fputs("garbage here\nrejected 5\n\x01\xff\nlogged x\n", f);
 		fclose(f);
-		T_INTEQ(stats_load(dir), 0);
+		T_INTEQ(store_open(uv_default_loop(), &c, NULL, 0), 0);
+		stats_store_open();
 		T_INTEQ(stats.rejected, 5);
 		T_INTEQ(stats.accepted, 42);
+		store_close();
 		unlink(path);
-		rmdir(dir);
-		T_CHECK(stats_save("/nonexistent/dir") < 0, "save to nowhere");
+		snprintf(path, sizeof(path), "%s/store.snap", dir);
+		unlink(path);
+		snprintf(path, sizeof(path), "%s/store.jnl", dir);
+		unlink(path);
+		T_INTEQ(rmdir(dir), 0);
 		stats_free();
 	}
 	t_end();

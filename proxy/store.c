@@ -1,0 +1,1389 @@
+/*
+ * store.c - the flash-backed state store: named tables of small records
+ * and named blobs, in RAM, persisted to state_dir.
+ *
+ * Public (proxy.h block "store.c"):
+ *   store_open()      load STATE_DIR/store.snap then STATE_DIR/store.jnl
+ *                     (blocking: at startup, before the loop runs)
+ *   store_close()     final flush, blocking (at exit), frees everything
+ *   store_flush()     one write burst from the thread pool: what changed
+ *                     since the last one, coalesced (the flush timer)
+ *   store_table()     a named table of fixed-size values (created on first
+ *                     call; its records may already be loaded)
+ *   store_put/get/del/foreach/count
+ *   store_blob_set/get one opaque value per name, saved when set
+ *   store_on_flush()  a module refreshes its blobs just before a flush
+ *   store_now()       wall seconds, corrected for clock jumps
+ *   store_load_mem()  the loader on a memory image (fuzzing, tests)
+ *
+ * This is the only file that touches state_dir.  On-flash format, flush
+ * policy and the clock rule: docs/STORE.md.  In short: every record is
+ * [crc32 u32][len u32][body len bytes], little endian, the CRC covering
+ * len and body.  The snapshot holds the whole state and is replaced by
+ * atomic rename; the journal gets one appended burst per flush holding
+ * each record changed since the previous one (a put or a del, coalesced).
+ * When the journal is bigger than twice the live state, the next burst
+ * is a new snapshot plus an empty journal instead (bytes written stay
+ * below 1.5x the bytes of changed records).  A CLOCK record opens every
+ * burst and both files; it carries the snapshot generation, so a journal
+ * older than the snapshot (crash between the two renames) is ignored.
+ *
+ * The loop only serialises records into a buffer; open, write, fsync and
+ * rename run in uv_queue_work (one burst at a time).  The loader keeps
+ * every record with a good checksum, skips bad ones and a torn tail,
+ * logs what it dropped (count, offset), and never fails the daemon.
+ *
+ * Reads config keys state_dir and (through main.c's timer) state_flush.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "proxy.h"
+
+#define STORE_SNAP "store.snap"
+#define STORE_JNL "store.jnl"
+#define STORE_OLD_COUNTERS "counters"
+
+#define REC_HDR 8                  /* crc32 + len */
+#define REC_MAX (4u << 20)         /* largest body: a 4 MiB blob */
+#define JNL_MIN_COMPACT (64 << 10) /* never compact a journal below this */
+#define CLOCK_JUMP 60              /* seconds of wall/monotonic disagreement */
+
+enum rec_type {
+	REC_CLOCK = 1, /* u64 gen, u64 store time, u64 wall */
+	REC_TABLE = 2, /* u32 tid, u32 val_size, u8 nlen, name */
+	REC_PUT = 3,   /* u32 tid, u64 expires, u8 klen, key, value */
+	REC_DEL = 4,   /* u32 tid, u8 klen, key */
+	REC_BLOB = 5,  /* u8 nlen, name, data */
+};
+
+struct store_ent {
+	uint64_t expires;
+	uint32_t hash;
+	uint8_t klen;
+	uint8_t dirty; /* changed since the last burst */
+	uint8_t ghost; /* deleted, kept until the burst writes the del */
+	uint8_t pad;
+	unsigned char kv[]; /* key, then the value at VOFF(klen) */
+};
+
+/* VOFF - where the value starts after a key: 8-byte aligned, so that
+ * store_get()'s pointer can be read as a struct. */
+#define VOFF(klen) (((size_t)(klen) + 7) & ~(size_t)7)
+
+struct store_table {
+	char *name;      /* NULL: loaded but not asked for by anyone yet */
+	uint32_t tid;    /* crc32 of the name: the id in records */
+	size_t val_size; /* fixed per table */
+	struct store_ent **slot; /* open addressing, linear probing */
+	size_t cap, used, live;  /* slots, entries (ghosts too), live ones */
+	struct store_ent **dirty;
+	size_t n_dirty, cap_dirty;
+	bool declared_dirty; /* its TABLE record must go out */
+	bool by_code;        /* store_table() asked for it */
+	bool size_warned;
+	struct store_table *next;
+};
+
+struct store_blob {
+	char *name;
+	void *data;
+	size_t len;
+	bool dirty;
+	struct store_blob *next;
+};
+
+struct flush_req {
+	uv_work_t req;
+	struct buf data;
+	bool snapshot; /* data is a whole snapshot; else a journal burst */
+	uint64_t gen;
+	int rc;
+	void (*done)(int rc, void *arg);
+	void *arg;
+};
+
+static struct {
+	uv_loop_t *loop;
+	char *dir; /* NULL: RAM only */
+	struct store_table *tables;
+	struct store_blob *blobs;
+	uint64_t gen;        /* generation of the snapshot on flash */
+	uint64_t jnl_bytes;  /* journal size on flash (as we wrote it) */
+	uint64_t live_bytes; /* size of a snapshot of the state now */
+	bool need_compact;   /* next burst: snapshot (damage, write error) */
+	bool busy;           /* a burst is in the thread pool */
+	void (*hooks[8])(void);
+	unsigned n_hooks;
+	struct store_counters ctr;
+} st;
+
+/* ----------------------------------------------------------- crc32 */
+
+static uint32_t crc_table[256];
+
+/* store_crc32 - CRC-32 (IEEE, as zlib) of p[0..n). */
+uint32_t
+store_crc32(uint32_t crc, const void *p, size_t n)
+{
+	const unsigned char *b = p;
+
+	if (crc_table[1] == 0) {
+		for (uint32_t i = 0; i < 256; i++) {
+			uint32_t c = i;
+
+			for (int k = 0; k < 8; k++)
+				c = (c & 1) ? 0xedb88320u ^ (c >> 1) : c >> 1;
+			crc_table[i] = c;
+		}
+	}
+	crc = ~crc;
+	while (n--)
+		crc = crc_table[(crc ^ *b++) & 0xff] ^ (crc >> 8);
+	return ~crc;
+}
+
+/* ----------------------------------------------------------- clock */
+
+static struct {
+	bool started;
+	int64_t offset;   /* store time = wall + offset */
+	uint64_t last_s;  /* last store time handed out */
+	uint64_t last_ns; /* monotonic time of it */
+	time_t (*wall)(void);
+	uint64_t (*mono_ns)(void);
+} clk;
+
+/* store_wall_real - time(NULL). */
+static time_t
+store_wall_real(void)
+{
+	return time(NULL);
+}
+
+/* store_mono_real - CLOCK_MONOTONIC in nanoseconds. */
+static uint64_t
+store_mono_real(void)
+{
+	return uv_hrtime();
+}
+
+/* store_clock_hooks - tests replace the two clocks (NULL: the real ones). */
+void
+store_clock_hooks(time_t (*wall)(void), uint64_t (*mono_ns)(void))
+{
+	clk.wall = wall;
+	clk.mono_ns = mono_ns;
+	clk.started = false;
+}
+
+/* store_clock_start - store time resumes from the previous run: the wall
+ * clock's progress since the last flush counts (downtime), a wall clock
+ * behind the last flush (a box without RTC before NTP) does not. */
+static void
+store_clock_start(uint64_t saved_s, uint64_t saved_wall)
+{
+	time_t (*wall)(void) = clk.wall ? clk.wall : store_wall_real;
+	uint64_t (*mono)(void) = clk.mono_ns ? clk.mono_ns : store_mono_real;
+	int64_t w = (int64_t)wall();
+	uint64_t s = (uint64_t)(w > 0 ? w : 0);
+
+	if (saved_s != 0) {
+		if (w >= (int64_t)saved_wall)
+			s = saved_s + (uint64_t)(w - (int64_t)saved_wall);
+		else
+			s = saved_s;
+	}
+	clk.offset = (int64_t)s - w;
+	clk.last_s = s;
+	clk.last_ns = mono();
+	clk.started = true;
+	if (clk.offset > CLOCK_JUMP || clk.offset < -CLOCK_JUMP)
+		log_info("store: clock: store time is wall %+" PRId64 "s "
+		         "(wall clock behind or jumped before)",
+		         clk.offset);
+}
+
+/* store_now - wall seconds corrected for jumps: within a run store time
+ * follows the monotonic clock; when the wall clock disagrees with it by
+ * more than CLOCK_JUMP seconds the wall jumped, and the offset changes so
+ * that store time goes on smoothly.  Never goes backwards. */
+uint64_t
+store_now(void)
+{
+	time_t (*wall)(void) = clk.wall ? clk.wall : store_wall_real;
+	uint64_t (*mono)(void) = clk.mono_ns ? clk.mono_ns : store_mono_real;
+	uint64_t ns, expect, s;
+	int64_t w, cand, d;
+
+	if (!clk.started)
+		store_clock_start(0, 0);
+	ns = mono();
+	w = (int64_t)wall();
+	expect = clk.last_s + (ns - clk.last_ns) / 1000000000ull;
+	cand = w + clk.offset;
+	if (cand > (int64_t)expect + CLOCK_JUMP ||
+	    cand < (int64_t)expect - CLOCK_JUMP) {
+		int64_t old = clk.offset;
+
+		clk.offset = (int64_t)expect - w;
+		cand = (int64_t)expect;
+		st.ctr.clock_jumps++;
+		log_warn("store: wall clock jumped by %+" PRId64
+		         "s: store time keeps to the monotonic clock "
+		         "(offset %+" PRId64 "s, was %+" PRId64 "s)",
+		         old - clk.offset, clk.offset, old);
+	}
+	s = cand > (int64_t)clk.last_s ? (uint64_t)cand : clk.last_s;
+	/* last_ns advances by the whole seconds store time took, so that
+	 * frequent calls do not lose the fractions; a wall clock running
+	 * ahead (a small step) is absorbed by starting over from now. */
+	clk.last_ns += (s - clk.last_s) * 1000000000ull;
+	d = (int64_t)(ns - clk.last_ns);
+	if (d < 0 || d > 2 * 1000000000ll * CLOCK_JUMP)
+		clk.last_ns = ns;
+	clk.last_s = s;
+	return s;
+}
+
+/* ------------------------------------------------------------ tables */
+
+/* store_hash - FNV-1a of a key (never 0). */
+static uint32_t
+store_hash(const void *key, size_t n)
+{
+	const unsigned char *p = key;
+	uint32_t h = 2166136261u;
+
+	while (n--)
+		h = (h ^ *p++) * 16777619u;
+	return h ? h : 1;
+}
+
+/* store_rec_size - bytes of the PUT record of one entry. */
+static size_t
+store_rec_size(const struct store_table *t, size_t klen)
+{
+	return REC_HDR + 1 + 4 + 8 + 1 + klen + t->val_size;
+}
+
+/* store_find_tid - the table with this id, or NULL. */
+static struct store_table *
+store_find_tid(uint32_t tid)
+{
+	struct store_table *t;
+
+	for (t = st.tables; t != NULL; t = t->next)
+		if (t->tid == tid)
+			return t;
+	return NULL;
+}
+
+/* store_table_new - an empty table (name may be NULL). */
+static struct store_table *
+store_table_new(uint32_t tid, const char *name, size_t val_size)
+{
+	struct store_table *t = xcalloc(1, sizeof(*t));
+
+	t->tid = tid;
+	t->name = name ? xstrdup(name) : NULL;
+	t->val_size = val_size;
+	t->declared_dirty = true;
+	t->next = st.tables;
+	st.tables = t;
+	return t;
+}
+
+/* store_table_clear - drop every entry. */
+static void
+store_table_clear(struct store_table *t)
+{
+	for (size_t i = 0; i < t->cap; i++) {
+		if (t->slot[i] != NULL) {
+			if (!t->slot[i]->ghost)
+				st.live_bytes -=
+				        store_rec_size(t, t->slot[i]->klen);
+			free(t->slot[i]);
+		}
+	}
+	free(t->slot);
+	free(t->dirty);
+	t->slot = NULL;
+	t->dirty = NULL;
+	t->cap = t->used = t->live = 0;
+	t->n_dirty = t->cap_dirty = 0;
+}
+
+/* store_slot - index of key's slot, or of the empty slot it would take. */
+static size_t
+store_slot(const struct store_table *t, const void *key, size_t klen,
+           uint32_t h)
+{
+	size_t mask = t->cap - 1, i = h & mask;
+
+	for (;;) {
+		struct store_ent *e = t->slot[i];
+
+		if (e == NULL || (e->hash == h && e->klen == klen &&
+		                  memcmp(e->kv, key, klen) == 0))
+			return i;
+		i = (i + 1) & mask;
+	}
+}
+
+/* store_grow - double the slots (or make the first 16). */
+static void
+store_grow(struct store_table *t)
+{
+	struct store_ent **old = t->slot;
+	size_t oldcap = t->cap;
+
+	t->cap = oldcap ? oldcap * 2 : 16;
+	t->slot = xcalloc(t->cap, sizeof(*t->slot));
+	for (size_t i = 0; i < oldcap; i++) {
+		struct store_ent *e = old[i];
+		size_t j;
+
+		if (e == NULL)
+			continue;
+		j = e->hash & (t->cap - 1);
+		while (t->slot[j] != NULL)
+			j = (j + 1) & (t->cap - 1);
+		t->slot[j] = e;
+	}
+	free(old);
+}
+
+/* store_remove_slot - take slot i out (backward-shift deletion); frees
+ * the entry. */
+static void
+store_remove_slot(struct store_table *t, size_t i)
+{
+	size_t mask = t->cap - 1, j = i;
+
+	free(t->slot[i]);
+	t->slot[i] = NULL;
+	t->used--;
+	for (;;) {
+		size_t home;
+
+		j = (j + 1) & mask;
+		if (t->slot[j] == NULL)
+			return;
+		home = t->slot[j]->hash & mask;
+		/* Move j back to i if its home is not within (i, j]. */
+		if ((i <= j) ? (home <= i || home > j)
+		             : (home <= i && home > j)) {
+			t->slot[i] = t->slot[j];
+			t->slot[j] = NULL;
+			i = j;
+		}
+	}
+}
+
+/* store_mark_dirty - e goes out in the next burst. */
+static void
+store_mark_dirty(struct store_table *t, struct store_ent *e)
+{
+	if (st.dir == NULL || e->dirty)
+		return;
+	if (t->n_dirty == t->cap_dirty) {
+		t->cap_dirty = t->cap_dirty ? t->cap_dirty * 2 : 64;
+		t->dirty = xrealloc(t->dirty, t->cap_dirty * sizeof(*t->dirty));
+	}
+	t->dirty[t->n_dirty++] = e;
+	e->dirty = 1;
+}
+
+/* store_expired - is e past its time at now? */
+static inline bool
+store_expired(const struct store_ent *e, uint64_t now)
+{
+	return e->expires != 0 && e->expires <= now;
+}
+
+/* store_set - put without the dirty mark (the loader) or with it; the
+ * entry, which may have moved. */
+static struct store_ent *
+store_set(struct store_table *t, const void *key, size_t klen, const void *val,
+          uint64_t expires, bool dirty)
+{
+	uint32_t h = store_hash(key, klen);
+	struct store_ent *e;
+	size_t i;
+
+	if (t->cap == 0 || (t->used + 1) * 4 > t->cap * 3)
+		store_grow(t);
+	i = store_slot(t, key, klen, h);
+	e = t->slot[i];
+	if (e == NULL) {
+		e = xmalloc(sizeof(*e) + VOFF(klen) + t->val_size);
+		memset(e, 0, sizeof(*e));
+		e->hash = h;
+		e->klen = (uint8_t)klen;
+		memcpy(e->kv, key, klen);
+		e->ghost = 1;
+		t->slot[i] = e;
+		t->used++;
+	}
+	if (e->ghost) {
+		e->ghost = 0;
+		t->live++;
+		st.live_bytes += store_rec_size(t, klen);
+	}
+	memcpy(e->kv + VOFF(klen), val, t->val_size);
+	e->expires = expires;
+	if (dirty)
+		store_mark_dirty(t, e);
+	return e;
+}
+
+/* store_unset - delete key: a ghost until the burst (dirty) or gone. */
+static int
+store_unset(struct store_table *t, const void *key, size_t klen, bool dirty)
+{
+	uint32_t h = store_hash(key, klen);
+	struct store_ent *e;
+	size_t i;
+
+	if (t->cap == 0)
+		return -ENOENT;
+	i = store_slot(t, key, klen, h);
+	e = t->slot[i];
+	if (e == NULL || e->ghost)
+		return -ENOENT;
+	e->ghost = 1;
+	t->live--;
+	st.live_bytes -= store_rec_size(t, klen);
+	if (dirty && st.dir != NULL) {
+		store_mark_dirty(t, e);
+		return 0;
+	}
+	if (!e->dirty)
+		store_remove_slot(t, i);
+	return 0;
+}
+
+/* store_table - the table called name (created on first call). */
+struct store_table *
+store_table(const char *name, size_t val_size)
+{
+	uint32_t tid = store_crc32(0, name, strlen(name));
+	struct store_table *t = store_find_tid(tid);
+
+	if (strlen(name) > 64 || val_size > 65536)
+		log_panic("store_table: bad table %s/%zu", name, val_size);
+	if (t == NULL) {
+		t = store_table_new(tid, name, val_size);
+		t->by_code = true;
+		return t;
+	}
+	t->by_code = true;
+	if (t->name == NULL)
+		t->name = xstrdup(name);
+	else if (strcmp(t->name, name) != 0)
+		log_panic("store: table ids of %s and %s collide", t->name,
+		          name);
+	if (t->val_size != val_size) {
+		if (t->live > 0)
+			log_warn("store: table %s: values of %zu bytes on "
+			         "flash, %zu now: %zu records dropped",
+			         name, t->val_size, val_size, t->live);
+		store_table_clear(t);
+		t->val_size = val_size;
+		t->declared_dirty = true;
+		st.need_compact = true;
+	}
+	return t;
+}
+
+/* store_put - key's value becomes val (val_size bytes); 0 or -EINVAL. */
+int
+store_put(struct store_table *t, const void *key, size_t klen, const void *val,
+          uint64_t expires)
+{
+	if (klen == 0 || klen > STORE_KEY_MAX)
+		return -EINVAL;
+	store_set(t, key, klen, val, expires, true);
+	return 0;
+}
+
+/* store_get - key's value, or NULL (none, or expired). */
+const void *
+store_get(struct store_table *t, const void *key, size_t klen)
+{
+	struct store_ent *e;
+
+	if (t->cap == 0 || klen == 0 || klen > STORE_KEY_MAX)
+		return NULL;
+	e = t->slot[store_slot(t, key, klen, store_hash(key, klen))];
+	if (e == NULL || e->ghost || store_expired(e, store_now()))
+		return NULL;
+	return e->kv + VOFF(klen);
+}
+
+/* store_get_expires - key's expiry time (0: never) or -ENOENT. */
+int
+store_get_expires(struct store_table *t, const void *key, size_t klen,
+                  uint64_t *expires)
+{
+	struct store_ent *e;
+
+	if (t->cap == 0 || klen == 0 || klen > STORE_KEY_MAX)
+		return -ENOENT;
+	e = t->slot[store_slot(t, key, klen, store_hash(key, klen))];
+	if (e == NULL || e->ghost || store_expired(e, store_now()))
+		return -ENOENT;
+	*expires = e->expires;
+	return 0;
+}
+
+/* store_del - key goes; 0 or -ENOENT. */
+int
+store_del(struct store_table *t, const void *key, size_t klen)
+{
+	if (klen == 0 || klen > STORE_KEY_MAX)
+		return -ENOENT;
+	return store_unset(t, key, klen, true);
+}
+
+/* store_foreach - fn for every live record until it returns false.  fn
+ * may store_del() the record it is given, but not put. */
+void
+store_foreach(struct store_table *t,
+              bool (*fn)(const void *key, size_t klen, const void *val,
+                         uint64_t expires, void *arg),
+              void *arg)
+{
+	uint64_t now = store_now();
+	bool saved = st.dir != NULL;
+
+	/* A del inside fn must not reshuffle the slots: make it a ghost. */
+	for (size_t i = 0; i < t->cap; i++) {
+		struct store_ent *e = t->slot[i];
+
+		if (e == NULL || e->ghost || store_expired(e, now))
+			continue;
+		if (!saved)
+			e->dirty = 1; /* keeps it in place if fn deletes it */
+		if (!fn(e->kv, e->klen, e->kv + VOFF(e->klen), e->expires,
+		        arg)) {
+			if (!saved)
+				e->dirty = 0;
+			break;
+		}
+		if (!saved)
+			e->dirty = 0;
+	}
+	if (!saved) { /* RAM only: drop the ghosts fn left */
+		for (size_t i = 0; i < t->cap;) {
+			if (t->slot[i] != NULL && t->slot[i]->ghost &&
+			    !t->slot[i]->dirty)
+				store_remove_slot(t, i);
+			else
+				i++;
+		}
+	}
+}
+
+/* store_count - live records (expired ones may count until the sweep). */
+size_t
+store_count(struct store_table *t)
+{
+	return t->live;
+}
+
+/* ------------------------------------------------------------- blobs */
+
+/* store_blob_find - the blob called name, or NULL. */
+static struct store_blob *
+store_blob_find(const char *name)
+{
+	struct store_blob *b;
+
+	for (b = st.blobs; b != NULL; b = b->next)
+		if (strcmp(b->name, name) == 0)
+			return b;
+	return NULL;
+}
+
+/* store_blob_put - set name's blob (dirty or as loaded). */
+static void
+store_blob_put(const char *name, const void *p, size_t n, bool dirty)
+{
+	struct store_blob *b = store_blob_find(name);
+
+	if (b == NULL) {
+		b = xcalloc(1, sizeof(*b));
+		b->name = xstrdup(name);
+		b->next = st.blobs;
+		st.blobs = b;
+	} else {
+		st.live_bytes -= REC_HDR + 2 + strlen(name) + b->len;
+		free(b->data);
+	}
+	b->data = xmalloc(n ? n : 1);
+	memcpy(b->data, p, n);
+	b->len = n;
+	b->dirty = b->dirty || dirty;
+	st.live_bytes += REC_HDR + 2 + strlen(name) + n;
+}
+
+/* store_blob_set - name's blob becomes p[0..n); saved at the next flush.
+ * 0, or -EINVAL (name longer than 64 bytes, blob above 4 MiB). */
+int
+store_blob_set(const char *name, const void *p, size_t n)
+{
+	if (strlen(name) == 0 || strlen(name) > 64 ||
+	    n > REC_MAX - 2 - strlen(name))
+		return -EINVAL;
+	store_blob_put(name, p, n, true);
+	return 0;
+}
+
+/* store_blob_get - name's blob and its size, or NULL. */
+const void *
+store_blob_get(const char *name, size_t *n)
+{
+	struct store_blob *b = store_blob_find(name);
+
+	if (b == NULL)
+		return NULL;
+	*n = b->len;
+	return b->data;
+}
+
+/* store_on_flush - fn runs on the loop just before each burst (and the
+ * final one): set blobs there. */
+void
+store_on_flush(void (*fn)(void))
+{
+	for (unsigned i = 0; i < st.n_hooks; i++)
+		if (st.hooks[i] == fn)
+			return;
+	if (st.n_hooks == ARRAY_LEN(st.hooks))
+		log_panic("store: too many flush hooks");
+	st.hooks[st.n_hooks++] = fn;
+}
+
+/* ---------------------------------------------------- serialisation */
+
+/* put_u32/put_u64 - little-endian into p. */
+static inline void
+put_u32(unsigned char *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static inline void
+put_u64(unsigned char *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static inline uint32_t
+get_u32(const unsigned char *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
+
+static inline uint64_t
+get_u64(const unsigned char *p)
+{
+	return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32;
+}
+
+/* rec_begin - room for a record of body size n in b; returns the body
+ * (finish with rec_end). */
+static unsigned char *
+rec_begin(struct buf *b, size_t n)
+{
+	size_t need = b->len + REC_HDR + n;
+
+	if (need > b->cap) {
+		b->cap = need > b->cap * 2 ? need : b->cap * 2;
+		b->data = xrealloc(b->data, b->cap);
+	}
+	return (unsigned char *)b->data + b->len + REC_HDR;
+}
+
+/* rec_end - write the header of the record rec_begin made; commit it. */
+static void
+rec_end(struct buf *b, size_t n)
+{
+	unsigned char *h = (unsigned char *)b->data + b->len;
+
+	put_u32(h + 4, (uint32_t)n);
+	put_u32(h, store_crc32(0, h + 4, 4 + n));
+	b->len += REC_HDR + n;
+}
+
+/* ser_clock - a CLOCK record with the generation gen. */
+static void
+ser_clock(struct buf *b, uint64_t gen)
+{
+	unsigned char *p = rec_begin(b, 25);
+	uint64_t s = store_now();
+
+	p[0] = REC_CLOCK;
+	put_u64(p + 1, gen);
+	put_u64(p + 9, s);
+	put_u64(p + 17, (uint64_t)(s - clk.offset));
+	rec_end(b, 25);
+}
+
+/* ser_table - t's TABLE record. */
+static void
+ser_table(struct buf *b, const struct store_table *t)
+{
+	size_t nl = t->name ? strlen(t->name) : 0;
+	unsigned char *p = rec_begin(b, 10 + nl);
+
+	p[0] = REC_TABLE;
+	put_u32(p + 1, t->tid);
+	put_u32(p + 5, (uint32_t)t->val_size);
+	p[9] = (unsigned char)nl;
+	memcpy(p + 10, t->name ? t->name : "", nl);
+	rec_end(b, 10 + nl);
+}
+
+/* ser_ent - e's PUT, or its DEL when it is a ghost. */
+static void
+ser_ent(struct buf *b, const struct store_table *t, const struct store_ent *e)
+{
+	size_t n;
+	unsigned char *p;
+
+	if (e->ghost) {
+		n = 6 + e->klen;
+		p = rec_begin(b, n);
+		p[0] = REC_DEL;
+		put_u32(p + 1, t->tid);
+		p[5] = e->klen;
+		memcpy(p + 6, e->kv, e->klen);
+	} else {
+		n = 14 + e->klen + t->val_size;
+		p = rec_begin(b, n);
+		p[0] = REC_PUT;
+		put_u32(p + 1, t->tid);
+		put_u64(p + 5, e->expires);
+		p[13] = e->klen;
+		memcpy(p + 14, e->kv, e->klen);
+		memcpy(p + 14 + e->klen, e->kv + VOFF(e->klen), t->val_size);
+	}
+	rec_end(b, n);
+}
+
+/* ser_blob - a BLOB record. */
+static void
+ser_blob(struct buf *b, const struct store_blob *bl)
+{
+	size_t nl = strlen(bl->name), n = 2 + nl + bl->len;
+	unsigned char *p = rec_begin(b, n);
+
+	p[0] = REC_BLOB;
+	p[1] = (unsigned char)nl;
+	memcpy(p + 2, bl->name, nl);
+	memcpy(p + 2 + nl, bl->data, bl->len);
+	rec_end(b, n);
+}
+
+/* store_sweep - forget expired records (no del record is needed: the
+ * loader drops expired puts itself) and the ghosts already written. */
+static void
+store_sweep(struct store_table *t, uint64_t now)
+{
+	for (size_t i = 0; i < t->cap;) {
+		struct store_ent *e = t->slot[i];
+
+		if (e != NULL && !e->dirty &&
+		    (e->ghost || store_expired(e, now))) {
+			if (!e->ghost) {
+				t->live--;
+				st.live_bytes -= store_rec_size(t, e->klen);
+			}
+			store_remove_slot(t,
+			                  i); /* slot i refilled: look again */
+			continue;
+		}
+		i++;
+	}
+}
+
+/* store_serialise - the next burst into b: the changed records, or the
+ * whole state (snapshot: true); clears the dirty marks. */
+static void
+store_serialise(struct buf *b, bool *snapshot, uint64_t *gen)
+{
+	struct store_table *t;
+	struct store_blob *bl;
+	size_t changed = 0;
+	uint64_t now = store_now();
+
+	for (t = st.tables; t != NULL; t = t->next)
+		for (size_t i = 0; i < t->n_dirty; i++)
+			changed += store_rec_size(t, t->dirty[i]->klen);
+	*snapshot = st.need_compact ||
+	            (st.jnl_bytes + changed > 2 * st.live_bytes &&
+	             st.jnl_bytes + changed > JNL_MIN_COMPACT);
+	*gen = *snapshot ? st.gen + 1 : st.gen;
+	ser_clock(b, *gen);
+	for (t = st.tables; t != NULL; t = t->next) {
+		if (*snapshot || t->declared_dirty || t->n_dirty > 0)
+			ser_table(b, t);
+		t->declared_dirty = false;
+		for (size_t i = 0; i < t->n_dirty; i++) {
+			struct store_ent *e = t->dirty[i];
+
+			if (!*snapshot)
+				ser_ent(b, t, e);
+			e->dirty = 0;
+		}
+		t->n_dirty = 0;
+		if (*snapshot) {
+			for (size_t i = 0; i < t->cap; i++) {
+				struct store_ent *e = t->slot[i];
+
+				if (e != NULL && !e->ghost &&
+				    !store_expired(e, now))
+					ser_ent(b, t, e);
+			}
+		}
+		store_sweep(t, now);
+	}
+	for (bl = st.blobs; bl != NULL; bl = bl->next) {
+		if (*snapshot || bl->dirty)
+			ser_blob(b, bl);
+		bl->dirty = false;
+	}
+	st.need_compact = false;
+}
+
+/* ---------------------------------------------------------- file I/O */
+
+/* store_path - dir/name into out. */
+static int
+store_path(char *out, size_t outlen, const char *dir, const char *name)
+{
+	if ((size_t)snprintf(out, outlen, "%s/%s", dir, name) >= outlen)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+/* store_append - p[0..n) at the end of the journal, fdatasync.  Blocking:
+ * thread pool or exit. */
+static int
+store_append(const char *dir, const void *p, size_t n)
+{
+	char path[4096];
+	const char *c = p;
+	int fd, rc = 0;
+
+	if ((rc = store_path(path, sizeof(path), dir, STORE_JNL)) < 0)
+		return rc;
+	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	while (n > 0) {
+		ssize_t w = write(fd, c, n);
+
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			rc = -errno;
+			break;
+		}
+		c += w;
+		n -= (size_t)w;
+	}
+	if (rc == 0 && fdatasync(fd) < 0)
+		rc = -errno;
+	if (close(fd) < 0 && rc == 0)
+		rc = -errno;
+	return rc;
+}
+
+/* store_write_snapshot - p[0..n) becomes the snapshot, then the journal
+ * is replaced by one holding only a CLOCK record of the same generation.
+ * A crash between the two renames leaves an older journal, which the
+ * loader ignores for its generation.  Blocking. */
+static int
+store_write_snapshot(const char *dir, const void *p, size_t n, uint64_t gen)
+{
+	char path[4096];
+	struct buf j = {0};
+	int rc;
+
+	if ((rc = store_path(path, sizeof(path), dir, STORE_SNAP)) < 0)
+		return rc;
+	rc = util_write_file_atomic(path, p, n, 0600);
+	if (rc < 0)
+		return rc;
+	/* The journal's first record: the CLOCK at the snapshot's start. */
+	buf_append(&j, p, REC_HDR + 25);
+	if ((rc = store_path(path, sizeof(path), dir, STORE_JNL)) == 0)
+		rc = util_write_file_atomic(path, j.data, j.len, 0600);
+	buf_free(&j);
+	return rc;
+}
+
+/* store_write - one burst, blocking. */
+static int
+store_write(const char *dir, const struct buf *b, bool snapshot, uint64_t gen)
+{
+	if (snapshot)
+		return store_write_snapshot(dir, b->data, b->len, gen);
+	return store_append(dir, b->data, b->len);
+}
+
+/* store_flush_work - in the thread pool. */
+static void
+store_flush_work(uv_work_t *req)
+{
+	struct flush_req *w = container_of(req, struct flush_req, req);
+
+	w->rc = store_write(st.dir, &w->data, w->snapshot, w->gen);
+}
+
+/* store_burst_done - account a finished burst (loop or exit). */
+static void
+store_burst_done(int rc, size_t n, bool snapshot, uint64_t gen)
+{
+	st.ctr.bursts++;
+	if (rc < 0) {
+		st.ctr.write_errors++;
+		st.need_compact = true; /* whatever it held goes out whole */
+		log_warn("store: cannot write %s in %s: %s",
+		         snapshot ? "the snapshot" : "the journal", st.dir,
+		         strerror(-rc));
+		return;
+	}
+	st.ctr.bytes_written += n;
+	if (snapshot) {
+		st.ctr.snapshots++;
+		st.ctr.bytes_written += REC_HDR + 25;
+		st.gen = gen;
+		st.jnl_bytes = REC_HDR + 25;
+	} else {
+		st.jnl_bytes += n;
+	}
+}
+
+/* store_flush_done - back on the loop. */
+static void
+store_flush_done(uv_work_t *req, int status)
+{
+	struct flush_req *w = container_of(req, struct flush_req, req);
+	int rc = status < 0 ? status : w->rc;
+
+	st.busy = false;
+	store_burst_done(rc, w->data.len, w->snapshot, w->gen);
+	if (w->done)
+		w->done(rc, w->arg);
+	buf_free(&w->data);
+	free(w);
+}
+
+/* store_hooks_run - modules refresh their blobs. */
+static void
+store_hooks_run(void)
+{
+	for (unsigned i = 0; i < st.n_hooks; i++)
+		st.hooks[i]();
+}
+
+/* store_flush - one burst of what changed, from the thread pool; done
+ * (may be NULL) is called on the loop with 0 or -errno.  -EBUSY when a
+ * burst is still running (the changes wait for the next one), -ENOENT
+ * without state_dir. */
+int
+store_flush(void (*done)(int rc, void *arg), void *arg)
+{
+	struct flush_req *w;
+	int rc;
+
+	if (st.dir == NULL)
+		return -ENOENT;
+	if (st.busy)
+		return -EBUSY;
+	store_hooks_run();
+	w = xcalloc(1, sizeof(*w));
+	store_serialise(&w->data, &w->snapshot, &w->gen);
+	w->done = done;
+	w->arg = arg;
+	st.busy = true;
+	rc = uv_queue_work(st.loop, &w->req, store_flush_work,
+	                   store_flush_done);
+	if (rc < 0) {
+		st.busy = false;
+		store_burst_done(rc, 0, w->snapshot, w->gen);
+		buf_free(&w->data);
+		free(w);
+	}
+	return rc;
+}
+
+/* store_flush_now - one burst, blocking (store_close, tests). */
+int
+store_flush_now(void)
+{
+	struct buf b = {0};
+	bool snap;
+	uint64_t gen;
+	int rc;
+
+	if (st.dir == NULL)
+		return -ENOENT;
+	if (st.busy)
+		return -EBUSY;
+	store_hooks_run();
+	store_serialise(&b, &snap, &gen);
+	rc = store_write(st.dir, &b, snap, gen);
+	store_burst_done(rc, b.len, snap, gen);
+	buf_free(&b);
+	return rc;
+}
+
+/* -------------------------------------------------------------- load */
+
+struct loader {
+	uint64_t gen; /* generation of this file (CLOCK seen) */
+	bool have_gen;
+	uint64_t clock_s, clock_wall; /* last CLOCK */
+	size_t good, dropped;
+	size_t first_bad; /* offset of the first dropped byte */
+	bool journal;
+	uint64_t want_gen;
+	bool stale;
+};
+
+/* store_apply - one record's body (its CRC was good); false when it does
+ * not parse (counted as dropped). */
+static bool
+store_apply(struct loader *ld, const unsigned char *p, size_t n)
+{
+	struct store_table *t;
+	size_t kl;
+
+	if (n < 1)
+		return false;
+	if (ld->stale && p[0] != REC_CLOCK)
+		return true; /* an old journal: skipped as a whole */
+	switch (p[0]) {
+	case REC_CLOCK:
+		if (n != 25)
+			return false;
+		ld->gen = get_u64(p + 1);
+		ld->have_gen = true;
+		ld->clock_s = get_u64(p + 9);
+		ld->clock_wall = get_u64(p + 17);
+		ld->stale = ld->journal && ld->gen != ld->want_gen;
+		return true;
+	case REC_TABLE: {
+		uint32_t tid, vs;
+		size_t nl;
+		char name[65];
+
+		if (n < 10)
+			return false;
+		tid = get_u32(p + 1);
+		vs = get_u32(p + 5);
+		nl = p[9];
+		if (n != 10 + nl || nl > 64 || vs > 65536)
+			return false;
+		memcpy(name, p + 10, nl);
+		name[nl] = '\0';
+		if (nl > 0 && store_crc32(0, name, nl) != tid)
+			return false;
+		t = store_find_tid(tid);
+		if (t == NULL)
+			t = store_table_new(tid, nl ? name : NULL, vs);
+		else if (t->val_size != vs && t->by_code) {
+			/* Asked for before the load with another size: the
+			 * records on flash do not fit and are dropped. */
+			if (!t->size_warned)
+				log_warn("store: table %s: values of %u bytes "
+				         "on flash, %zu now: dropped",
+				         t->name, vs, t->val_size);
+			t->size_warned = true;
+			st.need_compact = true;
+		} else if (t->val_size != vs) {
+			store_table_clear(t);
+			t->val_size = vs;
+		}
+		if (t->name == NULL && nl > 0)
+			t->name = xstrdup(name);
+		return true;
+	}
+	case REC_PUT:
+		if (n < 14)
+			return false;
+		t = store_find_tid(get_u32(p + 1));
+		kl = p[13];
+		if (t == NULL || kl == 0 || n != 14 + kl + t->val_size)
+			return false;
+		store_set(t, p + 14, kl, p + 14 + kl, get_u64(p + 5), false);
+		return true;
+	case REC_DEL:
+		if (n < 6)
+			return false;
+		t = store_find_tid(get_u32(p + 1));
+		kl = p[5];
+		if (t == NULL || kl == 0 || n != 6 + kl)
+			return false;
+		store_unset(t, p + 6, kl, false);
+		return true;
+	case REC_BLOB: {
+		size_t nl;
+		char name[65];
+
+		if (n < 2)
+			return false;
+		nl = p[1];
+		if (nl == 0 || nl > 64 || n < 2 + nl)
+			return false;
+		memcpy(name, p + 2, nl);
+		name[nl] = '\0';
+		if (memchr(name, '\0', nl) != NULL)
+			return false;
+		store_blob_put(name, p + 2 + nl, n - 2 - nl, false);
+		return true;
+	}
+	default:
+		return false;
+	}
+}
+
+/* store_parse - every record of p[0..n) into the RAM state; a bad one is
+ * skipped by scanning for the next offset where a record with a good
+ * checksum starts. */
+static void
+store_parse(struct loader *ld, const unsigned char *p, size_t n)
+{
+	size_t off = 0;
+	bool in_bad = false;
+
+	while (off < n) {
+		uint32_t len;
+
+		if (n - off >= REC_HDR) {
+			len = get_u32(p + off + 4);
+			if (len >= 1 && len <= REC_MAX &&
+			    len <= n - off - REC_HDR &&
+			    store_crc32(0, p + off + 4, 4 + len) ==
+			            get_u32(p + off) &&
+			    store_apply(ld, p + off + REC_HDR, len)) {
+				ld->good++;
+				off += REC_HDR + len;
+				in_bad = false;
+				continue;
+			}
+		}
+		if (!in_bad) {
+			if (ld->dropped == 0)
+				ld->first_bad = off;
+			ld->dropped++;
+			in_bad = true;
+		}
+		off++;
+	}
+}
+
+/* store_load_mem - load a snapshot image and a journal image into the
+ * (empty) RAM state, as store_open does from files; for the fuzzer and
+ * tests.  Counts of good and dropped records in *good, *dropped. */
+void
+store_load_mem(const void *snap, size_t snap_len, const void *jnl,
+               size_t jnl_len, size_t *good, size_t *dropped)
+{
+	struct loader ls = {0}, lj = {0};
+
+	store_parse(&ls, snap, snap_len);
+	lj.journal = true;
+	lj.want_gen = ls.have_gen ? ls.gen : 0;
+	store_parse(&lj, jnl, jnl_len);
+	if (good)
+		*good = ls.good + lj.good;
+	if (dropped)
+		*dropped = ls.dropped + lj.dropped;
+}
+
+/* store_read_file - the whole of dir/name into b; 0, -ENOENT or -errno. */
+static int
+store_read_file(const char *dir, const char *name, struct buf *b)
+{
+	char path[4096], tmp[65536];
+	int fd, rc;
+
+	if ((rc = store_path(path, sizeof(path), dir, name)) < 0)
+		return rc;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	for (;;) {
+		ssize_t r = read(fd, tmp, sizeof(tmp));
+
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			rc = -errno;
+			break;
+		}
+		if (r == 0)
+			break;
+		buf_append(b, tmp, (size_t)r);
+	}
+	close(fd);
+	return rc;
+}
+
+/* store_load_file - one file into the state; logs what it dropped. */
+static void
+store_load_file(struct loader *ld, const char *name)
+{
+	struct buf b = {0};
+	int rc = store_read_file(st.dir, name, &b);
+
+	if (rc < 0) {
+		if (rc != -ENOENT)
+			log_warn("store: cannot read %s/%s: %s", st.dir, name,
+			         strerror(-rc));
+		buf_free(&b);
+		return;
+	}
+	store_parse(ld, (const unsigned char *)b.data, b.len);
+	if (ld->dropped > 0) {
+		log_warn("store: %s/%s: %zu good records, %zu damaged "
+		         "stretch(es) dropped (the first at offset %zu of "
+		         "%zu)",
+		         st.dir, name, ld->good, ld->dropped, ld->first_bad,
+		         b.len);
+		st.need_compact = true;
+		st.ctr.load_dropped += ld->dropped;
+	}
+	if (ld->journal) {
+		st.jnl_bytes = b.len;
+		if (ld->stale) {
+			log_info("store: %s/%s is older than the snapshot: "
+			         "ignored",
+			         st.dir, name);
+			st.need_compact = true;
+		}
+	}
+	st.ctr.load_records += ld->good;
+	buf_free(&b);
+}
+
+/* store_upgrade - the counters file of earlier versions becomes the blob
+ * "counters" (same text) when the store has none yet. */
+static void
+store_upgrade(void)
+{
+	struct buf b = {0};
+	size_t n;
+
+	if (store_blob_get("counters", &n) != NULL)
+		return;
+	if (store_read_file(st.dir, STORE_OLD_COUNTERS, &b) == 0 &&
+	    b.len < REC_MAX) {
+		store_blob_put("counters", b.data, b.len, true);
+		log_info("store: %s/%s taken over as the counters blob", st.dir,
+		         STORE_OLD_COUNTERS);
+	}
+	buf_free(&b);
+}
+
+/* store_open - load the state of state_dir (when it is a directory; if
+ * not the store lives in RAM only and that is logged).  0 or -errno with
+ * the reason in err. */
+int
+store_open(uv_loop_t *loop, const struct config *cfg, char *err, size_t errlen)
+{
+	struct loader ls = {0}, lj = {0};
+	struct stat sb;
+	uint64_t t0 = uv_hrtime();
+
+	st.loop = loop;
+	if (cfg->state_dir == NULL || cfg->state_dir[0] == '\0' ||
+	    stat(cfg->state_dir, &sb) < 0 || !S_ISDIR(sb.st_mode)) {
+		log_warn("store: state_dir %s is not a directory: state is "
+		         "not kept across restarts",
+		         cfg->state_dir ? cfg->state_dir : "(unset)");
+		store_clock_start(0, 0);
+		return 0;
+	}
+	st.dir = xstrdup(cfg->state_dir);
+	store_load_file(&ls, STORE_SNAP);
+	st.gen = ls.have_gen ? ls.gen : 0;
+	lj.journal = true;
+	lj.want_gen = st.gen;
+	store_load_file(&lj, STORE_JNL);
+	if (!ls.have_gen && !lj.have_gen && (ls.good || lj.good))
+		st.need_compact = true;
+	/* The clock resumes from the newest CLOCK record. */
+	if (lj.have_gen && !lj.stale)
+		store_clock_start(lj.clock_s, lj.clock_wall);
+	else
+		store_clock_start(ls.clock_s, ls.clock_wall);
+	store_upgrade();
+	/* What the loader took in is on flash already: nothing is dirty. */
+	for (struct store_table *t = st.tables; t != NULL; t = t->next) {
+		store_sweep(t, store_now());
+		t->declared_dirty = false;
+	}
+	st.ctr.load_ms = (uv_hrtime() - t0) / 1000000;
+	log_info("store: %s: %zu records loaded in %" PRIu64 " ms", st.dir,
+	         ls.good + lj.good, st.ctr.load_ms);
+	(void)err;
+	(void)errlen;
+	return 0;
+}
+
+/* store_close - the final burst (blocking), then free everything. */
+void
+store_close(void)
+{
+	struct store_table *t;
+	struct store_blob *b;
+	int rc;
+
+	if (st.dir != NULL) {
+		rc = store_flush_now();
+		if (rc < 0 && rc != -EBUSY)
+			log_warn("store: final flush: %s", strerror(-rc));
+	}
+	while ((t = st.tables) != NULL) {
+		st.tables = t->next;
+		store_table_clear(t);
+		free(t->name);
+		free(t);
+	}
+	while ((b = st.blobs) != NULL) {
+		st.blobs = b->next;
+		free(b->name);
+		free(b->data);
+		free(b);
+	}
+	free(st.dir);
+	memset(&st, 0, sizeof(st));
+	clk.started = false;
+}
+
+/* store_counters_get - the store's own figures (tests, stats, bench). */
+void
+store_counters_get(struct store_counters *out)
+{
+	*out = st.ctr;
+	out->jnl_bytes = st.jnl_bytes;
+	out->live_bytes = st.live_bytes;
+}

@@ -1,0 +1,222 @@
+/*
+ * dashboard.c - /cgi-bin/dashboard: the box at a glance.
+ *
+ * Version, board, slot, uptime and the data partition's use (files the
+ * firmware provides, statvfs of state_dir); from the daemon (`stats`):
+ * sessions now, counters by action and by reason, greylist size and every
+ * section other modules add (DNSBL zones, scanners, backscatter, ...)
+ * shown generically; `series day|month` as two inline SVG charts.  GET
+ * only.  Every value is escaped.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+#include <time.h>
+
+#include "cgi.h"
+#include "proxy.h"
+
+static const char *const series_names[4] = {"accept", "tempfail", "reject",
+                                            "log"};
+static const char *const series_colours[4] = {"#4a8", "#e90", "#c33", "#68c"};
+
+/* row - one escaped table row */
+static void
+row(const char *k, const char *v)
+{
+	fputs("<tr><th>", stdout);
+	cgi_html(k);
+	fputs("</th><td>", stdout);
+	cgi_html(v);
+	fputs("</td></tr>\n", stdout);
+}
+
+struct dash {
+	int section; /* 0 top level, 1 reasons, 2 other sections */
+	char cur[128];
+	int open;
+};
+
+/* top_fn - the top-level numbers and the reasons table */
+static void
+top_fn(void *arg, int depth, char *const *path, const char *val, size_t n,
+       char kind)
+{
+	struct dash *d = arg;
+	char v[512], k[300];
+
+	if (kind == 's')
+		cgi_json_unquote(val, n, v, sizeof(v));
+	else
+		snprintf(v, sizeof(v), "%.*s", (int)n, val);
+	if (d->section == 0 && depth == 1 && strcmp(path[0], "version"))
+		row(path[0], v);
+	if (d->section == 1 && depth == 2 && !strcmp(path[0], "reasons"))
+		row(path[1], v);
+	if (d->section == 2 && depth >= 2 && strcmp(path[0], "reasons")) {
+		if (strcmp(d->cur, path[0])) {
+			if (d->open)
+				fputs("</table></div>\n", stdout);
+			snprintf(d->cur, sizeof(d->cur), "%s", path[0]);
+			fputs("<h3>", stdout);
+			cgi_html(path[0]);
+			fputs("</h3><div class=\"scroll\"><table>\n", stdout);
+			d->open = 1;
+		}
+		snprintf(k, sizeof(k), "%s%s%s%s%s", path[1],
+		         depth > 2 ? " " : "", depth > 2 ? path[2] : "",
+		         depth > 3 ? " " : "", depth > 3 ? path[3] : "");
+		row(k, v);
+	}
+}
+
+static uint64_t s_start, s_span;
+
+/* label - hh:mm or mm-dd under a bar */
+static void
+label(int i, char *buf, size_t len)
+{
+	time_t t = (time_t)(s_start + (uint64_t)i * s_span);
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(buf, len, s_span < 86400 ? "%H:%M" : "%m-%d", &tm);
+}
+
+/* chart - `series WHICH` as an SVG bar chart */
+static void
+chart(const char *which, const char *title)
+{
+	char cmd[32], *out, *line, *save = NULL;
+	uint64_t *v[4], start = 0;
+	unsigned long long t, a[4];
+	int n = 0, max = 400, i;
+
+	snprintf(cmd, sizeof(cmd), "series %s", which);
+	if (cgi_ctl(cmd, &out) != 0) {
+		cgi_msg(false, out);
+		free(out);
+		return;
+	}
+	for (i = 0; i < 4; i++)
+		v[i] = calloc((size_t)max, sizeof(uint64_t));
+	for (line = strtok_r(out, "\n", &save); line;
+	     line = strtok_r(NULL, "\n", &save)) {
+		if (strncmp(line, "span=", 5) == 0) {
+			s_span = strtoull(line + 5, NULL, 10);
+			continue;
+		}
+		if (n < max && sscanf(line, "%llu %llu %llu %llu %llu", &t,
+		                      &a[0], &a[1], &a[2], &a[3]) == 5) {
+			if (n == 0)
+				start = t;
+			for (i = 0; i < 4; i++)
+				v[i][n] = a[i];
+			n++;
+		}
+	}
+	s_start = start;
+	cgi_svg_chart(title, n, 4, (const uint64_t *const *)v, series_names,
+	              series_colours, s_span < 86400 ? 36 : 5, label);
+	for (i = 0; i < 4; i++)
+		free(v[i]);
+	free(out);
+}
+
+/* uptime_str - seconds as "3d 4h 5m" */
+static void
+uptime_str(long long s, char *out, size_t len)
+{
+	if (s < 0)
+		snprintf(out, len, "-");
+	else
+		snprintf(out, len, "%lldd %lldh %lldm", s / 86400,
+		         s / 3600 % 24, s / 60 % 60);
+}
+
+/* main - the dashboard */
+int
+main(void)
+{
+	struct cgi_req r;
+	struct dash d = {0};
+	struct statvfs vfs;
+	char version[64], board[64], slot[64], host[256], sdir[256];
+	char up[64], dup[64], flash[96], *stats;
+	int rc;
+
+	cgi_begin(&r, true);
+	if (r.post)
+		cgi_error(405, "only GET");
+	rc = cgi_ctl("stats", &stats);
+	if (cgi_read_file(CGI_ETC "/mailmoat/version", version,
+	                  sizeof(version)))
+		snprintf(version, sizeof(version), "%s", MAILMOAT_VERSION);
+	if (cgi_read_file(CGI_ETC "/mailmoat/board", board, sizeof(board)))
+		snprintf(board, sizeof(board), "host");
+	if (cgi_conf_get("/run/mailmoat-boot", "slot", slot, sizeof(slot)))
+		snprintf(slot, sizeof(slot), "-");
+	if (cgi_conf_get(cgi_conf_path(), "hostname", host, sizeof(host)))
+		snprintf(host, sizeof(host), "-");
+	if (cgi_conf_get(cgi_conf_path(), "state_dir", sdir, sizeof(sdir)))
+		snprintf(sdir, sizeof(sdir), "/data/mailmoat");
+	if (cgi_read_file("/proc/uptime", up, sizeof(up)) == 0)
+		uptime_str(atoll(up), up, sizeof(up));
+	else
+		snprintf(up, sizeof(up), "-");
+	if (statvfs(sdir, &vfs) == 0 && vfs.f_blocks > 0)
+		snprintf(
+		        flash, sizeof(flash), "%llu of %llu MiB used (%d%%)",
+		        (unsigned long long)((vfs.f_blocks - vfs.f_bfree) *
+		                                     vfs.f_frsize >>
+		                             20),
+		        (unsigned long long)(vfs.f_blocks * vfs.f_frsize >> 20),
+		        (int)((vfs.f_blocks - vfs.f_bfree) * 100 /
+		              vfs.f_blocks));
+	else
+		snprintf(flash, sizeof(flash), "-");
+
+	cgi_page_begin(&r, "Dashboard");
+	fputs("<h2>Box</h2><table id=\"box\">\n", stdout);
+	row("version", version);
+	row("board", board);
+	row("slot", slot);
+	row("hostname", host);
+	row("box uptime", up);
+	row("data partition", flash);
+	if (rc == 0) {
+		uptime_str(cgi_json_num(stats, "uptime"), dup, sizeof(dup));
+		row("daemon", "running");
+		row("daemon uptime", dup);
+	} else {
+		row("daemon", "not answering");
+	}
+	fputs("</table>\n", stdout);
+	if (rc != 0) {
+		cgi_msg(false, stats);
+		free(stats);
+		cgi_page_end();
+		return 0;
+	}
+	fputs("<h2>Decisions over time</h2>\n", stdout);
+	chart("day", "last 24 hours (5-minute buckets)");
+	chart("month", "last 30 days (daily)");
+	fputs("<h2>Counters</h2><table id=\"counters\">\n", stdout);
+	d.section = 0;
+	cgi_json_walk(stats, top_fn, &d);
+	fputs("</table>\n<h2>Reasons</h2><table id=\"reasons\">\n", stdout);
+	d.section = 1;
+	cgi_json_walk(stats, top_fn, &d);
+	if (strstr(stats, "\"reasons\":{}"))
+		fputs("<tr><td><small>(no refusals yet)</small></td></tr>\n",
+		      stdout);
+	fputs("</table>\n<h2>Health</h2>\n", stdout);
+	d.section = 2;
+	cgi_json_walk(stats, top_fn, &d);
+	if (d.open)
+		fputs("</table></div>\n", stdout);
+	free(stats);
+	cgi_page_end();
+	return 0;
+}
