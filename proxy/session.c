@@ -10,11 +10,31 @@
  * sess_arm, sess_rearm), sess_close(), the TLS hooks and the read path.
  *
  * A session (struct sess, session_int.h) embeds its uv_tcp_t and
- * uv_timer_t and is freed in the close callback of the last one.  The
- * one timer serves every state: greet pause and connect-check wait
- * (PH_CONNECT), each command, each DATA chunk, the whole session's life
- * (the cap of every arming; shorter in stress mode), and the flush of the
- * last reply when closing.
+ * uv_timer_t and is freed in the close callback of the last one.
+ *
+ * Which timer runs in which state (the rule; one uv_timer_t, x->wait
+ * says what the session waits for, sess_rearm() arms it):
+ *   - before the banner (PH_CONNECT): greet_pause, then at most
+ *     2 x dns_timeout + 5 s for the connect checks (listen.c).
+ *   - waiting for the client's next command (W_CLIENT, after each reply
+ *     we write): timeout_command; bytes of a command do not extend it.
+ *   - a command is with us (W_US: its checks run, or the backend works on
+ *     MAIL/RCPT/DATA): the client's timer is suspended - each stage has
+ *     its own limits (DNS timeouts, the relay's timeout_backend) - and
+ *     only a ceiling (timeout_backend + 2 x dns_timeout + 5 s) catches a
+ *     stage that hangs.
+ *   - after the 354 (W_DATA): timeout_data, re-armed by every read: the
+ *     idle time between chunks (RFC 5321 4.5.3.2.6).
+ *   - after the final dot until its answer (W_EOD: DATA checks, a held
+ *     body going out, the backend's reply): suspended; the relay's
+ *     timeout_backend turns a silent backend into a 451; a ceiling of
+ *     SESS_EOD_MAX_MS (RFC 5321's 10-minute end-of-data wait) that the
+ *     session's life does not cap.
+ *   - closing: SESS_CLOSE_FLUSH_MS for the last reply to drain.
+ * Every arming but W_EOD's is capped by the session's life (30 min, 5 in
+ * stress mode); stress mode also shortens timeout_command/timeout_data.
+ * A 421 from a timer logs reason=timeout with detail command, stage, data
+ * or end-of-data.
  *
  * Every decision is one log line (id client ptr helo from to action
  * reason detail) and counts in stats.
@@ -346,6 +366,8 @@ sess_smtp_write_cb(struct smtp *e, const char *buf, size_t len)
 		sess_raw_write(x, buf, len);
 	/* A reply went out: the client has a fresh deadline (the 354 keeps
 	 * W_DATA: the DATA handler set it). */
+	if (x->wait != W_DATA)
+		x->wait = W_CLIENT;
 	if (!x->s.closing && x->phase != PH_CONNECT)
 		sess_rearm(x);
 }
@@ -403,8 +425,29 @@ sess_rearm(struct sess *x)
 {
 	uint64_t cmd, data, life;
 
+	const struct config *c = x->s.cfg;
+
 	sess_timeouts(x, &cmd, &data, &life);
-	sess_arm(x, x->wait == W_DATA ? data : cmd);
+	switch (x->wait) {
+	case W_DATA:
+		sess_arm(x, data);
+		return;
+	case W_US:
+		/* Each stage is bounded by its own timers (DNS, the relay's
+		 * timeout_backend); this only catches a stage that hangs. */
+		sess_arm(x, (c->timeout_backend_ms ? c->timeout_backend_ms
+		                                   : 120000) +
+		                    2ull * c->dns_timeout_ms + 5000);
+		return;
+	case W_EOD:
+		/* Not capped by the session's life: a message the backend may
+		 * be committing is never cut by our clock. */
+		uv_timer_start(&x->s.timer, sess_timer_cb, SESS_EOD_MAX_MS, 0);
+		return;
+	case W_CLIENT:
+		break;
+	}
+	sess_arm(x, cmd);
 }
 
 /* sess_timer_cb - greet pause over, a deadline passed, or a close hung. */
@@ -439,7 +482,10 @@ sess_timer_cb(uv_timer_t *t)
 	snprintf(reply, sizeof(reply),
 	         "421 4.4.2 Timeout, closing connection [id=%s]", x->s.sid);
 	sess_log(x, VERDICT_TEMPFAIL, "timeout",
-	         x->wait == W_DATA ? "data" : "command");
+	         x->wait == W_DATA  ? "data"
+	         : x->wait == W_US  ? "stage"
+	         : x->wait == W_EOD ? "end-of-data"
+	                            : "command");
 	sess_final(x, reply);
 }
 

@@ -644,6 +644,12 @@ sess_smtp_command_cb(struct smtp *e, enum smtp_cmd cmd,
 	struct sess *x = sess_x(s);
 	char addr[330], reply[160];
 
+	if (cmd != SMTP_CMD_RSET && cmd != SMTP_CMD_QUIT &&
+	    cmd != SMTP_CMD_DOT) {
+		/* The command is with us: the client's timer waits. */
+		x->wait = W_US;
+		sess_rearm(x);
+	}
 	switch (cmd) {
 	case SMTP_CMD_EHLO:
 	case SMTP_CMD_HELO:
@@ -734,7 +740,10 @@ sess_smtp_command_cb(struct smtp *e, enum smtp_cmd cmd,
 		smtp_accept(e);
 		return;
 	case SMTP_CMD_DOT:
-		x->wait = W_CLIENT;
+		/* The client waits for us now: the session's timers are
+		 * suspended until the answer (the relay's timeout_backend). */
+		x->wait = W_EOD;
+		sess_rearm(x);
 		sess_dot(x, a);
 		return;
 	case SMTP_CMD_STARTTLS:

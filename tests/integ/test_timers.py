@@ -121,3 +121,79 @@ class DataTimeout(MMTest):
         self.assertRegex(got, rb"421 4\.4\.2 .* \[id=[0-9A-Z]{5}\]\r\n$")
         self.daemon.wait_decision(reason="timeout", detail="data")
         self.assertNothingDelivered()
+
+
+class CommandTimeout(MMTest):
+    """Outside DATA each command has timeout_command (idle before EHLO,
+    after MAIL, after RCPT); the 421 names the state."""
+    conf = {"timeout_command": "1s", "timeout_data": "30s"}
+
+    def expect_cut(self, c):
+        got = c.wait_closed(timeout=30)
+        self.assertRegex(got, rb"421 4\.4\.2 .* \[id=[0-9A-Z]{5}\]\r\n$")
+
+    def test_silent_before_ehlo(self):
+        c = self.client()
+        c.banner()
+        self.expect_cut(c)
+        self.daemon.wait_decision(reason="timeout", detail="command")
+
+    def test_silent_after_rcpt(self):
+        c = self.greeted()
+        c.cmd("MAIL FROM:<a@sender.example>")
+        c.cmd("RCPT TO:<bob@example.com>")
+        self.expect_cut(c)
+        self.assertNothingDelivered()
+
+
+class DotWait(MMTest):
+    """Defect 3: after the final dot the client waits for the backend under
+    timeout_backend, with the session's own timers suspended: no 421 while
+    the backend works, and the message is delivered exactly once."""
+    conf = {"timeout_command": "1s", "timeout_data": "2s",
+            "timeout_backend": "20s"}
+
+    def test_backend_slower_than_timeout_data_at_dot(self):
+        self.backend.set_mode(slow_stage="dot", slow_seconds=4)
+        c = self.greeted()
+        r = c.transaction("a@sender.example", ["bob@example.com"],
+                          message(subject="slow dot"))
+        self.assertEqual(r.code, 250, r)
+        self.assertDelivered(1)
+        c.cmd("QUIT")
+
+    def test_after_the_reply_timeout_command_again(self):
+        self.backend.set_mode(slow_stage="dot", slow_seconds=3)
+        c = self.greeted()
+        r = c.transaction("a@sender.example", ["bob@example.com"],
+                          message(subject="slow dot 2"))
+        self.assertEqual(r.code, 250, r)
+        got = c.wait_closed(timeout=30)
+        self.assertRegex(got, rb"421 4\.4\.2 .* \[id=[0-9A-Z]{5}\]\r\n$")
+
+
+    def test_backend_slower_than_timeout_command_at_rcpt(self):
+        """The same rule for any command that is with us: while the
+        backend works on the RCPT, timeout_command does not run."""
+        self.backend.set_mode(slow_stage="rcpt", slow_seconds=3)
+        c = self.greeted()
+        self.assertEqual(c.cmd("MAIL FROM:<a@sender.example>").code, 250)
+        r = c.cmd("RCPT TO:<bob@example.com>")
+        self.assertEqual(r.code, 250, r)
+        c.cmd("QUIT")
+
+
+class DotBackendTimeout(MMTest):
+    """At the dot timeout_backend is the limit: a backend slower than it
+    gets the client a 451 (never a 421 from the session's timers, never a
+    250)."""
+    conf = {"timeout_command": "1s", "timeout_data": "1s",
+            "timeout_backend": "3s"}
+
+    def test_backend_slower_than_timeout_backend_at_dot(self):
+        self.backend.set_mode(slow_stage="dot", slow_seconds=8)
+        c = self.greeted()
+        r = c.transaction("a@sender.example", ["bob@example.com"],
+                          message(subject="too slow dot"))
+        self.assertReply(r, 451)
+        self.assertStartsWith(r, "451 4.4.1")
