@@ -1338,7 +1338,7 @@ static const char css[] =
         "table{border-collapse:collapse;margin:.5em 0;background:#fff}"
         "td,th{border:1px solid #ccc;padding:.25em .5em;text-align:left;"
         "vertical-align:top;word-break:break-word}"
-        "th{background:#eee}.err{color:#a00;font-weight:bold}"
+        "th{background:#eee;white-space:nowrap}.err{color:#a00;font-weight:bold}"
         ".msg{padding:.5em;border:1px solid #8a8;background:#efe}"
         ".bad{padding:.5em;border:1px solid #a88;background:#fee}"
         "input,select,button{font-size:1em;margin:.1em 0;max-width:100%}"

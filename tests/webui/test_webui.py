@@ -324,8 +324,9 @@ def t_hostile(box):
                 "sess_on_decision, not merged): no hostile row to look at")
     box.get("/cgi-bin/decisions")
     box.shot("decisions")
-    check(shown or "img" in box.drv.find_element(By.TAG_NAME, "body").text,
-          "hostile text not shown")
+    body = box.drv.find_element(By.TAG_NAME, "body").text
+    check(HOSTILE in body, "the hostile HELO is not shown as text")
+    check(shown, "not shown on any page")
 
 
 @case("decisions page filters and shows session ids")
@@ -341,6 +342,14 @@ def t_decisions(box):
     rows = box.drv.find_elements(By.CSS_SELECTOR, "#decisions tr")
     check(len(rows) >= 2, "no row for %s" % sid)
     check(sid in rows[1].text, rows[1].text)
+    # the history is kept in the state store across a restart
+    box.daemon.stop()
+    box.daemon.start()
+    out2 = box.daemon.ctl("decisions", "id=" + sid).stdout
+    check(sid in out2, "history lost across a restart: %r" % out2)
+    series = box.daemon.ctl("series", "day").stdout.splitlines()
+    check(any(l.split()[1:] != ["0", "0", "0", "0"] for l in series[1:]),
+          "chart series lost across a restart")
 
 
 @case("a changed setting takes effect (hostname in the banner)")
