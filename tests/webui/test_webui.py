@@ -24,9 +24,9 @@ import mm  # noqa: E402
 
 from selenium import webdriver  # noqa: E402
 from selenium.common.exceptions import NoAlertPresentException  # noqa: E402
+from selenium.common.exceptions import WebDriverException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support import expected_conditions as EC  # noqa
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 HOSTILE = "<img src=x onerror=alert(1)>"
@@ -57,6 +57,16 @@ def case(name):
             sys.stdout.flush()
         return run
     return wrap
+
+
+def gone(el):
+    """gone - el left the document (Chromium sometimes says so with an
+    "does not belong to the document" error instead of a stale one)."""
+    try:
+        el.is_enabled()
+        return False
+    except WebDriverException:
+        return True
 
 
 def check(cond, what):
@@ -154,7 +164,7 @@ class Box:
         one (a click may return before the navigation starts)."""
         old = self.drv.find_element(By.TAG_NAME, "html")
         self.el(css).click()
-        WebDriverWait(self.drv, 30).until(EC.staleness_of(old))
+        WebDriverWait(self.drv, 30).until(lambda d: gone(old))
         WebDriverWait(self.drv, 30).until(
             lambda d: d.execute_script("return document.readyState")
             == "complete")
@@ -424,7 +434,7 @@ def t_block(box):
     box.drv.find_element(
         By.XPATH, "//table[@id='block-entries']//tr[td[1]='127.0.0.9']"
         "//button").click()
-    WebDriverWait(box.drv, 30).until(EC.staleness_of(old))
+    WebDriverWait(box.drv, 30).until(lambda d: gone(old))
     check("deleted" in box.el("#notice").text, box.el("#notice").text)
     with mm.Client(box.daemon.port, src="127.0.0.9") as c:
         check(c.banner().code == 220, "still blocked")
