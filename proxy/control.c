@@ -413,7 +413,7 @@ ctl_command(struct ctl_client *c, char *line)
 	} else if (strcmp(argv[0], "series") == 0 && argc == 2) {
 		struct buf b = {0};
 
-		if (history_series(&b, argv[1], (uint64_t)time(NULL)) < 0) {
+		if (history_series(&b, argv[1], store_now()) < 0) {
 			ctl_printf(out, "error: usage: series day|month\n");
 		} else {
 			buf_append(out, "ok\n", 3);

@@ -141,6 +141,7 @@ main_state_open(void)
 	if (store_open(loop, cfg, err, sizeof(err)) < 0)
 		log_warn("store: %s: state is not kept", err);
 	stats_store_open();
+	history_open();
 }
 
 /* main_rlimit - as many descriptors as we may have. */

@@ -1373,6 +1373,13 @@ int history_decisions(struct buf *b, const char *filter);
  * "START A T R L" per bucket, oldest first, the last one holding now. */
 int history_series(struct buf *b, const char *which, uint64_t now);
 void history_reset(void);
+/* history_open - subscribe to sess_on_decision and load the store's blob
+ * "history" (after store_open); the blob is set before each flush. */
+void history_open(void);
+/* history_blob / history_load_blob - the persisted form (tests); load:
+ * 0, or -EINVAL for a blob that does not parse (nothing changed). */
+void history_blob(struct buf *b);
+int history_load_blob(const void *p, size_t n);
 
 /* -------------------------------------------------------------- control.c */
 
