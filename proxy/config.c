@@ -63,6 +63,8 @@ enum config_type {
 	CT_DNS,      /* dns_servers -> c-ares csv */
 	CT_DNSBL,    /* dnsbl zones with optional return codes */
 	CT_SCANNER,  /* clamd|spamd|rspamd:host:port */
+	CT_BACKEND,  /* a socket address or "original" */
+	CT_BRIDGE,   /* two interface names, or none */
 	CT_SOCKOPT,  /* one socket address or "": ss_family 0 */
 	CT_IPLIST,   /* IP addresses and CIDR nets into a struct list */
 };
@@ -78,6 +80,8 @@ struct config_key {
 };
 
 static const char *const transparent_names[] = {"off", "redirect", "tproxy",
+                                                NULL};
+static const char *const client_info_names[] = {"none", "xclient", "proxy",
                                                 NULL};
 static const char *const rcpt_verify_names[] = {"list", "backend", "both",
                                                 NULL};
@@ -117,7 +121,7 @@ static const char *const check_names[CHK_COUNT] = {
 static const struct config_key config_keys[] = {
 	{.key = "listen", .type = CT_LISTEN, .def = "0.0.0.0:25",
 	 .off = OFF(listen)},
-	{.key = "backend", .type = CT_SOCKADDR, .off = OFF(backend),
+	{.key = "backend", .type = CT_BACKEND, .off = OFF(backend),
 	 .required = true},
 	{.key = "transparent", .type = CT_ENUM, .def = "off",
 	 .off = OFF(transparent), .names = transparent_names},
@@ -225,6 +229,9 @@ static const struct config_key config_keys[] = {
 	{.key = "dynamic_patterns", .type = CT_PATH,
 	 .off = OFF(dynamic_patterns)},
 	{.key = "tld_list", .type = CT_PATH, .off = OFF(tld_list)},
+	{.key = "backend_client_info", .type = CT_ENUM, .def = "none",
+	 .off = OFF(backend_client_info), .names = client_info_names},
+	{.key = "bridge", .type = CT_BRIDGE, .def = "none", .off = OFF(bridge)},
 	{.key = "metrics_token", .type = CT_STR, .off = OFF(metrics_token)},
 };
 
@@ -819,6 +826,50 @@ config_set(struct config *c, const struct config_key *k, char *value,
 		}
 		return 0;
 
+	case CT_BACKEND:
+		c->backend_original = strcmp(value, "original") == 0;
+		if (c->backend_original) {
+			memset(field, 0, sizeof(c->backend));
+			return 0;
+		}
+		if (*value == '\0' || strpbrk(value, " \t") != NULL ||
+		    sockaddr_parse((struct sockaddr_storage *)field, value,
+		                   25) != 0)
+			return config_err(ctx, "bad address \"%s\" for %s",
+			                  shown, k->key);
+		return 0;
+
+	case CT_BRIDGE:
+		c->n_bridge = 0;
+		if (*value == '\0' || strcmp(value, "none") == 0 ||
+		    strcmp(value, "(none)") == 0)
+			return 0;
+		n = config_words(value, words, 3);
+		if (n != 2 || strcmp(words[0], words[1]) == 0)
+			return config_err(
+			        ctx,
+			        "bad value \"%s\" for %s (two "
+			        "interfaces: ROUTER-SIDE SERVER-SIDE, "
+			        "or none)",
+			        shown, k->key);
+		for (i = 0; i < 2; i++) {
+			size_t len = strlen(words[i]);
+
+			if (len == 0 || len >= sizeof(c->bridge[0]) ||
+			    strspn(words[i], "abcdefghijklmnopqrstuvwxyz"
+			                     "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+			                     "0123456789._-") != len)
+				return config_err(ctx,
+				                  "bad interface name \"%s\" "
+				                  "for %s",
+				                  util_shown(words[i], shown,
+				                             sizeof(shown)),
+				                  k->key);
+			memcpy(c->bridge[i], words[i], len + 1);
+		}
+		c->n_bridge = 2;
+		return 0;
+
 	case CT_SCANNER:
 		n = config_words(value, words, CONFIG_MAX_SCANNERS);
 		if (n < 0)
@@ -1115,6 +1166,12 @@ config_load(const char *path, char *err, size_t errlen)
 			           config_keys[i].key);
 			goto fail;
 		}
+	if (c->backend_original && c->transparent == TRANSPARENT_OFF) {
+		ctx.line = config_line_of(seen, "backend");
+		config_err(&ctx, "backend = original needs transparent = "
+		                 "redirect or tproxy");
+		goto fail;
+	}
 	if ((c->tls_cert == NULL) != (c->tls_key == NULL)) {
 		ctx.line = config_line_of(seen,
 		                          c->tls_cert ? "tls_cert" : "tls_key");

@@ -23,6 +23,9 @@
  * follows nothing and trusts nothing: every length is checked, and name
  * compression pointers may only point backwards.
  *
+ * A lookup of a (name, type) already in flight joins it: one query on
+ * the wire, every caller gets its answer (stats: joined).
+ *
  * The cache is keyed by (type, lower-case name).  Positive answers live
  * for the smallest TTL of their records, NXDOMAIN/NODATA for the SOA
  * minimum (RFC 2308; 60 s when the server sends no SOA), both clamped to
@@ -58,12 +61,22 @@ struct dns_sock {
 	struct dns_sock *next;
 };
 
-/* A lookup in flight, owned by c-ares until its callback. */
+/* Another caller of a lookup already in flight. */
+struct dns_waiter {
+	dns_cb cb;
+	void *arg;
+	struct dns_waiter *next;
+};
+
+/* A lookup in flight, owned by c-ares until its callback; callers of the
+ * same (name, type) meanwhile wait on it (one query on the wire). */
 struct dns_q {
 	char name[256];
 	int type;
 	dns_cb cb;
 	void *arg;
+	struct dns_waiter *waiters, **waiters_tail;
+	struct dns_q *next; /* dns.inflight */
 };
 
 /* A cached answer; also used for the queue of cache hits to deliver. */
@@ -100,6 +113,7 @@ static struct {
 	unsigned n_cache;
 
 	struct dns_hit *hits, **hits_tail;
+	struct dns_q *inflight;
 	struct dns_stats st;
 } dns;
 
@@ -616,13 +630,14 @@ dns_stats_json(struct buf *b)
 	n = snprintf(tmp, sizeof(tmp),
 	             "{\"queries\":%llu,\"cache_hits\":%llu,\"sent\":%llu,"
 	             "\"tempfails\":%llu,\"timeouts\":%llu,\"cached\":%u,"
-	             "\"peek_hits\":%llu}",
+	             "\"peek_hits\":%llu,\"joined\":%llu}",
 	             (unsigned long long)dns.st.queries,
 	             (unsigned long long)dns.st.hits,
 	             (unsigned long long)dns.st.sent,
 	             (unsigned long long)dns.st.tempfails,
 	             (unsigned long long)dns.st.timeouts, dns.n_cache,
-	             (unsigned long long)dns.st.peek_hits);
+	             (unsigned long long)dns.st.peek_hits,
+	             (unsigned long long)dns.st.joined);
 	buf_append(b, tmp, (size_t)n);
 }
 
@@ -762,8 +777,9 @@ dns_timer_arm(void)
 static void
 dns_ares_cb(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 {
-	struct dns_q *q = arg;
+	struct dns_q *q = arg, **pp;
 	struct dns_answer *a = NULL;
+	struct dns_waiter *w;
 
 	if (abuf != NULL && alen > 0 &&
 	    (status == ARES_SUCCESS || status == ARES_ENODATA ||
@@ -785,7 +801,19 @@ dns_ares_cb(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 		dns.st.tempfails++;
 	else
 		dns_cache_put(q->name, q->type, a);
+	/* off the in-flight list first: a callback's new lookup of the same
+	 * name is a new query (or a cache hit), not this finished one */
+	for (pp = &dns.inflight; *pp; pp = &(*pp)->next)
+		if (*pp == q) {
+			*pp = q->next;
+			break;
+		}
 	q->cb(q->arg, a);
+	while ((w = q->waiters) != NULL) {
+		q->waiters = w->next;
+		w->cb(w->arg, a);
+		free(w);
+	}
 	dns_answer_free(a);
 	free(q);
 }
@@ -910,11 +938,26 @@ dns_query(const char *name, int type, dns_cb cb, void *arg)
 	}
 	if (!dns.chan_ok)
 		return -EAGAIN;
+	for (struct dns_q *f = dns.inflight; f; f = f->next) {
+		if (f->type == type && strcmp(f->name, key) == 0) {
+			struct dns_waiter *w = xcalloc(1, sizeof(*w));
+
+			w->cb = cb;
+			w->arg = arg;
+			*f->waiters_tail = w;
+			f->waiters_tail = &w->next;
+			dns.st.joined++;
+			return 0;
+		}
+	}
 	struct dns_q *q = xcalloc(1, sizeof(*q));
 	memcpy(q->name, key, n + 1);
 	q->type = type;
 	q->cb = cb;
 	q->arg = arg;
+	q->waiters_tail = &q->waiters;
+	q->next = dns.inflight;
+	dns.inflight = q;
 	dns.st.sent++;
 	ares_query(dns.chan, key, ns_c_in, type, dns_ares_cb, q);
 	dns_timer_arm();

@@ -47,10 +47,11 @@ static void (*drain_done)(void);
 static uv_timer_t drain_timer;
 static bool drain_timer_init;
 
-static uv_tcp_t listeners[CONFIG_MAX_LISTEN];
-static struct sockaddr_storage listen_addr[CONFIG_MAX_LISTEN];
-static bool listener_open[CONFIG_MAX_LISTEN];
-static int n_listen;
+/* listen plus, at index out_idx, outbound_listen (outbound.c) */
+static uv_tcp_t listeners[CONFIG_MAX_LISTEN + 1];
+static struct sockaddr_storage listen_addr[CONFIG_MAX_LISTEN + 1];
+static bool listener_open[CONFIG_MAX_LISTEN + 1];
+static int n_listen, out_idx = -1;
 static uv_timer_t backoff_timer;
 static bool backoff_init, backoff_active;
 
@@ -171,9 +172,10 @@ sess_freed(void)
 		sess_drain_finish();
 }
 
-/* sess_admit - caps, blocklist, allowlist, then the connect stage. */
+/* sess_admit - caps, blocklist, allowlist, then the connect stage.  On
+ * outbound_listen: only outbound_clients, and no checks (our own mail). */
 static void
-sess_admit(struct sess *x)
+sess_admit(struct sess *x, bool outbound)
 {
 	struct session *s = &x->s;
 	const struct config *c = s->cfg;
@@ -212,6 +214,26 @@ sess_admit(struct sess *x)
 	n_admitted++;
 	sess_stress_update();
 
+	if (outbound) {
+		s->outbound = true;
+		if (!outbound_client_ok(c, &s->client)) {
+			outbound_refusal(s->sid, reply, sizeof(reply));
+			sess_log(x, VERDICT_REJECT, "outbound", s->client_str);
+			sess_refuse_greeting(x, reply);
+			return;
+		}
+		s->allowlisted = true;
+	} else if (!transparent_dst_ours(c, (const struct sockaddr *)&s->dst)) {
+		/* in-line: never an open path to somebody else's server */
+		transparent_refused++;
+		snprintf(reply, sizeof(reply),
+		         "554 5.7.1 This destination is not served here "
+		         "[id=%s]",
+		         s->sid);
+		sess_log(x, VERDICT_REJECT, "transparent", s->dst_str);
+		sess_refuse_greeting(x, reply);
+		return;
+	}
 	if (c->block != NULL && list_match_ip(c->block, &s->client)) {
 		snprintf(reply, sizeof(reply),
 		         "554 5.7.1 We don't accept mail from your IP [id=%s]",
@@ -290,7 +312,10 @@ sess_connection_cb(uv_stream_t *server, int status)
 		return;
 	x = sess_new(server, cur_cfg);
 	if (x != NULL)
-		sess_admit(x);
+		sess_admit(x,
+		           out_idx >= 0 &&
+		                   server ==
+		                           (uv_stream_t *)&listeners[out_idx]);
 }
 
 /* sess_listen_open - (re)open the listeners; errors are logged. */
@@ -306,11 +331,15 @@ sess_listen_open(void)
 
 		if (listener_open[i])
 			continue;
-		uv_tcp_init(sess_loop, &listeners[i]);
+		/* tproxy: IP_TRANSPARENT before the bind (transparent.c) */
+		rc = transparent_listener_init(sess_loop, &listeners[i],
+		                               cur_cfg, sa);
 		listener_open[i] = true;
-		rc = uv_tcp_bind(&listeners[i], sa,
-		                 sa->sa_family == AF_INET6 ? UV_TCP_IPV6ONLY
-		                                           : 0);
+		if (rc == 0)
+			rc = uv_tcp_bind(&listeners[i], sa,
+			                 sa->sa_family == AF_INET6
+			                         ? UV_TCP_IPV6ONLY
+			                         : 0);
 		if (rc == 0)
 			rc = uv_listen((uv_stream_t *)&listeners[i], 511,
 			               sess_connection_cb);
@@ -347,6 +376,15 @@ sess_listen(uv_loop_t *loop, struct config *cfg)
 	                                             : CONFIG_MAX_LISTEN;
 	for (i = 0; i < n_listen; i++)
 		listen_addr[i] = cfg->listen[i];
+	out_idx = -1;
+	if (cfg->outbound_listen.ss_family != 0 &&
+	    cfg->outbound_relay.ss_family == 0)
+		log_warn("outbound_listen without outbound_relay: not opened");
+	if (cfg->outbound_listen.ss_family != 0 &&
+	    cfg->outbound_relay.ss_family != 0) {
+		out_idx = n_listen;
+		listen_addr[n_listen++] = cfg->outbound_listen;
+	}
 	sess_listen_open();
 	for (i = 0; i < n_listen; i++) {
 		if (!listener_open[i]) {

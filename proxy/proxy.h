@@ -116,6 +116,8 @@ enum transparent_mode {
 	TRANSPARENT_REDIRECT,
 	TRANSPARENT_TPROXY
 };
+/* backend_client_info: how the backend learns the real client */
+enum client_info { CLIENT_INFO_NONE, CLIENT_INFO_XCLIENT, CLIENT_INFO_PROXY };
 enum rcpt_verify { RCPT_VERIFY_LIST, RCPT_VERIFY_BACKEND, RCPT_VERIFY_BOTH };
 enum sender_mx_mode { SENDER_MX_MX, SENDER_MX_OR_A };
 enum scanner_fail { SCANNER_FAIL_TEMPFAIL, SCANNER_FAIL_ACCEPT };
@@ -177,7 +179,12 @@ struct config {
 	struct sockaddr_storage listen[CONFIG_MAX_LISTEN];
 	int n_listen;
 	struct sockaddr_storage backend;
+	bool backend_original; /* backend = original: the connection's own
+	                        * original destination (transparent modes) */
 	enum transparent_mode transparent;
+	enum client_info backend_client_info;
+	char bridge[2][16]; /* bridge = IF1 IF2 (router side, server side) */
+	int n_bridge;       /* 0: none, else 2 */
 	char *hostname;
 	struct strlist local_domains; /* lower case */
 	struct ipaddr local_addresses[CONFIG_MAX_LOCAL_ADDR];
@@ -548,6 +555,11 @@ void scan_rspamd_request(struct buf *b, const struct scan_meta *m,
                          uint64_t len);
 int scan_rspamd_parse(const char *p, size_t n, bool eof, struct scan_reply *r);
 
+/* ------------------------------------------------------ checks/scanner.c */
+
+/* (chk_scanner in check.h: every scanner sees the message before the
+ * final dot; its figures are the "scanners" section of the stats) */
+
 /* ------------------------------------------------------------- scanner.c */
 
 /*
@@ -657,6 +669,7 @@ struct dns_stats {
 	uint64_t timeouts;
 	uint64_t cached;    /* entries in the cache now */
 	uint64_t peek_hits; /* dns_cache_peek() answered (SPF) */
+	uint64_t joined;    /* waited on the same lookup in flight */
 };
 void dns_stats_get(struct dns_stats *out);
 /* dns_tick_add - fn runs on the loop after dns_init(), after each
@@ -830,7 +843,8 @@ bool dsn_id_ours(const struct config *cfg, const char *id, size_t n);
 /*
  * Hosts that sent us backscatter (DSNs for mail we never sent): a count
  * per client IP and per PTR domain, and a block of backscatter_block once
- * backscatter_threshold DSNs were refused.  Wall-clock seconds.
+ * backscatter_threshold DSNs were refused.  Kept in the state store
+ * (table "backscatter"); store time (store_now()).
  */
 int bs_init(const struct config *cfg);
 /* bs_refused - count a refused DSN of ip / ptr ("" if none); true if the
@@ -848,17 +862,16 @@ size_t bs_blocked_count(void);
 void bs_ptr_domain(const char *ptr, char *out, size_t outlen);
 void bs_format_time(uint64_t t, char *out, size_t outlen);
 uint64_t bs_now(void);
-void bs_set_clock(uint64_t (*fn)(void)); /* tests: NULL = time() */
 void bs_free(void);
 
 /* -------------------------------------------------------------- msgids.c */
 
 /*
  * The Message-IDs the box saw leave through outbound_listen: a compact
- * hashed set (16 B per id) for dsn_reference = sent, and a streaming
- * reader of an outgoing message's Message-ID field.
+ * hashed set (store table "msgids": 8-byte hash keys) for dsn_reference =
+ * sent, and a streaming reader of an outgoing message's Message-ID field.
  */
-void msgids_add(const char *id, size_t n, uint64_t expires); /* wall s */
+void msgids_add(const char *id, size_t n, uint64_t expires); /* store s */
 bool msgids_has(const char *id, size_t n);
 size_t msgids_count(void);
 void msgids_free(void);
@@ -871,6 +884,21 @@ struct msgids_tap {
 void msgids_tap_init(struct msgids_tap *t);
 void msgids_tap_feed(struct msgids_tap *t, const char *p, size_t n);
 bool msgids_tap_id(const struct msgids_tap *t, char *out, size_t outlen);
+
+/* ------------------------------------------------------------ outbound.c */
+
+/*
+ * Outbound learning: who may use outbound_listen, and the Message-IDs of
+ * what the smarthost took (msgids.c), for dsn_reference = sent.  The
+ * session calls these for its outbound sessions.
+ */
+struct session;
+bool outbound_client_ok(const struct config *cfg, const struct ipaddr *ip);
+void outbound_refusal(const char *sid, char *out, size_t outlen);
+void outbound_body(struct session *s, const char *p, size_t n);
+void outbound_delivered(struct session *s); /* 2xx to the dot */
+void outbound_end(struct session *s);       /* transaction over */
+void outbound_stats_json(struct buf *b);
 
 /* ------------------------------------------------------------- verdict.c */
 
@@ -1063,12 +1091,17 @@ struct session {
 	/* public to checks */
 	struct ipaddr client;
 	char client_str[INET6_ADDRSTRLEN];
+	struct sockaddr_storage peer;       /* the client's address and port */
+	struct sockaddr_storage dst;        /* its original destination */
+	char dst_str[INET6_ADDRSTRLEN + 8]; /* "192.0.2.25:25", "[v6]:25" */
 	char ptr[256]; /* forward-confirmed PTR name, "" if none */
 	char helo[256];
 	struct mailpath from;
 	bool has_from;
 	struct mailpath rcpt; /* the recipient being checked */
 	bool allowlisted;     /* client IP or sender in the allowlist */
+	bool outbound;        /* came in on outbound_listen (outbound.c) */
+	struct msgids_tap *outbound_tap; /* outbound.c: this message's id */
 	struct chk_result results[CHK_COUNT];
 	/* Header lines (each ending CRLF) that go in front of the message
 	 * to the backend: Received, Authentication-Results.  Checks append. */
@@ -1202,6 +1235,81 @@ extern unsigned relay_open_count; /* connections, parked ones too */
 extern unsigned relay_idle_count; /* parked for reuse (backend_reuse) */
 bool relay_can_open(const struct config *cfg);
 void relay_shutdown(void); /* QUIT the parked connections */
+struct relay_client;       /* clientinfo block */
+/* relay_open_for - relay_open for one client (ci copied; NULL: as
+ * relay_open): spoofed source (tproxy), PROXY v2 header first, or XCLIENT
+ * after the EHLO when offered.  Such connections are never reused. */
+struct relay *relay_open_for(uv_loop_t *loop, const struct config *cfg,
+                             const struct sockaddr *backend, const char *helo,
+                             const struct relay_client *ci, relay_reply_cb cb,
+                             void *arg);
+extern unsigned relay_spoof_failed; /* tproxy source binds that failed */
+
+/* --------------------------------------------------------- transparent.c */
+
+/*
+ * The socket-level parts of in-line interception: transparent listeners,
+ * the original destination, the open-path guard, the spoofing socket.
+ */
+int transparent_listener_init(uv_loop_t *loop, uv_tcp_t *h,
+                              const struct config *cfg,
+                              const struct sockaddr *sa);
+int transparent_original_dst(const uv_tcp_t *h, enum transparent_mode mode,
+                             struct sockaddr_storage *out);
+bool transparent_dst_ours(const struct config *cfg, const struct sockaddr *dst);
+void transparent_backend(const struct config *cfg, const struct sockaddr *dst,
+                         struct sockaddr_storage *out);
+int transparent_outgoing_init(uv_loop_t *loop, uv_tcp_t *h,
+                              const struct sockaddr *backend,
+                              const struct ipaddr *client);
+struct session;
+struct relay_client;
+/* transparent_session_dst - at accept: s->dst and s->dst_str from s->tcp
+ * (counted per destination for `mailmoatctl stats`, "transparent"). */
+void transparent_session_dst(struct session *s);
+/* transparent_relay_client - the backend of s and who its client is. */
+void transparent_relay_client(const struct session *s,
+                              struct sockaddr_storage *backend,
+                              struct relay_client *ci);
+extern unsigned long transparent_refused; /* reason=transparent */
+/* transparent_keep_caps - before/after main's setuid(): tproxy keeps
+ * CAP_NET_ADMIN (IP_TRANSPARENT per connection); 0 or -errno. */
+int transparent_keep_caps(const struct config *cfg, bool before);
+/* transparent_stats_json - the "transparent" stats object. */
+void transparent_stats_json(struct buf *b);
+
+/* ---------------------------------------------------------- clientinfo.c */
+
+/*
+ * Telling the backend who the real client is: the PROXY protocol v2
+ * header and Postfix's XCLIENT command (pure encoders).
+ */
+#define CLIENTINFO_PROXY_MAX 52 /* a TCP6 header */
+/* clientinfo_proxy_v2 - PROXY v2 (PROXY, TCP4 or TCP6: v4 with a v6 peer
+ * is sent v4-mapped) for src -> dst into out; its length, or 0 if out is
+ * too small or an address is neither v4 nor v6. */
+size_t clientinfo_proxy_v2(unsigned char *out, size_t outlen,
+                           const struct sockaddr *src,
+                           const struct sockaddr *dst);
+/* clientinfo_xtext - RFC 3461 xtext of s into out (truncated whole). */
+void clientinfo_xtext(char *out, size_t outlen, const char *s);
+/* clientinfo_xclient - "XCLIENT ADDR=.. NAME=.. HELO=.. PROTO=.." (no
+ * CRLF); name NULL/"": [UNAVAILABLE]; helo NULL/"": [UNAVAILABLE].
+ * false if it does not fit. */
+bool clientinfo_xclient(char *out, size_t outlen, const struct ipaddr *addr,
+                        const char *name, const char *helo, bool esmtp);
+
+/* The client a relay connection speaks for (relay_open_for). */
+struct relay_client {
+	enum client_info info;       /* none | xclient | proxy */
+	bool spoof;                  /* tproxy: connect from client's address */
+	struct ipaddr client;        /* the client */
+	struct sockaddr_storage src; /* client address and port */
+	struct sockaddr_storage dst; /* its original destination */
+	char name[256];              /* confirmed PTR name, "" if none */
+	char helo[256];              /* its HELO/EHLO name */
+	bool esmtp;                  /* it said EHLO */
+};
 
 /* ----------------------------------------------------------------- tls.c */
 

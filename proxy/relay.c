@@ -22,6 +22,12 @@
  *   relay_can_open() whether relay_open() stays within
  *                   max_backend_connections
  *   relay_shutdown() QUIT the idle connections (at exit)
+ *   relay_open_for() relay_open() for one client (transparent modes and
+ *                   backend_client_info): a tproxy socket bound to the
+ *                   client's address (transparent.c), a PROXY v2 header
+ *                   as the first bytes, or XCLIENT after an EHLO reply
+ *                   that offers it (a 2xx, then EHLO again); such a
+ *                   connection is never parked for reuse
  *
  * Connection reuse: small office servers take a while to greet, and a
  * client that sends one message per connection (most MTAs) would pay a
@@ -38,6 +44,14 @@
  * is reported once as code -1 with a short reason in `reply`; afterwards
  * the relay only waits for relay_abort().  After relay_abort() or
  * relay_quit() no callback runs again.
+ *
+ * Re-entrancy rule: no callback (reply, failure, drain) ever runs inside
+ * a relay_* call.  Replies and drains come from the loop's read and write
+ * callbacks; a failure found inside a call (a write to a reset
+ * connection, a command too long) marks the relay dead at once and is
+ * reported from a zero timer on the relay's own uv_timer_t, on a later
+ * turn of the loop.  So a caller may go on using r after any relay_*
+ * call, and learns of the failure only through its callback.
  *
  * Owns its uv_tcp_t and uv_timer_t (embedded), its buffers.  Everything
  * is asynchronous on the loop.  Reads timeout_backend_ms and hostname
@@ -65,6 +79,7 @@ enum relay_state {
 	RS_BANNER,
 	RS_EHLO,
 	RS_HELO,
+	RS_XCLIENT, /* XCLIENT sent, its 220 awaited */
 	RS_READY,
 	RS_DEAD, /* failed, waiting for relay_abort() */
 };
@@ -93,6 +108,9 @@ struct relay {
 	bool closing;
 	unsigned n_sent; /* cmds[0..n_sent) sent, replies awaited */
 	bool ext_pipelining;
+	bool ext_xclient;
+	struct relay_client *ci; /* relay_open_for: the client; owned */
+	bool xclient_sent;
 	bool writing;
 	unsigned handles;
 	struct relay_cmd cmds[RELAY_MAX_CMDS];
@@ -104,6 +122,7 @@ struct relay {
 	struct buf qbuf;   /* waiting for the write in progress */
 	struct buf rline;  /* partial reply line */
 	struct buf reply;  /* reply lines so far, joined by CRLF */
+	char why[128];     /* the failure, reported from the timer */
 	/* connection reuse */
 	struct sockaddr_storage peer;
 	unsigned reuse_ms; /* backend_reuse; 0: never parked */
@@ -138,6 +157,7 @@ relay_close_cb(uv_handle_t *h)
 	buf_free(&r->rline);
 	buf_free(&r->reply);
 	free(r->helo);
+	free(r->ci);
 	free(r);
 }
 
@@ -187,7 +207,24 @@ relay_close(struct relay *r)
 	uv_close((uv_handle_t *)&r->timer, relay_close_cb);
 }
 
-/* relay_fail - report a failure once; a detached relay just closes. */
+/* relay_report_cb - the deferred failure report (a later loop turn). */
+static void
+relay_report_cb(uv_timer_t *t)
+{
+	struct relay *r = t->data;
+
+	if (r->closing)
+		return;
+	if (r->detached) {
+		relay_close(r);
+		return;
+	}
+	r->cb(r, r->arg, -1, r->why);
+}
+
+/* relay_fail - the relay is dead from now on; the failure is reported
+ * once, never from inside the caller (a zero timer); a detached relay
+ * just closes. */
 static void
 relay_fail(struct relay *r, const char *why)
 {
@@ -196,12 +233,13 @@ relay_fail(struct relay *r, const char *why)
 	log_debug("relay: backend failed: %s", why);
 	r->state = RS_DEAD;
 	uv_read_stop((uv_stream_t *)&r->tcp);
-	uv_timer_stop(&r->timer);
 	if (r->detached) {
+		uv_timer_stop(&r->timer);
 		relay_close(r);
 		return;
 	}
-	r->cb(r, r->arg, -1, why);
+	snprintf(r->why, sizeof(r->why), "%s", why);
+	uv_timer_start(&r->timer, relay_report_cb, 0, 0);
 }
 
 /* relay_timer_cb - a reply did not come in time. */
@@ -226,6 +264,8 @@ relay_timer_cb(uv_timer_t *t)
 static void
 relay_arm(struct relay *r)
 {
+	if (r->state == RS_DEAD)
+		return; /* the timer carries the failure report */
 	uv_timer_start(&r->timer, relay_timer_cb,
 	               r->quitting ? RELAY_QUIT_MS : r->timeout_ms, 0);
 }
@@ -455,7 +495,35 @@ relay_ehlo_exts(struct relay *r, const char *reply)
 			r->ext_8bit = true;
 		if (strncasecmp(p + 4, "PIPELINING", 10) == 0)
 			r->ext_pipelining = true;
+		if (strncasecmp(p + 4, "XCLIENT", 7) == 0 &&
+		    (p[11] == '\0' || p[11] == ' ' || p[11] == '\r'))
+			r->ext_xclient = true;
 	}
+}
+
+/* relay_xclient - the backend's EHLO reply is in: send XCLIENT if it is
+ * offered (true: sent, its reply awaited).  Not offered: the connection
+ * goes on without (logged once per connection). */
+static bool
+relay_xclient(struct relay *r)
+{
+	char line[1100];
+
+	r->xclient_sent = true;
+	if (!r->ext_xclient) {
+		log_warn("relay: backend_client_info = xclient, but the "
+		         "internal mail server does not offer XCLIENT");
+		return false;
+	}
+	if (!clientinfo_xclient(line, sizeof(line), &r->ci->client, r->ci->name,
+	                        r->ci->helo, r->ci->esmtp)) {
+		relay_fail(r, "XCLIENT line too long");
+		return true;
+	}
+	r->state = RS_XCLIENT;
+	relay_send_line(r, line, NULL);
+	relay_arm(r);
+	return true;
 }
 
 /* relay_handle_reply - one complete reply from the backend. */
@@ -485,7 +553,14 @@ relay_handle_reply(struct relay *r, int code, const char *reply)
 			relay_fail(r, "EHLO refused");
 			return;
 		}
+		r->ext_size = r->ext_8bit = r->ext_pipelining = false;
+		r->ext_xclient = false;
 		relay_ehlo_exts(r, reply);
+		if (r->ci != NULL && r->ci->info == CLIENT_INFO_XCLIENT &&
+		    !r->xclient_sent) {
+			if (relay_xclient(r))
+				return;
+		}
 		r->state = RS_READY;
 		uv_timer_stop(&r->timer);
 		relay_pump(r);
@@ -498,6 +573,16 @@ relay_handle_reply(struct relay *r, int code, const char *reply)
 		r->state = RS_READY;
 		uv_timer_stop(&r->timer);
 		relay_pump(r);
+		return;
+	case RS_XCLIENT:
+		/* Postfix answers with a fresh 220 greeting: EHLO again */
+		if (code / 100 != 2) {
+			relay_fail(r, "XCLIENT refused");
+			return;
+		}
+		r->state = RS_EHLO;
+		relay_send_line(r, "EHLO ", r->helo);
+		relay_arm(r);
 		return;
 	case RS_READY:
 		break;
@@ -668,6 +753,18 @@ relay_connect_cb(uv_connect_t *req, int status)
 	}
 	r->state = RS_BANNER;
 	uv_tcp_nodelay(&r->tcp, 1);
+	if (r->ci != NULL && r->ci->info == CLIENT_INFO_PROXY) {
+		unsigned char hdr[CLIENTINFO_PROXY_MAX];
+		size_t n = clientinfo_proxy_v2(
+		        hdr, sizeof(hdr), (const struct sockaddr *)&r->ci->src,
+		        (const struct sockaddr *)&r->ci->dst);
+
+		if (n == 0) {
+			relay_fail(r, "no PROXY header for this client");
+			return;
+		}
+		relay_write(r, (const char *)hdr, n);
+	}
 	uv_read_start((uv_stream_t *)&r->tcp, relay_alloc_cb, relay_read_cb);
 	relay_arm(r);
 }
@@ -735,10 +832,24 @@ relay_open(uv_loop_t *loop, const struct config *cfg,
            const struct sockaddr *backend, const char *helo, relay_reply_cb cb,
            void *arg)
 {
+	return relay_open_for(loop, cfg, backend, helo, NULL, cb, arg);
+}
+
+unsigned relay_spoof_failed;
+
+/* relay_open_for - relay_open() speaking for the client ci (NULL: none);
+ * NULL only if the socket could not be created (logged). */
+struct relay *
+relay_open_for(uv_loop_t *loop, const struct config *cfg,
+               const struct sockaddr *backend, const char *helo,
+               const struct relay_client *ci, relay_reply_cb cb, void *arg)
+{
 	struct relay *r;
 	int rc;
 
-	r = relay_take_idle(backend, helo);
+	if (ci != NULL && !ci->spoof && ci->info == CLIENT_INFO_NONE)
+		ci = NULL;
+	r = ci != NULL ? NULL : relay_take_idle(backend, helo);
 	if (r != NULL) {
 		r->cb = cb;
 		r->arg = arg;
@@ -763,7 +874,29 @@ relay_open(uv_loop_t *loop, const struct config *cfg,
 	r->reuse_ms = cfg->backend_reuse_ms;
 	relay_peer_copy(&r->peer, backend);
 	r->state = RS_CONNECTING;
-	uv_tcp_init(loop, &r->tcp);
+	if (ci != NULL) {
+		/* one client's connection: never parked for another */
+		r->ci = xmalloc(sizeof(*r->ci));
+		*r->ci = *ci;
+		r->reuse_ms = 0;
+	}
+	rc = 0;
+	if (ci != NULL && ci->spoof)
+		rc = transparent_outgoing_init(loop, &r->tcp, backend,
+		                               &ci->client);
+	else
+		uv_tcp_init(loop, &r->tcp);
+	if (rc < 0) {
+		/* Connecting from our own address instead: the mail still
+		 * flows, the server sees the box (counted, logged). */
+		char ip[INET6_ADDRSTRLEN];
+
+		relay_spoof_failed++;
+		ipaddr_format(&ci->client, ip, sizeof(ip));
+		log_warn("relay: cannot connect from the client's address %s "
+		         "(tproxy): %s",
+		         ip, uv_strerror(rc));
+	}
 	uv_timer_init(loop, &r->timer);
 	r->tcp.data = r;
 	r->timer.data = r;

@@ -49,6 +49,8 @@ struct scan_health {
 	uint64_t scans, clean, found, faults, timeouts, refused;
 	uint64_t last_ms;    /* duration of the last answered scan */
 	uint64_t stream_max; /* clamd: learned StreamMaxLength bound */
+	bool probing;        /* a StreamMaxLength probe runs */
+	bool down;           /* the last answer was a fault */
 	time_t last_ok, last_fault;
 	char last_error[128];
 };
@@ -131,6 +133,184 @@ scan_close(struct scan_job *j)
 	uv_close((uv_handle_t *)&j->tcp, scan_close_cb);
 }
 
+/*
+ * The StreamMaxLength probe.  clamd compares each chunk's announced
+ * length with what is left of its quota as soon as it reads the 4-byte
+ * header: a header alone, longer than StreamMaxLength, is refused at
+ * once; a shorter one makes clamd wait for the data.  A binary search
+ * of such one-header connections (each answered within
+ * SCAN_PROBE_WAIT_MS, or not) finds the limit to SCAN_PROBE_STEP bytes
+ * in a few seconds, once per limit error, off the message path.
+ */
+#define SCAN_PROBE_WAIT_MS 500
+#define SCAN_PROBE_STEP (64u << 10)
+
+struct scan_probe {
+	uv_tcp_t tcp;
+	uv_timer_t timer;
+	uv_connect_t conn;
+	uv_write_t wr;
+	struct scan_server srv;
+	struct scan_health *h;
+	uv_loop_t *loop;
+	uint64_t lo, hi, mid; /* lo: accepted, hi: refused */
+	char wbuf[SCAN_CLAMD_COMMAND_LEN + 4];
+	char rbuf[256];
+	size_t rlen;
+	unsigned handles, steps;
+	bool decided;
+};
+
+static void scan_probe_step(struct scan_probe *p);
+
+/* scan_probe_close_cb - a step's handles closed: the next step or the end */
+static void
+scan_probe_close_cb(uv_handle_t *hd)
+{
+	struct scan_probe *p = hd->data;
+
+	if (--p->handles > 0)
+		return;
+	if (p->hi - p->lo > SCAN_PROBE_STEP && p->steps < 32 && p->decided) {
+		scan_probe_step(p);
+		return;
+	}
+	if (p->decided) {
+		p->h->stream_max = p->lo;
+		log_info("scanner %s: StreamMaxLength is %" PRIu64
+		         " bytes (measured, to %u bytes): larger messages are "
+		         "scanned up to there",
+		         p->srv.name, p->lo, SCAN_PROBE_STEP);
+	}
+	p->h->probing = false;
+	free(p);
+}
+
+/* scan_probe_end - this step decided (refused or not): close it */
+static void
+scan_probe_end(struct scan_probe *p, bool refused, bool decided)
+{
+	if (uv_is_closing((uv_handle_t *)&p->timer))
+		return;
+	p->decided = decided;
+	if (decided) {
+		if (refused)
+			p->hi = p->mid;
+		else
+			p->lo = p->mid;
+	}
+	uv_timer_stop(&p->timer);
+	uv_close((uv_handle_t *)&p->timer, scan_probe_close_cb);
+	uv_close((uv_handle_t *)&p->tcp, scan_probe_close_cb);
+}
+
+/* scan_probe_timer_cb - no refusal in time: the length fits */
+static void
+scan_probe_timer_cb(uv_timer_t *t)
+{
+	struct scan_probe *p = container_of(t, struct scan_probe, timer);
+
+	scan_probe_end(p, false, true);
+}
+
+/* scan_probe_alloc_cb - into the probe's small buffer */
+static void
+scan_probe_alloc_cb(uv_handle_t *hd, size_t hint, uv_buf_t *b)
+{
+	struct scan_probe *p = hd->data;
+
+	(void)hint;
+	b->base = p->rbuf + p->rlen;
+	b->len = sizeof(p->rbuf) - 1 - p->rlen;
+}
+
+/* scan_probe_read_cb - clamd's answer to the header */
+static void
+scan_probe_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
+{
+	struct scan_probe *p = container_of(st, struct scan_probe, tcp);
+	struct scan_reply r;
+
+	(void)b;
+	if (nread == 0)
+		return;
+	if (nread > 0)
+		p->rlen += (size_t)nread;
+	if (scan_clamd_parse(p->rbuf, p->rlen, nread < 0, &r) == 0 &&
+	    p->rlen < sizeof(p->rbuf) - 1)
+		return;
+	/* Anything but the size refusal: clamd is confused, stop. */
+	scan_probe_end(p, true, r.verdict == SCAN_LIMIT);
+}
+
+/* scan_probe_write_cb - the header is out (errors: the read tells) */
+static void
+scan_probe_write_cb(uv_write_t *w, int status)
+{
+	(void)w;
+	(void)status;
+}
+
+/* scan_probe_connect_cb - send "zINSTREAM\0" + one chunk header */
+static void
+scan_probe_connect_cb(uv_connect_t *c, int status)
+{
+	struct scan_probe *p = container_of(c, struct scan_probe, conn);
+	uv_buf_t b;
+
+	if (status != 0) {
+		scan_probe_end(p, false, false);
+		return;
+	}
+	memcpy(p->wbuf, scan_clamd_command, SCAN_CLAMD_COMMAND_LEN);
+	scan_clamd_chunk((unsigned char *)p->wbuf + SCAN_CLAMD_COMMAND_LEN,
+	                 (uint32_t)p->mid);
+	b = uv_buf_init(p->wbuf, sizeof(p->wbuf));
+	uv_read_start((uv_stream_t *)&p->tcp, scan_probe_alloc_cb,
+	              scan_probe_read_cb);
+	if (uv_write(&p->wr, (uv_stream_t *)&p->tcp, &b, 1,
+	             scan_probe_write_cb) != 0)
+		scan_probe_end(p, false, false);
+}
+
+/* scan_probe_step - one connection with a header of length (lo+hi)/2 */
+static void
+scan_probe_step(struct scan_probe *p)
+{
+	p->mid = p->lo + (p->hi - p->lo) / 2;
+	p->rlen = 0;
+	p->decided = false;
+	p->steps++;
+	uv_tcp_init(p->loop, &p->tcp);
+	uv_timer_init(p->loop, &p->timer);
+	p->tcp.data = p->timer.data = p;
+	p->handles = 2;
+	uv_timer_start(&p->timer, scan_probe_timer_cb, SCAN_PROBE_WAIT_MS, 0);
+	if (uv_tcp_connect(&p->conn, &p->tcp,
+	                   (const struct sockaddr *)&p->srv.addr,
+	                   scan_probe_connect_cb) != 0)
+		scan_probe_end(p, false, false);
+}
+
+/* scan_probe_start - measure clamd's limit below h->stream_max */
+static void
+scan_probe_start(uv_loop_t *loop, const struct scan_server *srv,
+                 struct scan_health *h)
+{
+	struct scan_probe *p;
+
+	if (h->probing || h->stream_max <= SCAN_PROBE_STEP)
+		return;
+	p = xcalloc(1, sizeof(*p));
+	p->srv = *srv;
+	p->h = h;
+	p->loop = loop;
+	p->lo = 0;
+	p->hi = h->stream_max;
+	h->probing = true;
+	scan_probe_step(p);
+}
+
 /* scan_report - the one answer: figures, callback, close */
 static void
 scan_report(struct scan_job *j, struct scan_reply *r)
@@ -144,21 +324,25 @@ scan_report(struct scan_job *j, struct scan_reply *r)
 	if (r->verdict == SCAN_LIMIT && j->srv.kind == SCAN_CLAMD) {
 		uint64_t bound = j->written;
 
-		h->stream_max = h->stream_max && bound >= h->stream_max
-		                        ? h->stream_max - h->stream_max / 8
-		                        : bound;
+		if (h->stream_max == 0 || bound < h->stream_max)
+			h->stream_max = bound;
+		else
+			h->stream_max -= h->stream_max / 8;
 		log_warn("scanner %s: INSTREAM size limit exceeded after "
 		         "%" PRIu64
 		         " bytes: its StreamMaxLength is at most %" PRIu64
-		         " bytes; larger messages are scanned up to there",
+		         " bytes; measuring it",
 		         j->srv.name, j->written, h->stream_max);
+		scan_probe_start(j->tcp.loop, &j->srv, h);
 	}
 	if (r->verdict == SCAN_FAULT || r->verdict == SCAN_LIMIT) {
 		h->faults++;
+		h->down = true;
 		h->last_fault = time(NULL);
 		snprintf(h->last_error, sizeof(h->last_error), "%s", r->what);
 	} else {
 		h->last_ok = time(NULL);
+		h->down = false;
 		h->last_ms = util_now_ms() - j->started_ms;
 		if (r->verdict == SCAN_CLEAN || r->verdict == SCAN_HEADER)
 			h->clean++;
@@ -239,7 +423,7 @@ scan_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
 	struct scan_job *j = container_of(st, struct scan_job, tcp);
 	struct scan_reply r;
 
-	if (j->reported || nread == 0)
+	if (j->reported || j->have_early || nread == 0)
 		return;
 	if (nread < 0) {
 		uv_read_stop(st);
@@ -316,7 +500,7 @@ scan_write(struct scan_job *j, bool chunk, const char *p, size_t n, size_t body)
 static void
 scan_flush(struct scan_job *j)
 {
-	if (!j->connected || j->write_failed || j->reported)
+	if (!j->connected || j->write_failed || j->reported || j->have_early)
 		return;
 	if (j->srv.kind != SCAN_CLAMD) {
 		if (j->ended && j->pending.len > 0) {
@@ -348,7 +532,7 @@ scan_connect_cb(uv_connect_t *c, int status)
 {
 	struct scan_job *j = container_of(c, struct scan_job, conn);
 
-	if (j->reported)
+	if (j->reported || j->have_early)
 		return;
 	if (status != 0) {
 		if (status == UV_ECONNREFUSED)
@@ -413,7 +597,8 @@ scan_open(uv_loop_t *loop, const struct scan_server *srv, unsigned timeout_ms,
 void
 scan_body(struct scan_job *j, const char *p, size_t n)
 {
-	if (j->reported || j->ended || j->srv.kind != SCAN_CLAMD)
+	if (j->reported || j->have_early || j->ended ||
+	    j->srv.kind != SCAN_CLAMD)
 		return;
 	if (j->limit > 0 && j->given + n > j->limit) {
 		n = j->given < j->limit ? (size_t)(j->limit - j->given) : 0;
@@ -422,17 +607,17 @@ scan_body(struct scan_job *j, const char *p, size_t n)
 	j->given += n;
 	buf_append(&j->pending, p, n);
 	if (j->pending.len + j->queued > SCAN_QUEUE_MAX) {
-		if (!j->connected)
-			scan_fail(j,
-			          "not connected yet and %" PRIu64
-			          " bytes waiting",
-			          (uint64_t)j->pending.len);
-		else
-			scan_fail(j,
-			          "not keeping up (%" PRIu64 " bytes "
-			          "waiting)",
-			          (uint64_t)(j->pending.len + j->queued));
+		/* Reported on the next turn, never from inside scan_body. */
+		memset(&j->early, 0, sizeof(j->early));
+		j->early.verdict = SCAN_FAULT;
+		snprintf(j->early.what, sizeof(j->early.what),
+		         "%s (%" PRIu64 " bytes waiting)",
+		         j->connected ? "not keeping up" : "not connected yet",
+		         (uint64_t)(j->pending.len + j->queued));
+		buf_free(&j->pending);
+		j->have_early = true;
 		j->h->timeouts++;
+		uv_timer_start(&j->timer, scan_timer_cb, 0, 0);
 		return;
 	}
 	scan_flush(j);
@@ -452,7 +637,7 @@ scan_end(struct scan_job *j, struct buf *req)
 		}
 		memset(req, 0, sizeof(*req));
 	}
-	if (j->reported || j->ended)
+	if (j->reported || j->have_early || j->ended)
 		return;
 	j->ended = true;
 	if (j->connected)
@@ -492,7 +677,7 @@ scan_health_json(struct buf *b)
 	buf_append(b, "{", 1);
 	for (i = 0; i < n_health; i++) {
 		const struct scan_health *h = &health[i];
-		bool up = h->last_ok >= h->last_fault;
+		bool up = !h->down;
 
 		if (i > 0)
 			buf_append(b, ", ", 2);

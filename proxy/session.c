@@ -19,6 +19,24 @@
  * Every decision is one log line (id client ptr helo from to action
  * reason detail) and counts in stats.
  *
+ * Which callback may re-enter what (the rule; stage.c and bodytap.c keep
+ * it too):
+ *   - relay.c never calls back from inside a relay_* call (failures come
+ *     from a zero timer); its callbacks arrive on a later loop turn, and
+ *     sess_relay_cb()/sess_relay_drain_cb() drop those of a relay the
+ *     session has let go (the one liveness check: s->relay == r).
+ *   - checks answer through sess_check_done() on a later turn (DNS cache
+ *     hits and chk_done_later() are deferred too); a synchronous answer
+ *     from start() would still be safe: sess_stage_start() decides only
+ *     after its loop (x->starting).
+ *   - the SMTP engine calls its hooks synchronously from smtp_input(),
+ *     smtp_accept() and smtp_reply() (the owner's answer releases queued
+ *     input): so every caller of those treats them as its last use of the
+ *     transaction state, and a hook may close the session (sess_close()
+ *     only marks it; memory goes in the last handle's close callback).
+ *   - tls.c calls its hooks synchronously from tls_input()/tls_write();
+ *     they may close the session, never free the TLS context.
+ *
  * Owns: the sessions, the id table.  Async: everything, on the loop.
  * Config keys: timeout_command, timeout_data, dns_timeout (connect wait).
  */
@@ -170,10 +188,12 @@ sess_log(struct sess *x, enum verdict_kind kind, const char *reason,
 	}
 	log_kv_escape(det, sizeof(det), detail);
 	log_kv_escape(rsn, sizeof(rsn), reason);
-	log_info("id=%s client=%s ptr=%s helo=%s from=%s to=%s action=%s "
+	log_info("id=%s client=%s%s%s ptr=%s helo=%s from=%s to=%s action=%s "
 	         "reason=%s detail=%s",
-	         s->sid, s->client_str, ptr, helo, from, to, action_names[kind],
-	         rsn, det);
+	         s->sid, s->client_str,
+	         s->cfg->transparent != TRANSPARENT_OFF ? " dst=" : "",
+	         s->cfg->transparent != TRANSPARENT_OFF ? s->dst_str : "", ptr,
+	         helo, from, to, action_names[kind], rsn, det);
 	d.id = s->sid;
 	d.time = (uint64_t)time(NULL);
 	d.client = s->client_str;
@@ -324,7 +344,8 @@ sess_smtp_write_cb(struct smtp *e, const char *buf, size_t len)
 		tls_write(x->s.tls, buf, len);
 	else
 		sess_raw_write(x, buf, len);
-	/* A reply went out: the client has a fresh deadline. */
+	/* A reply went out: the client has a fresh deadline (the 354 keeps
+	 * W_DATA: the DATA handler set it). */
 	if (!x->s.closing && x->phase != PH_CONNECT)
 		sess_rearm(x);
 }
@@ -376,14 +397,14 @@ sess_arm(struct sess *x, uint64_t ms)
 	uv_timer_start(&x->s.timer, sess_timer_cb, ms, 0);
 }
 
-/* sess_rearm - the deadline of the state the engine is in. */
+/* sess_rearm - the deadline of what the session waits for (x->wait). */
 void
 sess_rearm(struct sess *x)
 {
 	uint64_t cmd, data, life;
 
 	sess_timeouts(x, &cmd, &data, &life);
-	sess_arm(x, x->s.smtp.state == SMTP_ST_DATA ? data : cmd);
+	sess_arm(x, x->wait == W_DATA ? data : cmd);
 }
 
 /* sess_timer_cb - greet pause over, a deadline passed, or a close hung. */
@@ -418,7 +439,7 @@ sess_timer_cb(uv_timer_t *t)
 	snprintf(reply, sizeof(reply),
 	         "421 4.4.2 Timeout, closing connection [id=%s]", x->s.sid);
 	sess_log(x, VERDICT_TEMPFAIL, "timeout",
-	         x->s.smtp.state == SMTP_ST_DATA ? "data" : "command");
+	         x->wait == W_DATA ? "data" : "command");
 	sess_final(x, reply);
 }
 
@@ -442,6 +463,7 @@ sess_free_cb(uv_handle_t *h)
 	free(x->mail_refused);
 	free(x->data_refused);
 	buf_free(&x->rcpts);
+	outbound_end(s);
 	config_unref(s->cfg);
 	free(x);
 	sess_n_alive--;
@@ -566,6 +588,11 @@ sess_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
 		sess_close(x);
 		return;
 	}
+	/* In DATA every chunk re-arms timeout_data (idle time between
+	 * chunks, RFC 5321 4.5.3.2.6); command bytes do not extend the
+	 * command deadline. */
+	if (x->wait == W_DATA)
+		sess_rearm(x);
 	if (s->tls != NULL)
 		tls_input(s->tls, b->base, (size_t)nread);
 	else
@@ -629,6 +656,8 @@ sess_new(uv_stream_t *server, struct config *cfg)
 	s->id = ++sess_counter;
 	util_session_id(s->id, s->sid);
 	ipaddr_format(&s->client, s->client_str, sizeof(s->client_str));
+	memcpy(&s->peer, &ss, sizeof(ss));
+	transparent_session_dst(s);
 	s->smtp.sid = s->sid;
 	s->smtp.hostname = s->cfg->hostname;
 	s->smtp.max_rcpt =

@@ -43,6 +43,12 @@ enum sess_op {
 
 struct ipcount;
 
+/* What the session waits for: it picks the timer (session.c's header). */
+enum sess_wait {
+	W_CLIENT, /* the client's next command: timeout_command */
+	W_DATA,   /* after the 354: timeout_data, re-armed by every read */
+};
+
 /* struct sess - the public session plus the session's own state. */
 struct sess {
 	struct session s;
@@ -50,6 +56,7 @@ struct sess {
 	struct ipcount *ipc; /* NULL: not counted (over a cap) */
 	enum sess_phase phase;
 	enum sess_op op;
+	enum sess_wait wait;
 	unsigned pending_mask; /* checks of this stage not done */
 	bool starting;         /* inside sess_stage_start() */
 	bool greet_elapsed;

@@ -225,9 +225,21 @@ sess_relay_start(struct sess *x)
 			sess_final(x, reply);
 			return;
 		}
-		s->relay = relay_open(sess_loop, s->cfg,
-		                      (const struct sockaddr *)&s->cfg->backend,
-		                      s->cfg->hostname, sess_relay_cb, x);
+		struct sockaddr_storage be;
+		struct relay_client ci;
+
+		/* the original destination or the backend (the smarthost for
+		 * outbound mail); and who the client is, for tproxy /
+		 * backend_client_info (not for outbound mail) */
+		transparent_relay_client(s, &be, &ci);
+		if (s->outbound) {
+			memcpy(&be, &s->cfg->outbound_relay, sizeof(be));
+			ci.info = CLIENT_INFO_NONE;
+			ci.spoof = false;
+		}
+		s->relay = relay_open_for(
+		        sess_loop, s->cfg, (const struct sockaddr *)&be,
+		        s->cfg->hostname, &ci, sess_relay_cb, x);
 		if (s->relay == NULL) {
 			snprintf(reply, sizeof(reply),
 			         "451 4.4.1 Internal mail server not "
@@ -298,6 +310,11 @@ sess_relay_cb(struct relay *r, void *arg, int code, const char *reply)
 	enum sess_op op;
 	char msg[480], path[400];
 
+	/* The one liveness check of the relay's callbacks: relay.c never
+	 * calls back from inside a relay_* call, so the session is in a
+	 * consistent state here; only a relay it has let go is stale. */
+	if (s->closing || s->relay != r)
+		return;
 	if (code >= 0 && x->data_ack_pending) {
 		/* The client got its 354 at once; this is the backend's. */
 		x->data_ack_pending = false;
@@ -385,6 +402,8 @@ sess_relay_cb(struct relay *r, void *arg, int code, const char *reply)
 		x->n_backend_rcpt = 0;
 		if (code / 100 == 2) {
 			stats.accepted++;
+			if (s->outbound)
+				outbound_delivered(s);
 			sess_delivered(x);
 			sess_log(x, VERDICT_ACCEPT, "backend", reply);
 			smtp_reply(&s->smtp, true, reply);
@@ -535,13 +554,15 @@ sess_rcpt(struct sess *x, const struct mailpath *p, int addr_err)
 			local = true;
 	if (p->domain[0] == '\0' && strcasecmp(p->local, "postmaster") == 0)
 		local = true;
+	if (s->outbound) /* our own outgoing mail: any recipient */
+		local = addr_err == ADDR_OK;
 	if (!local || addr_err != ADDR_OK || strpbrk(p->local, "%!@") != NULL) {
 		snprintf(reply, sizeof(reply),
 		         "550 5.7.1 Relaying denied [id=%s]", s->sid);
 		sess_refuse(x, reply, "relay", addr);
 		return;
 	}
-	if (c->recipient_verify != RCPT_VERIFY_BACKEND &&
+	if (!s->outbound && c->recipient_verify != RCPT_VERIFY_BACKEND &&
 	    c->recipients != NULL && !list_match_addr(c->recipients, addr)) {
 		snprintf(reply, sizeof(reply),
 		         "550 5.7.1 recipient <%s> unknown [id=%s]", addr,
@@ -698,6 +719,8 @@ sess_smtp_command_cb(struct smtp *e, enum smtp_cmd cmd,
 		if (x->hf == NULL)
 			x->hf = xmalloc(sizeof(*x->hf));
 		hdrfilter_init(x->hf, s->cfg->hostname);
+		if (s->outbound)
+			outbound_end(s); /* a new message */
 		sess_tap_begin(x);
 		if (s->closing)
 			return;
@@ -707,9 +730,11 @@ sess_smtp_command_cb(struct smtp *e, enum smtp_cmd cmd,
 			relay_data(s->relay);
 			sess_send_headers(x);
 		}
+		x->wait = W_DATA; /* the 354 arms timeout_data */
 		smtp_accept(e);
 		return;
 	case SMTP_CMD_DOT:
+		x->wait = W_CLIENT;
 		sess_dot(x, a);
 		return;
 	case SMTP_CMD_STARTTLS:

@@ -820,6 +820,17 @@ cgi_begin(struct cgi_req *r, bool login)
 		r->multipart = true;
 		return;
 	}
+	if (ct && *ct && strncmp(ct, "application/x-www-form-urlencoded", 33)) {
+		/* A raw body (an image for /cgi-bin/flash) stays on stdin.
+		 * A form on another site cannot send this header, so it is
+		 * the CSRF check of such requests. */
+		b = getenv("HTTP_X_MAILMOAT_CSRF");
+		if (login && !cgi_csrf_ok(r, b))
+			cgi_error(403, "refused: missing or wrong CSRF token "
+			               "(header X-Mailmoat-CSRF)");
+		r->raw = true;
+		return;
+	}
 	if (len > CGI_MAX_BODY)
 		cgi_error(413, "request too large");
 	r->fbuf = malloc((size_t)len + 1);
@@ -1333,7 +1344,8 @@ static const char css[] =
         "input,select,button{font-size:1em;margin:.1em 0;max-width:100%}"
         "label{display:block;margin-top:.6em;font-weight:bold}"
         "small{color:#666}fieldset{margin:.8em 0;background:#fff}"
-        ".scroll{overflow-x:auto}svg{max-width:100%;height:auto;"
+        ".scroll{overflow-x:auto}svg{display:block;width:100%;"
+        "max-width:720px;height:auto;margin:.3em 0;"
         "background:#fff;border:1px solid #ccc}"
         "@media(max-width:600px){main{padding:.4em}td,th{font-size:13px}}";
 

@@ -138,6 +138,7 @@ struct cgi_req {
 	char *qbuf, *fbuf;
 	bool post;
 	bool multipart; /* body left on stdin for cgi_multipart() */
+	bool raw; /* another body type, left on stdin (CSRF header checked) */
 	char boundary[80];
 	char session[CGI_TOKEN_HEX + 1]; /* "" when not logged in */
 	char csrf[CGI_TOKEN_HEX + 1];
@@ -147,7 +148,8 @@ struct cgi_req {
  * session is sent to the login page (GET) or refused (POST), and a
  * urlencoded POST without the right `csrf` field is refused (403) before
  * the page sees it.  Multipart bodies stay on stdin (the page checks the
- * csrf part itself, see cgi_multipart).
+ * csrf part itself, see cgi_multipart); so do bodies of other types, whose
+ * request must carry the token in the header X-Mailmoat-CSRF.
  */
 void cgi_begin(struct cgi_req *r, bool login);
 /* cgi_param - a form field (POST) or else a query parameter, or NULL */

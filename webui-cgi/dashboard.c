@@ -117,10 +117,8 @@ chart(const char *which, const char *title)
 		}
 	}
 	s_start = start;
-	fputs("<div class=\"scroll\">", stdout);
 	cgi_svg_chart(title, n, 4, (const uint64_t *const *)v, series_names,
 	              series_colours, s_span < 86400 ? 36 : 5, label);
-	fputs("</div>\n", stdout);
 	for (i = 0; i < 4; i++)
 		free(v[i]);
 	free(out);
@@ -210,6 +208,9 @@ main(void)
 	fputs("</table>\n<h2>Reasons</h2><table id=\"reasons\">\n", stdout);
 	d.section = 1;
 	cgi_json_walk(stats, top_fn, &d);
+	if (strstr(stats, "\"reasons\":{}"))
+		fputs("<tr><td><small>(no refusals yet)</small></td></tr>\n",
+		      stdout);
 	fputs("</table>\n<h2>Health</h2>\n", stdout);
 	d.section = 2;
 	cgi_json_walk(stats, top_fn, &d);

@@ -7,18 +7,20 @@
  * the forms.  GET ?op=backup downloads the config file.
  *
  * POST multipart/form-data, parts in form order: csrf (first: nothing is
- * written before it is checked), op (flash or restore), check (optional:
- * verify only), then the file (image or config).  An image is streamed to
- * a spool file on the data partition (never held in RAM: 64 KiB at a
- * time), at most 64 MiB, then `mailmoat-flash -R` verifies it (signature,
- * board, version) and writes the inactive slot; the spool is removed
- * whatever happens.  On success the page says so and the box reboots
- * into the new slot a few seconds later (the page reloads itself).  A
+ * written before it is checked), op (flash or restore), then the file
+ * (image or config).  An image is streamed, 64 KiB at a time, into
+ * `mailmoat-flash -R -`, which checks its header (board, version) before
+ * writing, writes it straight into the inactive slot and verifies it
+ * there (hashes, signature) before the boot record names the slot: the
+ * image is never held in RAM nor spooled (a 64 MB box takes a 34 MB
+ * image; the data partition is smaller than one).  At most 64 MiB.  On
+ * success the page says so and the box reboots into the new slot a few
+ * seconds later (the page reloads itself).  A
  * config (at most 64 KiB) is checked by the daemon (`config check`) and
  * only then replaces the config (atomic write) and reloaded.
  *
- * Paths: $MAILMOAT_FLASH (CGI_SBIN/mailmoat-flash), $MAILMOAT_UPLOAD_DIR
- * (/data) for the spool, $MAILMOAT_REBOOT (/sbin/reboot).
+ * Paths: $MAILMOAT_FLASH (CGI_SBIN/mailmoat-flash), $MAILMOAT_REBOOT
+ * (/sbin/reboot).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -26,7 +28,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cgi.h"
@@ -43,9 +47,9 @@ struct up {
 	char val[128];  /* a small field's value */
 	size_t vlen;
 	char op[128];
-	bool check;
-	int fd; /* spool of the image */
-	char spool[PATH_MAX];
+	int fd;    /* the flash tool's stdin */
+	int outfd; /* its stdout + stderr */
+	pid_t pid;
 	bool got_file;
 	char *conf; /* restored config text */
 	size_t conf_len;
@@ -59,6 +63,81 @@ env_or(const char *name, const char *def)
 	const char *v = getenv(name);
 
 	return v && *v ? v : def;
+}
+
+/* write_all - n bytes to fd; 0 or -1 */
+static int
+write_all(int fd, const char *p, size_t n)
+{
+	ssize_t w;
+
+	while (n > 0) {
+		w = write(fd, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/* flash_start - run `mailmoat-flash -R -` with a pipe on its stdin */
+static int
+flash_start(struct up *u)
+{
+	char *const envp[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL};
+	char *argv[] = {
+	        (char *)env_or("MAILMOAT_FLASH", CGI_SBIN "/mailmoat-flash"),
+	        "-R", "-", NULL};
+	int in[2], out[2];
+
+	if (pipe2(in, O_CLOEXEC) < 0)
+		return -1;
+	if (pipe2(out, O_CLOEXEC) < 0) {
+		close(in[0]);
+		close(in[1]);
+		return -1;
+	}
+	fflush(NULL);
+	u->pid = fork();
+	if (u->pid < 0)
+		return -1;
+	if (u->pid == 0) {
+		dup2(in[0], 0);
+		dup2(out[1], 1);
+		dup2(out[1], 2);
+		execve(argv[0], argv, envp);
+		_exit(127);
+	}
+	close(in[0]);
+	close(out[1]);
+	u->fd = in[1];
+	u->outfd = out[0];
+	return 0;
+}
+
+/* flash_finish - the tool's answer (its output) and exit status */
+static int
+flash_finish(struct up *u, char *out, size_t len)
+{
+	size_t got = 0;
+	ssize_t n;
+	int st;
+
+	if (u->fd >= 0) {
+		close(u->fd);
+		u->fd = -1;
+	}
+	while (got + 1 < len &&
+	       (n = read(u->outfd, out + got, len - 1 - got)) > 0)
+		got += (size_t)n;
+	out[got] = '\0';
+	close(u->outfd);
+	if (waitpid(u->pid, &st, 0) < 0)
+		return -1;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 /* up_begin - a part starts: the csrf part must come first */
@@ -83,14 +162,9 @@ up_begin(void *arg, const char *name, const char *filename)
 			         "refused: unexpected image");
 			return -1;
 		}
-		snprintf(u->spool, sizeof(u->spool), "%s/.mailmoat-upload.img",
-		         env_or("MAILMOAT_UPLOAD_DIR", "/data"));
-		unlink(u->spool);
-		u->fd = open(u->spool, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
-		             0600);
-		if (u->fd < 0) {
+		if (flash_start(u) < 0) {
 			snprintf(u->err, sizeof(u->err),
-			         "cannot store the upload: %s",
+			         "cannot run the flash tool: %s",
 			         strerror(errno));
 			return -1;
 		}
@@ -106,7 +180,7 @@ up_begin(void *arg, const char *name, const char *filename)
 	return 0;
 }
 
-/* up_data - image bytes go to the spool, small fields to val */
+/* up_data - image bytes go to the flash tool, small fields to val */
 static int
 up_data(void *arg, const char *p, size_t n)
 {
@@ -114,11 +188,9 @@ up_data(void *arg, const char *p, size_t n)
 	char *nc;
 
 	if (!strcmp(u->field, "image")) {
-		if (write(u->fd, p, n) != (ssize_t)n) {
-			snprintf(u->err, sizeof(u->err),
-			         "no room for the upload: %s", strerror(errno));
+		/* EPIPE: the tool refused the image (it says why). */
+		if (write_all(u->fd, p, n) < 0)
 			return -1;
-		}
 		return 0;
 	}
 	if (!strcmp(u->field, "config")) {
@@ -159,15 +231,8 @@ up_end(void *arg)
 		}
 	} else if (!strcmp(u->field, "op")) {
 		snprintf(u->op, sizeof(u->op), "%s", u->val);
-	} else if (!strcmp(u->field, "check")) {
-		u->check = true;
 	} else if (!strcmp(u->field, "image")) {
-		if (fsync(u->fd) < 0 || close(u->fd) < 0) {
-			u->fd = -1;
-			snprintf(u->err, sizeof(u->err),
-			         "cannot store the upload");
-			return -1;
-		}
+		close(u->fd);
 		u->fd = -1;
 	}
 	return 0;
@@ -307,8 +372,6 @@ info(const struct cgi_req *r)
 	       "enctype=\"multipart/form-data\">");
 	cgi_csrf_field(r);
 	printf("<input type=\"hidden\" name=\"op\" value=\"flash\">"
-	       "<label><input type=\"checkbox\" name=\"check\" value=\"1\"> "
-	       "verify only (write nothing)</label>"
 	       "<label for=\"image\">Image file</label>"
 	       "<input type=\"file\" id=\"image\" name=\"image\" required>"
 	       "<p><button type=\"submit\" id=\"flash\">Upload</button> "
@@ -333,12 +396,11 @@ int
 main(void)
 {
 	struct cgi_req r;
-	struct up u = {.fd = -1};
+	struct up u = {.fd = -1, .outfd = -1};
 	struct cgi_mp_ops ops = {up_begin, up_data, up_end, &u};
 	const char *cl = getenv("CONTENT_LENGTH"), *op;
 	char err[256], out[2048], msg[2048];
-	char *argv[5];
-	int rc, ok = 0, flashed = 0, i = 0;
+	int rc, frc = -1, ok = 0, flashed = 0;
 	uint64_t len;
 
 	cgi_begin(&r, true);
@@ -360,38 +422,35 @@ main(void)
 		cgi_error(413, "refused: larger than 64 MiB");
 	u.r = &r;
 	msg[0] = '\0';
+	signal(SIGPIPE, SIG_IGN); /* a refusing flash tool closes its stdin */
 	rc = cgi_multipart(0, r.boundary, len, &ops, err, sizeof(err));
-	if (u.fd >= 0)
-		close(u.fd);
-	if (!u.csrf_ok) {
-		if (u.spool[0])
-			unlink(u.spool);
-		cgi_error(403, "refused: missing or wrong CSRF token");
+	if (u.pid > 0) {
+		/* Whatever happened to the upload, the tool has the last word
+		 * (a cut upload is "truncated" to it: nothing is activated). */
+		if (u.fd >= 0) {
+			close(u.fd);
+			u.fd = -1;
+		}
+		frc = flash_finish(&u, out, sizeof(out));
+		out[strcspn(out, "\n")] = '\0';
 	}
-	if (rc < 0 || !u.got_file) {
+	if (!u.csrf_ok)
+		cgi_error(403, "refused: missing or wrong CSRF token");
+	if (u.pid > 0) {
+		snprintf(msg, sizeof(msg), "%s",
+		         out[0] ? out : "the flash tool gave no answer");
+		ok = frc == 0 && rc == 0;
+		flashed = ok;
+	} else if (rc < 0 || !u.got_file) {
 		snprintf(msg, sizeof(msg), "%s",
 		         u.err[0] ? u.err
 		         : rc < 0 ? err
 		                  : "no file was sent");
-	} else if (!strcmp(u.op, "flash")) {
-		argv[i++] = (char *)env_or("MAILMOAT_FLASH",
-		                           CGI_SBIN "/mailmoat-flash");
-		argv[i++] = u.check ? "-n" : "-R";
-		argv[i++] = u.spool;
-		argv[i] = NULL;
-		rc = cgi_run(argv, out, sizeof(out));
-		out[strcspn(out, "\n")] = '\0';
-		snprintf(msg, sizeof(msg), "%s",
-		         out[0] ? out : "the flash tool gave no answer");
-		ok = rc == 0;
-		flashed = ok && !u.check;
 	} else if (!strcmp(u.op, "restore")) {
 		ok = restore(u.conf, u.conf_len, msg, sizeof(msg)) == 0;
 	} else {
 		snprintf(msg, sizeof(msg), "refused: unknown op");
 	}
-	if (u.spool[0])
-		unlink(u.spool);
 	free(u.conf);
 	if (!ok)
 		printf("Status: 400 Bad Request\r\n");

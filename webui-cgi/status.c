@@ -3,8 +3,8 @@
  * slot, uptime, memory and `mailmoatctl stats`) until the full web UI lands.
  *
  * Reads /etc/mailmoat/version, /etc/mailmoat/board, /run/mailmoat-boot and
- * control_socket from /etc/mailmoat.conf.  GET only; the page is behind
- * BusyBox httpd's login (/etc/httpd.conf).  Every value is escaped.
+ * control_socket from /etc/mailmoat.conf.  GET only; needs the web UI's
+ * login (cgi_begin).  Every value is escaped.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,10 +55,12 @@ main(void)
 	long total, used;
 	const char *m = getenv("REQUEST_METHOD");
 	char *argv[] = {CGI_SBIN "/mailmoatctl", "-S", sock, "stats", NULL};
+	struct cgi_req r;
 	int rc;
 
 	if (m && strcmp(m, "GET") && strcmp(m, "HEAD"))
 		cgi_error(405, "only GET");
+	cgi_begin(&r, true);
 	if (cgi_read_file(CGI_ETC "/mailmoat/version", version,
 	                  sizeof(version)))
 		snprintf(version, sizeof(version), "%s", MAILMOAT_VERSION);
@@ -66,11 +68,9 @@ main(void)
 		snprintf(board, sizeof(board), "host");
 	if (cgi_conf_get("/run/mailmoat-boot", "slot", slot, sizeof(slot)))
 		snprintf(slot, sizeof(slot), "-");
-	if (cgi_conf_get(CGI_ETC "/mailmoat.conf", "hostname", host,
-	                 sizeof(host)))
+	if (cgi_conf_get(cgi_conf_path(), "hostname", host, sizeof(host)))
 		snprintf(host, sizeof(host), "-");
-	if (cgi_conf_get(CGI_ETC "/mailmoat.conf", "control_socket", sock,
-	                 sizeof(sock)))
+	if (cgi_conf_get(cgi_conf_path(), "control_socket", sock, sizeof(sock)))
 		snprintf(sock, sizeof(sock), "/run/mailmoat.sock");
 	if (cgi_read_file("/proc/uptime", up, sizeof(up)) == 0)
 		up[strcspn(up, " ")] = '\0';

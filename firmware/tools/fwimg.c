@@ -206,7 +206,8 @@ fwimg_verify(const char *path, const char *pubkey, struct fwimg_hdr *h,
 		            strerror(errno));
 		goto out;
 	}
-	if (fstat(fd, &st) < 0 || st.st_size < FWIMG_HDR_SIZE ||
+	if (fstat(fd, &st) < 0 ||
+	    (!S_ISBLK(st.st_mode) && st.st_size < FWIMG_HDR_SIZE) ||
 	    read(fd, hdr, sizeof(hdr)) != (ssize_t)sizeof(hdr)) {
 		rc = seterr(err, errlen, -EINVAL,
 		            "image is truncated (no complete header)");
@@ -215,6 +216,17 @@ fwimg_verify(const char *path, const char *pubkey, struct fwimg_hdr *h,
 	rc = fwimg_parse_header(hdr, h, err, errlen);
 	if (rc)
 		goto out;
+	/* A slot partition (streamed install) is larger than its image:
+	 * the header's sizes say where the image ends. */
+	if (S_ISBLK(st.st_mode)) {
+		off_t end = lseek(fd, 0, SEEK_END);
+
+		st.st_size = end >= (off_t)(FWIMG_HDR_SIZE + h->payload_size +
+		                            FWIMG_SIG_SIZE)
+		                     ? (off_t)(FWIMG_HDR_SIZE +
+		                               h->payload_size + FWIMG_SIG_SIZE)
+		                     : end;
+	}
 	if ((uint64_t)st.st_size !=
 	    FWIMG_HDR_SIZE + h->payload_size + FWIMG_SIG_SIZE) {
 		rc = seterr(err, errlen, -EINVAL,

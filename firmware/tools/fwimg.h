@@ -43,8 +43,9 @@ int fwimg_parse_header(const unsigned char *buf, struct fwimg_hdr *h, char *err,
 /*
  * fwimg_verify - check the image file at path against the PEM public key
  * at pubkey: header syntax, total size (truncation), part hashes and the
- * ECDSA signature.  Fills *h.  0 when valid, else -EINVAL/-EIO/-ENOENT
- * with a one-line reason in err.
+ * ECDSA signature.  path may be a block device holding an image at its
+ * start (a slot written by a streamed install).  Fills *h.  0 when valid, else
+ * -EINVAL/-EIO/-ENOENT with a one-line reason in err.
  */
 int fwimg_verify(const char *path, const char *pubkey, struct fwimg_hdr *h,
                  char *err, size_t errlen);

@@ -2,9 +2,19 @@
  * mailmoat-flash - install a signed firmware image into the inactive slot.
  *
  *   mailmoat-flash [-n] [-f] [-R] IMAGE
+ *   mailmoat-flash [-f] [-R] -          (the image on stdin)
  *     -n  check only: verify and report, write nothing
  *     -f  accept a version that is not newer than the running one
  *     -R  do not reboot afterwards (the web UI reboots after replying)
+ *
+ * IMAGE "-" streams the image from stdin straight into the inactive slot
+ * (the web UI's upload: a 64 MB box never holds a 34 MB image in RAM, and
+ * the data partition is smaller than an image).  The header is read and
+ * checked first (syntax, board, version; nothing is written for an image
+ * that fails these), then the image is written to the slot, read back and
+ * verified there (hashes, signature) before the boot record names it; a
+ * slot that fails verification gets its header wiped, so it never
+ * claims a version, and the running slot stays the one that boots.
  *
  * Checks, in order, before anything is written: signature and integrity
  * (fwimg_verify against /etc/mailmoat/fw.pub), board (/etc/mailmoat/board),
@@ -181,6 +191,76 @@ on_trial(const char *dev, const char *slot)
 	return strstr(rec, want) != NULL;
 }
 
+/* wipe_header - zero the first header of dev (a failed streamed install) */
+static void
+wipe_header(const char *dev)
+{
+	static unsigned char zero[FWIMG_HDR_SIZE];
+	int fd = open(dev, O_WRONLY);
+
+	if (fd < 0)
+		return;
+	if (write(fd, zero, sizeof(zero)) == (ssize_t)sizeof(zero))
+		fsync(fd);
+	close(fd);
+}
+
+/* stream_to_slot - the rest of an image (header already read) from stdin
+ * into dev; exits on error */
+static void
+stream_to_slot(const unsigned char *hdr, const char *dev, uint64_t total)
+{
+	static unsigned char buf[65536];
+	uint64_t left;
+	ssize_t n;
+	off_t end;
+	int out = open(dev, O_RDWR);
+
+	if (out < 0)
+		ioerr("cannot open", dev);
+	end = lseek(out, 0, SEEK_END);
+	if (end < 0 || (uint64_t)end < total) {
+		close(out);
+		refuse("the image is larger than the slot partition");
+	}
+	if (lseek(out, 0, SEEK_SET) < 0 ||
+	    write(out, hdr, FWIMG_HDR_SIZE) != FWIMG_HDR_SIZE)
+		ioerr("write error on", dev);
+	for (left = total - FWIMG_HDR_SIZE; left > 0; left -= (uint64_t)n) {
+		n = read(0, buf, left < sizeof(buf) ? left : sizeof(buf));
+		if (n <= 0) {
+			close(out);
+			wipe_header(dev);
+			refuse("image is truncated (the upload ended early)");
+		}
+		if (write(out, buf, (size_t)n) != n) {
+			close(out);
+			wipe_header(dev);
+			ioerr("write error on", dev);
+		}
+	}
+	if (fsync(out) < 0)
+		ioerr("fsync failed on", dev);
+	posix_fadvise(out, 0, 0, POSIX_FADV_DONTNEED);
+	close(out);
+}
+
+/* read_full - exactly n bytes from fd; 0 or -1 */
+static int
+read_full(int fd, unsigned char *p, size_t n)
+{
+	ssize_t r;
+
+	while (n > 0) {
+		r = read(fd, p, n);
+		if (r <= 0)
+			return -1;
+		p += r;
+		n -= (size_t)r;
+	}
+	return 0;
+}
+
 /* main - verify, check board and version, write, mark, reboot */
 int
 main(int argc, char **argv)
@@ -189,7 +269,8 @@ main(int argc, char **argv)
 	char msg[512];
 	struct fwimg_hdr h;
 	unsigned long long curcode;
-	int opt, check_only = 0, force = 0, reboot = 1;
+	unsigned char hdr[FWIMG_HDR_SIZE];
+	int opt, check_only = 0, force = 0, reboot = 1, streamed;
 	const char *other;
 
 	while ((opt = getopt(argc, argv, "nfR")) != -1) {
@@ -213,8 +294,18 @@ main(int argc, char **argv)
 		fprintf(stderr, "usage: mailmoat-flash [-n] [-f] [-R] IMAGE\n");
 		return 2;
 	}
-	if (fwimg_verify(argv[optind], ETC "/fw.pub", &h, err, sizeof(err)))
+	streamed = strcmp(argv[optind], "-") == 0;
+	if (streamed && check_only)
+		refuse("-n needs an image file");
+	if (streamed) {
+		if (read_full(0, hdr, sizeof(hdr)) < 0)
+			refuse("image is truncated (no complete header)");
+		if (fwimg_parse_header(hdr, &h, err, sizeof(err)))
+			refuse(err);
+	} else if (fwimg_verify(argv[optind], ETC "/fw.pub", &h, err,
+	                        sizeof(err))) {
 		refuse(err);
+	}
 	if (read_line(ETC "/board", board, sizeof(board)))
 		ioerr("cannot read", ETC "/board");
 	if (strcmp(h.board, board) != 0) {
@@ -250,8 +341,21 @@ main(int argc, char **argv)
 	if (bootinfo(strcmp(other, "A") == 0 ? "slot_a" : "slot_b", dev,
 	             sizeof(dev)))
 		ioerr("cannot read", BOOTINFO);
-	copy_to_slot(argv[optind], dev,
-	             FWIMG_HDR_SIZE + h.payload_size + FWIMG_SIG_SIZE);
+	if (streamed) {
+		stream_to_slot(hdr, dev,
+		               FWIMG_HDR_SIZE + h.payload_size +
+		                       FWIMG_SIG_SIZE);
+		if (fwimg_verify(dev, ETC "/fw.pub", &h, err, sizeof(err))) {
+			wipe_header(dev);
+			snprintf(msg, sizeof(msg),
+			         "%s (the inactive slot was not activated)",
+			         err);
+			refuse(msg);
+		}
+	} else {
+		copy_to_slot(argv[optind], dev,
+		             FWIMG_HDR_SIZE + h.payload_size + FWIMG_SIG_SIZE);
+	}
 	write_bootrec(rec, slot, other);
 	printf("flashed: version %s into slot %s (%s); it is tried once at"
 	       " the next boot%s\n",

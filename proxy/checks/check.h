@@ -105,13 +105,11 @@ extern const struct check chk_sender_tld;
 extern const struct check chk_sender_mx;
 extern const struct check chk_spf;
 extern const struct check chk_dsn;
+extern const struct check chk_scanner;
 extern const struct check chk_greylist;
 
-/* checks/dsn.c: the body tap until check.h has one - DATA accepted, and
- * each piece of the unstuffed message; dsn_sent_lookup_fn is set by
- * outbound learning (dsn_reference = sent). */
-void chk_dsn_data_begin(struct session *s);
-void chk_dsn_body(struct session *s, const char *p, size_t n);
+/* checks/dsn.c: is this Message-ID one the box saw leave (dsn_reference
+ * = sent)?  msgids_has() unless outbound learning sets another. */
 extern bool (*dsn_sent_lookup_fn)(const char *id, size_t len);
 
 #endif

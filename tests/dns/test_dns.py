@@ -120,7 +120,7 @@ def zones():
     ptr(4, "dsl-127-0-10-4.dyn." + ORG)
     ptr(7, "host7.senders." + ORG)
     org.append("host7.senders A 127.0.10.7")
-    for n in (5, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20):
+    for n in (5, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21):
         ptr(n, "host%d.senders.%s" % (n, ORG))
         org.append("host%d.senders A 127.0.10.%d" % (n, n))
 
@@ -169,7 +169,9 @@ RULES = [("7.10.0.127.in-addr.arpa", None),      # PTR timeout
          # client 13: its PTR and DNSBL answers all come 300 ms late
          ("13.10.0.127.in-addr.arpa", 300),
          ("13.10.0.127.bl." + ORG, 300),
-         ("13.10.0.127.refused." + ORG, 300)]
+         ("13.10.0.127.refused." + ORG, 300),
+         # client 21: its PTR comes 300 ms late (lookups join in flight)
+         ("21.10.0.127.in-addr.arpa", 300)]
 
 
 def cache_test(d, dns):
@@ -343,6 +345,28 @@ def concurrency_test(d, px):
     check("concurrent/PTR and both DNSBL queries sent at once",
           len(qs) >= 3 and ans and max(qs) < min(ans),
           sorted((round(t - ev[0][2], 3), k, n) for k, n, t in ev))
+
+
+def join_test(d, px):
+    """join_test - five sessions from one new client at once: their PTR
+    lookups join the one in flight, one query reaches the server."""
+    j0 = d.stats().get("dns", {}).get("joined", 0)
+    clients = [mm.Client(d.port, src=host(21)) for _ in range(5)]
+    try:
+        bs = [c.banner() for c in clients]
+    finally:
+        for c in clients:
+            c.close()
+    check("join/all five sessions pass", all(b.code == 220 for b in bs), bs)
+    qs = [e for e in px.events
+          if e[0] == "q" and e[1] == "21.10.0.127.in-addr.arpa"]
+    # one lookup: c-ares sends it at most twice (tries = 2: the 300 ms
+    # answer may come after the first try's dns_timeout/3); five own
+    # lookups would be at least five
+    check("join/one PTR lookup on the wire for five sessions",
+          1 <= len(qs) <= 2, len(qs))
+    j1 = d.stats().get("dns", {}).get("joined", 0)
+    check("join/stats count the joined lookups", j1 - j0 >= 4, (j0, j1))
 
 
 def run(d, d2, dns, be, px):
@@ -656,6 +680,7 @@ def main():
             run(d, d2, dns, be, px)
             mx_test(d, d2, d3)
             concurrency_test(d, px)
+            join_test(d, px)
             datafile_test(be, px)
             late_dns_test(be)
             cache_test(d, dns)

@@ -64,15 +64,30 @@ box_banner() {
 	BOOT_SECS=$(echo "$(date +%s.%N) $BOX_T0" | awk '{printf "%.1f", $1 - $2}')
 }
 
-# http_get PATH [curl args] - body of an authenticated GET to the box
-http_get() {
-	local p=$1; shift
-	curl -s -m 20 -u "admin:$PW" "$@" "http://127.0.0.1:$HP$p"
+# web_login - a fresh session of the web UI (its login form, not HTTP
+# basic auth) in $W/web.jar; after a reboot the old one is gone
+web_login() {
+	rm -f "$W/web.jar"
+	curl -s -m 60 -c "$W/web.jar" -o /dev/null -d user=admin \
+		--data-urlencode "password=$PW" "http://127.0.0.1:$HP/cgi-bin/login"
 }
 
-# flash IMAGE - upload IMAGE to /cgi-bin/flash; prints "CODE BODY"
+# http_get PATH [curl args] - body of a logged-in GET to the box
+http_get() {
+	local p=$1; shift
+	web_login
+	curl -s -m 20 -b "$W/web.jar" "$@" "http://127.0.0.1:$HP$p"
+}
+
+# flash IMAGE - upload IMAGE to /cgi-bin/flash (session + CSRF header);
+# prints "CODE BODY"
 flash() {
-	curl -s -m 120 -u "admin:$PW" -H 'Content-Type: application/x-mailmoat-image' \
+	local csrf
+	web_login
+	csrf=$(curl -s -m 20 -b "$W/web.jar" "http://127.0.0.1:$HP/cgi-bin/password" |
+		sed -n 's/.*name="csrf" value="\([0-9a-f]*\)".*/\1/p' | head -n 1)
+	curl -s -m 120 -b "$W/web.jar" -H "X-Mailmoat-CSRF: $csrf" \
+		-H 'Content-Type: application/x-mailmoat-image' \
 		--data-binary @"$1" -w ' HTTP%{http_code}' \
 		"http://127.0.0.1:$HP/cgi-bin/flash" 2>/dev/null
 }

@@ -358,6 +358,54 @@ test_chart(void)
 	t_end();
 }
 
+struct jlog {
+	char text[512];
+};
+
+static void
+json_fn(void *arg, int depth, char *const *path, const char *val, size_t n,
+        char kind)
+{
+	struct jlog *j = arg;
+	char v[64];
+	int i;
+
+	for (i = 0; i < depth; i++)
+		snprintf(j->text + strlen(j->text),
+		         sizeof(j->text) - strlen(j->text), "%s%s",
+		         i ? "." : "", path[i]);
+	if (kind == 's')
+		cgi_json_unquote(val, n, v, sizeof(v));
+	else
+		snprintf(v, sizeof(v), "%.*s", (int)n, val);
+	snprintf(j->text + strlen(j->text), sizeof(j->text) - strlen(j->text),
+	         "=%c:%s;", kind, v);
+}
+
+/* test_json - the walker over a stats-like object */
+static void
+test_json(void)
+{
+	struct jlog j = {""};
+
+	t_begin("cgi: JSON walk of stats sections, bad JSON refused");
+	T_INTEQ(cgi_json_walk("{\"a\":1,\"r\":{\"x y\":2},\"d\":{\"z\":"
+	                      "{\"ok\":true,\"s\":\"q\\\"<\"}},\"l\":[3,null],"
+	                      "\"e\":{}}",
+	                      json_fn, &j),
+	        0);
+	T_STREQ(j.text, "a=n:1;r.x y=n:2;d.z.ok=b:true;d.z.s=s:q\"<;l.0=n:3;"
+	                "l.1=z:null;");
+	T_INTEQ(cgi_json_walk("{\"a\":", json_fn, &j), -1);
+	T_INTEQ(cgi_json_walk("{\"a\" 1}", json_fn, &j), -1);
+	T_INTEQ(cgi_json_walk("[[[[[[[[[[1]]]]]]]]]]", json_fn, &j), -1);
+	T_INTEQ(cgi_json_num("{\"uptime\":42}", "uptime"), 42);
+	T_CHECK(cgi_ctl_word("127.0.0.1") && !cgi_ctl_word("a b") &&
+	                !cgi_ctl_word("a\nstats") && !cgi_ctl_word(""),
+	        "ctl word");
+	t_end();
+}
+
 int
 main(void)
 {
@@ -375,6 +423,7 @@ main(void)
 	test_session();
 	test_multipart();
 	test_chart();
+	test_json();
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	if (system(cmd) != 0)
 		return 1;

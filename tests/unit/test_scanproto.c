@@ -178,10 +178,10 @@ test_replies(void)
 	         0, false, 1, SCAN_FAULT},
 	        {"rspamd: nothing", scan_rspamd_parse, "", 0, true, 1,
 	         SCAN_FAULT, "rspamd closed without an answer"},
-	        {"rspamd: skipped", scan_rspamd_parse,
+	        {"rspamd: is_skipped (GTUBE) still rejects", scan_rspamd_parse,
 	         http(14, "200 OK",
 	              "{\"action\":\"reject\",\"is_skipped\":true}"),
-	         0, false, 1, SCAN_CLEAN},
+	         0, false, 1, SCAN_SPAM},
 	};
 	size_t i;
 
