@@ -29,7 +29,7 @@
 #include "proxy.h"
 
 #define STATS_MAX_REASONS 48
-#define STATS_MAX_SECTIONS 8
+#define STATS_MAX_SECTIONS 24
 
 struct stats stats;
 
