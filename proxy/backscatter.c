@@ -2,7 +2,8 @@
  * backscatter.c - hosts that sent us backscatter, and their blocks.
  *
  * Public (proxy.h, backscatter block):
- *   bs_init()        the table; at startup (and reload: keeps entries)
+ *   bs_init()        the store table "backscatter" (at startup; reloads
+ *                    keep it)
  *   bs_refused()     a DSN from this client was refused: count it; at
  *                    backscatter_threshold refusals within
  *                    backscatter_block the client is blocked until now +
@@ -10,19 +11,17 @@
  *   bs_lookup()      is this client blocked (by IP or PTR domain)?
  *   bs_list_text()   the entries, one line each (mailmoatctl backscatter)
  *   bs_del()         lift one (an IP address or a domain)
- *   bs_blocked_count()
- *   bs_ptr_domain()  the key of a PTR name: its registered domain
- *   bs_format_time() "2026-12-10 19:00 UTC"
+ *   bs_blocked_count(), bs_has_domains()
+ *   bs_ptr_domain()  the key of a PTR name
+ *   bs_format_time() "2026-12-10 19:00:00 UTC"
  *
- * A record is {refused, until}: until 0 while counting.  The PTR key is
- * the name's registered domain when the public suffix list knows it
- * (psl.c, when it is there), else the whole PTR name.  Entries expire by
- * themselves (a block at its end, a count backscatter_block after the
- * first refusal).  Times are wall-clock seconds.
- *
- * The table lives in RAM (at most BS_MAX entries; a full table blocks
- * nobody new, logged once).  Reads backscatter_block,
- * backscatter_threshold.  Nothing async.
+ * The entries live in the state store (store.c, table "backscatter":
+ * key = the IP address or PTR domain as text, value = struct bs_rec), so
+ * they survive a restart, a power cut after a flush, and updates.  A
+ * record expires by itself: a block at its end, a count backscatter_block
+ * after the first refusal.  Times are store time (store_now(): wall
+ * seconds corrected for clock jumps).  Reads backscatter_block,
+ * backscatter_threshold.  Nothing async (the store flushes off the loop).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -32,120 +31,67 @@
 
 #include "proxy.h"
 
-#define BS_BUCKETS 1024
-#define BS_MAX 100000
+#define BS_VERSION 1
 
-struct bs_ent {
-	struct bs_ent *next;
+/* One record; fixed layout, versioned. */
+struct bs_rec {
+	uint32_t version;
 	uint32_t refused;
-	uint64_t until;   /* blocked until; 0: counting */
-	uint64_t expires; /* the entry goes */
-	char key[];
+	uint64_t until; /* blocked until (store time); 0: counting */
 };
 
-static struct bs_ent *bs_tab[BS_BUCKETS];
-static size_t bs_n, bs_n_domains;
-static bool bs_full_logged;
-static uint64_t (*bs_clock)(void);
+static struct store_table *bs_t;
+static size_t bs_n_domains;
+static uint64_t bs_domains_at; /* when bs_n_domains was counted */
 
-/* bs_now - wall seconds (the injected clock in tests). */
+/* bs_now - store time (store_clock_hooks() in tests). */
 uint64_t
 bs_now(void)
 {
-	return bs_clock != NULL ? bs_clock() : (uint64_t)time(NULL);
+	return store_now();
 }
 
-/* bs_set_clock - tests: a clock of their own (NULL: time()). */
-void
-bs_set_clock(uint64_t (*fn)(void))
+/* bs_table - the store table, opened on first use. */
+static struct store_table *
+bs_table(void)
 {
-	bs_clock = fn;
-}
-
-/* bs_hash - FNV-1a of key. */
-static unsigned
-bs_hash(const char *key)
-{
-	uint32_t h = 2166136261u;
-
-	for (; *key; key++)
-		h = (h ^ (unsigned char)*key) * 16777619u;
-	return h % BS_BUCKETS;
+	if (bs_t == NULL)
+		bs_t = store_table("backscatter", sizeof(struct bs_rec));
+	return bs_t;
 }
 
 /* bs_is_domain - a PTR-domain key, not an IP address one. */
 static bool
-bs_is_domain(const char *key)
+bs_is_domain(const char *key, size_t n)
 {
 	struct ipaddr ip;
+	char k[256];
 
-	return ipaddr_parse(&ip, key) != 0;
+	snprintf(k, sizeof(k), "%.*s", (int)n, key);
+	return ipaddr_parse(&ip, k) != 0;
 }
 
-/* bs_forget - free an entry already unlinked. */
-static void
-bs_forget(struct bs_ent *e)
+/* bs_get - the live record of key into *r; false if none. */
+static bool
+bs_get(const char *key, struct bs_rec *r)
 {
-	if (bs_is_domain(e->key))
-		bs_n_domains--;
-	bs_n--;
-	free(e);
+	const struct bs_rec *p;
+	uint64_t exp = 0;
+
+	if (bs_table() == NULL || key[0] == '\0')
+		return false;
+	p = store_get(bs_t, key, strlen(key));
+	if (p == NULL || p->version != BS_VERSION)
+		return false;
+	if (store_get_expires(bs_t, key, strlen(key), &exp) == 0 && exp != 0 &&
+	    exp <= bs_now())
+		return false;
+	*r = *p;
+	return true;
 }
 
-/* bs_has_domains - is any PTR domain counted or blocked? */
-bool
-bs_has_domains(void)
-{
-	return bs_n_domains > 0;
-}
-
-/* bs_get - the live entry of key (expired ones are dropped on the way). */
-static struct bs_ent *
-bs_get(const char *key, uint64_t now)
-{
-	struct bs_ent **pp = &bs_tab[bs_hash(key)], *e;
-
-	while ((e = *pp) != NULL) {
-		if (e->expires <= now) {
-			*pp = e->next;
-			bs_forget(e);
-			continue;
-		}
-		if (strcmp(e->key, key) == 0)
-			return e;
-		pp = &e->next;
-	}
-	return NULL;
-}
-
-/* bs_new - a new entry for key, or NULL when the table is full. */
-static struct bs_ent *
-bs_new(const char *key)
-{
-	size_t kl = strlen(key);
-	struct bs_ent *e;
-	unsigned h;
-
-	if (bs_n >= BS_MAX) {
-		if (!bs_full_logged)
-			log_warn("backscatter: table full (%d entries), "
-			         "nobody new is blocked",
-			         BS_MAX);
-		bs_full_logged = true;
-		return NULL;
-	}
-	e = xcalloc(1, sizeof(*e) + kl + 1);
-	memcpy(e->key, key, kl + 1);
-	h = bs_hash(key);
-	e->next = bs_tab[h];
-	bs_tab[h] = e;
-	bs_n++;
-	if (bs_is_domain(key))
-		bs_n_domains++;
-	return e;
-}
-
-/* bs_ptr_domain - the block key of a PTR name into out ("" if none). */
+/* bs_ptr_domain - the block key of a PTR name into out ("" if none): the
+ * forward-confirmed name itself, lower case, without a trailing dot. */
 void
 bs_ptr_domain(const char *ptr, char *out, size_t outlen)
 {
@@ -156,6 +102,7 @@ bs_ptr_domain(const char *ptr, char *out, size_t outlen)
 	while (n > 0 && out[n - 1] == '.')
 		out[--n] = '\0';
 	util_lowercase(out);
+	/* psl.c (issue 8) will cut this to the registered domain. */
 }
 
 /* bs_init - the table; entries survive a reload. */
@@ -163,6 +110,7 @@ int
 bs_init(const struct config *cfg)
 {
 	(void)cfg;
+	bs_domains_at = 0;
 	return 0;
 }
 
@@ -170,23 +118,33 @@ bs_init(const struct config *cfg)
 static bool
 bs_count_one(const struct config *cfg, const char *key, uint64_t now)
 {
-	struct bs_ent *e = bs_get(key, now);
+	struct bs_rec r;
+	uint64_t expires;
 
-	if (e == NULL) {
-		e = bs_new(key);
-		if (e == NULL)
-			return false;
-		e->expires = now + cfg->backscatter_block_s;
+	if (bs_table() == NULL)
+		return false;
+	if (!bs_get(key, &r)) {
+		memset(&r, 0, sizeof(r));
+		r.version = BS_VERSION;
+		if (bs_is_domain(key, strlen(key)))
+			bs_n_domains++;
 	}
-	if (e->refused < UINT32_MAX)
-		e->refused++;
-	if (e->until == 0 && e->refused >= cfg->backscatter_threshold) {
-		e->until = now + cfg->backscatter_block_s;
-		e->expires = e->until;
+	if (r.refused < UINT32_MAX)
+		r.refused++;
+	if (r.until == 0 && r.refused >= cfg->backscatter_threshold) {
+		r.until = now + cfg->backscatter_block_s;
 		log_info("backscatter: %s blocked for %us (%u refused DSNs)",
-		         key, cfg->backscatter_block_s, e->refused);
+		         key, cfg->backscatter_block_s, r.refused);
 	}
-	return e->until != 0;
+	if (r.until != 0) {
+		expires = r.until;
+	} else if (store_get_expires(bs_t, key, strlen(key), &expires) != 0 ||
+	           expires == 0 || expires <= now) {
+		expires = now + cfg->backscatter_block_s;
+	}
+	if (store_put(bs_t, key, strlen(key), &r, expires) != 0)
+		log_warn("backscatter: cannot store %s", key);
+	return r.until != 0;
 }
 
 /* bs_refused - a DSN from ip (ptr: forward-confirmed PTR or "") was
@@ -216,18 +174,16 @@ bs_lookup(const struct ipaddr *ip, const char *ptr, char *key, size_t keylen,
 {
 	char k[256];
 	uint64_t now = bs_now();
-	struct bs_ent *e;
+	struct bs_rec r;
 
 	ipaddr_format(ip, k, sizeof(k));
-	e = bs_get(k, now);
-	if (e == NULL || e->until == 0) {
+	if (!bs_get(k, &r) || r.until <= now) {
 		bs_ptr_domain(ptr, k, sizeof(k));
-		e = k[0] != '\0' ? bs_get(k, now) : NULL;
+		if (!bs_get(k, &r) || r.until <= now)
+			return false;
 	}
-	if (e == NULL || e->until == 0)
-		return false;
-	snprintf(key, keylen, "%s", e->key);
-	*until = e->until;
+	snprintf(key, keylen, "%s", k);
+	*until = r.until;
 	return true;
 }
 
@@ -242,40 +198,60 @@ bs_format_time(uint64_t t, char *out, size_t outlen)
 	strftime(out, outlen, "%Y-%m-%d %H:%M:%S UTC", &tm);
 }
 
+struct bs_walk {
+	struct buf *out;
+	size_t max, n, blocked, domains;
+	int pass; /* 0: blocks, 1: counts, -1: only count */
+	uint64_t now;
+};
+
+/* bs_walk_cb - one record for bs_list_text / the counts. */
+static bool
+bs_walk_cb(const void *key, size_t klen, const void *val, uint64_t expires,
+           void *arg)
+{
+	struct bs_walk *w = arg;
+	const struct bs_rec *r = val;
+	char line[512], t[64];
+
+	if (r->version != BS_VERSION || (expires != 0 && expires <= w->now))
+		return true;
+	if (w->pass < 0) {
+		if (r->until > w->now)
+			w->blocked++;
+		if (bs_is_domain(key, klen))
+			w->domains++;
+		return true;
+	}
+	if ((w->pass == 0) != (r->until != 0) || w->n >= w->max)
+		return w->n < w->max;
+	if (r->until != 0) {
+		bs_format_time(r->until, t, sizeof(t));
+		snprintf(line, sizeof(line),
+		         "%.*s blocked until %s refused %u\n", (int)klen,
+		         (const char *)key, t, r->refused);
+	} else {
+		bs_format_time(expires, t, sizeof(t));
+		snprintf(line, sizeof(line),
+		         "%.*s counting refused %u (forgotten %s)\n", (int)klen,
+		         (const char *)key, r->refused, t);
+	}
+	buf_append(w->out, line, strlen(line));
+	w->n++;
+	return true;
+}
+
 /* bs_list_text - "KEY blocked until T refused N" (or "counting") lines,
  * blocks first; out gets at most `max` lines. */
 void
 bs_list_text(struct buf *out, size_t max)
 {
-	uint64_t now = bs_now();
-	struct bs_ent *e;
-	char line[512], t[64];
-	size_t i, n = 0;
-	int pass;
+	struct bs_walk w = {.out = out, .max = max, .now = bs_now()};
 
-	for (pass = 0; pass < 2; pass++)
-		for (i = 0; i < BS_BUCKETS; i++)
-			for (e = bs_tab[i]; e != NULL && n < max; e = e->next) {
-				if (e->expires <= now ||
-				    (pass == 0) != (e->until != 0))
-					continue;
-				if (e->until != 0) {
-					bs_format_time(e->until, t, sizeof(t));
-					snprintf(line, sizeof(line),
-					         "%s blocked until %s refused "
-					         "%u\n",
-					         e->key, t, e->refused);
-				} else {
-					bs_format_time(e->expires, t,
-					               sizeof(t));
-					snprintf(line, sizeof(line),
-					         "%s counting refused %u "
-					         "(forgotten %s)\n",
-					         e->key, e->refused, t);
-				}
-				buf_append(out, line, strlen(line));
-				n++;
-			}
+	if (bs_table() == NULL)
+		return;
+	for (w.pass = 0; w.pass < 2; w.pass++)
+		store_foreach(bs_t, bs_walk_cb, &w);
 }
 
 /* bs_del - lift the block (and the count) of key: 0 or -ENOENT. */
@@ -283,49 +259,61 @@ int
 bs_del(const char *key)
 {
 	char k[256];
-	struct bs_ent **pp, *e;
+	struct bs_rec r;
 
 	bs_ptr_domain(key, k, sizeof(k));
-	for (pp = &bs_tab[bs_hash(k)]; (e = *pp) != NULL; pp = &e->next)
-		if (strcmp(e->key, k) == 0) {
-			*pp = e->next;
-			bs_forget(e);
-			log_info("backscatter: %s deleted", k);
-			return 0;
-		}
-	return -ENOENT;
+	if (!bs_get(k, &r))
+		return -ENOENT;
+	store_del(bs_t, k, strlen(k));
+	if (bs_is_domain(k, strlen(k)) && bs_n_domains > 0)
+		bs_n_domains--;
+	log_info("backscatter: %s deleted", k);
+	return 0;
+}
+
+/* bs_counts - walk the table: blocks now, domain entries. */
+static void
+bs_counts(size_t *blocked, size_t *domains)
+{
+	struct bs_walk w = {.pass = -1, .now = bs_now()};
+
+	if (bs_table() != NULL)
+		store_foreach(bs_t, bs_walk_cb, &w);
+	*blocked = w.blocked;
+	*domains = w.domains;
 }
 
 /* bs_blocked_count - entries blocking now. */
 size_t
 bs_blocked_count(void)
 {
-	uint64_t now = bs_now();
-	struct bs_ent *e;
-	size_t i, n = 0;
+	size_t b, d;
 
-	for (i = 0; i < BS_BUCKETS; i++)
-		for (e = bs_tab[i]; e != NULL; e = e->next)
-			if (e->until != 0 && e->expires > now)
-				n++;
-	return n;
+	bs_counts(&b, &d);
+	bs_n_domains = d;
+	bs_domains_at = bs_now();
+	return b;
 }
 
-/* bs_free - drop everything (at exit, and between tests). */
+/* bs_has_domains - is any PTR domain counted or blocked?  (Counted again
+ * at most once a minute; in between new ones are added as they come.) */
+bool
+bs_has_domains(void)
+{
+	size_t b;
+
+	if (bs_now() >= bs_domains_at + 60) {
+		bs_counts(&b, &bs_n_domains);
+		bs_domains_at = bs_now();
+	}
+	return bs_n_domains > 0;
+}
+
+/* bs_free - forget the table handle (the store owns the records). */
 void
 bs_free(void)
 {
-	struct bs_ent *e, *next;
-	size_t i;
-
-	for (i = 0; i < BS_BUCKETS; i++) {
-		for (e = bs_tab[i]; e != NULL; e = next) {
-			next = e->next;
-			free(e);
-		}
-		bs_tab[i] = NULL;
-	}
-	bs_n = 0;
+	bs_t = NULL;
 	bs_n_domains = 0;
-	bs_full_logged = false;
+	bs_domains_at = 0;
 }

@@ -286,9 +286,8 @@ sess_smtp_body_cb(struct smtp *e, const char *buf, size_t len)
 		bodytap_unstuff(&x->tap_mid, buf, len, sess_tap_out, x);
 	if (s->closing)
 		return;
-	if (x->hold || (s->relay != NULL && x->in_data)) {
-		if (s->outbound)
-			outbound_body(s, buf, len); /* its Message-ID */
+	if (s->outbound && s->relay != NULL && x->in_data)
+		outbound_body(s, buf, len); /* its Message-ID */
+	if (x->hold || (s->relay != NULL && x->in_data))
 		hdrfilter_feed(x->hf, buf, len, sess_body_out, x);
-	}
 }

@@ -294,6 +294,54 @@ ctl_config(struct ctl_client *c, int argc, char **argv)
 }
 
 /* ctl_command - one request line into an answer. */
+/* ctl_greylist - "greylist list [PATTERN]", "greylist del NET SENDER
+ * RCPT", "greylist flush" (args: the rest of the line). */
+static void
+ctl_greylist(struct buf *out, char *args)
+{
+	char *verb, *rest;
+	size_t n;
+
+	args += strspn(args, " \t");
+	verb = args;
+	rest = verb + strcspn(verb, " \t");
+	if (*rest != '\0')
+		*rest++ = '\0';
+	rest += strspn(rest, " \t");
+	n = strlen(rest);
+	while (n > 0 && (rest[n - 1] == ' ' || rest[n - 1] == '\t'))
+		rest[--n] = '\0';
+	if (strcmp(verb, "list") == 0) {
+		struct buf b = {0};
+
+		greylist_list(n ? rest : NULL, &b);
+		buf_append(out, "ok\n", 3);
+		if (b.len)
+			buf_append(out, b.data, b.len);
+		buf_free(&b);
+	} else if (strcmp(verb, "del") == 0 && n > 0) {
+		/* one space between the three parts, as list prints them */
+		char t[1024], *w = t;
+
+		for (char *r = rest; *r && w < t + sizeof(t) - 1; r++)
+			if (!((*r == ' ' || *r == '\t') && w > t &&
+			      w[-1] == ' '))
+				*w++ = *r == '\t' ? ' ' : *r;
+		*w = '\0';
+		if (greylist_del(t) == 0)
+			ctl_printf(out, "ok\ngreylist triplet deleted\n");
+		else
+			ctl_printf(out, "error: no such triplet (NET SENDER "
+			                "RCPT as greylist list prints it)\n");
+	} else if (strcmp(verb, "flush") == 0 && n == 0) {
+		ctl_printf(out, "ok\n%zu greylist triplets deleted\n",
+		           greylist_flush());
+	} else {
+		ctl_printf(out, "error: usage: greylist list [PATTERN] | del "
+		                "NET SENDER RCPT | flush\n");
+	}
+}
+
 static void
 ctl_command(struct ctl_client *c, char *line)
 {
@@ -317,6 +365,11 @@ ctl_command(struct ctl_client *c, char *line)
 				buf_append(out, lines.data, lines.len);
 		}
 		buf_free(&lines);
+		return;
+	}
+	if (strncmp(line, "greylist", 8) == 0 &&
+	    (line[8] == '\0' || line[8] == ' ' || line[8] == '\t')) {
+		ctl_greylist(out, line + 8);
 		return;
 	}
 	for (tok = strtok_r(line, " \t", &save); tok != NULL && argc < 4;
@@ -357,13 +410,10 @@ ctl_command(struct ctl_client *c, char *line)
 			           argv[2]);
 	} else if (strcmp(argv[0], "backscatter") == 0) {
 		ctl_printf(out, "error: usage: backscatter list|del ADDR\n");
-	} else if (strcmp(argv[0], "greylist") == 0) {
-		ctl_printf(out, "error: greylisting is not enabled in this "
-		                "build\n");
 	} else if (strcmp(argv[0], "series") == 0 && argc == 2) {
 		struct buf b = {0};
 
-		if (history_series(&b, argv[1], (uint64_t)time(NULL)) < 0) {
+		if (history_series(&b, argv[1], store_now()) < 0) {
 			ctl_printf(out, "error: usage: series day|month\n");
 		} else {
 			buf_append(out, "ok\n", 3);
@@ -384,10 +434,11 @@ ctl_command(struct ctl_client *c, char *line)
 			ctl_printf(out, "ok\nreloaded\n");
 		}
 	} else {
-		ctl_printf(out,
-		           "error: unknown command (stats, allow add|del, "
-		           "block add|del, greylist list|del, backscatter "
-		           "list|del, decisions, series, config, reload)\n");
+		ctl_printf(
+		        out,
+		        "error: unknown command (stats, allow add|del, "
+		        "block add|del, greylist list|del|flush, backscatter "
+		        "list|del, decisions, series, config, reload)\n");
 	}
 }
 

@@ -8,12 +8,17 @@
  *   history_series()     counts per action: the last 24 h in 5-minute
  *                        buckets ("day") or the last 30 days ("month")
  *   history_reset()      forget everything (tests)
+ *   history_open()       subscribe to the decisions (sess_on_decision)
+ *                        and load what the store kept (after store_open)
  *
  * Owns a ring of the last HIST_MAX decisions (fixed-size records, longer
  * values cut) and two bucket arrays stamped with their bucket number, so
  * a stale bucket reads as zero without a timer.  All on the loop; nothing
- * blocks.  Persistence goes through the state store once it exists (a
- * blob saved at each flush); until then the history lives in RAM only.
+ * blocks.  Persistence: the state store's blob "history" (set just before
+ * each flush when something changed, store_on_flush): a header, the two
+ * bucket arrays, then the records oldest first, each as its time and nine
+ * NUL-terminated strings (a record takes ~150 bytes there, not its
+ * fixed RAM size).  A blob that does not parse is ignored (logged).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -36,6 +41,8 @@ static struct hist_rec hist_ring[HIST_MAX];
 static size_t hist_head, hist_len; /* next slot, records held */
 static struct hist_bucket hist_day[HIST_DAY_BUCKETS];
 static struct hist_bucket hist_month[HIST_MONTH_BUCKETS];
+
+static bool hist_dirty;
 
 static const char *const hist_action_names[HIST_ACTIONS] = {
         "accept", "tempfail", "reject", "log"};
@@ -92,6 +99,7 @@ history_add(const struct hist_rec *r)
 	hist_head = (hist_head + 1) % HIST_MAX;
 	if (hist_len < HIST_MAX)
 		hist_len++;
+	hist_dirty = true;
 	if (a >= 0) {
 		hist_count(hist_day, HIST_DAY_BUCKETS, HIST_DAY_SPAN, r->t, a);
 		hist_count(hist_month, HIST_MONTH_BUCKETS, HIST_MONTH_SPAN,
@@ -287,4 +295,153 @@ history_reset(void)
 	hist_head = hist_len = 0;
 	memset(hist_day, 0, sizeof(hist_day));
 	memset(hist_month, 0, sizeof(hist_month));
+}
+
+#define HIST_BLOB "history"
+#define HIST_MAGIC 0x4d4d4831u /* "MMH1" */
+
+struct hist_blob_hdr {
+	uint32_t magic;
+	uint32_t n; /* records that follow the buckets */
+	uint32_t day_buckets, month_buckets;
+};
+
+/* hist_fields - the nine strings of r, in the blob's order */
+static void
+hist_fields(struct hist_rec *r, char **f, size_t *len)
+{
+	f[0] = r->id, len[0] = sizeof(r->id);
+	f[1] = r->client, len[1] = sizeof(r->client);
+	f[2] = r->ptr, len[2] = sizeof(r->ptr);
+	f[3] = r->helo, len[3] = sizeof(r->helo);
+	f[4] = r->from, len[4] = sizeof(r->from);
+	f[5] = r->to, len[5] = sizeof(r->to);
+	f[6] = r->action, len[6] = sizeof(r->action);
+	f[7] = r->reason, len[7] = sizeof(r->reason);
+	f[8] = r->detail, len[8] = sizeof(r->detail);
+}
+
+/* history_blob - everything as the blob text into b */
+void
+history_blob(struct buf *b)
+{
+	struct hist_blob_hdr h = {HIST_MAGIC, (uint32_t)hist_len,
+	                          HIST_DAY_BUCKETS, HIST_MONTH_BUCKETS};
+	char *f[9];
+	size_t len[9], i, k;
+	int j;
+
+	buf_append(b, &h, sizeof(h));
+	buf_append(b, hist_day, sizeof(hist_day));
+	buf_append(b, hist_month, sizeof(hist_month));
+	for (i = 0; i < hist_len; i++) {
+		struct hist_rec *r;
+
+		k = (hist_head + HIST_MAX - hist_len + i) % HIST_MAX;
+		r = &hist_ring[k];
+		buf_append(b, &r->t, sizeof(r->t));
+		hist_fields(r, f, len);
+		for (j = 0; j < 9; j++)
+			buf_append(b, f[j], strlen(f[j]) + 1);
+	}
+}
+
+/* history_load_blob - replace everything by a blob's content; 0 or
+ * -EINVAL (then nothing changed) */
+int
+history_load_blob(const void *p, size_t n)
+{
+	const char *c = p, *end = c + n, *z;
+	struct hist_blob_hdr h;
+	struct hist_rec r;
+	char *f[9];
+	size_t len[9];
+	uint32_t i;
+	int j;
+
+	if (n < sizeof(h) + sizeof(hist_day) + sizeof(hist_month))
+		return -EINVAL;
+	memcpy(&h, c, sizeof(h));
+	if (h.magic != HIST_MAGIC || h.n > HIST_MAX ||
+	    h.day_buckets != HIST_DAY_BUCKETS ||
+	    h.month_buckets != HIST_MONTH_BUCKETS)
+		return -EINVAL;
+	/* Check every record before anything is replaced. */
+	c += sizeof(h) + sizeof(hist_day) + sizeof(hist_month);
+	for (i = 0; i < h.n; i++) {
+		if ((size_t)(end - c) < sizeof(uint64_t))
+			return -EINVAL;
+		c += sizeof(uint64_t);
+		for (j = 0; j < 9; j++) {
+			z = memchr(c, '\0', (size_t)(end - c));
+			if (z == NULL)
+				return -EINVAL;
+			c = z + 1;
+		}
+	}
+	if (c != end)
+		return -EINVAL;
+	history_reset();
+	c = p;
+	memcpy(hist_day, c + sizeof(h), sizeof(hist_day));
+	memcpy(hist_month, c + sizeof(h) + sizeof(hist_day),
+	       sizeof(hist_month));
+	c += sizeof(h) + sizeof(hist_day) + sizeof(hist_month);
+	for (i = 0; i < h.n; i++) {
+		memset(&r, 0, sizeof(r));
+		memcpy(&r.t, c, sizeof(r.t));
+		c += sizeof(uint64_t);
+		hist_fields(&r, f, len);
+		for (j = 0; j < 9; j++) {
+			snprintf(f[j], len[j], "%s", c);
+			c += strlen(c) + 1;
+		}
+		/* Into the ring only: the buckets were loaded whole. */
+		hist_ring[hist_head] = r;
+		hist_head = (hist_head + 1) % HIST_MAX;
+		hist_len++;
+	}
+	hist_dirty = false;
+	return 0;
+}
+
+/* history_flush_cb - before a store burst: the blob, if it changed */
+static void
+history_flush_cb(void)
+{
+	struct buf b = {0};
+
+	if (!hist_dirty)
+		return;
+	history_blob(&b);
+	if (store_blob_set(HIST_BLOB, b.data, b.len) == 0)
+		hist_dirty = false;
+	buf_free(&b);
+}
+
+/* history_decision_cb - every decision log line */
+static void
+history_decision_cb(const struct decision_rec *d)
+{
+	history_add_fields(d->time, d->id, d->client, d->ptr, d->helo, d->from,
+	                   d->to, d->action, d->reason, d->detail);
+}
+
+/* history_open - subscribe, and load what the previous run kept */
+void
+history_open(void)
+{
+	static bool subscribed;
+	const void *p;
+	size_t n;
+
+	if (!subscribed) {
+		sess_on_decision(history_decision_cb);
+		store_on_flush(history_flush_cb);
+		subscribed = true;
+	}
+	p = store_blob_get(HIST_BLOB, &n);
+	if (p != NULL && history_load_blob(p, n) < 0)
+		log_warn("history: the stored decision history does not "
+		         "parse; starting empty");
 }

@@ -141,6 +141,7 @@ main_state_open(void)
 	if (store_open(loop, cfg, err, sizeof(err)) < 0)
 		log_warn("store: %s: state is not kept", err);
 	stats_store_open();
+	history_open();
 }
 
 /* main_rlimit - as many descriptors as we may have. */
@@ -158,7 +159,7 @@ main_rlimit(void)
 
 /* main_drop_privileges - MAILMOAT_USER, when started as root. */
 static void
-main_drop_privileges(void)
+main_drop_privileges(const struct config *cfg)
 {
 	const char *user = getenv("MAILMOAT_USER");
 	struct passwd *pw;
@@ -168,10 +169,14 @@ main_drop_privileges(void)
 	pw = getpwnam(user);
 	if (pw == NULL)
 		log_fatal("MAILMOAT_USER=%s: no such user", user);
-	if (setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 ||
-	    setuid(pw->pw_uid) < 0)
+	if (transparent_keep_caps(cfg, true) < 0 || setgroups(0, NULL) < 0 ||
+	    setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0)
 		log_fatal("cannot switch to user %s: %s", user,
 		          strerror(errno));
+	/* tproxy: connections from the client's address need CAP_NET_ADMIN */
+	if (transparent_keep_caps(cfg, false) < 0)
+		log_fatal("cannot keep CAP_NET_ADMIN for tproxy as %s: %s",
+		          user, strerror(errno));
 	log_info("running as user %s", user);
 }
 
@@ -262,7 +267,7 @@ main(int argc, char **argv)
 		log_warn("control socket %s: %s", cfg->control_socket,
 		         strerror(-rc));
 	control_reload_hook = main_reload;
-	main_drop_privileges();
+	main_drop_privileges(cfg);
 
 	uv_signal_init(loop, &sig_hup);
 	uv_signal_init(loop, &sig_term);

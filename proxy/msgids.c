@@ -9,14 +9,13 @@
  *   msgids_tap_*()    a streaming reader of the top header section of an
  *                     outgoing message: its Message-ID field
  *
- * The set is compact: 16 bytes per id (a 64-bit hash of the id, its
- * domain folded to lower case, and the expiry), open addressing, grown
- * by doubling up to MSGIDS_MAX entries; a full table drops expired
- * entries first and then refuses new ones (logged once).  A false
- * positive needs a 64-bit hash collision with an id we sent.  Kept for
- * backscatter_block plus the retry time of a bounce (the caller picks
- * `expires`).  RAM only for now: the state store (issue 8) will persist
- * it.  Nothing async; reads no config key.
+ * The set is compact: a store table "msgids" (store.c) whose key is a
+ * 64-bit hash of the id (its domain folded to lower case) and whose value
+ * is one byte, with the expiry the store keeps; so the ids survive a
+ * restart and a power cut after a flush.  A false positive needs a
+ * 64-bit hash collision with an id we sent.  Kept for backscatter_block
+ * plus the retry time of a bounce (the caller picks `expires`, store
+ * time).  Nothing async; reads no config key.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,16 +25,7 @@
 
 #include "proxy.h"
 
-#define MSGIDS_MAX (1u << 20)
-
-struct msgid_ent {
-	uint64_t h;       /* 0: empty */
-	uint64_t expires; /* wall seconds */
-};
-
-static struct msgid_ent *tab;
-static size_t cap, used;
-static bool full_logged;
+static struct store_table *tab;
 
 /* msgid_hash - FNV-1a 64 of the id, its domain in lower case; never 0. */
 static uint64_t
@@ -62,93 +52,51 @@ msgid_hash(const char *id, size_t n)
 	return h ? h : 1;
 }
 
-/* msgids_slot - the slot of h (found, or the empty one to use). */
-static struct msgid_ent *
-msgids_slot(uint64_t h)
+/* msgids_table - the store table "msgids": key the 8-byte hash, value
+ * one byte (the version), opened on first use. */
+static struct store_table *
+msgids_table(void)
 {
-	size_t i = (size_t)(h & (cap - 1));
-
-	while (tab[i].h != 0 && tab[i].h != h)
-		i = (i + 1) & (cap - 1);
-	return &tab[i];
+	if (tab == NULL)
+		tab = store_table("msgids", 1);
+	return tab;
 }
 
-/* msgids_rehash - into a table of newcap slots, dropping expired ones. */
-static void
-msgids_rehash(size_t newcap, uint64_t now)
-{
-	struct msgid_ent *old = tab;
-	size_t oldcap = cap, i;
-
-	tab = xcalloc(newcap, sizeof(*tab));
-	cap = newcap;
-	used = 0;
-	for (i = 0; i < oldcap; i++)
-		if (old[i].h != 0 && old[i].expires > now) {
-			*msgids_slot(old[i].h) = old[i];
-			used++;
-		}
-	free(old);
-}
-
-/* msgids_add - record id (brackets optional) until expires. */
+/* msgids_add - record id (brackets optional) until expires (store time). */
 void
 msgids_add(const char *id, size_t n, uint64_t expires)
 {
-	uint64_t h = msgid_hash(id, n), now = (uint64_t)time(NULL);
-	struct msgid_ent *e;
+	uint64_t h = msgid_hash(id, n), old = 0;
+	unsigned char v = 1;
 
-	if (cap == 0)
-		msgids_rehash(1024, now);
-	if ((used + 1) * 4 > cap * 3) {
-		if (cap < MSGIDS_MAX)
-			msgids_rehash(cap * 2, now);
-		else
-			msgids_rehash(cap, now);
-		if ((used + 1) * 4 > cap * 3) {
-			if (!full_logged)
-				log_warn("msgids: %zu outgoing Message-IDs "
-				         "recorded, no room for more",
-				         used);
-			full_logged = true;
-			return;
-		}
-	}
-	e = msgids_slot(h);
-	if (e->h == 0)
-		used++;
-	e->h = h;
-	if (e->expires < expires)
-		e->expires = expires;
+	if (store_get_expires(msgids_table(), &h, sizeof(h), &old) == 0 &&
+	    old >= expires)
+		return;
+	if (store_put(tab, &h, sizeof(h), &v, expires) != 0)
+		log_warn("msgids: cannot record an outgoing Message-ID");
 }
 
 /* msgids_has - recorded and not expired? */
 bool
 msgids_has(const char *id, size_t n)
 {
-	const struct msgid_ent *e;
+	uint64_t h = msgid_hash(id, n);
 
-	if (cap == 0)
-		return false;
-	e = msgids_slot(msgid_hash(id, n));
-	return e->h != 0 && e->expires > (uint64_t)time(NULL);
+	return store_get(msgids_table(), &h, sizeof(h)) != NULL;
 }
 
-/* msgids_count - ids recorded (expired ones until the next growth). */
+/* msgids_count - ids recorded. */
 size_t
 msgids_count(void)
 {
-	return used;
+	return store_count(msgids_table());
 }
 
-/* msgids_free - drop the set. */
+/* msgids_free - forget the table handle (the store owns the records). */
 void
 msgids_free(void)
 {
-	free(tab);
 	tab = NULL;
-	cap = used = 0;
-	full_logged = false;
 }
 
 /* msgids_tap_init - a new outgoing message. */

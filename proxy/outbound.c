@@ -72,7 +72,7 @@ outbound_delivered(struct session *s)
 		return;
 	if (msgids_tap_id(s->outbound_tap, id, sizeof(id))) {
 		msgids_add(id, strlen(id),
-		           (uint64_t)time(NULL) + s->cfg->backscatter_block_s +
+		           store_now() + s->cfg->backscatter_block_s +
 		                   OUTBOUND_RETRY_S);
 		outbound_learned++;
 		log_debug("id=%s outbound Message-ID <%s> recorded", s->sid,

@@ -843,7 +843,8 @@ bool dsn_id_ours(const struct config *cfg, const char *id, size_t n);
 /*
  * Hosts that sent us backscatter (DSNs for mail we never sent): a count
  * per client IP and per PTR domain, and a block of backscatter_block once
- * backscatter_threshold DSNs were refused.  Wall-clock seconds.
+ * backscatter_threshold DSNs were refused.  Kept in the state store
+ * (table "backscatter"); store time (store_now()).
  */
 int bs_init(const struct config *cfg);
 /* bs_refused - count a refused DSN of ip / ptr ("" if none); true if the
@@ -861,17 +862,16 @@ size_t bs_blocked_count(void);
 void bs_ptr_domain(const char *ptr, char *out, size_t outlen);
 void bs_format_time(uint64_t t, char *out, size_t outlen);
 uint64_t bs_now(void);
-void bs_set_clock(uint64_t (*fn)(void)); /* tests: NULL = time() */
 void bs_free(void);
 
 /* -------------------------------------------------------------- msgids.c */
 
 /*
  * The Message-IDs the box saw leave through outbound_listen: a compact
- * hashed set (16 B per id) for dsn_reference = sent, and a streaming
- * reader of an outgoing message's Message-ID field.
+ * hashed set (store table "msgids": 8-byte hash keys) for dsn_reference =
+ * sent, and a streaming reader of an outgoing message's Message-ID field.
  */
-void msgids_add(const char *id, size_t n, uint64_t expires); /* wall s */
+void msgids_add(const char *id, size_t n, uint64_t expires); /* store s */
 bool msgids_has(const char *id, size_t n);
 size_t msgids_count(void);
 void msgids_free(void);
@@ -971,6 +971,39 @@ void stats_json_string(struct buf *b, const char *s);
  * "counters" (after store_open); they are saved there at each flush. */
 void stats_store_open(void);
 void stats_free(void);
+
+/* --------------------------------------------------------------- psl.c */
+
+/* psl_registered - the registered domain (public suffix + one label, PSL
+ * from data/public_suffix_list.dat, compiled in) of a host name, lower
+ * case, into out; false when name is itself a public suffix or bad. */
+bool psl_registered(const char *name, char *out, size_t outlen);
+
+/* ---------------------------------------------------------- greylist.c */
+
+/* Greylisting logic on store tables (the check is checks/greylist.c).  A
+ * triplet is the text "NET SENDER RCPT": NET the registered domain of a
+ * forward-confirmed PTR, else the /24 or /64. */
+enum gl_result { GL_R_NEW, GL_R_WAIT, GL_R_PASS, GL_R_AUTO };
+void greylist_open(void); /* the tables, after store_open */
+void greylist_net(const struct ipaddr *ip, const char *ptr, char *out,
+                  size_t outlen);
+struct mailpath;
+void greylist_sender(const struct mailpath *from, char *out, size_t outlen);
+void greylist_triplet(const struct ipaddr *ip, const char *ptr,
+                      const struct mailpath *from, const struct mailpath *rcpt,
+                      char *out, size_t outlen);
+enum gl_result greylist_lookup(const struct config *cfg, const char *triplet,
+                               unsigned *waited);
+void greylist_record(const struct config *cfg, const char *triplet);
+void greylist_delivered(const struct config *cfg, const char *triplet);
+size_t greylist_list(const char *pattern, struct buf *out);
+int greylist_del(const char *triplet);
+size_t greylist_flush(void);
+void greylist_stats(uint64_t *entries, uint64_t *pending, uint64_t *passed,
+                    uint64_t *auto_allowed);
+size_t greylist_capacity(void);
+void greylist_set_capacity(size_t n); /* tests; 0: derived */
 
 /* ------------------------------------------------------------- store.c */
 
@@ -1239,6 +1272,9 @@ void transparent_relay_client(const struct session *s,
                               struct sockaddr_storage *backend,
                               struct relay_client *ci);
 extern unsigned long transparent_refused; /* reason=transparent */
+/* transparent_keep_caps - before/after main's setuid(): tproxy keeps
+ * CAP_NET_ADMIN (IP_TRANSPARENT per connection); 0 or -errno. */
+int transparent_keep_caps(const struct config *cfg, bool before);
 /* transparent_stats_json - the "transparent" stats object. */
 void transparent_stats_json(struct buf *b);
 
@@ -1337,6 +1373,13 @@ int history_decisions(struct buf *b, const char *filter);
  * "START A T R L" per bucket, oldest first, the last one holding now. */
 int history_series(struct buf *b, const char *which, uint64_t now);
 void history_reset(void);
+/* history_open - subscribe to sess_on_decision and load the store's blob
+ * "history" (after store_open); the blob is set before each flush. */
+void history_open(void);
+/* history_blob / history_load_blob - the persisted form (tests); load:
+ * 0, or -EINVAL for a blob that does not parse (nothing changed). */
+void history_blob(struct buf *b);
+int history_load_blob(const void *p, size_t n);
 
 /* -------------------------------------------------------------- control.c */
 

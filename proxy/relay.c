@@ -45,6 +45,14 @@
  * the relay only waits for relay_abort().  After relay_abort() or
  * relay_quit() no callback runs again.
  *
+ * Re-entrancy rule: no callback (reply, failure, drain) ever runs inside
+ * a relay_* call.  Replies and drains come from the loop's read and write
+ * callbacks; a failure found inside a call (a write to a reset
+ * connection, a command too long) marks the relay dead at once and is
+ * reported from a zero timer on the relay's own uv_timer_t, on a later
+ * turn of the loop.  So a caller may go on using r after any relay_*
+ * call, and learns of the failure only through its callback.
+ *
  * Owns its uv_tcp_t and uv_timer_t (embedded), its buffers.  Everything
  * is asynchronous on the loop.  Reads timeout_backend_ms and hostname
  * (as the EHLO name, given by the caller).
@@ -114,6 +122,7 @@ struct relay {
 	struct buf qbuf;   /* waiting for the write in progress */
 	struct buf rline;  /* partial reply line */
 	struct buf reply;  /* reply lines so far, joined by CRLF */
+	char why[128];     /* the failure, reported from the timer */
 	/* connection reuse */
 	struct sockaddr_storage peer;
 	unsigned reuse_ms; /* backend_reuse; 0: never parked */
@@ -198,7 +207,24 @@ relay_close(struct relay *r)
 	uv_close((uv_handle_t *)&r->timer, relay_close_cb);
 }
 
-/* relay_fail - report a failure once; a detached relay just closes. */
+/* relay_report_cb - the deferred failure report (a later loop turn). */
+static void
+relay_report_cb(uv_timer_t *t)
+{
+	struct relay *r = t->data;
+
+	if (r->closing)
+		return;
+	if (r->detached) {
+		relay_close(r);
+		return;
+	}
+	r->cb(r, r->arg, -1, r->why);
+}
+
+/* relay_fail - the relay is dead from now on; the failure is reported
+ * once, never from inside the caller (a zero timer); a detached relay
+ * just closes. */
 static void
 relay_fail(struct relay *r, const char *why)
 {
@@ -207,12 +233,13 @@ relay_fail(struct relay *r, const char *why)
 	log_debug("relay: backend failed: %s", why);
 	r->state = RS_DEAD;
 	uv_read_stop((uv_stream_t *)&r->tcp);
-	uv_timer_stop(&r->timer);
 	if (r->detached) {
+		uv_timer_stop(&r->timer);
 		relay_close(r);
 		return;
 	}
-	r->cb(r, r->arg, -1, why);
+	snprintf(r->why, sizeof(r->why), "%s", why);
+	uv_timer_start(&r->timer, relay_report_cb, 0, 0);
 }
 
 /* relay_timer_cb - a reply did not come in time. */
@@ -237,6 +264,8 @@ relay_timer_cb(uv_timer_t *t)
 static void
 relay_arm(struct relay *r)
 {
+	if (r->state == RS_DEAD)
+		return; /* the timer carries the failure report */
 	uv_timer_start(&r->timer, relay_timer_cb,
 	               r->quitting ? RELAY_QUIT_MS : r->timeout_ms, 0);
 }

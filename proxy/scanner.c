@@ -50,6 +50,7 @@ struct scan_health {
 	uint64_t last_ms;    /* duration of the last answered scan */
 	uint64_t stream_max; /* clamd: learned StreamMaxLength bound */
 	bool probing;        /* a StreamMaxLength probe runs */
+	bool down;           /* the last answer was a fault */
 	time_t last_ok, last_fault;
 	char last_error[128];
 };
@@ -336,10 +337,12 @@ scan_report(struct scan_job *j, struct scan_reply *r)
 	}
 	if (r->verdict == SCAN_FAULT || r->verdict == SCAN_LIMIT) {
 		h->faults++;
+		h->down = true;
 		h->last_fault = time(NULL);
 		snprintf(h->last_error, sizeof(h->last_error), "%s", r->what);
 	} else {
 		h->last_ok = time(NULL);
+		h->down = false;
 		h->last_ms = util_now_ms() - j->started_ms;
 		if (r->verdict == SCAN_CLEAN || r->verdict == SCAN_HEADER)
 			h->clean++;
@@ -420,7 +423,7 @@ scan_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
 	struct scan_job *j = container_of(st, struct scan_job, tcp);
 	struct scan_reply r;
 
-	if (j->reported || nread == 0)
+	if (j->reported || j->have_early || nread == 0)
 		return;
 	if (nread < 0) {
 		uv_read_stop(st);
@@ -497,7 +500,7 @@ scan_write(struct scan_job *j, bool chunk, const char *p, size_t n, size_t body)
 static void
 scan_flush(struct scan_job *j)
 {
-	if (!j->connected || j->write_failed || j->reported)
+	if (!j->connected || j->write_failed || j->reported || j->have_early)
 		return;
 	if (j->srv.kind != SCAN_CLAMD) {
 		if (j->ended && j->pending.len > 0) {
@@ -529,7 +532,7 @@ scan_connect_cb(uv_connect_t *c, int status)
 {
 	struct scan_job *j = container_of(c, struct scan_job, conn);
 
-	if (j->reported)
+	if (j->reported || j->have_early)
 		return;
 	if (status != 0) {
 		if (status == UV_ECONNREFUSED)
@@ -594,7 +597,8 @@ scan_open(uv_loop_t *loop, const struct scan_server *srv, unsigned timeout_ms,
 void
 scan_body(struct scan_job *j, const char *p, size_t n)
 {
-	if (j->reported || j->ended || j->srv.kind != SCAN_CLAMD)
+	if (j->reported || j->have_early || j->ended ||
+	    j->srv.kind != SCAN_CLAMD)
 		return;
 	if (j->limit > 0 && j->given + n > j->limit) {
 		n = j->given < j->limit ? (size_t)(j->limit - j->given) : 0;
@@ -603,17 +607,17 @@ scan_body(struct scan_job *j, const char *p, size_t n)
 	j->given += n;
 	buf_append(&j->pending, p, n);
 	if (j->pending.len + j->queued > SCAN_QUEUE_MAX) {
-		if (!j->connected)
-			scan_fail(j,
-			          "not connected yet and %" PRIu64
-			          " bytes waiting",
-			          (uint64_t)j->pending.len);
-		else
-			scan_fail(j,
-			          "not keeping up (%" PRIu64 " bytes "
-			          "waiting)",
-			          (uint64_t)(j->pending.len + j->queued));
+		/* Reported on the next turn, never from inside scan_body. */
+		memset(&j->early, 0, sizeof(j->early));
+		j->early.verdict = SCAN_FAULT;
+		snprintf(j->early.what, sizeof(j->early.what),
+		         "%s (%" PRIu64 " bytes waiting)",
+		         j->connected ? "not keeping up" : "not connected yet",
+		         (uint64_t)(j->pending.len + j->queued));
+		buf_free(&j->pending);
+		j->have_early = true;
 		j->h->timeouts++;
+		uv_timer_start(&j->timer, scan_timer_cb, 0, 0);
 		return;
 	}
 	scan_flush(j);
@@ -633,7 +637,7 @@ scan_end(struct scan_job *j, struct buf *req)
 		}
 		memset(req, 0, sizeof(*req));
 	}
-	if (j->reported || j->ended)
+	if (j->reported || j->have_early || j->ended)
 		return;
 	j->ended = true;
 	if (j->connected)
@@ -673,7 +677,7 @@ scan_health_json(struct buf *b)
 	buf_append(b, "{", 1);
 	for (i = 0; i < n_health; i++) {
 		const struct scan_health *h = &health[i];
-		bool up = h->last_ok >= h->last_fault;
+		bool up = !h->down;
 
 		if (i > 0)
 			buf_append(b, ", ", 2);

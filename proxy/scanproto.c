@@ -560,13 +560,17 @@ scan_rspamd_milter(struct scan_reply *r, const char *s,
 static int
 scan_rspamd_json(struct scan_reply *r, const char *s, size_t n)
 {
-	struct json_tok *t = xmalloc(SCAN_JSON_TOKENS * sizeof(*t));
+	/* Every token but the last takes at least 2 bytes ("1," or "[]"):
+	 * no more than n / 2 + 1 can be needed. */
+	unsigned max = n / 2 + 1 < SCAN_JSON_TOKENS ? (unsigned)(n / 2 + 1)
+	                                            : SCAN_JSON_TOKENS;
+	struct json_tok *t = xmalloc(max * sizeof(*t));
 	char action[64];
 	int nt, k, sym, rc = 1;
 	unsigned m;
 	size_t o = 0;
 
-	nt = json_parse(s, n, t, SCAN_JSON_TOKENS);
+	nt = json_parse(s, n, t, max);
 	if (nt < 0 || t[0].type != JSON_OBJ) {
 		rc = scan_fault(r, "rspamd: %s",
 		                nt == -E2BIG ? "answer too complex"

@@ -10,14 +10,52 @@
  * sess_arm, sess_rearm), sess_close(), the TLS hooks and the read path.
  *
  * A session (struct sess, session_int.h) embeds its uv_tcp_t and
- * uv_timer_t and is freed in the close callback of the last one.  The
- * one timer serves every state: greet pause and connect-check wait
- * (PH_CONNECT), each command, each DATA chunk, the whole session's life
- * (the cap of every arming; shorter in stress mode), and the flush of the
- * last reply when closing.
+ * uv_timer_t and is freed in the close callback of the last one.
+ *
+ * Which timer runs in which state (the rule; one uv_timer_t, x->wait
+ * says what the session waits for, sess_rearm() arms it):
+ *   - before the banner (PH_CONNECT): greet_pause, then at most
+ *     2 x dns_timeout + 5 s for the connect checks (listen.c).
+ *   - waiting for the client's next command (W_CLIENT, after each reply
+ *     we write): timeout_command; bytes of a command do not extend it.
+ *   - a command is with us (W_US: its checks run, or the backend works on
+ *     MAIL/RCPT/DATA): the client's timer is suspended - each stage has
+ *     its own limits (DNS timeouts, the relay's timeout_backend) - and
+ *     only a ceiling (timeout_backend + 2 x dns_timeout + 5 s) catches a
+ *     stage that hangs.
+ *   - after the 354 (W_DATA): timeout_data, re-armed by every read: the
+ *     idle time between chunks (RFC 5321 4.5.3.2.6).
+ *   - after the final dot until its answer (W_EOD: DATA checks, a held
+ *     body going out, the backend's reply): suspended; the relay's
+ *     timeout_backend turns a silent backend into a 451; a ceiling of
+ *     SESS_EOD_MAX_MS (RFC 5321's 10-minute end-of-data wait) that the
+ *     session's life does not cap.
+ *   - closing: SESS_CLOSE_FLUSH_MS for the last reply to drain.
+ * Every arming but W_EOD's is capped by the session's life (30 min, 5 in
+ * stress mode); stress mode also shortens timeout_command/timeout_data.
+ * A 421 from a timer logs reason=timeout with detail command, stage, data
+ * or end-of-data.
  *
  * Every decision is one log line (id client ptr helo from to action
  * reason detail) and counts in stats.
+ *
+ * Which callback may re-enter what (the rule; stage.c and bodytap.c keep
+ * it too):
+ *   - relay.c never calls back from inside a relay_* call (failures come
+ *     from a zero timer); its callbacks arrive on a later loop turn, and
+ *     sess_relay_cb()/sess_relay_drain_cb() drop those of a relay the
+ *     session has let go (the one liveness check: s->relay == r).
+ *   - checks answer through sess_check_done() on a later turn (DNS cache
+ *     hits and chk_done_later() are deferred too); a synchronous answer
+ *     from start() would still be safe: sess_stage_start() decides only
+ *     after its loop (x->starting).
+ *   - the SMTP engine calls its hooks synchronously from smtp_input(),
+ *     smtp_accept() and smtp_reply() (the owner's answer releases queued
+ *     input): so every caller of those treats them as its last use of the
+ *     transaction state, and a hook may close the session (sess_close()
+ *     only marks it; memory goes in the last handle's close callback).
+ *   - tls.c calls its hooks synchronously from tls_input()/tls_write();
+ *     they may close the session, never free the TLS context.
  *
  * Owns: the sessions, the id table.  Async: everything, on the loop.
  * Config keys: timeout_command, timeout_data, dns_timeout (connect wait).
@@ -326,7 +364,10 @@ sess_smtp_write_cb(struct smtp *e, const char *buf, size_t len)
 		tls_write(x->s.tls, buf, len);
 	else
 		sess_raw_write(x, buf, len);
-	/* A reply went out: the client has a fresh deadline. */
+	/* A reply went out: the client has a fresh deadline (the 354 keeps
+	 * W_DATA: the DATA handler set it). */
+	if (x->wait != W_DATA)
+		x->wait = W_CLIENT;
 	if (!x->s.closing && x->phase != PH_CONNECT)
 		sess_rearm(x);
 }
@@ -378,14 +419,35 @@ sess_arm(struct sess *x, uint64_t ms)
 	uv_timer_start(&x->s.timer, sess_timer_cb, ms, 0);
 }
 
-/* sess_rearm - the deadline of the state the engine is in. */
+/* sess_rearm - the deadline of what the session waits for (x->wait). */
 void
 sess_rearm(struct sess *x)
 {
 	uint64_t cmd, data, life;
 
+	const struct config *c = x->s.cfg;
+
 	sess_timeouts(x, &cmd, &data, &life);
-	sess_arm(x, x->s.smtp.state == SMTP_ST_DATA ? data : cmd);
+	switch (x->wait) {
+	case W_DATA:
+		sess_arm(x, data);
+		return;
+	case W_US:
+		/* Each stage is bounded by its own timers (DNS, the relay's
+		 * timeout_backend); this only catches a stage that hangs. */
+		sess_arm(x, (c->timeout_backend_ms ? c->timeout_backend_ms
+		                                   : 120000) +
+		                    2ull * c->dns_timeout_ms + 5000);
+		return;
+	case W_EOD:
+		/* Not capped by the session's life: a message the backend may
+		 * be committing is never cut by our clock. */
+		uv_timer_start(&x->s.timer, sess_timer_cb, SESS_EOD_MAX_MS, 0);
+		return;
+	case W_CLIENT:
+		break;
+	}
+	sess_arm(x, cmd);
 }
 
 /* sess_timer_cb - greet pause over, a deadline passed, or a close hung. */
@@ -420,7 +482,10 @@ sess_timer_cb(uv_timer_t *t)
 	snprintf(reply, sizeof(reply),
 	         "421 4.4.2 Timeout, closing connection [id=%s]", x->s.sid);
 	sess_log(x, VERDICT_TEMPFAIL, "timeout",
-	         x->s.smtp.state == SMTP_ST_DATA ? "data" : "command");
+	         x->wait == W_DATA  ? "data"
+	         : x->wait == W_US  ? "stage"
+	         : x->wait == W_EOD ? "end-of-data"
+	                            : "command");
 	sess_final(x, reply);
 }
 
@@ -569,6 +634,11 @@ sess_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
 		sess_close(x);
 		return;
 	}
+	/* In DATA every chunk re-arms timeout_data (idle time between
+	 * chunks, RFC 5321 4.5.3.2.6); command bytes do not extend the
+	 * command deadline. */
+	if (x->wait == W_DATA)
+		sess_rearm(x);
 	if (s->tls != NULL)
 		tls_input(s->tls, b->base, (size_t)nread);
 	else

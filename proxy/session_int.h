@@ -25,7 +25,8 @@
 #define SESS_STRESS_LIFE_MS (5 * 60 * 1000)
 #define SESS_STRESS_CMD_MS (10 * 1000)
 #define SESS_STRESS_DATA_MS (30 * 1000)
-#define SESS_CLOSE_FLUSH_MS 5000 /* last reply: time to drain it */
+#define SESS_CLOSE_FLUSH_MS 5000         /* last reply: time to drain it */
+#define SESS_EOD_MAX_MS (10 * 60 * 1000) /* RFC 5321 4.5.3.2.6 */
 
 enum sess_phase {
 	PH_CONNECT,   /* before the banner */
@@ -43,6 +44,16 @@ enum sess_op {
 
 struct ipcount;
 
+/* What the session waits for: it picks the timer (session.c's header). */
+enum sess_wait {
+	W_CLIENT, /* the client's next command: timeout_command */
+	W_DATA,   /* after the 354: timeout_data, re-armed by every read */
+	W_US,     /* a command is with us (checks, backend): the client's
+	           * timer is suspended; a ceiling guards a stuck stage */
+	W_EOD,    /* after the final dot until its answer: suspended; the
+	           * relay's timeout_backend answers, SESS_EOD_MAX_MS ceiling */
+};
+
 /* struct sess - the public session plus the session's own state. */
 struct sess {
 	struct session s;
@@ -50,6 +61,7 @@ struct sess {
 	struct ipcount *ipc; /* NULL: not counted (over a cap) */
 	enum sess_phase phase;
 	enum sess_op op;
+	enum sess_wait wait;
 	unsigned pending_mask; /* checks of this stage not done */
 	bool starting;         /* inside sess_stage_start() */
 	bool greet_elapsed;

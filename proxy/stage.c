@@ -310,6 +310,11 @@ sess_relay_cb(struct relay *r, void *arg, int code, const char *reply)
 	enum sess_op op;
 	char msg[480], path[400];
 
+	/* The one liveness check of the relay's callbacks: relay.c never
+	 * calls back from inside a relay_* call, so the session is in a
+	 * consistent state here; only a relay it has let go is stale. */
+	if (s->closing || s->relay != r)
+		return;
 	if (code >= 0 && x->data_ack_pending) {
 		/* The client got its 354 at once; this is the backend's. */
 		x->data_ack_pending = false;
@@ -397,9 +402,9 @@ sess_relay_cb(struct relay *r, void *arg, int code, const char *reply)
 		x->n_backend_rcpt = 0;
 		if (code / 100 == 2) {
 			stats.accepted++;
-			sess_delivered(x);
 			if (s->outbound)
 				outbound_delivered(s);
+			sess_delivered(x);
 			sess_log(x, VERDICT_ACCEPT, "backend", reply);
 			smtp_reply(&s->smtp, true, reply);
 		} else {
@@ -447,6 +452,8 @@ sess_stage_done(struct sess *x)
 	}
 	sess_stage_verdict(x, &v, &who);
 	if (v.kind == VERDICT_REJECT || v.kind == VERDICT_TEMPFAIL) {
+		if (who != NULL && who->won != NULL)
+			who->won(s);
 		sess_refuse_log(x, &v, who);
 		if (s->stage == STAGE_DATA && s->relay != NULL) {
 			/* Nothing is delivered: no dot. */
@@ -637,6 +644,12 @@ sess_smtp_command_cb(struct smtp *e, enum smtp_cmd cmd,
 	struct sess *x = sess_x(s);
 	char addr[330], reply[160];
 
+	if (cmd != SMTP_CMD_RSET && cmd != SMTP_CMD_QUIT &&
+	    cmd != SMTP_CMD_DOT) {
+		/* The command is with us: the client's timer waits. */
+		x->wait = W_US;
+		sess_rearm(x);
+	}
 	switch (cmd) {
 	case SMTP_CMD_EHLO:
 	case SMTP_CMD_HELO:
@@ -712,20 +725,25 @@ sess_smtp_command_cb(struct smtp *e, enum smtp_cmd cmd,
 		if (x->hf == NULL)
 			x->hf = xmalloc(sizeof(*x->hf));
 		hdrfilter_init(x->hf, s->cfg->hostname);
+		if (s->outbound)
+			outbound_end(s); /* a new message */
 		sess_tap_begin(x);
 		if (s->closing)
 			return;
-		if (s->outbound)
-			outbound_end(s); /* a new message */
 		if (!x->hold) {
 			/* A held body gets its DATA after the verdict. */
 			x->data_ack_pending = true;
 			relay_data(s->relay);
 			sess_send_headers(x);
 		}
+		x->wait = W_DATA; /* the 354 arms timeout_data */
 		smtp_accept(e);
 		return;
 	case SMTP_CMD_DOT:
+		/* The client waits for us now: the session's timers are
+		 * suspended until the answer (the relay's timeout_backend). */
+		x->wait = W_EOD;
+		sess_rearm(x);
 		sess_dot(x, a);
 		return;
 	case SMTP_CMD_STARTTLS:

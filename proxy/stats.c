@@ -29,7 +29,6 @@
 #include "proxy.h"
 
 #define STATS_MAX_REASONS 48
-#define STATS_MAX_SECTIONS 8
 
 struct stats stats;
 
@@ -39,11 +38,13 @@ static struct {
 } reasons[STATS_MAX_REASONS];
 static unsigned n_reasons;
 
-static struct {
+/* Every module that has figures of its own adds a section: a growing
+ * table, never a limit that a new module could hit at startup. */
+static struct section {
 	const char *name;
 	void (*fn)(struct buf *);
-} sections[STATS_MAX_SECTIONS];
-static unsigned n_sections;
+} * sections;
+static unsigned n_sections, cap_sections;
 
 static time_t started;
 
@@ -104,8 +105,10 @@ stats_add_section(const char *name, void (*fn)(struct buf *b))
 			return;
 		}
 	}
-	if (n_sections == STATS_MAX_SECTIONS)
-		log_panic("stats: too many sections (%s)", name);
+	if (n_sections == cap_sections) {
+		cap_sections = cap_sections ? 2 * cap_sections : 16;
+		sections = xrealloc(sections, cap_sections * sizeof(*sections));
+	}
 	sections[n_sections].name = name;
 	sections[n_sections].fn = fn;
 	n_sections++;
@@ -313,4 +316,7 @@ void
 stats_free(void)
 {
 	buf_free(&last_saved);
+	free(sections);
+	sections = NULL;
+	n_sections = cap_sections = 0;
 }

@@ -54,10 +54,12 @@
 #define REC_HDR 8                  /* crc32 + len */
 #define REC_MAX (4u << 20)         /* largest body: a 4 MiB blob */
 #define JNL_MIN_COMPACT (64 << 10) /* never compact a journal below this */
-#define CLOCK_JUMP 60              /* seconds of wall/monotonic disagreement */
+#define CLOCK_BODY 33 /* type, gen, store time, wall, burst length */
+#define CLOCK_REC (REC_HDR + CLOCK_BODY)
+#define CLOCK_JUMP 60 /* seconds of wall/monotonic disagreement */
 
 enum rec_type {
-	REC_CLOCK = 1, /* u64 gen, u64 store time, u64 wall */
+	REC_CLOCK = 1, /* u64 gen, u64 store time, u64 wall, u64 burst len */
 	REC_TABLE = 2, /* u32 tid, u32 val_size, u8 nlen, name */
 	REC_PUT = 3,   /* u32 tid, u64 expires, u8 klen, key, value */
 	REC_DEL = 4,   /* u32 tid, u8 klen, key */
@@ -127,26 +129,49 @@ static struct {
 
 /* ----------------------------------------------------------- crc32 */
 
-static uint32_t crc_table[256];
+static uint32_t crc_table[8][256];
 
-/* store_crc32 - CRC-32 (IEEE, as zlib) of p[0..n). */
+/* store_crc_init - the slicing-by-8 tables. */
+static void
+store_crc_init(void)
+{
+	for (uint32_t i = 0; i < 256; i++) {
+		uint32_t c = i;
+
+		for (int k = 0; k < 8; k++)
+			c = (c & 1) ? 0xedb88320u ^ (c >> 1) : c >> 1;
+		crc_table[0][i] = c;
+	}
+	for (uint32_t i = 0; i < 256; i++)
+		for (int t = 1; t < 8; t++)
+			crc_table[t][i] =
+			        (crc_table[t - 1][i] >> 8) ^
+			        crc_table[0][crc_table[t - 1][i] & 0xff];
+}
+
+/* store_crc32 - CRC-32 (IEEE, as zlib) of p[0..n), eight bytes a step. */
 uint32_t
 store_crc32(uint32_t crc, const void *p, size_t n)
 {
 	const unsigned char *b = p;
 
-	if (crc_table[1] == 0) {
-		for (uint32_t i = 0; i < 256; i++) {
-			uint32_t c = i;
-
-			for (int k = 0; k < 8; k++)
-				c = (c & 1) ? 0xedb88320u ^ (c >> 1) : c >> 1;
-			crc_table[i] = c;
-		}
-	}
+	if (crc_table[0][1] == 0)
+		store_crc_init();
 	crc = ~crc;
+	while (n >= 8) {
+		uint32_t lo =
+		        crc ^ ((uint32_t)b[0] | (uint32_t)b[1] << 8 |
+		               (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24);
+
+		crc = crc_table[7][lo & 0xff] ^ crc_table[6][(lo >> 8) & 0xff] ^
+		      crc_table[5][(lo >> 16) & 0xff] ^ crc_table[4][lo >> 24] ^
+		      crc_table[3][b[4]] ^ crc_table[2][b[5]] ^
+		      crc_table[1][b[6]] ^ crc_table[0][b[7]];
+		b += 8;
+		n -= 8;
+	}
 	while (n--)
-		crc = crc_table[(crc ^ *b++) & 0xff] ^ (crc >> 8);
+		crc = crc_table[0][(crc ^ *b++) & 0xff] ^ (crc >> 8);
 	return ~crc;
 }
 
@@ -728,18 +753,29 @@ rec_end(struct buf *b, size_t n)
 	b->len += REC_HDR + n;
 }
 
-/* ser_clock - a CLOCK record with the generation gen. */
+/* ser_clock - a CLOCK record with the generation gen (its burst length
+ * is set by clock_seal when the burst is complete). */
 static void
 ser_clock(struct buf *b, uint64_t gen)
 {
-	unsigned char *p = rec_begin(b, 25);
+	unsigned char *p = rec_begin(b, CLOCK_BODY);
 	uint64_t s = store_now();
 
 	p[0] = REC_CLOCK;
 	put_u64(p + 1, gen);
 	put_u64(p + 9, s);
 	put_u64(p + 17, (uint64_t)(s - clk.offset));
-	rec_end(b, 25);
+	put_u64(p + 25, 0);
+	rec_end(b, CLOCK_BODY);
+}
+
+/* clock_seal - the CLOCK record at b+at says that burst_len bytes follow
+ * it in its burst; its checksum again. */
+static void
+clock_seal(unsigned char *rec, uint64_t burst_len)
+{
+	put_u64(rec + REC_HDR + 25, burst_len);
+	put_u32(rec, store_crc32(0, rec + 4, 4 + CLOCK_BODY));
 }
 
 /* ser_table - t's TABLE record. */
@@ -866,6 +902,7 @@ store_serialise(struct buf *b, bool *snapshot, uint64_t *gen)
 			ser_blob(b, bl);
 		bl->dirty = false;
 	}
+	clock_seal((unsigned char *)b->data, b->len - CLOCK_REC);
 	st.need_compact = false;
 }
 
@@ -929,8 +966,9 @@ store_write_snapshot(const char *dir, const void *p, size_t n, uint64_t gen)
 	rc = util_write_file_atomic(path, p, n, 0600);
 	if (rc < 0)
 		return rc;
-	/* The journal's first record: the CLOCK at the snapshot's start. */
-	buf_append(&j, p, REC_HDR + 25);
+	/* The journal's first record: the snapshot's CLOCK, on its own. */
+	buf_append(&j, p, CLOCK_REC);
+	clock_seal((unsigned char *)j.data, 0);
 	if ((rc = store_path(path, sizeof(path), dir, STORE_JNL)) == 0)
 		rc = util_write_file_atomic(path, j.data, j.len, 0600);
 	buf_free(&j);
@@ -971,9 +1009,9 @@ store_burst_done(int rc, size_t n, bool snapshot, uint64_t gen)
 	st.ctr.bytes_written += n;
 	if (snapshot) {
 		st.ctr.snapshots++;
-		st.ctr.bytes_written += REC_HDR + 25;
+		st.ctr.bytes_written += CLOCK_REC;
 		st.gen = gen;
-		st.jnl_bytes = REC_HDR + 25;
+		st.jnl_bytes = CLOCK_REC;
 	} else {
 		st.jnl_bytes += n;
 	}
@@ -1081,7 +1119,7 @@ store_apply(struct loader *ld, const unsigned char *p, size_t n)
 		return true; /* an old journal: skipped as a whole */
 	switch (p[0]) {
 	case REC_CLOCK:
-		if (n != 25)
+		if (n != CLOCK_BODY)
 			return false;
 		ld->gen = get_u64(p + 1);
 		ld->have_gen = true;
@@ -1164,6 +1202,20 @@ store_apply(struct loader *ld, const unsigned char *p, size_t n)
 	}
 }
 
+/* store_torn - is the (checked) record at p a CLOCK opening a burst
+ * longer than the rest of the file (room bytes from p)? */
+static bool
+store_torn(const struct loader *ld, const unsigned char *p, uint32_t len,
+           size_t room)
+{
+	uint64_t burst;
+
+	if (len != CLOCK_BODY || p[REC_HDR] != REC_CLOCK)
+		return false;
+	burst = get_u64(p + REC_HDR + 25);
+	return burst > room - CLOCK_REC;
+}
+
 /* store_parse - every record of p[0..n) into the RAM state; a bad one is
  * skipped by scanning for the next offset where a record with a good
  * checksum starts. */
@@ -1178,6 +1230,18 @@ store_parse(struct loader *ld, const unsigned char *p, size_t n)
 
 		if (n - off >= REC_HDR) {
 			len = get_u32(p + off + 4);
+			if (len >= 1 && len <= REC_MAX &&
+			    len <= n - off - REC_HDR &&
+			    store_crc32(0, p + off + 4, 4 + len) ==
+			            get_u32(p + off) &&
+			    store_torn(ld, p + off, len, n - off)) {
+				/* A burst cut short by a crash: all of it
+				 * goes, so that a burst is all or nothing. */
+				if (ld->dropped == 0)
+					ld->first_bad = off;
+				ld->dropped++;
+				return;
+			}
 			if (len >= 1 && len <= REC_MAX &&
 			    len <= n - off - REC_HDR &&
 			    store_crc32(0, p + off + 4, 4 + len) ==

@@ -21,6 +21,8 @@
  *                  decision log's dst=), counted per destination
  *   transparent_relay_client()   what relay_open_for() needs for s
  *   transparent_stats_json()     the "transparent" object of stats
+ *   transparent_keep_caps()      keeps CAP_NET_ADMIN across the drop to
+ *                  MAILMOAT_USER (tproxy only)
  *   transparent_outgoing_init()  for tproxy: the relay's socket toward
  *                  the backend gets IP_TRANSPARENT and is bound to the
  *                  client's address (port 0) before connect, so that the
@@ -37,6 +39,9 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include <linux/capability.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 
 #include "proxy.h"
 
@@ -371,4 +376,30 @@ transparent_stats_json(struct buf *b)
 	}
 	n = snprintf(num, sizeof(num), "},\"dst_other\":%lu}", dst_other);
 	buf_append(b, num, (size_t)n);
+}
+
+/* ------------------------------------------------ privilege drop */
+
+/* transparent_keep_caps - around main's setuid() to MAILMOAT_USER: with
+ * tproxy every backend connection needs IP_TRANSPARENT, i.e.
+ * CAP_NET_ADMIN.  before: PR_SET_KEEPCAPS (the permitted set survives the
+ * setuid); after: CAP_NET_ADMIN alone, effective and permitted.  Nothing
+ * for other modes.  0 or a negative errno. */
+int
+transparent_keep_caps(const struct config *cfg, bool before)
+{
+	struct __user_cap_header_struct hdr = {
+	        .version = _LINUX_CAPABILITY_VERSION_3,
+	};
+	struct __user_cap_data_struct data[2];
+
+	if (cfg->transparent != TRANSPARENT_TPROXY)
+		return 0;
+	if (before)
+		return prctl(PR_SET_KEEPCAPS, 1L, 0L, 0L, 0L) == 0 ? 0 : -errno;
+	memset(data, 0, sizeof(data));
+	data[0].effective = data[0].permitted = 1u << CAP_NET_ADMIN;
+	if (syscall(SYS_capset, &hdr, data) != 0)
+		return -errno;
+	return 0;
 }

@@ -57,6 +57,9 @@ struct check {
 	/* Optional: DATA check started (the 354 is about to be sent): set
 	 * up per-session state (s->chk_state[id]: connect to a scanner...). */
 	void (*data_begin)(struct session *s);
+	/* Optional: this check's refusal became the stage's decision (no
+	 * other check refused): greylisting records a new triplet here. */
+	void (*won)(struct session *s);
 	/* For an active STAGE_DATA check, cancel() runs once at the end of
 	 * every transaction (reply to the dot, RSET, a new MAIL, the close),
 	 * whether or not start() ran: free s->chk_state[id] there. */
@@ -103,12 +106,10 @@ extern const struct check chk_sender_mx;
 extern const struct check chk_spf;
 extern const struct check chk_dsn;
 extern const struct check chk_scanner;
+extern const struct check chk_greylist;
 
-/* checks/dsn.c: the body tap until check.h has one - DATA accepted, and
- * each piece of the unstuffed message; dsn_sent_lookup_fn is set by
- * outbound learning (dsn_reference = sent). */
-void chk_dsn_data_begin(struct session *s);
-void chk_dsn_body(struct session *s, const char *p, size_t n);
+/* checks/dsn.c: is this Message-ID one the box saw leave (dsn_reference
+ * = sent)?  msgids_has() unless outbound learning sets another. */
 extern bool (*dsn_sent_lookup_fn)(const char *id, size_t len);
 
 #endif

@@ -2,9 +2,8 @@
  * checks/dsn.c - check "dsn": delivery status notifications only for our
  * own mail, and the backscatter block for hosts that send us others.
  *
- * Public: chk_dsn (check.h); chk_dsn_data_begin(), chk_dsn_body() - the
- * body tap: the session calls them at DATA and with every piece of the
- * unstuffed message.
+ * Public: chk_dsn (check.h), dsn_sent_lookup_fn (outbound learning).
+ * The message comes through the body tap (body(), data_begin()).
  *
  * Stages (one check, one action_dsn, one reason=dsn):
  *   CONNECT  a client blocked for backscatter (backscatter.c: by IP, or
@@ -25,8 +24,9 @@
  *            action_dsn reject or tempfail, backscatter.c counts the
  *            client (action_dsn = log counts nothing and blocks nobody).
  * The allowlist exempts a client from all of this (session.c starts no
- * check for it).  The scanner is the session's only DSN state (about
- * 17 KiB, only for null-sender transactions), freed in cancel().
+ * check for it).  The scanner is the session's only DSN state
+ * (s->chk_state[CHK_DSN], about 17 KiB, only for null-sender
+ * transactions), freed in cancel() at every transaction end.
  *
  * Reads backscatter_scope, backscatter_block, backscatter_threshold,
  * dsn_msgid_domains, dsn_reference, local_domains, hostname, action_dsn.
@@ -37,46 +37,18 @@
 
 #include "check.h"
 
-/*
- * The per-session scanner.  Until struct session carries a slot for a
- * check's own state, a small table keyed by session id holds it (at most
- * one entry per live session; cancel() removes it).
- */
-struct dsn_slot {
-	uint64_t sess_id;
-	struct dsn_scan *scan;
-	struct dsn_slot *next;
-};
-#define DSN_SLOTS 256
-static struct dsn_slot *dsn_slots[DSN_SLOTS];
 static uint64_t dsn_scanned, dsn_refused; /* stats "dsn" */
 
 /* dsn_sent_lookup - dsn_reference = sent: is this id recorded?  NULL:
  * nothing recorded (outbound learning not running): no id counts. */
 bool (*dsn_sent_lookup_fn)(const char *id, size_t len);
 
-/* dsn_slot_find - the scanner slot of session s (pp: where it hangs). */
-static struct dsn_slot **
-dsn_slot_find(const struct session *s)
-{
-	struct dsn_slot **pp = &dsn_slots[s->id % DSN_SLOTS];
-
-	while (*pp != NULL && (*pp)->sess_id != s->id)
-		pp = &(*pp)->next;
-	return pp;
-}
-
-/* dsn_drop - free s's scanner, if any. */
+/* dsn_drop - free s's scanner (s->chk_state[CHK_DSN]), if any. */
 static void
 dsn_drop(struct session *s)
 {
-	struct dsn_slot **pp = dsn_slot_find(s), *e = *pp;
-
-	if (e == NULL)
-		return;
-	*pp = e->next;
-	dsn_scan_free(e->scan);
-	free(e);
+	dsn_scan_free(s->chk_state[CHK_DSN]);
+	s->chk_state[CHK_DSN] = NULL;
 }
 
 /* dsn_match_cb - the configured reference rule. */
@@ -90,31 +62,21 @@ dsn_match_cb(void *arg, const char *id, size_t n)
 	return dsn_id_ours(cfg, id, n);
 }
 
-/* chk_dsn_data_begin - DATA accepted: a scanner for a null sender. */
-void
-chk_dsn_data_begin(struct session *s)
+/* dsn_data_begin - DATA accepted: a scanner for a null sender. */
+static void
+dsn_data_begin(struct session *s)
 {
-	struct dsn_slot *e;
-
 	dsn_drop(s);
-	if (!s->has_from || !s->from.null || s->allowlisted ||
-	    s->cfg->actions[CHK_DSN] == ACT_OFF)
-		return;
-	e = xcalloc(1, sizeof(*e));
-	e->sess_id = s->id;
-	e->scan = dsn_scan_new(dsn_match_cb, s->cfg);
-	e->next = dsn_slots[s->id % DSN_SLOTS];
-	dsn_slots[s->id % DSN_SLOTS] = e;
+	if (s->has_from && s->from.null)
+		s->chk_state[CHK_DSN] = dsn_scan_new(dsn_match_cb, s->cfg);
 }
 
-/* chk_dsn_body - a piece of the unstuffed message. */
-void
-chk_dsn_body(struct session *s, const char *p, size_t n)
+/* dsn_body - a piece of the unstuffed message. */
+static void
+dsn_body(struct session *s, const char *p, size_t n)
 {
-	struct dsn_slot *e = *dsn_slot_find(s);
-
-	if (e != NULL)
-		dsn_scan_feed(e->scan, p, n);
+	if (s->chk_state[CHK_DSN] != NULL)
+		dsn_scan_feed(s->chk_state[CHK_DSN], p, n);
 }
 
 /* dsn_block_text - the reply text for a blocked client. */
@@ -172,17 +134,17 @@ dsn_blocked_now(struct session *s, bool ptr_lookup)
 static void
 dsn_data(struct session *s)
 {
-	struct dsn_slot *e = *dsn_slot_find(s);
+	struct dsn_scan *scan = s->chk_state[CHK_DSN];
 	const struct config *cfg = s->cfg;
 	struct dsn_result r;
 	enum action act = cfg->actions[CHK_DSN];
 
-	if (!s->from.null || e == NULL) {
+	if (!s->from.null || scan == NULL) {
 		chk_set(s, CHK_DSN, CHK_PASS, NULL, "", "not a DSN");
 		chk_done_later(s, CHK_DSN);
 		return;
 	}
-	dsn_scan_end(e->scan, &r);
+	dsn_scan_end(scan, &r);
 	dsn_drop(s);
 	dsn_scanned++;
 	if (r.referenced) {
@@ -285,4 +247,6 @@ const struct check chk_dsn = {
         .init = dsn_init,
         .start = dsn_start,
         .cancel = dsn_cancel,
+        .body = dsn_body,
+        .data_begin = dsn_data_begin,
 };

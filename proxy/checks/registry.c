@@ -41,6 +41,7 @@ const struct check *const chk_registry[] = {
 	&chk_spf,
 	&chk_dsn,
 	&chk_scanner,
+	&chk_greylist, /* last: only what nothing else refuses */
 	NULL, /* end */
 };
 /* clang-format on */

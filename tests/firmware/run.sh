@@ -249,12 +249,13 @@ check "boot counter on the data partition counted every boot ($bc)" test "$bc" =
 
 # --- transparent interception ---------------------------------------------------
 # The daemon listens on 2525 only; SMTP to the box's port 25 can reach it
-# only through the REDIRECT rule rcS installs for transparent = redirect.
+# only through the REDIRECT rule rcS installs (mailmoat-intercept) for
+# transparent = redirect, and only for our addresses (local_addresses).
 cp --sparse=always "$X/disk.img" "$W/disk-tp.img"
 # This box also gets a static address instead of DHCP (provisioned like the
 # config, at first boot), so the backend is reached through it.
 box_start x86_64 "$X/boot" "$W/disk-tp.img" "$W/boot-tp.log" $CONF \
-	mmconf.transparent=redirect mmconf.listen=0.0.0.0:2525 \
+	mmconf.transparent=redirect mmconf.listen=0.0.0.0:2525 mmconf.local_addresses=10.0.2.15 \
 	mmnet.NET_MODE=static mmnet.NET_ADDR=10.0.2.15/24 mmnet.NET_GW=10.0.2.2 \
 	mmnet.NET_DNS=10.0.2.3
 if box_banner 180; then
@@ -263,7 +264,7 @@ else
 	nok "transparent=redirect: port 25 reaches the daemon on 2525" \
 		"$(grep -a 'mailmoat-rc' "$W/boot-tp.log" | tail -n 3 | tr '\n' ' ')"
 fi
-check "packet filter rules reported installed" grep -q 'transparent=redirect to port 2525 installed' "$W/boot-tp.log"
+check "packet filter rules reported installed (mailmoat-intercept, our addresses only)" grep -q 'transparent=redirect for 10.0.2.15 10.0.2.2 port 25 to port 2525 installed' "$W/boot-tp.log"
 check "static network configuration applied" grep -q 'network: static 10.0.2.15/24 via 10.0.2.2' "$W/boot-tp.log"
 swaks --server 127.0.0.1 --port "$SP" --helo client.example.net --from alice@example.net \
 	--to bob@example.com --header "Subject: fwtest-mail-static" --timeout 60 > "$W/swaks-tp.log" 2>&1

@@ -5,7 +5,7 @@
  *
  * The first byte picks the target: 0 urlencoded form, 1 Cookie header,
  * 2 multipart body (boundary "B"), 3 JSON walk, 4 decision filter,
- * 5 stored password line.
+ * 5 stored password line, 6 the persisted decision history blob.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -64,7 +64,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	s = malloc(size);
 	memcpy(s, data + 1, size - 1);
 	s[size - 1] = '\0';
-	switch (data[0] % 6) {
+	switch (data[0] % 7) {
 	case 0:
 		cgi_parse_urlencoded(s, kv, 16);
 		break;
@@ -102,6 +102,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	case 5:
 		if (size < 200)
 			cgi_check_password("pw", s);
+		break;
+	case 6:
+		if (history_load_blob(data + 1, size - 1) == 0) {
+			history_decisions(&b, "action=reject");
+			buf_free(&b);
+		}
 		break;
 	}
 	free(s);

@@ -19,6 +19,9 @@ atomically: tests/lib/mm.py's Backend.set_mode does).  Keys (all optional):
     slow_seconds     default 30
     drop             mid-data: close after the first body bytes
                      after-dot:  close after the whole message, no reply
+                     after-rcpt: answer the first RCPT 250, then reset
+                     the connection (RST), after rst_delay seconds
+                     (default 0: at once)
     dot_reply        final reply for an accepted message
                      (default "250 2.0.0 Ok: queued as Q<n>"; may be
                      multi-line, lines joined by \\r\\n)
@@ -42,6 +45,8 @@ import itertools
 import json
 import os
 import re
+import socket
+import struct
 import sys
 
 from aiosmtpd.smtp import SMTP
@@ -148,6 +153,24 @@ class Handler:
             return "450 4.2.1 <%s>: Recipient temporarily unavailable" \
                    % address
         envelope.rcpt_tos.append(address)
+        if m.get("drop") == "after-rcpt":
+            # the 250 goes out, then an RST (SO_LINGER 0): the peer's
+            # next write fails at once
+            transport = server.transport
+
+            def reset():
+                sock = transport.get_extra_info("socket")
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                struct.pack("ii", 1, 0))
+                transport.abort()
+                self.rec.event(server.mm_conn, "dropped-after-rcpt")
+
+            delay = float(m.get("rst_delay", 0))
+            if delay <= 0:
+                transport.write(b"250 2.1.5 Ok\r\n")
+                reset()
+                return "250 2.1.5 (never sent: connection reset)"
+            asyncio.get_running_loop().call_later(delay, reset)
         return "250 2.1.5 Ok"
 
     async def handle_RSET(self, server, session, envelope):

@@ -389,6 +389,69 @@ class PtrDomain(DsnBase):
                          r"(?m)^(mx\.)?bounce\.test blocked until ")
 
 
+def store_has(daemon, needle):
+    """store_has - the daemon's flushed state (snapshot + journal) holds
+    these bytes."""
+    data = b""
+    for name in ("store.snap", "store.jnl"):
+        try:
+            with open(os.path.join(daemon.conf["state_dir"], name), "rb") as f:
+                data += f.read()
+        except OSError:
+            pass
+    return needle in data
+
+
+def restart(daemon, kill=False):
+    """restart - SIGTERM (a clean exit flushes) or SIGKILL, then start."""
+    if kill:
+        daemon.proc.kill()
+        daemon.proc.wait(mm.GUARD)
+    else:
+        daemon.stop()
+    daemon.start()
+
+
+def msgid_key(msgid):
+    """msgid_key - msgids.c's store key of an id: FNV-1a 64 (domain in
+    lower case), little-endian."""
+    i = msgid.strip("<>")
+    at = i.rfind("@")
+    h = 14695981039346656037
+    for n, ch in enumerate(i.encode()):
+        if at >= 0 and n > at and 65 <= ch <= 90:
+            ch += 32
+        h = ((h ^ ch) * 1099511628211) & 0xffffffffffffffff
+    return (h or 1).to_bytes(8, "little")
+
+
+class Persist(DsnBase):
+    """Blocks live in the state store: they survive SIGTERM, and SIGKILL
+    once a flush (state_flush) has written them."""
+    conf = dict(OURS, state_flush="1s")
+
+    def test_block_survives_sigterm_and_sigkill(self):
+        a, b = "127.12.12.1", "127.12.12.2"
+        self.assertReply(self.send(a, auto_reply("<a@far.example>")), 550,
+                         REFUSED)
+        self.assertBlocked(a)
+        restart(self.daemon)
+        self.assertBlocked(a)
+        self.assertReply(self.send(b, auto_reply("<b@far.example>")), 550,
+                         REFUSED)
+        mm.wait_for(lambda: store_has(self.daemon, b.encode()),
+                    "a flush with the block of " + b)
+        restart(self.daemon, kill=True)
+        self.assertBlocked(b)
+        self.assertBlocked(a)
+        self.assertRegex(self.daemon.ctl("backscatter", "list").stdout,
+                         r"(?m)^127\.12\.12\.2 blocked until ")
+        # del after the restart lifts it for good
+        self.daemon.ctl("backscatter", "del", a)
+        restart(self.daemon)
+        self.assertOpen(a)
+
+
 class Outbound(DsnBase):
     """Outbound learning: the office server (127.12.11.1) sends through
     outbound_listen to the smarthost (aiosmtpd); with dsn_reference =
@@ -398,7 +461,7 @@ class Outbound(DsnBase):
     def setUpClass(cls):
         cls.smarthost = mm.Backend().start()
         cls.out_port = mm.free_port()
-        cls.conf = dict(OURS, dsn_reference="sent",
+        cls.conf = dict(OURS, dsn_reference="sent", state_flush="1s",
                         outbound_listen="127.0.0.1:%d" % cls.out_port,
                         outbound_clients="127.12.11.1",
                         outbound_relay="127.0.0.1:%d" % cls.smarthost.port)
@@ -440,6 +503,43 @@ class Outbound(DsnBase):
         self.assertGreaterEqual(
             self.daemon.stats()["outbound"]["learned"], 1)
 
+    @unittest.skipUnless(shutil.which("postfix") and os.geteuid() == 0,
+                         "needs Debian's postfix and root")
+    def test_office_postfix_through_outbound(self):
+        """The office server is a real Postfix relaying to outbound_listen:
+        its mail reaches the smarthost once, and its bounce is ours."""
+        self.smarthost.clear()
+        peer = PostfixPeer(self.out_port, "127.12.11.1", office=True).start()
+        self.addCleanup(peer.stop)
+        msgid = "<office.%d@ours.test>" % os.getpid()
+        peer.send("alice@ours.test", "erin@far.example", msgid)
+        mm.wait_for(lambda: self.smarthost.messages() and peer.queue_empty(),
+                    "the smarthost to take it: " + peer.log()[-2000:])
+        got = self.smarthost.messages()
+        self.assertEqual(len(got), 1)
+        self.assertIn(msgid.encode(), got[0][1])
+        self.assertEqual(self.backend.messages(), [])
+        r = self.send("127.12.11.8", auto_reply(msgid))
+        self.assertEqual(r.code, 250, r)
+        self.assertDelivered(1)
+
+    def test_learned_ids_survive_sigkill(self):
+        self.smarthost.clear()
+        msgid = "<kept.%d@Ours.Test>" % os.getpid()
+        s = smtplib.SMTP("127.0.0.1", self.out_port, timeout=mm.GUARD,
+                         source_address=("127.12.11.1", 0))
+        s.sendmail("alice@ours.test", ["carol@far.example"],
+                   "From: alice@ours.test\r\nSubject: out\r\n"
+                   "Message-ID: %s\r\n\r\nhi\r\n" % msgid)
+        s.quit()
+        mm.wait_for(lambda: store_has(self.daemon, msgid_key(msgid)),
+                    "a flush with the recorded id")
+        restart(self.daemon, kill=True)
+        mm.wait_listen(self.out_port)
+        r = self.send("127.12.11.7", auto_reply(msgid.lower()))
+        self.assertEqual(r.code, 250, r)
+        self.assertDelivered(1)
+
     def test_outbound_only_for_its_clients(self):
         c = mm.Client(self.out_port, src="127.12.11.2")
         self.addCleanup(c.close)
@@ -456,7 +556,7 @@ class PostfixPeer:
     bounces it to the sender; mail for ours.test goes to mailmoat from
     bind address src."""
 
-    def __init__(self, mm_port, src):
+    def __init__(self, mm_port, src, office=False):
         self.tmp = mm.mkdtemp("postfix-")
         os.chmod(self.tmp, 0o755)     # the postfix user walks into it
         self.conf = os.path.join(self.tmp, "conf")
@@ -488,6 +588,12 @@ class PostfixPeer:
             "notify_classes": "", "delay_warning_time": "0",
             "smtpd_reject_unlisted_recipient": "no",
         }
+        if office:
+            # the office server: everything to mailmoat's outbound_listen
+            for k in ("transport_maps", "relay_domains"):
+                del main[k]
+            main["relayhost"] = "[127.0.0.1]:%d" % mm_port
+            main["myhostname"] = "office.ours.test"
         with open(os.path.join(self.conf, "main.cf"), "w") as f:
             for k, v in main.items():
                 f.write("%s = %s\n" % (k, v))
@@ -519,6 +625,11 @@ class PostfixPeer:
         mm.wait_for(lambda: self.postfix("status").returncode != 0,
                     "postfix to stop")
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def queue_empty(self):
+        p = subprocess.run(["postqueue", "-c", self.conf, "-p"],
+                           capture_output=True, text=True, timeout=mm.GUARD)
+        return "Mail queue is empty" in p.stdout
 
     def log(self):
         try:

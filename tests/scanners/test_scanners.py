@@ -257,6 +257,18 @@ def daemon(backend, scanner, **conf):
     return d
 
 
+BAD_LOG = []
+
+
+def stop(d):
+    """stop - stop the daemon; keep any PANIC or sanitizer report of its
+    log (an ASan build: MM_BUILD=build/asan)"""
+    d.stop()
+    BAD_LOG.extend(l for l in d.log_text().splitlines()
+                   if ": PANIC " in l or "ERROR: AddressSanitizer" in l or
+                   "ERROR: LeakSanitizer" in l or "runtime error:" in l)
+
+
 def send(d, body, sender="alice@sender.example"):
     with mm.Client(d.port, timeout=60) as c:
         c.banner()
@@ -323,7 +335,7 @@ def faults(backend):
                   line.get("reason") == "scanner" and
                   "fault" in line.get("detail", ""), line)
         finally:
-            d.stop()
+            stop(d)
     # a big message to a clamd that stalls: the queue bound, not memory
     d = daemon(backend, "clamd:127.0.0.1:%d" % fakes["stall"].port,
                scanner_timeout=TIMEOUT)
@@ -334,7 +346,7 @@ def faults(backend):
                        "451 4.7.1 Content scanner")
         check("fault: stalled clamd, 20 MB: daemon lives", d.alive())
     finally:
-        d.stop()
+        stop(d)
     # IPv6: a clamd-speaking fake on [::1] that says OK
     six = Fake("ok", host="::1")
     d = daemon(backend, "clamd:[::1]:%d" % six.port)
@@ -344,7 +356,7 @@ def faults(backend):
         check("clamd over IPv6: one connection per message",
               six.conns == 1, six.conns)
     finally:
-        d.stop()
+        stop(d)
     # the client goes away while clamd streams / while it thinks
     for what, f in (("before the dot", fakes["stall"]),
                     ("after the dot", fakes["late"])):
@@ -370,7 +382,7 @@ def faults(backend):
                   len(delivered(backend)) == 0,
                   "alive %s reply %r" % (d.alive(), r.text))
         finally:
-            d.stop()
+            stop(d)
     # scanner_fail = accept: delivered unscanned
     d = daemon(backend, "clamd:127.0.0.1:%d" % refused_port,
                scanner_timeout=TIMEOUT, scanner_fail="accept")
@@ -378,7 +390,7 @@ def faults(backend):
         expect_delivered("fault: scanner_fail = accept delivers", d,
                          backend, mail("accept", "Hello.\r\n"))
     finally:
-        d.stop()
+        stop(d)
 
 
 def clamd_tests(backend, port):
@@ -417,7 +429,7 @@ def clamd_tests(backend, port):
               st["clean"] >= 2 and st["faults"] == 0, st)
         check("clamd: daemon alive", d.alive())
     finally:
-        d.stop()
+        stop(d)
 
 
 def limit_tests(backend, port):
@@ -451,7 +463,7 @@ def limit_tests(backend, port):
                                           note=filler[:200000]), 554,
                        "554 5.7.1 Virus found")
     finally:
-        d.stop()
+        stop(d)
 
 
 def spamd_tests(backend, port):
@@ -472,7 +484,7 @@ def spamd_tests(backend, port):
                                "X-Spam-Score: "))
         check("spamd: stats", d.stats()["scanners"][name]["scans"] >= 2)
     finally:
-        d.stop()
+        stop(d)
     # over scanner_max_size: spamd is skipped, the mail goes through
     d = daemon(backend, name, scanner_max_size="1K")
     try:
@@ -483,7 +495,7 @@ def spamd_tests(backend, port):
         check("spamd: skipped mail has no X-Spam-Status",
               msgs and b"X-Spam-Status" not in msgs[0][1], "")
     finally:
-        d.stop()
+        stop(d)
     # clamd and spamd together: both see the message
     return d
 
@@ -507,7 +519,7 @@ def rspamd_tests(backend, port):
         expect_delivered("rspamd: no action delivers", d, backend, BUSINESS)
         check("rspamd: stats", d.stats()["scanners"][name]["scans"] >= 4)
     finally:
-        d.stop()
+        stop(d)
 
 
 def all_three(backend, cport, sport, rport):
@@ -521,7 +533,7 @@ def all_three(backend, cport, sport, rport):
         expect_delivered("all three: business mail with spamd's headers",
                          d, backend, BUSINESS, must=("X-Spam-Status: No",))
     finally:
-        d.stop()
+        stop(d)
 
 
 def main():
@@ -563,6 +575,8 @@ def main():
         for what, p in (("clamd", clamd), ("spamd", spamd),
                         ("rspamd", rspamd)):
             check("%s: still running at the end" % what, p.poll() is None)
+        check("daemon logs: no PANIC, no sanitizer report", not BAD_LOG,
+              BAD_LOG[:3])
         print("# total: %.1fs" % (time.monotonic() - t0))
     finally:
         for p in procs:

@@ -171,8 +171,8 @@ def wait(cond, what, proc=None):
     raise RuntimeError("timeout: " + what)
 
 
-def daemon_start(mode, info, backend="original", extra=""):
-    d = os.path.join(TMP, "daemon-%s-%s" % (mode, info))
+def daemon_start(mode, info, backend="original", extra="", user=None):
+    d = os.path.join(TMP, "daemon-%s-%s%s" % (mode, info, "-" + user if user else ""))
     os.makedirs(os.path.join(d, "state"), exist_ok=True)
     with open(os.path.join(d, "recipients"), "w") as f:
         f.write("@example.com\n")
@@ -207,8 +207,13 @@ action_dsn = off
 action_scanner = off
 %s""" % (LPORT, LPORT, backend, mode, info, SERVER4, SERVER6, d, extra))
     log = os.path.join(d, "daemon.log")
+    env = dict(os.environ)
+    if user:
+        env["MAILMOAT_USER"] = user
+        for dirpath, dirs, files in os.walk(TMP):
+            os.chmod(dirpath, 0o777)
     p = subprocess.Popen(["ip", "netns", "exec", NS["box"], DAEMON, "-c", conf],
-                         stdout=subprocess.DEVNULL, stderr=open(log, "w"))
+                         stdout=subprocess.DEVNULL, stderr=open(log, "w"), env=env)
     procs.append(p)
     wait(lambda: "started" in open(log).read(), "daemon up", p)
     return p, log
@@ -335,6 +340,42 @@ def run_mode(case, bridged=False):
             result("%s v%d: intercepted connection to %s (not ours) refused "
                    "by the daemon (reason=transparent)" % (tag, fam, other), ok,
                    "client %s\noffice %s\n%s" % (got, conns, dl))
+        # The stats show the original destinations.
+        ctl = os.path.join(TOP, "build", "host", "mailmoatctl")
+        sock = os.path.join(TMP, "daemon-%s-%s" % (tmode, info), "ctl.sock")
+        r = sh(ctl, "-S", sock, "stats", ns="box", check=False)
+        try:
+            t = json.loads(r.stdout)["transparent"]
+        except (ValueError, KeyError) as e:
+            t = {"error": "%s %s %s" % (e, r.stdout, r.stderr)}
+        dst = t.get("dst", {})
+        ok = (dst.get(SERVER4 + ":25", 0) >= 2 and
+              dst.get("[%s]:25" % SERVER6, 0) >= 2 and
+              dst.get(OTHER4 + ":25", 0) >= 1 and t.get("refused", 0) >= 2)
+        result("%s: stats \"transparent\" counts sessions per original "
+               "destination and the refusals" % tag, ok, json.dumps(t))
+    finally:
+        sh(INTERCEPT, "stop", ns="box", check=False)
+        stop(dmn)
+        stop(office)
+
+
+def run_unprivileged():
+    """tproxy with the daemon as MAILMOAT_USER=nobody: it keeps
+    CAP_NET_ADMIN, so the office still sees the client itself."""
+    office, olog = office_start("plain")
+    dmn, dlog = daemon_start("tproxy", "none", user="nobody")
+    intercept("tproxy", SERVER4, SERVER6)
+    try:
+        for fam, src, dst in ((4, CLIENT4, SERVER4), (6, CLIENT6, SERVER6)):
+            n0 = len(events(olog))
+            got = client(src, dst)
+            new = [e for e in events(olog)[n0:] if e["ev"] == "msg"]
+            log = open(dlog).read()
+            ok = (got.get("final") == 250 and len(new) == 1 and
+                  new[0]["peer"] == src and "running as user nobody" in log)
+            result("tproxy as MAILMOAT_USER=nobody v%d: office saw %s" % (fam, src),
+                   ok, "client %s\noffice %s\n%s" % (got, new, log[-1500:]))
     finally:
         sh(INTERCEPT, "stop", ns="box", check=False)
         stop(dmn)
@@ -357,6 +398,11 @@ def main():
             run_mode(case)
         except Exception as e:  # a broken setup is a failure, named
             result("%s: setup" % case, False, e)
+    if not only or "tproxy" in only:
+        try:
+            run_unprivileged()
+        except Exception as e:
+            result("tproxy as MAILMOAT_USER=nobody: setup", False, e)
     if not only or "bridge" in only:
         try:
             topology(bridged=True)

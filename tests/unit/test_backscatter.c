@@ -1,18 +1,27 @@
 /*
- * test_backscatter.c - the backscatter table: threshold, block by IP and
- * PTR domain, expiry (injected clock), del, list, counts.
+ * test_backscatter.c - the backscatter table (a store table): threshold,
+ * block by IP and PTR domain, expiry (the store's injected clocks), del,
+ * list, counts.
  */
 #include <stdlib.h>
+#include <time.h>
 
 #include "proxy.h"
 #include "t.h"
 
 static uint64_t now = 1000000;
 
-static uint64_t
-clock_cb(void)
+/* the store's clocks: wall and monotonic move together */
+static time_t
+wall_cb(void)
 {
-	return now;
+	return (time_t)now;
+}
+
+static uint64_t
+mono_cb(void)
+{
+	return now * 1000000000ull;
 }
 
 int
@@ -24,7 +33,7 @@ main(void)
 	char key[256];
 	uint64_t until;
 
-	bs_set_clock(clock_cb);
+	store_clock_hooks(wall_cb, mono_cb);
 	cfg.backscatter_block_s = 4 * 86400;
 	cfg.backscatter_threshold = 2;
 	ipaddr_parse(&a, "192.0.2.7");

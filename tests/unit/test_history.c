@@ -125,5 +125,45 @@ main(void)
 	T_INTEQ(history_series(&b, "year", t0), -EINVAL);
 	buf_free(&b);
 	t_end();
+
+	t_begin("history: persisted blob loads back; a bad one is refused");
+	{
+		struct buf blob = {0}, before = {0}, after = {0};
+		char *bad;
+
+		history_add_fields(t0 + 5, "PERS1", "203.0.113.5", "p.example",
+		                   "<img src=x>", "<a@b>", "<c@d>,<e@f>",
+		                   "tempfail", "greylist", "x y");
+		history_blob(&blob);
+		history_decisions(&before, "");
+		history_series(&before, "day", t0 + 300);
+		history_reset();
+		T_INTEQ(history_load_blob(blob.data, blob.len), 0);
+		history_decisions(&after, "");
+		history_series(&after, "day", t0 + 300);
+		T_INTEQ(after.len, before.len);
+		T_CHECK(after.len == before.len &&
+		                memcmp(after.data, before.data, after.len) == 0,
+		        "differs after reload");
+		bad = malloc(blob.len);
+		memcpy(bad, blob.data, blob.len);
+		T_INTEQ(history_load_blob(bad, blob.len - 3), -EINVAL);
+		bad[0] ^= 1;
+		T_INTEQ(history_load_blob(bad, blob.len), -EINVAL);
+		T_INTEQ(history_load_blob(bad, 3), -EINVAL);
+		buf_free(&after);
+		history_decisions(&after, "");
+		history_series(&after, "day", t0 + 300);
+		T_CHECK(after.len == before.len &&
+		                memcmp(after.data, before.data, after.len) ==
+		                        0 &&
+		                memmem(after.data, after.len, "PERS1", 5),
+		        "a bad blob changed the history");
+		free(bad);
+		buf_free(&blob);
+		buf_free(&before);
+		buf_free(&after);
+	}
+	t_end();
 	return t_exit();
 }

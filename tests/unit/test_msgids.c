@@ -28,7 +28,7 @@ tap(const char *text, size_t step)
 int
 main(void)
 {
-	uint64_t later = (uint64_t)time(NULL) + 3600;
+	uint64_t later = store_now() + 3600;
 	char id[64];
 	int i;
 
@@ -42,11 +42,11 @@ main(void)
 	t_end();
 
 	t_begin("expired ids do not count");
-	msgids_add("old@ours.test", 13, (uint64_t)time(NULL) - 1);
+	msgids_add("old@ours.test", 13, store_now() - 1);
 	T_CHECK(!msgids_has("old@ours.test", 13), "expired found");
 	t_end();
 
-	t_begin("100000 ids: all found, the table grows, 16 B each");
+	t_begin("100000 ids: all found");
 	for (i = 0; i < 100000; i++) {
 		snprintf(id, sizeof(id), "m%d@ours.test", i);
 		msgids_add(id, strlen(id), later);

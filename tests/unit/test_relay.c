@@ -199,14 +199,23 @@ drain_cb(struct relay *r, void *arg)
 	drains++;
 }
 
-/* step_until - run the loop until n callbacks (or 3 s of loop time). */
+static void wake_cb(uv_timer_t *t);
+
+/* step_until - run the loop until n callbacks (or 3 s of loop time).  A
+ * wake timer keeps UV_RUN_ONCE from sleeping when the awaited callback
+ * came from a timer (relay failures are reported from one). */
 static void
 step_until(int n)
 {
+	uv_timer_t wake;
 	uint64_t end = uv_now(loop) + 3000;
 
+	uv_timer_init(loop, &wake);
+	uv_timer_start(&wake, wake_cb, 5, 5);
 	while (got.n < n && uv_now(loop) < end)
 		uv_run(loop, UV_RUN_ONCE);
+	uv_close((uv_handle_t *)&wake, NULL);
+	uv_run(loop, UV_RUN_NOWAIT);
 }
 
 /* settle - let closes and writes finish. */

@@ -109,6 +109,23 @@ main(void)
 	free(j);
 	t_end();
 
+	t_begin("sections: as many as the modules add (9 used to panic)");
+	{
+		static char names[40][8];
+
+		for (k = 0; k < 40; k++) {
+			snprintf(names[k], sizeof(names[k]), "s%d", k);
+			stats_add_section(names[k], section_empty);
+		}
+		j = json();
+		T_CHECK(strstr(j, "\"s0\":null") != NULL, "got %s", j);
+		T_CHECK(strstr(j, "\"s39\":null}") != NULL, "got %s", j);
+		T_CHECK(strstr(j, ",\"dns\":{\"zones\":1}") != NULL, "got %s",
+		        j);
+		free(j);
+	}
+	t_end();
+
 	t_begin("json string escaping");
 	{
 		struct buf b = {0};

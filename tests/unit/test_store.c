@@ -265,7 +265,7 @@ main(void)
 		/* nothing changed: a burst of just the CLOCK record */
 		before = fsize("store.jnl");
 		T_INTEQ(store_flush_now(), 0);
-		T_INTEQ(fsize("store.jnl") - before, 8 + 25);
+		T_INTEQ(fsize("store.jnl") - before, 8 + 33);
 		reopen();
 		t = store_table("t", 4);
 		T_CHECK(store_get(t, "async", 5) != NULL, "async put kept");
@@ -363,6 +363,12 @@ main(void)
 		        "wrote %llu for %llu changed",
 		        (unsigned long long)(sc.bytes_written - w0),
 		        (unsigned long long)changed);
+		printf("# overwrite workload: %llu bytes written for %llu "
+		       "bytes of changed records (%.2fx), %llu snapshots\n",
+		       (unsigned long long)(sc.bytes_written - w0),
+		       (unsigned long long)changed,
+		       (double)(sc.bytes_written - w0) / (double)changed,
+		       (unsigned long long)sc.snapshots);
 		T_CHECK(fsize("store.jnl") <=
 		                2 * fsize("store.snap") + (64 << 10) + 10000,
 		        "journal %ld, snapshot %ld", fsize("store.jnl"),

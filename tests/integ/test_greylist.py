@@ -1,0 +1,129 @@
+"""test_greylist.py - greylisting end to end (SPEC.md RCPT row, issue 8):
+the cycle with a short delay, /24 grouping, sender normalisation, the
+allowlist, mailmoatctl greylist list|del|flush, stats keys, and the state
+across SIGTERM and SIGKILL after a flush."""
+import os
+import signal
+import time
+
+from base import MMTest, mm, message
+
+GREY = "451 4.7.1 Greylisting in action, please come back in a few minutes"
+DELAY = 1
+
+
+class Greylist(MMTest):
+    conf = {"action_greylist": "reject", "greylist_delay": "%ds" % DELAY,
+            "state_flush": "1s"}
+    daemon_kw = {"allowlist": "127.0.9.9\n"}
+
+    def rcpt(self, src, sender, rcpt="bob@example.com"):
+        c = self.greeted(src=src)
+        self.assertEqual(c.cmd("MAIL FROM:<%s>" % sender).code, 250)
+        r = c.cmd("RCPT TO:<%s>" % rcpt)
+        return c, r
+
+    def wait_delay(self):
+        # the delay is on the daemon's clock: whole seconds, so one more
+        time.sleep(DELAY + 1.1)
+
+    def test_cycle_and_waited(self):
+        c, r = self.rcpt("127.0.2.1", "cycle@sender.example")
+        self.assertReply(r, 451, GREY)
+        c.cmd("QUIT")
+        c, r = self.rcpt("127.0.2.1", "cycle@sender.example")
+        self.assertReply(r, 451, GREY)       # too early
+        c.cmd("QUIT")
+        self.wait_delay()
+        c = self.greeted(src="127.0.2.1")
+        self.assertReply(c.transaction("cycle@sender.example",
+                                       ["bob@example.com"], message()), 250)
+        self.assertDelivered(1)
+        self.assertIn("waited=", self.daemon.log_text())
+        # passed: at once next time
+        c2 = self.greeted(src="127.0.2.1")
+        self.assertReply(c2.transaction("cycle@sender.example",
+                                        ["bob@example.com"], message()), 250)
+
+    def test_network_grouping(self):
+        c, r = self.rcpt("127.0.3.1", "net@sender.example")
+        self.assertReply(r, 451, GREY)
+        self.wait_delay()
+        # another address of the same /24 retries: passes
+        c, r = self.rcpt("127.0.3.77", "net@sender.example")
+        self.assertEqual(r.code, 250, r)
+        # another /24: a new triplet
+        c, r = self.rcpt("127.0.4.1", "net@sender.example")
+        self.assertReply(r, 451, GREY)
+
+    def test_sender_normalisation(self):
+        c, r = self.rcpt("127.0.5.1", "prvs=1234abcdef=norm@sender.example")
+        self.assertReply(r, 451, GREY)
+        self.wait_delay()
+        c, r = self.rcpt("127.0.5.1", "Norm+list@Sender.Example")
+        self.assertEqual(r.code, 250, r)
+
+    def test_allowlisted_client_skips(self):
+        c, r = self.rcpt("127.0.9.9", "allow@sender.example")
+        self.assertEqual(r.code, 250, r)
+
+    def test_ctl_list_del_flush_and_stats(self):
+        c, r = self.rcpt("127.0.6.1", "ctl@sender.example")
+        self.assertReply(r, 451, GREY)
+        out = self.daemon.ctl("greylist", "list", "ctl@").stdout
+        self.assertIn("127.0.6.0/24 ctl@sender.example bob@example.com "
+                      "pending", out)
+        st = self.daemon.stats()
+        for k in ("greylist_entries", "greylist_pending", "greylist_passed",
+                  "auto_allowed"):
+            self.assertIn(k, st)
+        self.assertGreaterEqual(st["greylist_pending"], 1)
+        p = self.daemon.ctl("greylist", "del", "127.0.6.0/24",
+                            "ctl@sender.example", "bob@example.com")
+        self.assertIn("deleted", p.stdout)
+        self.assertNotIn("ctl@", self.daemon.ctl("greylist", "list").stdout)
+        p = self.daemon.ctl("greylist", "del", "nope", check=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.daemon.ctl("greylist", "flush")
+        self.assertEqual(self.daemon.stats()["greylist_entries"], 0)
+
+
+class GreylistPersist(MMTest):
+    conf = {"action_greylist": "reject", "greylist_delay": "%ds" % DELAY,
+            "state_flush": "1s"}
+
+    def passed_triplet(self, src, sender):
+        c = self.greeted(src=src)
+        c.cmd("MAIL FROM:<%s>" % sender)
+        self.assertReply(c.cmd("RCPT TO:<bob@example.com>"), 451, GREY)
+        c.cmd("QUIT")
+        time.sleep(DELAY + 1.1)
+        c = self.greeted(src=src)
+        c.cmd("MAIL FROM:<%s>" % sender)
+        self.assertEqual(c.cmd("RCPT TO:<bob@example.com>").code, 250)
+        c.cmd("QUIT")
+
+    def still_passes(self, src, sender):
+        c = self.greeted(src=src)
+        c.cmd("MAIL FROM:<%s>" % sender)
+        self.assertEqual(c.cmd("RCPT TO:<bob@example.com>").code, 250)
+        c.cmd("QUIT")
+
+    def test_sigterm_keeps_state(self):
+        self.passed_triplet("127.0.7.1", "term@sender.example")
+        self.assertEqual(self.daemon.stop(), 0)
+        self.daemon.start()
+        self.still_passes("127.0.7.1", "term@sender.example")
+
+    def test_sigkill_after_flush_keeps_state(self):
+        self.passed_triplet("127.0.8.1", "kill@sender.example")
+        jnl = os.path.join(self.daemon.conf["state_dir"], "store.jnl")
+        before = os.path.getsize(jnl) if os.path.exists(jnl) else 0
+        # the next flush (state_flush = 1s) writes the pass
+        mm.wait_for(lambda: os.path.exists(jnl) and
+                    os.path.getsize(jnl) > before, "a flush")
+        time.sleep(1.5)
+        self.daemon.proc.send_signal(signal.SIGKILL)
+        self.daemon.proc.wait()
+        self.daemon.start()
+        self.still_passes("127.0.8.1", "kill@sender.example")
