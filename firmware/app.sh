@@ -19,7 +19,8 @@ export PATH="$tc/bin:$PATH"
 CC=$MUSL_TRIPLET-gcc
 CF="-std=c11 -Os -D_GNU_SOURCE -ffunction-sections -fdata-sections
 	-ffile-prefix-map=$top=. -Wall -Wno-unused-parameter
-	-Wno-missing-field-initializers -I$top/proxy -I$sys/include"
+	-Wno-missing-field-initializers -I$top/proxy -I$sys/include
+	-idirafter $tc/kh"
 LF="-static -Wl,--gc-sections -s $LDFLAGS_ARCH -L$sys/lib"
 LIBS="-lspf2 -lcares -luv -lmbedtls -lmbedx509 -lmbedcrypto -lpthread -lm"
 mkdir -p "$out/obj"

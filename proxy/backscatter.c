@@ -91,10 +91,14 @@ bs_get(const char *key, struct bs_rec *r)
 }
 
 /* bs_ptr_domain - the block key of a PTR name into out ("" if none): the
- * forward-confirmed name itself, lower case, without a trailing dot. */
+ * registered domain (psl.c) of the forward-confirmed name, lower case,
+ * without a trailing dot; the name itself when it has none, and an IP
+ * address (as `backscatter del` gets one) as it is. */
 void
 bs_ptr_domain(const char *ptr, char *out, size_t outlen)
 {
+	char reg[256];
+	struct ipaddr ip;
 	size_t n;
 
 	snprintf(out, outlen, "%s", ptr != NULL ? ptr : "");
@@ -102,7 +106,9 @@ bs_ptr_domain(const char *ptr, char *out, size_t outlen)
 	while (n > 0 && out[n - 1] == '.')
 		out[--n] = '\0';
 	util_lowercase(out);
-	/* psl.c (issue 8) will cut this to the registered domain. */
+	if (n > 0 && ipaddr_parse(&ip, out) != 0 &&
+	    psl_registered(out, reg, sizeof(reg)))
+		snprintf(out, outlen, "%s", reg);
 }
 
 /* bs_init - the table; entries survive a reload. */

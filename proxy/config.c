@@ -141,6 +141,8 @@ static const struct config_key config_keys[] = {
 	{.key = "blocklist", .type = CT_PATH, .off = OFF(blocklist_path)},
 	{.key = "greet_pause", .type = CT_MS, .def = "3s",
 	 .off = OFF(greet_pause_ms), .min = 0, .max = SEC(300)},
+	{.key = "pass_cache_ttl", .type = CT_SEC, .def = "1d",
+	 .off = OFF(pass_cache_ttl_s), .min = 0, .max = 365 * DAY},
 	{.key = "greylist_delay", .type = CT_SEC, .def = "5m",
 	 .off = OFF(greylist_delay_s), .min = 0, .max = 30 * DAY},
 	{.key = "greylist_window", .type = CT_SEC, .def = "2d",

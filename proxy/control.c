@@ -15,7 +15,8 @@
  *                               none is configured)
  *   block add|del ADDR          likewise, saved to the blocklist file
  *   allow list, block list      the entries, one a line
- *   greylist list|del ...       an error until greylisting exists
+ *   greylist list|del|flush     the greylist (greylist.c)
+ *   backscatter list|del ADDR   backscatter blocks (backscatter.c)
  *   reload                      like SIGHUP
  *   decisions [FILTER]          recent decisions as log lines (history.c)
  *   series day|month            decision counts per action (history.c)

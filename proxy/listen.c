@@ -246,7 +246,8 @@ sess_admit(struct sess *x, bool outbound)
 		s->allowlisted = true;
 
 	x->phase = PH_CONNECT;
-	if (s->allowlisted || c->greet_pause_ms == 0)
+	if (s->allowlisted || c->greet_pause_ms == 0 ||
+	    passcache_hit(c, &s->client))
 		x->greet_elapsed = true;
 	else
 		sess_arm(x, c->greet_pause_ms);

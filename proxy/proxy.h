@@ -202,6 +202,7 @@ struct config {
 	unsigned greylist_window_s;
 	unsigned greylist_lifetime_s;
 	unsigned greylist_auto_allow;
+	unsigned pass_cache_ttl_s; /* 0: no pass cache */
 	unsigned backscatter_block_s;
 	enum backscatter_scope backscatter_scope;
 	unsigned backscatter_threshold;   /* refused DSNs before a block */
@@ -1004,6 +1005,14 @@ void greylist_stats(uint64_t *entries, uint64_t *pending, uint64_t *passed,
                     uint64_t *auto_allowed);
 size_t greylist_capacity(void);
 void greylist_set_capacity(size_t n); /* tests; 0: derived */
+
+/* ---------------------------------------------------------- passcache.c */
+
+/* The pass cache (as postscreen's): a client IP that passed the greet
+ * pause and the connect checks gets its banner at once for
+ * pass_cache_ttl (store table "pass_cache"). */
+bool passcache_hit(const struct config *cfg, const struct ipaddr *ip);
+void passcache_add(const struct config *cfg, const struct ipaddr *ip);
 
 /* ------------------------------------------------------------- store.c */
 

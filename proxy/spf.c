@@ -47,6 +47,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h> /* before spf2/: its headers use time_t (musl) */
 
 #define HAVE_NS_TYPE 1
 #define HAVE_NETDB_H 1

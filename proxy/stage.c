@@ -530,6 +530,7 @@ sess_banner(struct sess *x)
 		return;
 	}
 	x->phase = PH_SMTP;
+	passcache_add(s->cfg, &s->client); /* greet pause and checks passed */
 	smtp_banner(&s->smtp);
 	sess_rearm(x);
 }

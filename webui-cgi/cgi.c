@@ -28,6 +28,7 @@
 #include <mbedtls/sha256.h>
 
 #include "cgi.h"
+#include "proxy.h" /* MAILMOAT_VERSION */
 
 FILE *cgi_out;
 
@@ -303,6 +304,22 @@ cgi_read_file(const char *path, char *out, size_t len)
 	fclose(f);
 	out[strcspn(out, "\r\n")] = '\0';
 	return 0;
+}
+
+/* cgi_box_info - version, board and slot of the running box. */
+void
+cgi_box_info(struct cgi_box *b)
+{
+	if (cgi_read_file(CGI_ETC "/mailmoat/version", b->version,
+	                  sizeof(b->version)))
+		snprintf(b->version, sizeof(b->version), "%s",
+		         MAILMOAT_VERSION);
+	if (cgi_read_file(CGI_ETC "/mailmoat/board", b->board,
+	                  sizeof(b->board)))
+		snprintf(b->board, sizeof(b->board), "host");
+	if (cgi_conf_get("/run/mailmoat-boot", "slot", b->slot,
+	                 sizeof(b->slot)))
+		snprintf(b->slot, sizeof(b->slot), "-");
 }
 
 /* cgi_write_atomic - write n bytes to path via temp + fsync + rename */

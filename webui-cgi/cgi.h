@@ -80,6 +80,14 @@ int cgi_cookie_get(const char *hdr, const char *name, char *out, size_t len);
 int cgi_conf_get(const char *path, const char *key, char *out, size_t len);
 /* cgi_read_file - first line of a small file into out; 0 or -ENOENT */
 int cgi_read_file(const char *path, char *out, size_t len);
+/* What every page says about the box: the running version, the board and
+ * the boot slot (firmware files; "host" and "-" off the box). */
+struct cgi_box {
+	char version[64];
+	char board[64];
+	char slot[16];
+};
+void cgi_box_info(struct cgi_box *b);
 /* cgi_write_atomic - write n bytes to path via temp + fsync + rename */
 int cgi_write_atomic(const char *path, const void *p, size_t n, int mode);
 /*

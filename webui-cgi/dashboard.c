@@ -142,7 +142,8 @@ main(void)
 	struct cgi_req r;
 	struct dash d = {0};
 	struct statvfs vfs;
-	char version[64], board[64], slot[64], host[256], sdir[256];
+	struct cgi_box box;
+	char host[256], sdir[256];
 	char up[64], dup[64], flash[96], *stats;
 	int rc;
 
@@ -150,13 +151,7 @@ main(void)
 	if (r.post)
 		cgi_error(405, "only GET");
 	rc = cgi_ctl("stats", &stats);
-	if (cgi_read_file(CGI_ETC "/mailmoat/version", version,
-	                  sizeof(version)))
-		snprintf(version, sizeof(version), "%s", MAILMOAT_VERSION);
-	if (cgi_read_file(CGI_ETC "/mailmoat/board", board, sizeof(board)))
-		snprintf(board, sizeof(board), "host");
-	if (cgi_conf_get("/run/mailmoat-boot", "slot", slot, sizeof(slot)))
-		snprintf(slot, sizeof(slot), "-");
+	cgi_box_info(&box);
 	if (cgi_conf_get(cgi_conf_path(), "hostname", host, sizeof(host)))
 		snprintf(host, sizeof(host), "-");
 	if (cgi_conf_get(cgi_conf_path(), "state_dir", sdir, sizeof(sdir)))
@@ -179,9 +174,9 @@ main(void)
 
 	cgi_page_begin(&r, "Dashboard");
 	fputs("<h2>Box</h2><table id=\"box\">\n", stdout);
-	row("version", version);
-	row("board", board);
-	row("slot", slot);
+	row("version", box.version);
+	row("board", box.board);
+	row("slot", box.slot);
 	row("hostname", host);
 	row("box uptime", up);
 	row("data partition", flash);

@@ -345,24 +345,19 @@ restore(const char *text, size_t len, char *msg, size_t mlen)
 static void
 info(const struct cgi_req *r)
 {
-	char version[64], slot[16], trial[16], other[64], board[64];
+	struct cgi_box box;
+	char trial[16], other[64];
 
-	if (cgi_read_file(CGI_ETC "/mailmoat/version", version,
-	                  sizeof(version)))
-		snprintf(version, sizeof(version), "%s", MAILMOAT_VERSION);
-	if (cgi_read_file(CGI_ETC "/mailmoat/board", board, sizeof(board)))
-		snprintf(board, sizeof(board), "host");
-	if (cgi_conf_get("/run/mailmoat-boot", "slot", slot, sizeof(slot)))
-		snprintf(slot, sizeof(slot), "-");
+	cgi_box_info(&box);
 	if (cgi_conf_get("/run/mailmoat-boot", "trial", trial, sizeof(trial)))
 		snprintf(trial, sizeof(trial), "-");
-	other_version(slot, other, sizeof(other));
+	other_version(box.slot, other, sizeof(other));
 	printf("<table id=\"slots\"><tr><th>running version</th><td>");
-	cgi_html(version);
+	cgi_html(box.version);
 	printf("</td></tr><tr><th>board</th><td>");
-	cgi_html(board);
+	cgi_html(box.board);
 	printf("</td></tr><tr><th>running slot</th><td>");
-	cgi_html(slot);
+	cgi_html(box.slot);
 	printf("%s</td></tr><tr><th>other slot</th><td>",
 	       !strcmp(trial, "1") ? " (trial boot)" : "");
 	cgi_html(other);

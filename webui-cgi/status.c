@@ -50,7 +50,8 @@ meminfo(long *total, long *used)
 int
 main(void)
 {
-	char version[64], board[64], slot[64], host[256], sock[256];
+	struct cgi_box box;
+	char host[256], sock[256];
 	char stats[16384], up[64], mt[32], mu[32];
 	long total, used;
 	const char *m = getenv("REQUEST_METHOD");
@@ -61,13 +62,7 @@ main(void)
 	if (m && strcmp(m, "GET") && strcmp(m, "HEAD"))
 		cgi_error(405, "only GET");
 	cgi_begin(&r, true);
-	if (cgi_read_file(CGI_ETC "/mailmoat/version", version,
-	                  sizeof(version)))
-		snprintf(version, sizeof(version), "%s", MAILMOAT_VERSION);
-	if (cgi_read_file(CGI_ETC "/mailmoat/board", board, sizeof(board)))
-		snprintf(board, sizeof(board), "host");
-	if (cgi_conf_get("/run/mailmoat-boot", "slot", slot, sizeof(slot)))
-		snprintf(slot, sizeof(slot), "-");
+	cgi_box_info(&box);
 	if (cgi_conf_get(cgi_conf_path(), "hostname", host, sizeof(host)))
 		snprintf(host, sizeof(host), "-");
 	if (cgi_conf_get(cgi_conf_path(), "control_socket", sock, sizeof(sock)))
@@ -90,9 +85,9 @@ main(void)
 	printf("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
 	       "<title>mailmoat status</title></head><body>\n"
 	       "<h1>mailmoat</h1>\n<table>\n");
-	row("version", version);
-	row("board", board);
-	row("slot", slot);
+	row("version", box.version);
+	row("board", box.board);
+	row("slot", box.slot);
 	row("hostname", host);
 	row("uptime (s)", up);
 	row("memory total (KiB)", mt);

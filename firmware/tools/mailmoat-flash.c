@@ -7,14 +7,17 @@
  *     -f  accept a version that is not newer than the running one
  *     -R  do not reboot afterwards (the web UI reboots after replying)
  *
- * IMAGE "-" streams the image from stdin straight into the inactive slot
- * (the web UI's upload: a 64 MB box never holds a 34 MB image in RAM, and
- * the data partition is smaller than an image).  The header is read and
- * checked first (syntax, board, version; nothing is written for an image
- * that fails these), then the image is written to the slot, read back and
- * verified there (hashes, signature) before the boot record names it; a
- * slot that fails verification gets its header wiped, so it never
- * claims a version, and the running slot stays the one that boots.
+ * IMAGE "-" takes the image from stdin (the web UI's upload; a 64 MB box
+ * never holds a 34 MB image in RAM).  The header is read and checked first
+ * (syntax, board, version; nothing is written for an image that fails
+ * these).  When the data partition has room for the image (and
+ * SPOOL_SLACK more), the upload is spooled there and verified in full
+ * before the slot is touched: a bad image writes nothing to the slots.
+ * Only when it has no room is the image streamed straight into the
+ * inactive slot, read back and verified there before the boot record
+ * names it; a slot that fails verification gets its header wiped, so it
+ * never claims a version, and the running slot stays the one that boots.
+ * $MAILMOAT_FLASH_SPOOL names another spool directory ("" : never spool).
  *
  * Checks, in order, before anything is written: signature and integrity
  * (fwimg_verify against /etc/mailmoat/fw.pub), board (/etc/mailmoat/board),
@@ -36,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <mbedtls/sha256.h>
@@ -44,6 +48,8 @@
 
 #define ETC "/etc/mailmoat"
 #define BOOTINFO "/run/mailmoat-boot"
+#define SPOOL_DIR "/data"              /* the data partition */
+#define SPOOL_SLACK (4u * 1024 * 1024) /* left free for the daemon's state */
 
 /* refuse - print a refusal and exit 1 */
 static void
@@ -245,6 +251,50 @@ stream_to_slot(const unsigned char *hdr, const char *dev, uint64_t total)
 	close(out);
 }
 
+/* spool_upload - the image (header already read) from stdin into a file
+ * in the spool directory when it has room; its path, or NULL (no room:
+ * stream into the slot).  A short upload is refused, the file removed. */
+static const char *
+spool_upload(const unsigned char *hdr, uint64_t total)
+{
+	static char path[256];
+	static unsigned char buf[65536];
+	const char *dir = getenv("MAILMOAT_FLASH_SPOOL");
+	struct statvfs sv;
+	uint64_t left;
+	ssize_t n;
+	int fd;
+
+	if (dir == NULL)
+		dir = SPOOL_DIR;
+	if (*dir == '\0' || statvfs(dir, &sv) < 0 ||
+	    (uint64_t)sv.f_bavail * sv.f_frsize < total + SPOOL_SLACK)
+		return NULL;
+	snprintf(path, sizeof(path), "%s/.mailmoat-upload.XXXXXX", dir);
+	fd = mkstemp(path);
+	if (fd < 0)
+		return NULL;
+	if (write(fd, hdr, FWIMG_HDR_SIZE) != FWIMG_HDR_SIZE)
+		goto ioerror;
+	for (left = total - FWIMG_HDR_SIZE; left > 0; left -= (uint64_t)n) {
+		n = read(0, buf, left < sizeof(buf) ? left : sizeof(buf));
+		if (n <= 0) {
+			close(fd);
+			unlink(path);
+			refuse("image is truncated (the upload ended early)");
+		}
+		if (write(fd, buf, (size_t)n) != n)
+			goto ioerror;
+	}
+	close(fd);
+	return path;
+ioerror:
+	close(fd);
+	unlink(path);
+	ioerr("write error on", path);
+	return NULL;
+}
+
 /* read_full - exactly n bytes from fd; 0 or -1 */
 static int
 read_full(int fd, unsigned char *p, size_t n)
@@ -271,7 +321,7 @@ main(int argc, char **argv)
 	unsigned long long curcode;
 	unsigned char hdr[FWIMG_HDR_SIZE];
 	int opt, check_only = 0, force = 0, reboot = 1, streamed;
-	const char *other;
+	const char *other, *spool = NULL;
 
 	while ((opt = getopt(argc, argv, "nfR")) != -1) {
 		switch (opt) {
@@ -341,7 +391,19 @@ main(int argc, char **argv)
 	if (bootinfo(strcmp(other, "A") == 0 ? "slot_a" : "slot_b", dev,
 	             sizeof(dev)))
 		ioerr("cannot read", BOOTINFO);
-	if (streamed) {
+	if (streamed)
+		spool = spool_upload(hdr, FWIMG_HDR_SIZE + h.payload_size +
+		                                  FWIMG_SIG_SIZE);
+	if (spool != NULL) {
+		/* verified whole before anything goes to the slot */
+		if (fwimg_verify(spool, ETC "/fw.pub", &h, err, sizeof(err))) {
+			unlink(spool);
+			refuse(err);
+		}
+		copy_to_slot(spool, dev,
+		             FWIMG_HDR_SIZE + h.payload_size + FWIMG_SIG_SIZE);
+		unlink(spool);
+	} else if (streamed) {
 		stream_to_slot(hdr, dev,
 		               FWIMG_HDR_SIZE + h.payload_size +
 		                       FWIMG_SIG_SIZE);

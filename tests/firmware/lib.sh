@@ -50,17 +50,18 @@ box_wait_log() {
 	done
 }
 
-# box_banner SECS - poll the forwarded SMTP port until a 220 greeting;
+# box_banner SECS - poll the forwarded SMTP port until a 220 greeting
+# (or one starting with $BANNER_OK, e.g. 554 for a blocked client);
 # sets BANNER and BOOT_SECS (QEMU start to greeting)
 box_banner() {
 	local i=0; BANNER=
 	while [ $i -lt $(($1 * 2)) ]; do
 		BANNER=$(timeout 8 /usr/bin/python3 "$HERE/smtpprobe.py" 127.0.0.1 "$SP" 2>/dev/null) &&
-			case $BANNER in 220*) break ;; esac
+			case $BANNER in "${BANNER_OK:-220}"*) break ;; esac
 		kill -0 "$QPID" 2>/dev/null || return 1
 		sleep 0.5; i=$((i + 1))
 	done
-	case $BANNER in 220*) ;; *) return 1 ;; esac
+	case $BANNER in "${BANNER_OK:-220}"*) ;; *) return 1 ;; esac
 	BOOT_SECS=$(echo "$(date +%s.%N) $BOX_T0" | awk '{printf "%.1f", $1 - $2}')
 }
 
@@ -95,4 +96,16 @@ flash() {
 # region_sum DISK START SIZE - sha256 of a sector range of a disk image
 region_sum() {
 	dd if="$1" bs=512 skip="$2" count="$3" 2>/dev/null | sha256sum | cut -c1-64
+}
+
+# web_post PATH FIELD=VALUE... - a logged-in form POST with the session's
+# CSRF token; prints the page
+web_post() {
+	local p=$1 csrf a; shift
+	web_login
+	csrf=$(curl -s -m 20 -b "$W/web.jar" "http://127.0.0.1:$HP/cgi-bin/password" |
+		sed -n 's/.*name="csrf" value="\([0-9a-f]*\)".*/\1/p' | head -n 1)
+	set -- "$@" "csrf=$csrf"
+	for a; do set -- "$@" --data-urlencode "$a"; shift; done
+	curl -s -m 20 -b "$W/web.jar" "$@" "http://127.0.0.1:$HP$p"
 }

@@ -127,3 +127,19 @@ class GreylistPersist(MMTest):
         self.daemon.proc.wait()
         self.daemon.start()
         self.still_passes("127.0.8.1", "kill@sender.example")
+
+
+class PassCache(MMTest):
+    """pass_cache_ttl: a client that waited out the greet pause gets its
+    banner at once next time; another client still waits."""
+    conf = {"greet_pause": "4s", "pass_cache_ttl": "1d"}
+
+    def test_second_connection_greeted_at_once(self):
+        c = self.client(src="127.0.11.1")
+        self.assertEqual(c.banner().code, 220)   # after the pause
+        c.cmd("QUIT")
+        c2 = self.client(src="127.0.11.1")
+        self.assertTrue(c2.pending(wait=2.0)[0], "no banner within 2s")
+        self.assertEqual(c2.banner().code, 220)
+        c3 = self.client(src="127.0.11.2")
+        self.assertFalse(c3.pending(wait=1.0)[0], "unknown client not paused")

@@ -381,6 +381,9 @@ DEFAULT_CONF = {
     "hostname": HOSTNAME,
     "local_domains": "example.com example.org",
     "greet_pause": "0",
+    # each test connection waits its greet pause (tests that want the
+    # pass cache set pass_cache_ttl)
+    "pass_cache_ttl": "0",
     "message_size_limit": "1M",
     "max_connections": "1000",
     "max_per_ip": "10",

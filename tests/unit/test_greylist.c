@@ -231,7 +231,6 @@ main(void)
 	t_end();
 
 	store_close();
-	unlink("/dev/null");
 	{
 		char p[80];
 

@@ -33,6 +33,8 @@ mount -t tmpfs tmpfs /run && mount -t tmpfs tmpfs /etc && mkdir /etc/mailmoat ||
 cp $T/pub.pem /etc/mailmoat/fw.pub; echo x86_64 > /etc/mailmoat/board; echo 100 > /etc/mailmoat/version_code
 printf 'slot=A\ntrial=0\nbootrec=$LR\nslot_a=/dev/null\nslot_b=$LS\n' > /run/mailmoat-boot
 hdr() { head -c 13 $LS; echo; }
+# the streamed path (no spool: the data partition has no room)
+export MAILMOAT_FLASH_SPOOL=
 try() { dd if=$LR bs=64 count=1 2>/dev/null | grep -c '^try=B'; }
 # tampered: written, verified in the slot, refused, header wiped, not activated
 out=\$($T/mailmoat-flash -R - < $T/bad.img 2>&1); rc=\$?
@@ -45,6 +47,12 @@ echo rpi4 > /etc/mailmoat/board
 out=\$($T/mailmoat-flash -R - < $T/good.img 2>&1); rc=\$?
 echo "board rc=\$rc hdr=\$(hdr) try=\$(try) \$out"
 echo x86_64 > /etc/mailmoat/board
+# spooled (room on the data partition): verified before the slot is touched
+mkdir -p $T/spool; s0=\$(sha256sum < $LS)
+out=\$(MAILMOAT_FLASH_SPOOL=$T/spool $T/mailmoat-flash -R - < $T/bad.img 2>&1); rc=\$?
+s1=\$(sha256sum < $LS); left=\$(ls -A $T/spool | wc -l)
+same=no; [ "\$s0" = "\$s1" ] && same=yes
+echo "spooled rc=\$rc same=\$same left=\$left try=\$(try) \$out"
 out=\$($T/mailmoat-flash -R - < $T/good.img 2>&1); rc=\$?
 echo "good rc=\$rc hdr=\$(hdr) try=\$(try) \$out"
 EOF
@@ -54,4 +62,5 @@ ok() { if printf '%s\n' "$res" | grep -q "$2"; then echo "ok - webui:$1"; else e
 ok "streamed flash: a tampered image is refused, its slot wiped, not activated" '^tampered rc=1 hdr= try=0 refused: image is corrupt'
 ok "streamed flash: a truncated upload is refused, not activated" '^truncated rc=1 hdr= try=0 refused: image is truncated'
 ok "streamed flash: a wrong board is refused before writing" '^board rc=1 hdr= try=0 refused: image is for board'
+ok "spooled flash: a tampered image is refused and nothing is written to the slot" '^spooled rc=1 same=yes left=0 try=0 refused: image is corrupt'
 ok "streamed flash: a good image lands in the slot and is tried next" '^good rc=0 hdr=MAILMOAT-FW=1 try=1 flashed: version 9.9.9'
