@@ -3,14 +3,47 @@
  *
  * GET: field q (a pattern, one word; empty: all) -> `greylist list
  * [PATTERN]`; each answer line is shown with a delete button for its
- * first word (the triplet).  POST: op=del, triplet, csrf -> `greylist del
- * TRIPLET`.  Whatever the daemon answers is shown, escaped.
+ * first three words (the triplet NET SENDER RCPT).  POST: op=del,
+ * triplet, csrf -> `greylist del NET SENDER RCPT`.  Whatever the daemon
+ * answers is shown, escaped.
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cgi.h"
+
+/* triplet_len - length of the first three words of line ("NET SENDER
+ * RCPT", one space apart), or 0 when it has fewer */
+static size_t
+triplet_len(const char *line)
+{
+	size_t n = 0;
+	int w;
+
+	for (w = 0; w < 3; w++) {
+		if (w > 0) {
+			if (line[n] != ' ')
+				return 0;
+			n++;
+		}
+		if (line[n] <= ' ' || line[n] == 0x7f)
+			return 0;
+		while ((unsigned char)line[n] > ' ' && line[n] != 0x7f)
+			n++;
+	}
+	return n;
+}
+
+/* triplet_ok - t is exactly a triplet: three safe words */
+static bool
+triplet_ok(const char *t)
+{
+	size_t n = triplet_len(t);
+
+	return n > 0 && n < 600 && t[n] == '\0';
+}
 
 /* main - search form, table, delete */
 int
@@ -26,10 +59,10 @@ main(void)
 	if (r.post) {
 		t = cgi_param(&r, "triplet");
 		op = cgi_param(&r, "op");
-		if (!op || strcmp(op, "del") || !t || !cgi_ctl_word(t)) {
-			snprintf(
-			        msg, sizeof(msg),
-			        "refused: op must be del and triplet one word");
+		if (!op || strcmp(op, "del") || !t || !triplet_ok(t)) {
+			snprintf(msg, sizeof(msg),
+			         "refused: op must be del and triplet "
+			         "\"NET SENDER RCPT\"");
 		} else {
 			snprintf(cmd, sizeof(cmd), "greylist del %s", t);
 			rc = cgi_ctl(cmd, &out);
@@ -67,7 +100,9 @@ main(void)
 			if (line[0] == '#' || !line[0])
 				continue;
 			snprintf(first, sizeof(first), "%.*s",
-			         (int)strcspn(line, " \t"), line);
+			         (int)triplet_len(line), line);
+			if (!first[0])
+				continue; /* not a triplet line */
 			printf("<tr><td>");
 			cgi_html(line);
 			printf("</td><td><form method=\"post\" "
