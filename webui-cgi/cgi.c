@@ -306,6 +306,17 @@ cgi_read_file(const char *path, char *out, size_t len)
 	return 0;
 }
 
+/* cgi_row - one escaped table row */
+void
+cgi_row(const char *k, const char *v)
+{
+	fputs("<tr><th>", OUT);
+	cgi_html(k);
+	fputs("</th><td>", OUT);
+	cgi_html(v);
+	fputs("</td></tr>\n", OUT);
+}
+
 /* cgi_box_info - version, board and slot of the running box. */
 void
 cgi_box_info(struct cgi_box *b)

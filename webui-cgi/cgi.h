@@ -88,6 +88,8 @@ struct cgi_box {
 	char slot[16];
 };
 void cgi_box_info(struct cgi_box *b);
+/* cgi_row - one table row "<tr><th>k</th><td>v</td></tr>", escaped */
+void cgi_row(const char *k, const char *v);
 /* cgi_write_atomic - write n bytes to path via temp + fsync + rename */
 int cgi_write_atomic(const char *path, const void *p, size_t n, int mode);
 /*

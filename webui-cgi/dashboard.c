@@ -21,17 +21,6 @@ static const char *const series_names[4] = {"accept", "tempfail", "reject",
                                             "log"};
 static const char *const series_colours[4] = {"#4a8", "#e90", "#c33", "#68c"};
 
-/* row - one escaped table row */
-static void
-row(const char *k, const char *v)
-{
-	fputs("<tr><th>", stdout);
-	cgi_html(k);
-	fputs("</th><td>", stdout);
-	cgi_html(v);
-	fputs("</td></tr>\n", stdout);
-}
-
 struct dash {
 	int section; /* 0 top level, 1 reasons, 2 other sections */
 	char cur[128];
@@ -51,9 +40,9 @@ top_fn(void *arg, int depth, char *const *path, const char *val, size_t n,
 	else
 		snprintf(v, sizeof(v), "%.*s", (int)n, val);
 	if (d->section == 0 && depth == 1 && strcmp(path[0], "version"))
-		row(path[0], v);
+		cgi_row(path[0], v);
 	if (d->section == 1 && depth == 2 && !strcmp(path[0], "reasons"))
-		row(path[1], v);
+		cgi_row(path[1], v);
 	if (d->section == 2 && depth >= 2 && strcmp(path[0], "reasons")) {
 		if (strcmp(d->cur, path[0])) {
 			if (d->open)
@@ -67,7 +56,7 @@ top_fn(void *arg, int depth, char *const *path, const char *val, size_t n,
 		snprintf(k, sizeof(k), "%s%s%s%s%s", path[1],
 		         depth > 2 ? " " : "", depth > 2 ? path[2] : "",
 		         depth > 3 ? " " : "", depth > 3 ? path[3] : "");
-		row(k, v);
+		cgi_row(k, v);
 	}
 }
 
@@ -174,18 +163,18 @@ main(void)
 
 	cgi_page_begin(&r, "Dashboard");
 	fputs("<h2>Box</h2><table id=\"box\">\n", stdout);
-	row("version", box.version);
-	row("board", box.board);
-	row("slot", box.slot);
-	row("hostname", host);
-	row("box uptime", up);
-	row("data partition", flash);
+	cgi_row("version", box.version);
+	cgi_row("board", box.board);
+	cgi_row("slot", box.slot);
+	cgi_row("hostname", host);
+	cgi_row("box uptime", up);
+	cgi_row("data partition", flash);
 	if (rc == 0) {
 		uptime_str(cgi_json_num(stats, "uptime"), dup, sizeof(dup));
-		row("daemon", "running");
-		row("daemon uptime", dup);
+		cgi_row("daemon", "running");
+		cgi_row("daemon uptime", dup);
 	} else {
-		row("daemon", "not answering");
+		cgi_row("daemon", "not answering");
 	}
 	fputs("</table>\n", stdout);
 	if (rc != 0) {

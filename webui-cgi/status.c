@@ -13,17 +13,6 @@
 #include "cgi.h"
 #include "proxy.h"
 
-/* row - one escaped table row */
-static void
-row(const char *k, const char *v)
-{
-	fputs("<tr><th>", stdout);
-	cgi_html(k);
-	fputs("</th><td>", stdout);
-	cgi_html(v);
-	fputs("</td></tr>\n", stdout);
-}
-
 /* meminfo - MemTotal and MemTotal - MemAvailable in KiB; 0 or -1 */
 static int
 meminfo(long *total, long *used)
@@ -85,14 +74,14 @@ main(void)
 	printf("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
 	       "<title>mailmoat status</title></head><body>\n"
 	       "<h1>mailmoat</h1>\n<table>\n");
-	row("version", box.version);
-	row("board", box.board);
-	row("slot", box.slot);
-	row("hostname", host);
-	row("uptime (s)", up);
-	row("memory total (KiB)", mt);
-	row("memory used (KiB)", mu);
-	row("daemon", rc == 0 ? "running" : "not answering");
+	cgi_row("version", box.version);
+	cgi_row("board", box.board);
+	cgi_row("slot", box.slot);
+	cgi_row("hostname", host);
+	cgi_row("uptime (s)", up);
+	cgi_row("memory total (KiB)", mt);
+	cgi_row("memory used (KiB)", mu);
+	cgi_row("daemon", rc == 0 ? "running" : "not answering");
 	fputs("</table>\n<h2>mailmoatctl stats</h2>\n<pre id=\"stats\">",
 	      stdout);
 	cgi_html(stats);
