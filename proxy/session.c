@@ -23,8 +23,12 @@
  *     its own limits (DNS timeouts, the relay's timeout_backend) - and
  *     only a ceiling (timeout_backend + 2 x dns_timeout + 5 s) catches a
  *     stage that hangs.
- *   - after the 354 (W_DATA): timeout_data, re-armed by every read: the
- *     idle time between chunks (RFC 5321 4.5.3.2.6).
+ *   - after the 354 (W_DATA): timeout_data, the idle time between chunks
+ *     (RFC 5321 4.5.3.2.6), re-armed by the reads - once at least one
+ *     byte per second of timeout_data has come since the last arming, so
+ *     that a client trickling a byte every few seconds (slowloris, which
+ *     holds a backend connection) is cut after timeout_data, while any
+ *     real sender, even a line every few seconds, is not.
  *   - after the final dot until its answer (W_EOD: DATA checks, a held
  *     body going out, the backend's reply): suspended; the relay's
  *     timeout_backend turns a silent backend into a 451; a ceiling of
@@ -406,6 +410,17 @@ sess_timeouts(const struct sess *x, uint64_t *cmd, uint64_t *data,
 	}
 }
 
+/* sess_data_floor - the bytes that re-arm timeout_data: one per second of
+ * it (at least one), so a byte every few seconds does not. */
+static uint64_t
+sess_data_floor(const struct sess *x)
+{
+	uint64_t cmd, data, life;
+
+	sess_timeouts(x, &cmd, &data, &life);
+	return data >= 2000 ? data / 1000 : 1;
+}
+
 /* sess_arm - the timer in ms, capped by the session's life. */
 void
 sess_arm(struct sess *x, uint64_t ms)
@@ -430,6 +445,7 @@ sess_rearm(struct sess *x)
 	sess_timeouts(x, &cmd, &data, &life);
 	switch (x->wait) {
 	case W_DATA:
+		x->data_since_arm = 0;
 		sess_arm(x, data);
 		return;
 	case W_US:
@@ -634,11 +650,14 @@ sess_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
 		sess_close(x);
 		return;
 	}
-	/* In DATA every chunk re-arms timeout_data (idle time between
-	 * chunks, RFC 5321 4.5.3.2.6); command bytes do not extend the
-	 * command deadline. */
-	if (x->wait == W_DATA)
-		sess_rearm(x);
+	/* In DATA the reads re-arm timeout_data (idle time between chunks,
+	 * RFC 5321 4.5.3.2.6) once they carry a byte per second of it;
+	 * command bytes do not extend the command deadline. */
+	if (x->wait == W_DATA) {
+		x->data_since_arm += (uint64_t)nread;
+		if (x->data_since_arm >= sess_data_floor(x))
+			sess_rearm(x);
+	}
 	if (s->tls != NULL)
 		tls_input(s->tls, b->base, (size_t)nread);
 	else

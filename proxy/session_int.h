@@ -78,6 +78,7 @@ struct sess {
 	unsigned writes_pending;
 	unsigned n_backend_rcpt;
 	uint64_t life_deadline;
+	uint64_t data_since_arm; /* W_DATA: bytes read since the last arming */
 	uint64_t mail_size;
 	bool mail_8bit;
 	size_t hdr_base; /* add_headers before this transaction */

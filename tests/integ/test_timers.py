@@ -114,6 +114,27 @@ class DataTimeout(MMTest):
         got = self.assertDelivered(1)
         self.assertIn(b"line %d\r\n" % (n - 1), got[0][1])
 
+    def test_byte_trickle_cut_under_timeout_data(self):
+        """A byte every 1.5 s (slowloris in the body, holding a backend
+        connection) is less than one byte per second of timeout_data: it
+        does not re-arm the timer, and the client is cut."""
+        c = self.open_data()
+        c.send(b"Subject: slowloris\r\n\r\n")
+        cut = False
+        for i in range(14):    # 21 s: five times timeout_data
+            got, closed = c.pending(wait=1.5)
+            cut = closed or b"421 4.4.2" in got
+            if cut:
+                break
+            c.send(b"x")
+        if not cut:
+            c.send(b"\r\n.\r\n")
+            self.fail("a byte trickle was never cut: %r" % c.reply())
+        self.assertRegex(c.wait_closed(timeout=30),
+                         rb"421 4\.4\.2 .* \[id=[0-9A-Z]{5}\]\r\n$")
+        self.daemon.wait_decision(reason="timeout", detail="data")
+        self.assertNothingDelivered()
+
     def test_silent_in_data_cut_under_timeout_data(self):
         c = self.open_data()
         c.send(b"Subject: stalled\r\n\r\npart\r\n")
