@@ -402,9 +402,7 @@ sess_relay_cb(struct relay *r, void *arg, int code, const char *reply)
 		x->n_backend_rcpt = 0;
 		if (code / 100 == 2) {
 			stats.accepted++;
-			if (s->outbound)
-				outbound_delivered(s);
-			sess_delivered(x);
+			sess_delivered(x); /* greylist, outbound learning */
 			sess_log(x, VERDICT_ACCEPT, "backend", reply);
 			smtp_reply(&s->smtp, true, reply);
 		} else {

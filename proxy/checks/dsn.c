@@ -224,10 +224,16 @@ dsn_counts_json(struct buf *b)
 	buf_append(b, n, strlen(n));
 }
 
-/* dsn_init - the backscatter table (kept across reloads). */
+/* dsn_init - the backscatter table (kept across reloads), the stats, and
+ * outbound learning's delivery hook (once). */
 static int
 dsn_init(const struct config *cfg, char *err, size_t errlen)
 {
+	static bool hooked;
+
+	if (!hooked)
+		sess_on_delivered(outbound_delivered);
+	hooked = true;
 	stats_add_section("backscatter_blocks", dsn_stats_json);
 	stats_add_section("dsn", dsn_counts_json);
 	stats_add_section("outbound", outbound_stats_json);
