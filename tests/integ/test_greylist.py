@@ -143,3 +143,55 @@ class PassCache(MMTest):
         self.assertEqual(c2.banner().code, 220)
         c3 = self.client(src="127.0.11.2")
         self.assertFalse(c3.pending(wait=1.0)[0], "unknown client not paused")
+
+
+class LogOnly(MMTest):
+    """action_greylist = log: every mail goes through at once, and the log
+    and the decision history say what greylisting would have done - the
+    triplet is recorded as if it had been refused, so a later attempt is
+    judged as a retry (too early, or passed with waited=)."""
+    conf = {"action_greylist": "log", "greylist_delay": "%ds" % DELAY}
+
+    def send(self, src, sender):
+        c = self.greeted(src=src)
+        r = c.transaction(sender, ["bob@example.com"], message())
+        c.cmd("QUIT")
+        return r
+
+    def grey_log(self, src):
+        return self.daemon.decisions(client=src, reason="greylist")
+
+    def test_log_records_would_be_decisions(self):
+        src, snd = "127.0.12.1", "logged@sender.example"
+        self.assertEqual(self.send(src, snd).code, 250)
+        d = self.grey_log(src)
+        self.assertEqual([(x["action"], x["detail"]) for x in d],
+                         [("log", "new")], d)
+        # in the decision history too
+        hist = self.daemon.ctl("decisions").stdout
+        self.assertRegex(hist, r"(?m)^.* id=%s client=127\.0\.12\.1 .*"
+                         r"action=log reason=greylist detail=new$" %
+                         d[0]["id"])
+        # the would-be state: the triplet waits
+        self.assertIn("127.0.12.0/24 logged@sender.example bob@example.com "
+                      "pending", self.daemon.ctl("greylist", "list").stdout)
+        # at once again: it would have been too early
+        self.assertEqual(self.send(src, snd).code, 250)
+        d = self.grey_log(src)
+        self.assertEqual(len(d), 2, d)
+        self.assertEqual((d[1]["action"], d[1]["detail"]),
+                         ("log", "waited=0s"), d)
+        # after the delay: it would have passed; no greylist decision
+        self.wait_delay()
+        self.assertEqual(self.send(src, snd).code, 250)
+        self.assertEqual(len(self.grey_log(src)), 2, self.grey_log(src))
+        self.assertRegex(self.daemon.log_text(),
+                         r'greylist: id=\S+ pass waited=\d+s triplet='
+                         r'"127\.0\.12\.0/24 logged@sender\.example '
+                         r'bob@example\.com"')
+        self.assertIn("127.0.12.0/24 logged@sender.example bob@example.com "
+                      "passed", self.daemon.ctl("greylist", "list").stdout)
+        self.assertDelivered(3)
+
+    def wait_delay(self):
+        time.sleep(DELAY + 1.1)
