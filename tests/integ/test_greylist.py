@@ -150,7 +150,9 @@ class LogOnly(MMTest):
     and the decision history say what greylisting would have done - the
     triplet is recorded as if it had been refused, so a later attempt is
     judged as a retry (too early, or passed with waited=)."""
-    conf = {"action_greylist": "log", "greylist_delay": "%ds" % DELAY}
+    # long enough that the quick second attempt is always too early
+    LDELAY = 5
+    conf = {"action_greylist": "log", "greylist_delay": "%ds" % LDELAY}
 
     def send(self, src, sender):
         c = self.greeted(src=src)
@@ -166,12 +168,12 @@ class LogOnly(MMTest):
         self.assertEqual(self.send(src, snd).code, 250)
         d = self.grey_log(src)
         self.assertEqual([(x["action"], x["detail"]) for x in d],
-                         [("log", "new")], d)
+                         [("log", "new net=127.0.12.0/24")], d)
         # in the decision history too
         hist = self.daemon.ctl("decisions").stdout
         self.assertRegex(hist, r"(?m)^.* id=%s client=127\.0\.12\.1 .*"
-                         r"action=log reason=greylist detail=new$" %
-                         d[0]["id"])
+                         r'action=log reason=greylist '
+                         r'detail="new net=127\.0\.12\.0/24"$' % d[0]["id"])
         # the would-be state: the triplet waits
         self.assertIn("127.0.12.0/24 logged@sender.example bob@example.com "
                       "pending", self.daemon.ctl("greylist", "list").stdout)
@@ -179,19 +181,58 @@ class LogOnly(MMTest):
         self.assertEqual(self.send(src, snd).code, 250)
         d = self.grey_log(src)
         self.assertEqual(len(d), 2, d)
-        self.assertEqual((d[1]["action"], d[1]["detail"]),
-                         ("log", "waited=0s"), d)
+        self.assertEqual(d[1]["action"], "log", d)
+        self.assertRegex(d[1]["detail"], r"^too early: waited=\d+s of %ds "
+                         r"net=127\.0\.12\.0/24$" % self.LDELAY)
         # after the delay: it would have passed; no greylist decision
         self.wait_delay()
         self.assertEqual(self.send(src, snd).code, 250)
         self.assertEqual(len(self.grey_log(src)), 2, self.grey_log(src))
         self.assertRegex(self.daemon.log_text(),
-                         r'greylist: id=\S+ pass waited=\d+s triplet='
-                         r'"127\.0\.12\.0/24 logged@sender\.example '
-                         r'bob@example\.com"')
+                         r'greylist: id=\S+ client=127\.0\.12\.1 pass '
+                         r'waited=\d+s triplet="127\.0\.12\.0/24 '
+                         r'logged@sender\.example bob@example\.com"')
         self.assertIn("127.0.12.0/24 logged@sender.example bob@example.com "
                       "passed", self.daemon.ctl("greylist", "list").stdout)
         self.assertDelivered(3)
 
     def wait_delay(self):
+        time.sleep(self.LDELAY + 1.1)
+
+
+class AutoAllow(MMTest):
+    """greylist_auto_allow: after that many deliveries a client network
+    skips greylisting (a new triplet passes at once, logged as
+    auto_allowed); another network still waits."""
+    conf = {"action_greylist": "tempfail", "greylist_delay": "%ds" % DELAY,
+            "greylist_auto_allow": "2"}
+
+    def send(self, src, sender):
+        c = self.greeted(src=src)
+        r = c.transaction(sender, ["bob@example.com"], message())
+        c.cmd("QUIT")
+        return r
+
+    def test_network_auto_allowed_after_deliveries(self):
+        src = "127.0.13.1"
+        self.assertReply(self.send(src, "first@sender.example"), 451, GREY)
         time.sleep(DELAY + 1.1)
+        self.assertEqual(self.send(src, "first@sender.example").code, 250)
+        self.assertEqual(self.daemon.stats()["auto_allowed"], 0)
+        self.assertEqual(self.send(src, "first@sender.example").code, 250)
+        self.assertIn("greylist: 127.0.13.0/24 auto-allowed after 2 "
+                      "deliveries", self.daemon.log_text())
+        self.assertEqual(self.daemon.stats()["auto_allowed"], 1)
+        # a new triplet of that network: at once, and the log says why
+        self.assertEqual(self.send("127.0.13.50", "new@other.example").code,
+                         250)
+        self.assertRegex(self.daemon.log_text(),
+                         r'greylist: id=\S+ client=127\.0\.13\.50 pass '
+                         r'auto_allowed triplet="127\.0\.13\.0/24 '
+                         r'new@other\.example bob@example\.com"')
+        self.assertEqual(self.daemon.decisions(client="127.0.13.50",
+                                               reason="greylist"), [])
+        # another network: greylisted
+        self.assertReply(self.send("127.0.14.1", "new@other.example"), 451,
+                         GREY)
+        self.assertDelivered(3)

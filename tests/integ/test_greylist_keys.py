@@ -140,7 +140,7 @@ class Ipv6Grouping(KeysBase):
         r = self.rcpt(ADDRS[3], "six@sender.example", host="::1")
         self.assertReply(r, 451, GREY)
         self.assertEqual(self.daemon.decisions(id=r.id)[-1]["detail"],
-                         "new")
+                         "new net=%s::/64" % NET_B)
         listing = self.daemon.ctl("greylist", "list", "six@").stdout
         self.assertIn("%s::/64 six@sender.example bob@example.com passed"
                       % NET_A, listing)
@@ -200,7 +200,8 @@ class PtrDomain(KeysBase):
         r = self.rcpt("127.0.32.7", "news@senderco.test")
         self.assertEqual(r.code, 250, r)
         self.assertRegex(self.daemon.log_text(),
-                         r'greylist: id=\S+ pass waited=\d+s '
+                         r'greylist: id=\S+ client=127\.0\.32\.7 pass '
+                         r'waited=\d+s '
                          r'triplet="senderco\.test news@senderco\.test '
                          r'bob@example\.com"')
 
@@ -211,13 +212,14 @@ class PtrDomain(KeysBase):
         # another domain's host: its own network, greylisted
         r = self.rcpt("127.0.33.9", "promo@senderco.test")
         self.assertReply(r, 451, GREY)
-        self.assertEqual(self.daemon.decisions(id=r.id)[-1]["detail"], "new")
+        self.assertEqual(self.daemon.decisions(id=r.id)[-1]["detail"],
+                         "new net=otherco.test")
         # a PTR in the sender's domain that does not resolve back to the
         # client is no key: the /24 stands for it
         r = self.rcpt("127.0.34.1", "promo@senderco.test")
         self.assertReply(r, 451, GREY)
         d = self.daemon.decisions(id=r.id)[-1]
-        self.assertEqual(d["detail"], "new")
+        self.assertEqual(d["detail"], "new net=127.0.34.0/24")
         self.assertEqual(d["ptr"], "-", d)
         listing = self.daemon.ctl("greylist", "list", "promo@").stdout
         self.assertIn("otherco.test promo@senderco.test bob@example.com "

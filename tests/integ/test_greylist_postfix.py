@@ -79,8 +79,12 @@ class RealPostfix(MMTest):
         for d in grey:
             self.assertEqual(d["action"], "tempfail", d)
             self.assertEqual(d["to"], "<%s>" % rcpt, d)
-        self.assertEqual(grey[0]["detail"], "new", grey)
-        passes = re.findall(r"greylist: id=\S+ pass waited=(\d+)s "
+        self.assertEqual(grey[0]["detail"], "new net=127.0.21.0/24", grey)
+        for d in grey[1:]:
+            self.assertRegex(d["detail"], r"^too early: waited=\d+s of %ds "
+                             r"net=127\.0\.21\.0/24$" % DELAY)
+        passes = re.findall(r"greylist: id=\S+ client=127\.0\.21\.1 pass "
+                            r"waited=(\d+)s "
                             r"triplet=\"127\.0\.21\.0/24 alice@far\.test "
                             r"bob@example\.com\"", self.daemon.log_text())
         self.assertEqual(len(passes), 1, self.daemon.log_text()[-3000:])
