@@ -63,6 +63,25 @@ class Greylist(MMTest):
         c, r = self.rcpt("127.0.5.1", "Norm+list@Sender.Example")
         self.assertEqual(r.code, 250, r)
 
+    def test_pass_line_escapes_the_sender(self):
+        # a quoted local part with a quote, a space and '=' in it: the
+        # pass line still parses as key=value pairs
+        snd = '"odd \\" x=y"@sender.example'
+        c, r = self.rcpt("127.0.10.1", snd)
+        self.assertReply(r, 451, GREY)
+        self.wait_delay()
+        c, r = self.rcpt("127.0.10.1", snd)
+        self.assertEqual(r.code, 250, r)
+        lines = [l for l in self.daemon.log_text().splitlines()
+                 if "greylist: " in l and "client=127.0.10.1 " in l]
+        self.assertEqual(len(lines), 1, lines)
+        self.assertTrue(lines[0].endswith(
+            ' triplet="127.0.10.0/24 odd \\x22 x=y@sender.example '
+            'bob@example.com"'), lines[0])
+        kv = mm.parse_kv(lines[0])
+        self.assertTrue(kv["triplet"].endswith(" bob@example.com"), kv)
+        self.assertEqual(kv["client"], "127.0.10.1")
+
     def test_allowlisted_client_skips(self):
         c, r = self.rcpt("127.0.9.9", "allow@sender.example")
         self.assertEqual(r.code, 250, r)
