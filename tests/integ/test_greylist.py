@@ -1,7 +1,10 @@
 """test_greylist.py - greylisting end to end (SPEC.md RCPT row, issue 8):
 the cycle with a short delay, /24 grouping, sender normalisation, the
-allowlist, mailmoatctl greylist list|del|flush, stats keys, and the state
-across SIGTERM and SIGKILL after a flush."""
+allowlist, mailmoatctl greylist list|del|flush, stats keys, the state
+across SIGTERM and SIGKILL after a flush, action_greylist = log,
+auto-allow, renewal and expiry (greylist_lifetime), greylist_window.
+IPv6 /64 and the PTR-domain key: test_greylist_keys; a real Postfix as
+the client: test_greylist_postfix."""
 import os
 import signal
 import time
@@ -255,3 +258,76 @@ class AutoAllow(MMTest):
         self.assertReply(self.send("127.0.14.1", "new@other.example"), 451,
                          GREY)
         self.assertDelivered(3)
+
+
+def listed(daemon, pattern):
+    """listed - the greylist list lines holding pattern."""
+    return [l for l in daemon.ctl("greylist", "list", pattern)
+            .stdout.splitlines() if pattern in l]
+
+
+class Lifetime(MMTest):
+    """greylist_lifetime: each delivery renews a passed triplet (it keeps
+    passing well past one lifetime while mail flows); once mail stops it
+    expires and the next attempt is a new triplet."""
+    LIFE = 6
+    conf = {"action_greylist": "tempfail", "greylist_delay": "%ds" % DELAY,
+            "greylist_lifetime": "%ds" % LIFE, "greylist_auto_allow": "0"}
+
+    def send(self, src, sender):
+        c = self.greeted(src=src)
+        r = c.transaction(sender, ["bob@example.com"], message())
+        c.cmd("QUIT")
+        return r
+
+    def test_renewed_by_deliveries_then_expires(self):
+        src, snd = "127.0.15.1", "life@sender.example"
+        self.assertReply(self.send(src, snd), 451, GREY)
+        time.sleep(DELAY + 1.1)
+        self.assertEqual(self.send(src, snd).code, 250)
+        # a delivery a second for more than a lifetime and a half: each
+        # renews the triplet, so each passes
+        n = 1
+        start = time.monotonic()
+        while time.monotonic() - start < self.LIFE * 1.5:
+            time.sleep(1)
+            r = self.send(src, snd)
+            self.assertEqual(r.code, 250, "delivery %d, %.1fs after the "
+                             "pass: %r" % (n + 1, time.monotonic() - start,
+                                           r))
+            n += 1
+        self.assertRegex("\n".join(listed(self.daemon, "life@")),
+                         r"127\.0\.15\.0/24 life@sender\.example "
+                         r"bob@example\.com passed age=\d+s deliveries=%d"
+                         % n)
+        self.assertDelivered(n)
+        # mail stops: the triplet expires one lifetime after the last
+        mm.wait_for(lambda: not listed(self.daemon, "life@"),
+                    "the passed triplet to expire", timeout=self.LIFE * 10)
+        r = self.send(src, snd)
+        self.assertReply(r, 451, GREY)
+        self.assertEqual(self.daemon.decisions(id=r.id)[-1]["detail"],
+                         "new net=127.0.15.0/24")
+
+
+class Window(MMTest):
+    """greylist_window: a first attempt whose retry comes after the window
+    is forgotten; that retry starts over as a new triplet."""
+    conf = {"action_greylist": "tempfail", "greylist_delay": "%ds" % DELAY,
+            "greylist_window": "2s"}
+
+    def test_retry_after_window_starts_over(self):
+        src, snd = "127.0.16.1", "late@sender.example"
+        c = self.greeted(src=src)
+        c.cmd("MAIL FROM:<%s>" % snd)
+        self.assertReply(c.cmd("RCPT TO:<bob@example.com>"), 451, GREY)
+        c.cmd("QUIT")
+        self.assertTrue(listed(self.daemon, "late@"))
+        mm.wait_for(lambda: not listed(self.daemon, "late@"),
+                    "the pending triplet to expire", timeout=60)
+        c = self.greeted(src=src)
+        c.cmd("MAIL FROM:<%s>" % snd)
+        r = c.cmd("RCPT TO:<bob@example.com>")
+        self.assertReply(r, 451, GREY)
+        self.assertEqual(self.daemon.decisions(id=r.id)[-1]["detail"],
+                         "new net=127.0.16.0/24")
