@@ -3,9 +3,11 @@ triplet with real peers (issue 8: "/64 grouping; the PTR-domain key"):
 
 - Ipv6Grouping: in a network namespace this module makes for itself
   (unshare(CLONE_NEWNET): loopback up, a few ULA addresses on lo), the
-  daemon, its backend and the clients all speak IPv6; a retry from
+  daemon, its backend, nsd and the clients all speak IPv6; a retry from
   another address of the same /64 passes, an address of another /64 is
-  greylisted again.
+  greylisted again; a pool host with a forward-confirmed ip6.arpa PTR
+  is keyed by its registered domain (its other host, another /64,
+  passes).
 - PtrDomain: nsd serves PTR and A records; a client whose PTR is
   forward-confirmed is keyed by the registered domain of that name, so
   the retry of a mail pool from another IP in another /24 passes; a name
@@ -70,6 +72,24 @@ NET_A = "fd6d:8:0:1"
 NET_B = "fd6d:8:0:2"
 ADDRS = [NET_A + "::a", NET_A + "::b", NET_A + ":ffff:ffff:ffff:fffe",
          NET_B + "::a"]
+# two hosts of one pool in different /64s, forward-confirmed over
+# ip6.arpa / AAAA
+POOL6 = ["fd6d:8:0:5::25", "fd6d:8:0:6::25"]
+
+
+def nibbles(addr):
+    """nibbles - the ip6.arpa name of an IPv6 address."""
+    import ipaddress
+    return ipaddress.IPv6Address(addr).reverse_pointer
+
+
+def zones6():
+    z = {"pool6.test": ["mx1 AAAA %s" % POOL6[0], "mx2 AAAA %s" % POOL6[1]],
+         "8.0.0.0.d.6.d.f.ip6.arpa": []}
+    for i, a in enumerate(POOL6):
+        z["8.0.0.0.d.6.d.f.ip6.arpa"].append(
+            "%s. PTR mx%d.pool6.test." % (nibbles(a), i + 1))
+    return z
 
 
 class KeysBase(MMTest):
@@ -106,11 +126,20 @@ class Ipv6Grouping(KeysBase):
             raise
         try:
             cls.ns.ip("link", "set", "lo", "up")
-            for a in ADDRS:
+            for a in ADDRS + POOL6:
                 cls.ns.ip("-6", "addr", "add", a + "/128", "dev", "lo",
                           "nodad")
+            cls.dns = None
+            if DnsServer is not None:
+                # nsd in the namespace too; rdns in log mode fills the
+                # confirmed PTR without refusing anyone
+                cls.dns = DnsServer(zones6()).start()
+                cls.conf = dict(KeysBase.conf, action_rdns="log",
+                                dns_servers=cls.dns.addr, dns_timeout="3s")
             super().setUpClass()
         except Exception:
+            if getattr(cls, "dns", None):
+                cls.dns.stop()
             cls.ns.leave()
             raise
 
@@ -118,8 +147,27 @@ class Ipv6Grouping(KeysBase):
     def tearDownClass(cls):
         try:
             super().tearDownClass()
+            if cls.dns:
+                cls.dns.stop()
         finally:
             cls.ns.leave()
+
+    def test_ptr_domain_key_over_ipv6(self):
+        if self.dns is None:
+            self.skipTest("tests/lib/dnsserver.py missing")
+        r = self.rcpt(POOL6[0], "pool@sender.example", host="::1")
+        self.assertReply(r, 451, GREY)
+        d = self.daemon.decisions(id=r.id, reason="greylist")[-1]
+        self.assertEqual(d["ptr"], "mx1.pool6.test", d)
+        self.assertEqual(d["detail"], "new net=pool6.test", d)
+        wait_delay()
+        # the other host, another /64, same registered domain: passes
+        r = self.rcpt(POOL6[1], "pool@sender.example", host="::1")
+        self.assertEqual(r.code, 250, r)
+        self.assertRegex(self.daemon.log_text(),
+                         r'greylist: id=\S+ client=%s pass waited=\d+s '
+                         r'triplet="pool6\.test pool@sender\.example '
+                         r'bob@example\.com"' % POOL6[1].replace(".", r"\."))
 
     def test_same_64_passes_other_64_waits(self):
         r = self.rcpt(ADDRS[0], "six@sender.example", host="::1")
