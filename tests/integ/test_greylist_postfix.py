@@ -7,6 +7,7 @@ arrives at the backend exactly once.  A second message of the same
 triplet then passes at its first attempt."""
 import os
 import re
+import time
 import unittest
 
 from base import MMTest, mm
@@ -44,8 +45,12 @@ class RealPostfix(MMTest):
         def done():
             return (self.pf.queue_empty() and
                     len(self.backend.messages()) >= n)
-        mm.wait_for(done, "postfix to deliver through mailmoat; maillog:\n"
-                    + self.pf.log()[-3000:], timeout=LIMIT, step=0.2)
+        try:
+            mm.wait_for(done, "postfix to deliver through mailmoat",
+                        timeout=LIMIT, step=0.2)
+        except mm.HarnessError as e:
+            raise AssertionError("%s; backend has %d; maillog:\n%s" % (
+                e, len(self.backend.messages()), self.pf.log()[-4000:]))
         self.backend.wait_closed()
         return self.backend.messages()
 
@@ -74,7 +79,8 @@ class RealPostfix(MMTest):
 
         # mailmoat: a greylist tempfail for each deferral, then a pass
         # that names the wait (at least greylist_delay)
-        grey = self.daemon.decisions(client=self.src, reason="greylist")
+        grey = self.daemon.decisions(client=self.src, reason="greylist",
+                                     **{"from": "<alice@far.test>"})
         self.assertEqual(len(grey), len(deferred), grey)
         for d in grey:
             self.assertEqual(d["action"], "tempfail", d)
@@ -89,7 +95,8 @@ class RealPostfix(MMTest):
                             r"bob@example\.com\"", self.daemon.log_text())
         self.assertEqual(len(passes), 1, self.daemon.log_text()[-3000:])
         self.assertGreaterEqual(int(passes[0]), DELAY)
-        acc = self.daemon.decisions(client=self.src, action="accept")
+        acc = self.daemon.decisions(client=self.src, action="accept",
+                                    **{"from": "<alice@far.test>"})
         self.assertEqual(len(acc), 1, acc)
 
         # the triplet passed: the next message goes through at once
@@ -101,9 +108,48 @@ class RealPostfix(MMTest):
         self.assertIn(msgid2.encode(), got[0][1])
         st2 = self.pf.statuses(rcpt)
         self.assertEqual([s for s, r in st2[len(st):]], ["sent"], st2)
-        self.assertEqual(
-            len(self.daemon.decisions(client=self.src, reason="greylist")),
-            len(grey))
+        self.assertEqual(len(self.daemon.decisions(
+            client=self.src, reason="greylist",
+            **{"from": "<alice@far.test>"})), len(grey))
+
+    def test_one_recipient_greylisted_the_other_delivered(self):
+        """Greylisting is per recipient: a message for a passed triplet
+        and a new one is taken for the first at once (Postfix delivers
+        it) and deferred for the second, which arrives by itself later;
+        each recipient gets exactly one copy."""
+        snd, old, new = "carol@far.test", "alice@example.com", \
+            "bob@example.com"
+        # the triplet for alice passed already (same /24, another host)
+        c = self.greeted(src="127.0.21.9")
+        c.cmd("MAIL FROM:<%s>" % snd)
+        self.assertEqual(c.cmd("RCPT TO:<%s>" % old).code, 451)
+        c.cmd("QUIT")
+        time.sleep(DELAY + 1.1)
+        c = self.greeted(src="127.0.21.9")
+        c.cmd("MAIL FROM:<%s>" % snd)
+        self.assertEqual(c.cmd("RCPT TO:<%s>" % old).code, 250)
+        c.cmd("QUIT")
+        c.close()
+
+        msgid = "<pf-mixed.%d@far.test>" % os.getpid()
+        self.pf.sendmail(snd, [old, new], text(msgid, "mixed"))
+        got = self.delivered(2)
+        self.assertEqual(sorted(m[0]["rcpt_tos"][0] for m in got),
+                         [old, new], [m[0] for m in got])
+        self.assertEqual([len(m[0]["rcpt_tos"]) for m in got], [1, 1])
+        for m in got:
+            self.assertIn(msgid.encode(), m[1])
+        # alice's copy went first, with bob refused in the same session
+        self.assertEqual(got[0][0]["rcpt_tos"], [old])
+        self.assertEqual([s for s, r in self.pf.statuses(old)], ["sent"])
+        st = [s for s, r in self.pf.statuses(new)]
+        self.assertIn("deferred", st)
+        self.assertEqual(st.count("sent"), 1, st)
+        self.assertEqual(st[-1], "sent", st)
+        grey = self.daemon.decisions(client=self.src, reason="greylist",
+                                     **{"from": "<%s>" % snd})
+        self.assertEqual({d["to"] for d in grey}, {"<%s>" % new}, grey)
+        self.assertEqual(len(grey), st.count("deferred"), grey)
 
 
 if __name__ == "__main__":
