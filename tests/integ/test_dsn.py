@@ -341,11 +341,6 @@ class NullSenderScope(DsnBase):
         self.assertIn("until", r.text)
 
 
-try:
-    from dnsserver import DnsServer
-except ImportError:
-    DnsServer = None
-
 PTR_ZONES = {
     "bounce.test": ["mx A 127.12.10.1", "mx A 127.12.10.2",
                     "probe A 127.12.10.9"],
@@ -355,28 +350,13 @@ PTR_ZONES = {
 }
 
 
-@unittest.skipIf(DnsServer is None, "tests/lib/dnsserver.py missing")
 class PtrDomain(DsnBase):
     """The block covers the registered domain of the client's forward-
     confirmed PTR too: a second address with the same PTR, or another host
     of that domain, is refused at connect."""
     probe_src = "127.12.10.9"
-
-    @classmethod
-    def setUpClass(cls):
-        cls.dns = DnsServer(PTR_ZONES).start()
-        cls.conf = dict(OURS, action_rdns="reject", dns_servers=cls.dns.addr,
-                        dns_timeout="3s")
-        try:
-            super().setUpClass()
-        except Exception:
-            cls.dns.stop()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        super().tearDownClass()
-        cls.dns.stop()
+    zones = PTR_ZONES
+    conf = dict(OURS, action_rdns="reject", dns_timeout="3s")
 
     def test_same_ptr_other_ip_blocked(self):
         for key in ("probe.bounce.test", "bounce.test"):    # the probe's
