@@ -327,6 +327,67 @@ class BackendCap(MMTest):
         self.assertEqual(len(self.backend.messages()), 2)
 
 
+class SlowData(MMTest):
+    """Slow bodies do not hold the internal server's connections: a session
+    whose body is still held (not yet streaming) gives its backend
+    connection back when another session needs one, and replays MAIL and
+    its recipients at the dot (issue 7).  The backend itself takes only
+    three connections, as max_backend_connections says."""
+    conf = {"max_backend_connections": "3"}
+
+    def slow_clients(self, n, base):
+        slow = []
+        for i in range(n):
+            c = self.greeted(src="127.0.%d.%d" % (base, i + 1))
+            c.cmd("MAIL FROM:<a@sender.example>")
+            self.assertReply(c.cmd("RCPT TO:<bob@example.com>"), 250)
+            self.assertReply(c.cmd("RCPT TO:<alice@example.com>"), 250)
+            self.assertEqual(c.cmd("DATA").code, 354)
+            c.send(b"Subject: slow %d\r\n\r\nfirst part\r\n" % i)
+            slow.append(c)
+        return slow
+
+    def finish(self, slow):
+        for i, c in enumerate(slow):
+            c.send(b"second part %d\r\n.\r\n" % i)
+        for c in slow:
+            self.assertReply(c.reply(), 250)
+            drain(c)
+
+    def test_slow_bodies_leave_room_for_a_normal_client(self):
+        self.backend.set_mode(max_conns=3)
+        slow = self.slow_clients(3, 31)
+        c = self.greeted(src="127.0.31.100")
+        self.assertReply(c.transaction("a@sender.example",
+                                       ["bob@example.com"],
+                                       message(subject="normal")), 250)
+        drain(c)
+        self.finish(slow)
+        got = self.assertDelivered(4)
+        bodies = sorted(m for _, m in got)
+        for i in range(3):
+            hit = [m for m in bodies if b"Subject: slow %d" % i in m]
+            self.assertEqual(len(hit), 1)
+            self.assertIn(b"first part\r\nsecond part %d\r\n" % i, hit[0])
+        for meta, m in got:
+            if b"Subject: slow" in m:
+                self.assertEqual(meta["rcpt_tos"],
+                                 ["bob@example.com", "alice@example.com"])
+        self.assertEqual(self.backend.events("over-cap"), [])
+
+    def test_more_slow_bodies_than_connections(self):
+        self.backend.set_mode(max_conns=3)
+        slow = self.slow_clients(6, 32)
+        c = self.greeted(src="127.0.32.100")
+        self.assertReply(c.transaction("a@sender.example",
+                                       ["bob@example.com"],
+                                       message(subject="normal")), 250)
+        drain(c)
+        self.finish(slow)
+        self.assertDelivered(7)
+        self.assertEqual(self.backend.events("over-cap"), [])
+
+
 class SinkBackend(MMTest):
     """Postfix's smtp-sink behind the daemon, swaks and smtplib in front."""
     backend_kind = "sink"
