@@ -958,6 +958,8 @@ struct stats {
 	uint64_t rejected;         /* 5xx decisions */
 	uint64_t logged;           /* action=log: would have been refused */
 	uint64_t greylist_entries; /* set by the greylist module, if any */
+	uint64_t backend_released; /* held bodies that gave their backend
+	                            * connection back (stage.c) */
 };
 extern struct stats stats;
 void stats_count_reason(const char *reason); /* reasons{} object */
@@ -1244,7 +1246,12 @@ extern unsigned relay_open_count; /* connections, parked ones too */
 extern unsigned relay_idle_count; /* parked for reuse (backend_reuse) */
 bool relay_can_open(const struct config *cfg);
 void relay_shutdown(void); /* QUIT the parked connections */
-struct relay_client;       /* clientinfo block */
+/* relay_on_slot - fn() when a connection closes or is parked (a slot
+ * under max_backend_connections frees up); may run inside any relay_*
+ * call: fn only schedules. */
+void relay_on_slot(void (*fn)(void));
+bool relay_idle_now(const struct relay *r); /* nothing outstanding */
+struct relay_client;                        /* clientinfo block */
 /* relay_open_for - relay_open for one client (ci copied; NULL: as
  * relay_open): spoofed source (tproxy), PROXY v2 header first, or XCLIENT
  * after the EHLO when offered.  Such connections are never reused. */

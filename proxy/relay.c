@@ -22,6 +22,10 @@
  *   relay_can_open() whether relay_open() stays within
  *                   max_backend_connections
  *   relay_shutdown() QUIT the idle connections (at exit)
+ *   relay_on_slot()  fn() whenever a connection stops counting against
+ *                   the cap (closed) or becomes takeable (parked); it may
+ *                   run inside any relay_* call, so fn only schedules
+ *   relay_idle_now() no command and no body byte outstanding
  *   relay_open_for() relay_open() for one client (transparent modes and
  *                   backend_client_info): a tproxy socket bound to the
  *                   client's address (transparent.c), a PROXY v2 header
@@ -133,6 +137,7 @@ struct relay {
 };
 
 static struct relay *relay_idle; /* parked connections, newest first */
+static void (*relay_slot_fn)(void);
 
 static void relay_pump(struct relay *r);
 static void relay_close(struct relay *r);
@@ -191,6 +196,8 @@ relay_park(struct relay *r)
 	relay_idle = r;
 	relay_idle_count++;
 	uv_timer_start(&r->timer, relay_timer_cb, r->reuse_ms, 0);
+	if (relay_slot_fn != NULL)
+		relay_slot_fn();
 }
 
 /* relay_close - close both handles (once); r is freed afterwards. */
@@ -205,6 +212,8 @@ relay_close(struct relay *r)
 	relay_open_count--;
 	uv_close((uv_handle_t *)&r->tcp, relay_close_cb);
 	uv_close((uv_handle_t *)&r->timer, relay_close_cb);
+	if (relay_slot_fn != NULL)
+		relay_slot_fn();
 }
 
 /* relay_report_cb - the deferred failure report (a later loop turn). */
@@ -815,6 +824,21 @@ relay_can_open(const struct config *cfg)
 	return cfg->max_backend_connections == 0 ||
 	       relay_open_count < cfg->max_backend_connections ||
 	       relay_idle != NULL;
+}
+
+/* relay_on_slot - fn() when a slot frees up (see the header). */
+void
+relay_on_slot(void (*fn)(void))
+{
+	relay_slot_fn = fn;
+}
+
+/* relay_idle_now - ready, no command awaiting its reply, no body queued. */
+bool
+relay_idle_now(const struct relay *r)
+{
+	return r->state == RS_READY && !r->closing && r->n_cmds == 0 &&
+	       relay_queued(r) == 0;
 }
 
 /* relay_shutdown - QUIT every parked connection (the daemon exits). */

@@ -34,6 +34,9 @@
  *     timeout_backend turns a silent backend into a 451; a ceiling of
  *     SESS_EOD_MAX_MS (RFC 5321's 10-minute end-of-data wait) that the
  *     session's life does not cap.
+ *   - after the final dot, a body whose backend connection was given
+ *     back waiting for a free one (W_SLOT, stage.c: slots):
+ *     timeout_backend, then 451 (not capped by the life either).
  *   - closing: SESS_CLOSE_FLUSH_MS for the last reply to drain.
  * Every arming but W_EOD's is capped by the session's life (30 min, 5 in
  * stress mode); stress mode also shortens timeout_command/timeout_data.
@@ -460,6 +463,14 @@ sess_rearm(struct sess *x)
 		 * be committing is never cut by our clock. */
 		uv_timer_start(&x->s.timer, sess_timer_cb, SESS_EOD_MAX_MS, 0);
 		return;
+	case W_SLOT:
+		/* After the dot too: a free backend slot within
+		 * timeout_backend, or a 451. */
+		uv_timer_start(&x->s.timer, sess_timer_cb,
+		               c->timeout_backend_ms ? c->timeout_backend_ms
+		                                     : 120000,
+		               0);
+		return;
 	case W_CLIENT:
 		break;
 	}
@@ -493,6 +504,10 @@ sess_timer_cb(uv_timer_t *t)
 		         x->s.sid);
 		sess_cancel_checks(x);
 		sess_banner(x);
+		return;
+	}
+	if (x->wait == W_SLOT) {
+		sess_slot_timeout(x); /* a 451 for the message, not a close */
 		return;
 	}
 	snprintf(reply, sizeof(reply),
@@ -557,6 +572,7 @@ sess_close(struct sess *x)
 		s->closing = true;
 		sess_cancel_checks(x);
 		sess_tap_end(x);
+		sess_slot_forget(x);
 		if (s->relay != NULL) {
 			if (x->op != OP_NONE || x->in_data || x->backend_txn)
 				relay_abort(s->relay);

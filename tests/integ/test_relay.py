@@ -386,6 +386,62 @@ class SlowData(MMTest):
         self.finish(slow)
         self.assertDelivered(7)
         self.assertEqual(self.backend.events("over-cap"), [])
+        self.assertGreaterEqual(self.daemon.stats()["backend_released"], 4)
+
+
+class SlowDataReplay(MMTest):
+    """A body whose connection was given back replays MAIL and RCPT at the
+    dot on a new connection (no reuse here); when the server answers
+    differently now, nothing is delivered and the client gets a 451."""
+    conf = {"max_backend_connections": "1", "backend_reuse": "0"}
+
+    def test_replay_refused_is_451_nothing_delivered(self):
+        before = self.daemon.stats()["backend_released"]
+        a = self.greeted(src="127.0.33.1")
+        a.cmd("MAIL FROM:<a@sender.example>")
+        self.assertReply(a.cmd("RCPT TO:<bob@example.com>"), 250)
+        self.assertEqual(a.cmd("DATA").code, 354)
+        a.send(b"Subject: replayed\r\n\r\nfirst\r\n")
+        b = self.greeted(src="127.0.33.2")
+        self.assertReply(b.transaction("a@sender.example",
+                                       ["alice@example.com"],
+                                       message(subject="took the slot")),
+                         250)
+        drain(b)
+        self.assertEqual(self.daemon.stats()["backend_released"],
+                         before + 1)
+        self.backend.set_mode(refuse_rcpt="bob@")
+        a.send(b"second\r\n.\r\n")
+        r = a.reply()
+        self.assertReply(r, 451)
+        self.assertStartsWith(r, "451 4.3.0 The internal mail server "
+                              "changed its answer")
+        drain(a)
+        got = self.assertDelivered(1)
+        self.assertIn(b"Subject: took the slot", got[0][1])
+
+    def test_replay_delivers_once(self):
+        a = self.greeted(src="127.0.34.1")
+        a.cmd("MAIL FROM:<a@sender.example>")
+        self.assertReply(a.cmd("RCPT TO:<bob@example.com>"), 250)
+        self.assertEqual(a.cmd("DATA").code, 354)
+        a.send(b"Subject: replayed\r\n\r\nfirst\r\n")
+        b = self.greeted(src="127.0.34.2")
+        self.assertReply(b.transaction("a@sender.example",
+                                       ["alice@example.com"],
+                                       message(subject="took the slot")),
+                         250)
+        drain(b)
+        a.send(b"second\r\n.\r\n")
+        self.assertReply(a.reply(), 250)
+        drain(a)
+        got = self.assertDelivered(2)
+        mine = [m for meta, m in got if b"Subject: replayed" in m]
+        self.assertEqual(len(mine), 1)
+        self.assertIn(b"\r\n\r\nfirst\r\nsecond\r\n", mine[0])
+        # the replay: MAIL and RCPT a second time, one DATA, one dot
+        rcpts = [e["arg"] for e in self.backend.events("rcpt")]
+        self.assertEqual(rcpts.count("bob@example.com"), 2, rcpts)
 
 
 class SinkBackend(MMTest):
