@@ -444,6 +444,65 @@ class SlowDataReplay(MMTest):
         self.assertEqual(rcpts.count("bob@example.com"), 2, rcpts)
 
 
+class HeldAndStreaming:
+    """A held body whose connection went to a session that now streams its
+    own (committed: it cannot give it back)."""
+    big = b"".join(b"line %05d of a body that streams\r\n" % i
+                   for i in range(800))    # > 16 KiB: it streams
+
+    def held_then_streaming(self, base):
+        a = self.greeted(src="127.0.%d.1" % base)
+        a.cmd("MAIL FROM:<a@sender.example>")
+        self.assertReply(a.cmd("RCPT TO:<bob@example.com>"), 250)
+        self.assertEqual(a.cmd("DATA").code, 354)
+        a.send(b"Subject: held\r\n\r\nfirst\r\n")
+        b = self.greeted(src="127.0.%d.2" % base)
+        b.cmd("MAIL FROM:<a@sender.example>")
+        self.assertReply(b.cmd("RCPT TO:<alice@example.com>"), 250)
+        self.assertEqual(b.cmd("DATA").code, 354)
+        b.send(b"Subject: streaming\r\n\r\n" + self.big)
+        mm.wait_for(lambda: b"line 00500" in self.backend.all_raw(),
+                    "the big body streaming")
+        return a, b
+
+
+class SlowDataWait(HeldAndStreaming, MMTest):
+    """After the dot, a released body waits for a slot that no one can give
+    back now, and gets it when that session is done."""
+    conf = {"max_backend_connections": "1"}
+
+    def test_waits_for_the_streaming_session(self):
+        a, b = self.held_then_streaming(35)
+        a.send(b"second\r\n.\r\n")     # waits for b's connection
+        b.send(b".\r\n")
+        self.assertReply(b.reply(), 250)
+        drain(b)                            # parks: a takes it
+        self.assertReply(a.reply(), 250)
+        drain(a)
+        got = self.assertDelivered(2)
+        self.assertEqual(len([m for _, m in got
+                              if b"first\r\nsecond\r\n" in m]), 1)
+
+
+class SlowDataWaitTimeout(HeldAndStreaming, MMTest):
+    """... and a 451 after timeout_backend when it does not come."""
+    conf = {"max_backend_connections": "1", "timeout_backend": "1s"}
+
+    def test_no_slot_within_timeout_backend_is_451(self):
+        a, b = self.held_then_streaming(36)
+        a.send(b"second\r\n.\r\n")
+        r = a.reply()
+        self.assertReply(r, 451)
+        self.assertStartsWith(r, "451 4.3.2 Too many sessions to the "
+                              "internal mail server")
+        b.send(b".\r\n")
+        self.assertReply(b.reply(), 250)
+        drain(b)
+        drain(a)
+        got = self.assertDelivered(1)
+        self.assertIn(b"Subject: streaming", got[0][1])
+
+
 class SinkBackend(MMTest):
     """Postfix's smtp-sink behind the daemon, swaks and smtplib in front."""
     backend_kind = "sink"
