@@ -90,6 +90,10 @@ const char *util_shown(const char *s, char *out, size_t outlen);
 enum log_level { LOG_LVL_DEBUG, LOG_LVL_INFO, LOG_LVL_WARN, LOG_LVL_FATAL };
 
 void log_open(bool use_syslog, bool verbose);
+/* log_batch - stderr lines written once per turn of loop (a uv_prepare);
+ * NULL: flush and stop (before uv_loop_close). */
+void log_batch(uv_loop_t *loop);
+void log_flush(void); /* the batched lines out now */
 void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

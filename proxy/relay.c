@@ -613,7 +613,15 @@ relay_handle_reply(struct relay *r, int code, const char *reply)
 	if (c.kind == RC_DATA) {
 		r->hold = false;
 		if (code == 354) {
-			/* The body that came meanwhile goes out now. */
+			/* The body that came meanwhile goes out now, and a
+			 * dot queued behind it in the same write (a held body
+			 * is all there: one write instead of two). */
+			if (r->n_sent == 0 && r->n_cmds > 0 &&
+			    r->cmds[0].kind == RC_DOT) {
+				buf_append(&r->hbuf, ".\r\n", 3);
+				r->n_sent = 1;
+				relay_arm(r);
+			}
 			relay_write(r, r->hbuf.data, r->hbuf.len);
 		} else {
 			unsigned i;
