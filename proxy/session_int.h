@@ -83,6 +83,8 @@ struct sess {
 	unsigned writes_pending;
 	unsigned n_backend_rcpt;
 	uint64_t life_deadline;
+	uint64_t deadline;  /* sess_arm(): the timer's real deadline (lazy) */
+	uint64_t timer_due; /* when the uv timer is due */
 	uint64_t data_since_arm; /* W_DATA: bytes read since the last arming */
 	uint64_t mail_size;
 	bool mail_8bit;
