@@ -420,6 +420,25 @@ class SlowDataReplay(MMTest):
         got = self.assertDelivered(1)
         self.assertIn(b"Subject: took the slot", got[0][1])
 
+    def test_idle_between_messages_gives_back(self):
+        """A session that delivered and stays connected keeps its backend
+        connection for its next message - until another session needs
+        it: then it connects again at its next RCPT."""
+        a = self.greeted(src="127.0.37.1")
+        self.assertReply(a.transaction("a@sender.example",
+                                       ["bob@example.com"],
+                                       message(subject="a one")), 250)
+        b = self.greeted(src="127.0.37.2")
+        self.assertReply(b.transaction("a@sender.example",
+                                       ["alice@example.com"],
+                                       message(subject="b")), 250)
+        drain(b)
+        self.assertReply(a.transaction("a@sender.example",
+                                       ["bob@example.com"],
+                                       message(subject="a two")), 250)
+        drain(a)
+        self.assertDelivered(3)
+
     def test_replay_delivers_once(self):
         a = self.greeted(src="127.0.34.1")
         a.cmd("MAIL FROM:<a@sender.example>")
