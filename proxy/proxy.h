@@ -1246,8 +1246,9 @@ void relay_quit(struct relay *r);  /* polite close, frees r */
 void relay_on_drain(struct relay *r, void (*cb)(struct relay *, void *arg));
 /* A failure (backend down, timeout, gone, bad reply) is reported once to
  * relay_reply_cb as code -1 with the reason as reply; then relay_abort(). */
-extern unsigned relay_open_count; /* connections, parked ones too */
-extern unsigned relay_idle_count; /* parked for reuse (backend_reuse) */
+extern unsigned relay_open_count;    /* connections, parked ones too */
+extern unsigned relay_idle_count;    /* parked for reuse (backend_reuse) */
+extern unsigned relay_leaving_count; /* quit, RSET/QUIT on the way */
 bool relay_can_open(const struct config *cfg);
 void relay_shutdown(void); /* QUIT the parked connections */
 /* relay_on_slot - fn() when a connection closes or is parked (a slot

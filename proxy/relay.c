@@ -26,6 +26,8 @@
  *                   the cap (closed) or becomes takeable (parked); it may
  *                   run inside any relay_* call, so fn only schedules
  *   relay_idle_now() no command and no body byte outstanding
+ *   relay_leaving_count  connections relay_quit() let go whose RSET (to
+ *                   park) or QUIT is still on its way: slots about to free
  *   relay_open_for() relay_open() for one client (transparent modes and
  *                   backend_client_info): a tproxy socket bound to the
  *                   client's address (transparent.c), a PROXY v2 header
@@ -77,6 +79,7 @@
 
 unsigned relay_open_count;
 unsigned relay_idle_count;
+unsigned relay_leaving_count; /* quit: their slot frees up soon */
 
 enum relay_state {
 	RS_CONNECTING,
@@ -134,6 +137,7 @@ struct relay {
 	bool parking;      /* RSET sent by relay_quit(): park on its 250 */
 	struct relay *idle_next, *idle_prev; /* when parked */
 	bool parked;
+	bool leaving; /* relay_quit(): RSET or QUIT on its way (counted) */
 };
 
 static struct relay *relay_idle; /* parked connections, newest first */
@@ -187,6 +191,10 @@ relay_unpark(struct relay *r)
 static void
 relay_park(struct relay *r)
 {
+	if (r->leaving) {
+		r->leaving = false;
+		relay_leaving_count--;
+	}
 	r->parking = false;
 	r->parked = true;
 	r->idle_prev = NULL;
@@ -209,6 +217,10 @@ relay_close(struct relay *r)
 	r->closing = true;
 	r->state = RS_DEAD;
 	relay_unpark(r);
+	if (r->leaving) {
+		r->leaving = false;
+		relay_leaving_count--;
+	}
 	relay_open_count--;
 	uv_close((uv_handle_t *)&r->tcp, relay_close_cb);
 	uv_close((uv_handle_t *)&r->timer, relay_close_cb);
@@ -1036,6 +1048,8 @@ relay_quit(struct relay *r)
 		relay_close(r);
 		return;
 	}
+	r->leaving = true;
+	relay_leaving_count++;
 	if (r->reuse_ms > 0 && r->uses < RELAY_REUSE_MAX) {
 		r->parking = true;
 		relay_push(r, RC_RSET, NULL);

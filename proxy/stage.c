@@ -269,11 +269,13 @@ sess_relay_open(struct sess *x)
  * is sent and the client gets a 451 (it retries: never lost, never
  * bounced).  Sessions that wait for a slot queue here (FIFO); a slot is
  * a connection that closes or is parked (relay_on_slot(), served from a
- * zero timer).  At RCPT a session waits only when it made a slot free,
- * otherwise 421 as before; after the dot it waits timeout_backend (W_SLOT),
- * then 451.
+ * zero timer).  At RCPT a session waits only when a slot is on its way
+ * (one it made free, or the connection of a session that just ended and
+ * is being parked or quit: relay_leaving_count), otherwise 421 as before; after
+ * the dot it waits timeout_backend (W_SLOT), then 451.
  */
 static struct sess *slot_head, *slot_tail;
+static unsigned slot_n; /* in the queue */
 static uv_timer_t slot_timer;
 static bool slot_ready;
 
@@ -292,6 +294,7 @@ sess_slot_serve(uv_timer_t *t)
 			slot_tail = NULL;
 		x->slot_next = NULL;
 		x->slot_wait = false;
+		slot_n--;
 		if (x->released)
 			sess_replay(x); /* after the dot */
 		else
@@ -322,6 +325,7 @@ sess_slot_enqueue(struct sess *x)
 		return;
 	x->slot_wait = true;
 	x->slot_next = NULL;
+	slot_n++;
 	if (slot_tail != NULL)
 		slot_tail->slot_next = x;
 	else
@@ -344,6 +348,7 @@ sess_slot_forget(struct sess *x)
 			*pp = x->slot_next;
 			if (slot_tail == x)
 				slot_tail = prev;
+			slot_n--;
 			break;
 		}
 	}
@@ -486,8 +491,12 @@ sess_relay_start(struct sess *x)
 
 	if (s->relay == NULL) {
 		if (!relay_can_open(s->cfg)) {
-			if (sess_slot_reclaim(x)) {
-				sess_slot_enqueue(x); /* a slot is coming */
+			/* a slot is coming: one given back now, or one of
+			 * a session that just ended (its RSET or QUIT on the
+			 * way) that no one waits for yet */
+			if (relay_leaving_count > slot_n ||
+			    sess_slot_reclaim(x)) {
+				sess_slot_enqueue(x);
 				return;
 			}
 			snprintf(reply, sizeof(reply),
