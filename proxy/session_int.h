@@ -163,13 +163,13 @@ void sess_drop_relay(struct sess *x);
 bool sess_slot_reclaim(struct sess *x); /* free a slot for x, or false */
 void sess_slot_forget(struct sess *x);  /* out of the queue (close) */
 void sess_slot_timeout(struct sess *x); /* W_SLOT ran out: 451 */
-void sess_stream_start(struct sess *x); /* held body -> streaming */
 
 /* bodytap.c */
-void sess_tap_begin(struct sess *x);  /* DATA, before the 354 */
-void sess_tap_end(struct sess *x);    /* the transaction is over */
-void sess_hold_flush(struct sess *x); /* verdict passed: send the body */
-void sess_hold_pump(struct sess *x);  /* relay drained: send more */
+void sess_tap_begin(struct sess *x);    /* DATA, before the 354 */
+void sess_tap_end(struct sess *x);      /* the transaction is over */
+void sess_hold_flush(struct sess *x);   /* verdict passed: send the body */
+void sess_stream_start(struct sess *x); /* held body -> streaming */
+void sess_hold_pump(struct sess *x);    /* relay drained: send more */
 size_t sess_hold_pending(const struct sess *x); /* spool writes behind */
 void sess_send_headers(struct sess *x);
 void sess_body_out(void *arg, const char *p, size_t n);
