@@ -58,7 +58,7 @@ class MMTest(unittest.TestCase):
             cls.daemon.cleanup()
         if cls.backend:
             cls.backend.stop()
-        if cls.dns:
+        if getattr(cls, "dns", None):
             cls.dns.stop()
         if bad:
             raise AssertionError("daemon panicked or a sanitizer fired:\n" +
