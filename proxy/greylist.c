@@ -88,15 +88,19 @@ static size_t gl_cap_override;
 size_t
 greylist_capacity(void)
 {
-	long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
-	size_t n;
+	static size_t derived;
+	long pages, psz;
 
 	if (gl_cap_override)
 		return gl_cap_override;
+	if (derived)
+		return derived;
+	pages = sysconf(_SC_PHYS_PAGES);
+	psz = sysconf(_SC_PAGESIZE);
 	if (pages <= 0 || psz <= 0)
-		return 100000;
-	n = (size_t)pages * (size_t)psz / 3 / GL_BYTES;
-	return n < 10000 ? 10000 : n;
+		return derived = 100000;
+	derived = (size_t)pages * (size_t)psz / 3 / GL_BYTES;
+	return derived < 10000 ? derived = 10000 : derived;
 }
 
 /* greylist_set_capacity - tests: a small capacity (0: derived again). */
@@ -449,6 +453,9 @@ gl_evict(void)
 {
 	size_t want = greylist_capacity() / GL_EVICT_DIV + 1, n;
 
+	/* Expired triplets go first (a flush sweeps only part of them). */
+	if (store_isweep(gl_x) >= want)
+		return;
 	n = gl_evict_state(GL_PENDING, want);
 	if (n < want)
 		n += gl_evict_state(GL_PASSED, want - n);

@@ -1078,6 +1078,7 @@ void store_iforeach(struct store_index *x,
                                uint64_t expires, void *arg),
                     void *arg);
 size_t store_icount(const struct store_index *x);
+size_t store_isweep(struct store_index *x); /* expired ones go now */
 size_t store_imem(const struct store_index *x);
 /* store_text_put - a text for key, kept on flash only (STATE_DIR/NAME.txt,
  * appended at the next burst, compacted with the snapshots); for

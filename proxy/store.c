@@ -73,9 +73,11 @@ enum rec_type {
 
 /* A compact index (store_index): open addressing over one array of
  * fixed-size slots, no allocation per record.  Slot: u64 key (0: empty),
- * u32 expires, u8 flags, 3 bytes pad, then the value (8-byte aligned). */
+ * u32 expires, u8 dirty mark, 3 bytes pad, then the value (8-byte
+ * aligned).  A slot is dirty when its mark is the index's epoch: a
+ * snapshot makes every slot clean at once by a new epoch. */
 #define IX_HDR 16
-#define IX_DIRTY 1
+#define IX_SWEEP (1u << 16) /* slots swept per burst at least */
 #define IX_BLOCK 4096 /* entries per snapshot block record */
 #define IX_VAL_MAX 240
 #define TEXT_MAX 1000           /* bytes of one text */
@@ -90,7 +92,10 @@ struct store_index {
 	uint64_t *dirty;           /* keys changed since the last burst */
 	size_t n_dirty, cap_dirty;
 	bool by_code, declared_dirty, size_warned, text_known;
+	unsigned char epoch; /* 1..255: the dirty mark of this burst */
+	size_t sweep_at;     /* where the next partial sweep starts */
 	struct buf texts;             /* TEXT records not handed to a burst */
+	size_t n_texts;               /* how many */
 	const struct buf *texts_busy; /* those of the running burst */
 	uint64_t text_file;           /* bytes of NAME.txt on flash */
 	uint64_t text_recs, text_bytes; /* live texts on flash (estimate) */
@@ -105,6 +110,7 @@ struct ix_job {
 	unsigned char *frozen; /* snapshot: a copy of the slots */
 	uint32_t now;
 	struct buf texts; /* TEXT records to append */
+	size_t n_texts;
 	bool compact_texts;
 	char file[80];
 	int text_rc;
@@ -857,6 +863,7 @@ ix_new(uint32_t tid, const char *name, size_t val_size)
 	x->val_size = val_size;
 	x->slot_size = (IX_HDR + val_size + 7) & ~(size_t)7;
 	x->declared_dirty = true;
+	x->epoch = 1;
 	x->next = st.indexes;
 	st.indexes = x;
 	return x;
@@ -945,8 +952,8 @@ ix_set(struct store_index *x, uint64_t key, const void *val, uint32_t expires,
 	}
 	memcpy(s + 8, &expires, 4);
 	memcpy(s + IX_HDR, val, x->val_size);
-	if (dirty && st.dir != NULL && !(s[12] & IX_DIRTY)) {
-		s[12] |= IX_DIRTY;
+	if (dirty && st.dir != NULL && s[12] != x->epoch) {
+		s[12] = x->epoch;
 		ix_push_dirty(x, key);
 	}
 }
@@ -993,7 +1000,7 @@ ix_unset(struct store_index *x, uint64_t key, bool dirty)
 	s = x->slots + i * x->slot_size;
 	if (ix_keyof(s) == 0)
 		return -ENOENT;
-	was = s[12] & IX_DIRTY;
+	was = s[12] == x->epoch;
 	ix_remove(x, i);
 	if (dirty && st.dir != NULL && !was)
 		ix_push_dirty(x, key);
@@ -1010,23 +1017,43 @@ ix_clear(struct store_index *x)
 	x->dirty = NULL;
 	x->nslots = x->count = x->n_dirty = x->cap_dirty = 0;
 	buf_free(&x->texts);
+	x->n_texts = 0;
 }
 
-/* ix_sweep - forget expired records that are not dirty (no del record:
- * the loader drops expired ones itself). */
-static void
-ix_sweep(struct store_index *x, uint64_t now)
+/* ix_sweep - forget the expired records that are not dirty among n
+ * slots from sweep_at on (no del record: the loader drops expired ones
+ * itself); how many went. */
+static size_t
+ix_sweep(struct store_index *x, uint64_t now, size_t n)
 {
-	for (size_t i = 0; i < x->nslots;) {
+	size_t gone = 0, i;
+
+	if (x->nslots == 0)
+		return 0;
+	if (n > x->nslots)
+		n = x->nslots;
+	i = x->sweep_at % x->nslots;
+	while (n > 0) {
 		unsigned char *s = x->slots + i * x->slot_size;
 
-		if (ix_keyof(s) != 0 && !ix_live(s, now) &&
-		    !(s[12] & IX_DIRTY)) {
+		if (ix_keyof(s) != 0 && !ix_live(s, now) && s[12] != x->epoch) {
 			ix_remove(x, i); /* slot i refilled: look again */
+			gone++;
 			continue;
 		}
-		i++;
+		i = i + 1 == x->nslots ? 0 : i + 1;
+		n--;
 	}
+	x->sweep_at = i;
+	return gone;
+}
+
+/* store_isweep - forget every expired record now (a full pass); how
+ * many went. */
+size_t
+store_isweep(struct store_index *x)
+{
+	return ix_sweep(x, store_now(), x->nslots);
 }
 
 /* store_index - the compact index called name (created on first call;
@@ -1332,7 +1359,7 @@ ser_ix_dirty(struct buf *b, struct store_index *x, uint64_t now)
 			s = x->slots + ix_find(x->slots, x->nslots,
 			                       x->slot_size, key) *
 			                       x->slot_size;
-			s[12] &= (unsigned char)~IX_DIRTY;
+			s[12] = 0;
 		}
 		if (s != NULL && ix_live(s, now)) {
 			p = rec_begin(b, 17 + x->val_size);
@@ -1353,16 +1380,17 @@ ser_ix_dirty(struct buf *b, struct store_index *x, uint64_t now)
 	x->n_dirty = 0;
 }
 
-/* ix_undirty - clear the dirty marks (a snapshot holds everything). */
+/* ix_undirty - every slot clean (a snapshot holds everything): a new
+ * epoch; when the epochs wrap, the marks are cleared one by one. */
 static void
 ix_undirty(struct store_index *x)
 {
-	for (size_t d = 0; d < x->n_dirty && x->nslots > 0; d++)
-		x->slots[ix_find(x->slots, x->nslots, x->slot_size,
-		                 x->dirty[d]) *
-		                 x->slot_size +
-		         12] &= (unsigned char)~IX_DIRTY;
 	x->n_dirty = 0;
+	if (++x->epoch == 0) {
+		for (size_t i = 0; i < x->nslots; i++)
+			x->slots[i * x->slot_size + 12] = 0;
+		x->epoch = 1;
+	}
 }
 
 /* ix_text_due - is x's text file more than twice its live texts? */
@@ -1391,6 +1419,7 @@ store_text_put(struct store_index *x, uint64_t key, const char *text)
 	put_u64(p + 1, key);
 	memcpy(p + 9, text, n);
 	rec_end(&x->texts, 9 + n);
+	x->n_texts++;
 }
 
 /* text_scan - fn for each good TEXT record of p[0..n) (a bad stretch is
@@ -1633,17 +1662,21 @@ store_serialise(struct flush_req *w)
 		x->declared_dirty = false;
 		if (w->snapshot) {
 			ix_undirty(x);
-			ix_sweep(x, now);
 			j->nslots = x->nslots;
 			j->frozen = xmalloc(x->nslots * x->slot_size + 1);
 			memcpy(j->frozen, x->slots, x->nslots * x->slot_size);
 			j->compact_texts = ix_text_due(x);
 		} else {
 			ser_ix_dirty(b, x, now);
-			ix_sweep(x, now);
 		}
+		/* A bounded part of the slots per burst: a whole pass over
+		 * a big index would hold the loop. */
+		ix_sweep(x, now,
+		         x->nslots / 16 > IX_SWEEP ? x->nslots / 16 : IX_SWEEP);
 		j->texts = x->texts; /* moved: the burst owns them */
+		j->n_texts = x->n_texts;
 		memset(&x->texts, 0, sizeof(x->texts));
+		x->n_texts = 0;
 		x->texts_busy = &j->texts;
 	}
 	clock_seal((unsigned char *)b->data, b->len - CLOCK_REC);
@@ -1930,7 +1963,7 @@ store_burst_done(int rc, struct flush_req *w)
 				x->text_bytes = j->kept_bytes;
 			} else if (j->text_rc == 0) {
 				x->text_bytes += j->texts.len;
-				x->text_recs += j->texts.len ? 1 : 0;
+				x->text_recs += j->n_texts;
 			}
 		}
 		free(j->frozen);
@@ -2469,7 +2502,7 @@ store_open(uv_loop_t *loop, const struct config *cfg, char *err, size_t errlen)
 		t->declared_dirty = false;
 	}
 	for (struct store_index *x = st.indexes; x != NULL; x = x->next) {
-		ix_sweep(x, store_now());
+		ix_sweep(x, store_now(), x->nslots);
 		x->declared_dirty = false;
 	}
 	st.ctr.load_ms = (uv_hrtime() - t0) / 1000000;
