@@ -1664,7 +1664,9 @@ store_serialise(struct flush_req *w)
 			ix_undirty(x);
 			j->nslots = x->nslots;
 			j->frozen = xmalloc(x->nslots * x->slot_size + 1);
-			memcpy(j->frozen, x->slots, x->nslots * x->slot_size);
+			if (x->nslots > 0)
+				memcpy(j->frozen, x->slots,
+				       x->nslots * x->slot_size);
 			j->compact_texts = ix_text_due(x);
 		} else {
 			ser_ix_dirty(b, x, now);
