@@ -16,16 +16,19 @@
  *   greylist_list/del/flush  for mailmoatctl greylist
  *   greylist_stats()     entries, pending, passed, auto-allowed nets
  *
- * Tables: "greylist" (key: 64-bit hash of the triplet text, value: struct
- * gl_val, 16 bytes; the store's expiry is the end of the window for a
- * pending triplet and passed+lifetime for a passed one), "greylist_text"
- * (same key, the triplet text for listing and patterns, GL_TEXT bytes),
- * "greylist_net" (key: network text, value: deliveries and the time it is
- * auto-allowed until).  Times are store time (store_now(): monotonic
- * within a run, corrected for wall clock jumps).  The number of triplets
- * is bounded (greylist_capacity(): a third of physical RAM at the
- * measured bytes per triplet); when full, the oldest pending triplets go
- * first, passed ones only when no pending one is left.
+ * State: the store's compact index "triplets" (store_index: key the
+ * 64-bit FNV-1a hash of the triplet text, value struct gl_val, 16 bytes,
+ * in a 32-byte slot; the index keeps the expiry: the end of the window
+ * for a pending triplet, passed + lifetime for a passed one), the triplet
+ * texts on flash only (store_text_put: STATE_DIR/triplets.txt, read back
+ * for greylist list), and the table "greylist_net" (key: network text,
+ * value: deliveries and the time it is auto-allowed until).  The generic
+ * tables "greylist" and "greylist_text" of earlier versions are taken
+ * over once.  Times are store time (store_now(): monotonic within a run,
+ * corrected for wall clock jumps).  The number of triplets is bounded
+ * (greylist_capacity(): a third of physical RAM at GL_BYTES per
+ * triplet); when full, expired triplets go, then the oldest pending
+ * ones, passed ones only when no pending one is left.
  *
  * Reads config keys greylist_delay, greylist_window, greylist_lifetime,
  * greylist_auto_allow through its callers.

@@ -11,6 +11,12 @@
  *   store_table()     a named table of fixed-size values (created on first
  *                     call; its records may already be loaded)
  *   store_put/get/del/foreach/count
+ *   store_table_find/drop  an existing table / away with it (upgrades)
+ *   store_index()     a compact index: u64 keys, small fixed values, one
+ *                     slot array (the greylist triplets); store_iput/
+ *                     iget/idel/iclear/iforeach/icount/isweep/imem
+ *   store_text_put/foreach  texts of index records, on flash only
+ *   store_compact()   the next burst is a snapshot
  *   store_blob_set/get one opaque value per name, saved when set
  *   store_on_flush()  a module refreshes its blobs just before a flush
  *   store_now()       wall seconds, corrected for clock jumps
@@ -28,8 +34,10 @@
  * burst and both files; it carries the snapshot generation, so a journal
  * older than the snapshot (crash between the two renames) is ignored.
  *
- * The loop only serialises records into a buffer; open, write, fsync and
- * rename run in uv_queue_work (one burst at a time).  The loader keeps
+ * The loop only serialises records into a buffer (and, for a snapshot,
+ * copies each index's slot array, which the thread pool turns into
+ * checksummed blocks of 4,096 records); open, write, fsync and rename run
+ * in uv_queue_work (one burst at a time).  The loader keeps
  * every record with a good checksum, skips bad ones and a torn tail,
  * logs what it dropped (count, offset), and never fails the daemon.
  *
@@ -2083,6 +2091,7 @@ struct loader {
 	bool journal;
 	uint64_t want_gen;
 	bool stale;
+	size_t len; /* bytes of the file: bounds what a count may size */
 };
 
 /* store_apply - one record's body (its CRC was good); false when it does
@@ -2200,9 +2209,12 @@ store_apply(struct loader *ld, const unsigned char *p, size_t n)
 		}
 		if (x->name == NULL)
 			x->name = xstrdup(name);
-		/* Size the slots once for the records announced (a bound
-		 * keeps a forged count from allocating the machine). */
-		if (cnt < (1u << 26) && ix_slots_for(cnt) > x->nslots)
+		/* Size the slots once for the records announced, no more
+		 * than the file can hold (a forged count must not allocate
+		 * the machine). */
+		if (cnt > ld->len / (12 + vs))
+			cnt = ld->len / (12 + vs);
+		if (ix_slots_for(cnt) > x->nslots)
 			ix_resize(x, ix_slots_for(cnt));
 		return true;
 	}
@@ -2298,6 +2310,7 @@ store_parse(struct loader *ld, const unsigned char *p, size_t n)
 	size_t off = 0;
 	bool in_bad = false;
 
+	ld->len = n;
 	while (off < n) {
 		uint32_t len;
 
