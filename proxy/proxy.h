@@ -1103,6 +1103,7 @@ struct store_counters {
 	uint64_t bursts, snapshots, bytes_written, write_errors;
 	uint64_t load_records, load_dropped, load_ms, clock_jumps;
 	uint64_t jnl_bytes, live_bytes;
+	uint64_t serialise_us; /* the last burst's time on the loop */
 };
 void store_counters_get(struct store_counters *out);
 uint32_t store_crc32(uint32_t crc, const void *p, size_t n);

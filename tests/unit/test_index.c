@@ -15,7 +15,7 @@
 #include "proxy.h"
 #include "t.h"
 
-#define NK 20000
+#define NK 40000 /* 1.7 MB of slots: a snapshot prepares its copy buffer */
 
 static char dir[] = "/tmp/test_index.XXXXXX";
 static struct config cfg;
