@@ -435,6 +435,30 @@ sess_relay_drain_cb(struct relay *r, void *arg)
 		sess_flow(x);
 }
 
+/*
+ * sess_log_won - nothing refused: a check in action "log" whose refusal
+ * would have been the decision gets its won() (greylisting records the
+ * triplet, so that the log judges the next attempt as a retry).
+ */
+static void
+sess_log_won(struct sess *x)
+{
+	struct session *s = &x->s;
+	struct verdict v;
+
+	for (unsigned i = 0; i < chk_registry_len; i++) {
+		const struct check *c = chk_registry[i];
+		const struct chk_result *r = &s->results[c->id];
+
+		if (c->won == NULL || !(c->stage & s->stage) ||
+		    r->status == CHK_NONE)
+			continue;
+		verdict_decide(r, s->cfg->actions[c->id], s->sid, &v);
+		if (v.kind == VERDICT_LOG)
+			c->won(s);
+	}
+}
+
 /* sess_stage_done - every check of the stage answered: decide. */
 static void
 sess_stage_done(struct sess *x)
@@ -449,6 +473,8 @@ sess_stage_done(struct sess *x)
 		return;
 	}
 	sess_stage_verdict(x, &v, &who);
+	if (v.kind != VERDICT_REJECT && v.kind != VERDICT_TEMPFAIL)
+		sess_log_won(x);
 	if (v.kind == VERDICT_REJECT || v.kind == VERDICT_TEMPFAIL) {
 		if (who != NULL && who->won != NULL)
 			who->won(s);
