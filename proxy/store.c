@@ -884,10 +884,12 @@ ix_new(uint32_t tid, const char *name, size_t val_size)
 	return x;
 }
 
-#define IX_HUGE (2u << 20) /* a transparent huge page */
+#define IX_HUGE (2u << 20)      /* a transparent huge page */
+#define IX_HUGE_MIN (16u << 20) /* arrays mapped for them: <= 1/8 lost */
 
-/* ix_alloc - n zeroed bytes for slots: a big array is mapped on its own,
- * 2 MiB aligned and advised for transparent huge pages (a 1M-triplet
+/* ix_alloc - n zeroed bytes for slots: a big array (16 MiB and more: the
+ * rounding to 2 MiB costs at most 1/8) is mapped on its own, 2 MiB
+ * aligned and advised for transparent huge pages (a 1M-triplet
  * index is 42 MB: with 4 KiB pages every lookup misses the TLB, and the
  * page faults of filling it cost more than the load itself). */
 static unsigned char *
@@ -896,7 +898,7 @@ ix_alloc(size_t n)
 	unsigned char *p, *a;
 	size_t len;
 
-	if (n < IX_HUGE)
+	if (n < IX_HUGE_MIN)
 		return xcalloc(1, n ? n : 1);
 	len = (n + IX_HUGE - 1) / IX_HUGE * IX_HUGE;
 	p = mmap(NULL, len + IX_HUGE, PROT_READ | PROT_WRITE,
@@ -921,7 +923,7 @@ ix_free(unsigned char *p, size_t n)
 {
 	if (p == NULL)
 		return;
-	if (n < IX_HUGE)
+	if (n < IX_HUGE_MIN)
 		free(p);
 	else
 		munmap(p, (n + IX_HUGE - 1) / IX_HUGE * IX_HUGE);
