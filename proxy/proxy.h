@@ -1066,16 +1066,15 @@ void store_compact(void);
  * slots (0: no bound).  iget: the value alive at now (store_now()),
  * valid until the index changes.  iforeach: fn must not change it. */
 struct store_index;
-struct store_index *store_index(const char *name, size_t val_size,
-                                size_t max);
+struct store_index *store_index(const char *name, size_t val_size, size_t max);
 int store_iput(struct store_index *x, uint64_t key, const void *val,
                uint64_t expires);
 const void *store_iget(struct store_index *x, uint64_t key, uint64_t now);
 int store_idel(struct store_index *x, uint64_t key);
 void store_iclear(struct store_index *x);
 void store_iforeach(struct store_index *x,
-                    bool (*fn)(uint64_t key, const void *val,
-                               uint64_t expires, void *arg),
+                    bool (*fn)(uint64_t key, const void *val, uint64_t expires,
+                               void *arg),
                     void *arg);
 size_t store_icount(const struct store_index *x);
 size_t store_isweep(struct store_index *x); /* expired ones go now */

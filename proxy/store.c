@@ -68,14 +68,14 @@
 #define CLOCK_JUMP 60 /* seconds of wall/monotonic disagreement */
 
 enum rec_type {
-	REC_CLOCK = 1, /* u64 gen, u64 store time, u64 wall, u64 burst len */
-	REC_TABLE = 2, /* u32 tid, u32 val_size, u8 nlen, name */
-	REC_PUT = 3,   /* u32 tid, u64 expires, u8 klen, key, value */
-	REC_DEL = 4,   /* u32 tid, u8 klen, key */
-	REC_BLOB = 5,  /* u8 nlen, name, data */
-	REC_INDEX = 6, /* u32 tid, u32 val_size, u64 count, u8 nlen, name */
-	REC_IPUT = 7,  /* u32 tid, u64 key, u32 expires, value */
-	REC_IDEL = 8,  /* u32 tid, u64 key */
+	REC_CLOCK = 1,  /* u64 gen, u64 store time, u64 wall, u64 burst len */
+	REC_TABLE = 2,  /* u32 tid, u32 val_size, u8 nlen, name */
+	REC_PUT = 3,    /* u32 tid, u64 expires, u8 klen, key, value */
+	REC_DEL = 4,    /* u32 tid, u8 klen, key */
+	REC_BLOB = 5,   /* u8 nlen, name, data */
+	REC_INDEX = 6,  /* u32 tid, u32 val_size, u64 count, u8 nlen, name */
+	REC_IPUT = 7,   /* u32 tid, u64 key, u32 expires, value */
+	REC_IDEL = 8,   /* u32 tid, u64 key */
 	REC_IBLOCK = 9, /* u32 tid, u32 n, n x (u64 key, u32 expires, value) */
 	REC_TEXT = 10,  /* text files only: u64 key, text */
 };
@@ -87,9 +87,9 @@ enum rec_type {
  * snapshot makes every slot clean at once by a new epoch. */
 #define IX_HDR 16
 #define IX_SWEEP (1u << 16) /* slots swept per burst at least */
-#define IX_BLOCK 4096 /* entries per snapshot block record */
+#define IX_BLOCK 4096       /* entries per snapshot block record */
 #define IX_VAL_MAX 240
-#define TEXT_MAX 1000           /* bytes of one text */
+#define TEXT_MAX 1000            /* bytes of one text */
 #define TEXT_RAM_MAX (16u << 20) /* texts kept in RAM without state_dir */
 
 struct store_index {
@@ -101,8 +101,8 @@ struct store_index {
 	uint64_t *dirty;           /* keys changed since the last burst */
 	size_t n_dirty, cap_dirty;
 	bool by_code, declared_dirty, size_warned, text_known;
-	unsigned char epoch; /* 1..255: the dirty mark of this burst */
-	size_t sweep_at;     /* where the next partial sweep starts */
+	unsigned char epoch;          /* 1..255: the dirty mark of this burst */
+	size_t sweep_at;              /* where the next partial sweep starts */
 	struct buf texts;             /* TEXT records not handed to a burst */
 	size_t n_texts;               /* how many */
 	const struct buf *texts_busy; /* those of the running burst */
@@ -190,7 +190,7 @@ static struct {
 		uint32_t tid;
 		size_t n;
 		unsigned char *p;
-	} *pre; /* buffers for the copies of the next snapshot */
+	} * pre; /* buffers for the copies of the next snapshot */
 	size_t n_pre;
 	void (*hooks[8])(void);
 	unsigned n_hooks;
@@ -1170,8 +1170,8 @@ store_iput(struct store_index *x, uint64_t key, const void *val,
 {
 	if (key == 0)
 		return -EINVAL;
-	ix_set(x, key, val, expires > UINT32_MAX ? UINT32_MAX : (uint32_t)expires,
-	       true);
+	ix_set(x, key, val,
+	       expires > UINT32_MAX ? UINT32_MAX : (uint32_t)expires, true);
 	return 0;
 }
 
@@ -1416,9 +1416,9 @@ ser_ix_dirty(struct buf *b, struct store_index *x, uint64_t now)
 		unsigned char *s = NULL, *p;
 
 		if (x->nslots > 0) {
-			s = x->slots + ix_find(x->slots, x->nslots,
-			                       x->slot_size, key) *
-			                       x->slot_size;
+			s = x->slots +
+			    ix_find(x->slots, x->nslots, x->slot_size, key) *
+			            x->slot_size;
 			s[12] = 0;
 		}
 		if (s != NULL && ix_live(s, now)) {
@@ -1519,8 +1519,7 @@ text_scan(const unsigned char *p, size_t n,
 
 /* store_text_scan_mem - text_scan for the fuzzer: good records, bad
  * stretches. */
-void
-store_text_scan_mem(const void *p, size_t n, size_t *good, size_t *bad);
+void store_text_scan_mem(const void *p, size_t n, size_t *good, size_t *bad);
 
 static void
 text_count_cb(uint64_t key, const char *t, size_t tl, void *arg)
@@ -1591,13 +1590,13 @@ static int store_read_file(const char *dir, const char *name, struct buf *b);
  * change the index. */
 void
 store_text_foreach(struct store_index *x,
-                   void (*fn)(uint64_t key, const void *val,
-                              uint64_t expires, const char *text, size_t tlen,
-                              void *arg),
+                   void (*fn)(uint64_t key, const void *val, uint64_t expires,
+                              const char *text, size_t tlen, void *arg),
                    void *arg)
 {
-	struct text_walk w = {x->slots, x->nslots, x->slot_size, store_now(),
-	                      NULL, fn, arg, NULL, 0};
+	struct text_walk w = {x->slots,    x->nslots, x->slot_size,
+	                      store_now(), NULL,      fn,
+	                      arg,         NULL,      0};
 	struct buf f = {0};
 	char name[80];
 
@@ -1763,8 +1762,8 @@ store_serialise(struct flush_req *w)
 		if (w->snapshot) {
 			ix_undirty(x);
 			j->nslots = x->nslots;
-			j->frozen = ix_frozen_buf(x->tid,
-			                          x->nslots * x->slot_size);
+			j->frozen =
+			        ix_frozen_buf(x->tid, x->nslots * x->slot_size);
 			if (x->nslots > 0)
 				memcpy(j->frozen, x->slots,
 				       x->nslots * x->slot_size);
@@ -2061,7 +2060,8 @@ store_burst_done(int rc, struct flush_req *w)
 			if (j->text_rc < 0)
 				log_warn("store: cannot write %s/%s: %s "
 				         "(texts for listing lost)",
-				         st.dir, j->file, strerror(-j->text_rc));
+				         st.dir, j->file,
+				         strerror(-j->text_rc));
 			x->text_file = j->text_file;
 			if (j->compact_texts && j->text_rc == 0) {
 				x->text_recs = j->kept_recs;

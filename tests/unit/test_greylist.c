@@ -237,8 +237,10 @@ main(void)
 		struct buf b = {0};
 
 		greylist_flush();
-		greylist_record(&cfg, "192.0.2.0/24 keep@x.example r@y.example");
-		greylist_record(&cfg, "192.0.2.0/24 gone@x.example r@y.example");
+		greylist_record(&cfg,
+		                "192.0.2.0/24 keep@x.example r@y.example");
+		greylist_record(&cfg,
+		                "192.0.2.0/24 gone@x.example r@y.example");
 		store_flush_now();
 		T_INTEQ(greylist_del("192.0.2.0/24 gone@x.example r@y.example"),
 		        0);
@@ -250,8 +252,9 @@ main(void)
 		greylist_open();
 		T_INTEQ(greylist_list(NULL, &b), 1);
 		buf_append(&b, "", 1);
-		T_CHECK(strstr(b.data, "192.0.2.0/24 keep@x.example r@y.example "
-		                       "pending") != NULL,
+		T_CHECK(strstr(b.data,
+		               "192.0.2.0/24 keep@x.example r@y.example "
+		               "pending") != NULL,
 		        "%s", b.data);
 		buf_free(&b);
 		T_INTEQ(greylist_list("*gone*", &b), 0);

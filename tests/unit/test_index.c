@@ -194,8 +194,8 @@ main(void)
 	random_ops(x, NK, 100000);
 	T_CHECK(agrees(x, NK), "model (grown)");
 	T_CHECK(store_iput(x, 0, model, 0) == -EINVAL, "key 0");
-	T_CHECK(store_imem(x) <= (store_icount(x) * 4 / 3 + 64) * 32 * 2 +
-	                                 65536,
+	T_CHECK(store_imem(x) <=
+	                (store_icount(x) * 4 / 3 + 64) * 32 * 2 + 65536,
 	        "slots %zu bytes for %zu", store_imem(x), store_icount(x));
 	store_close();
 	t_end();
@@ -356,7 +356,8 @@ main(void)
 		T_INTEQ(tx.with, 2000);
 		while (flush_rc == 1)
 			uv_run(uv_default_loop(), UV_RUN_ONCE);
-		T_CHECK(fsize("t.txt") > 2000 * 15, "t.txt %ld", fsize("t.txt"));
+		T_CHECK(fsize("t.txt") > 2000 * 15, "t.txt %ld",
+		        fsize("t.txt"));
 		/* Deleted ones are not listed; the file compacts. */
 		for (i = 0; i < 1900; i++)
 			store_idel(x, key(i));
@@ -429,7 +430,8 @@ main(void)
 		for (i = 0; i < 5000; i++) {
 			struct val v = {i + 1, {0}};
 
-			store_iput(x, key(i), &v, i % 2 ? store_now() + 100 : 0);
+			store_iput(x, key(i), &v,
+			           i % 2 ? store_now() + 100 : 0);
 		}
 		store_compact();
 		store_close();
@@ -448,7 +450,8 @@ main(void)
 
 			snap.data[off] ^= (char)(1 + rand() % 255);
 			store_load_mem(snap.data, r % 2 ? off : snap.len,
-			               snap.data, snap.len / 3, &good, &dropped);
+			               snap.data, snap.len / 3, &good,
+			               &dropped);
 			x = store_index("t", sizeof(struct val), 0);
 			(void)store_iget(x, key(3), store_now());
 			store_close();

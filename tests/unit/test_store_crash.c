@@ -143,7 +143,8 @@ verify(unsigned top, int64_t hot_min, unsigned next)
 	for (unsigned h = 0; hot_min >= 0 && h < HOT; h++) {
 		const uint32_t *v = store_get(t, k, kname(k, "hot", h));
 
-		const uint32_t *w = store_iget(x, (1ull << 40) + h, store_now());
+		const uint32_t *w =
+		        store_iget(x, (1ull << 40) + h, store_now());
 
 		if (v == NULL || (int64_t)*v < hot_min) {
 			if (bad++ == 0)
