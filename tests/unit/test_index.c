@@ -402,6 +402,46 @@ main(void)
 	wipe();
 	t_end();
 
+	t_begin("write amplification: overwrites with compactions stay < 2x");
+	{
+		struct store_counters c0, c1;
+		uint64_t changed = 0;
+		unsigned dirty = 0;
+		static unsigned char mark[2000];
+
+		open_dir(dir);
+		x = store_index("t", sizeof(struct val), 2000);
+		store_counters_get(&c0);
+		for (int burst = 0; burst < 200; burst++) {
+			memset(mark, 0, sizeof(mark));
+			dirty = 0;
+			for (i = 0; i < 300; i++) {
+				unsigned k = (unsigned)rand() % 2000;
+				struct val v = {(uint32_t)burst + 1, {k, 0, 0}};
+
+				store_iput(x, key(k), &v, 0);
+				dirty += !mark[k];
+				mark[k] = 1;
+			}
+			/* each changed record once: an IPUT of 8 + 17 + 16 */
+			changed += dirty * 41;
+			T_INTEQ(store_flush_now(), 0);
+		}
+		store_counters_get(&c1);
+		printf("# index overwrites: %llu bytes written for %llu bytes "
+		       "of changed records (%.2fx), %llu snapshots\n",
+		       (unsigned long long)(c1.bytes_written -
+		                            c0.bytes_written),
+		       (unsigned long long)changed,
+		       (double)(c1.bytes_written - c0.bytes_written) / changed,
+		       (unsigned long long)(c1.snapshots - c0.snapshots));
+		T_CHECK(c1.snapshots - c0.snapshots >= 3, "compacted");
+		T_CHECK(c1.bytes_written - c0.bytes_written < 2 * changed,
+		        "amplification");
+	}
+	wipe();
+	t_end();
+
 	t_begin("value size changed: old records dropped, no crash");
 	open_dir(dir);
 	x = store_index("t", sizeof(struct val), 0);
