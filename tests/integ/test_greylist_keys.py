@@ -22,11 +22,6 @@ import unittest
 
 from base import MMTest, mm
 
-try:
-    from dnsserver import DnsServer
-except ImportError:
-    DnsServer = None
-
 GREY = "451 4.7.1 Greylisting in action, please come back in a few minutes"
 DELAY = 1
 CLONE_NEWNET = 0x40000000
@@ -112,6 +107,8 @@ def Client6(test, src, host):
 
 class Ipv6Grouping(KeysBase):
     daemon_kw = {"ipv6": True}
+    # rdns in log mode fills the confirmed PTR without refusing anyone
+    conf = dict(KeysBase.conf, action_rdns="log", dns_timeout="3s")
 
     @classmethod
     def setUpClass(cls):
@@ -129,17 +126,9 @@ class Ipv6Grouping(KeysBase):
             for a in ADDRS + POOL6:
                 cls.ns.ip("-6", "addr", "add", a + "/128", "dev", "lo",
                           "nodad")
-            cls.dns = None
-            if DnsServer is not None:
-                # nsd in the namespace too; rdns in log mode fills the
-                # confirmed PTR without refusing anyone
-                cls.dns = DnsServer(zones6()).start()
-                cls.conf = dict(KeysBase.conf, action_rdns="log",
-                                dns_servers=cls.dns.addr, dns_timeout="3s")
+            cls.zones = zones6()    # nsd in the namespace too
             super().setUpClass()
         except Exception:
-            if getattr(cls, "dns", None):
-                cls.dns.stop()
             cls.ns.leave()
             raise
 
@@ -147,14 +136,10 @@ class Ipv6Grouping(KeysBase):
     def tearDownClass(cls):
         try:
             super().tearDownClass()
-            if cls.dns:
-                cls.dns.stop()
         finally:
             cls.ns.leave()
 
     def test_ptr_domain_key_over_ipv6(self):
-        if self.dns is None:
-            self.skipTest("tests/lib/dnsserver.py missing")
         r = self.rcpt(POOL6[0], "pool@sender.example", host="::1")
         self.assertReply(r, 451, GREY)
         d = self.daemon.decisions(id=r.id, reason="greylist")[-1]
@@ -212,28 +197,12 @@ PTR_ZONES = {
 }
 
 
-@unittest.skipIf(DnsServer is None, "tests/lib/dnsserver.py missing")
 class PtrDomain(KeysBase):
 
-    @classmethod
-    def setUpClass(cls):
-        cls.dns = DnsServer(PTR_ZONES).start()
-        # rdns in log mode: its lookups fill the confirmed PTR, nobody is
-        # refused for lacking one
-        cls.conf = dict(KeysBase.conf, action_rdns="log",
-                        dns_servers=cls.dns.addr, dns_timeout="3s")
-        try:
-            super().setUpClass()
-        except Exception:
-            cls.dns.stop()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            super().tearDownClass()
-        finally:
-            cls.dns.stop()
+    zones = PTR_ZONES
+    # rdns in log mode: its lookups fill the confirmed PTR, nobody is
+    # refused for lacking one
+    conf = dict(KeysBase.conf, action_rdns="log", dns_timeout="3s")
 
     def test_pool_retry_from_another_24_passes(self):
         r = self.rcpt("127.0.31.5", "news@senderco.test")
