@@ -442,6 +442,43 @@ main(void)
 	wipe();
 	t_end();
 
+	t_begin("a big index (slots mapped for huge pages) persists");
+	{
+		enum { NBIG = 400000 }; /* 533,336 slots: 17 MB */
+		unsigned bad = 0;
+
+		open_dir(dir);
+		x = store_index("t", sizeof(struct val), NBIG);
+		for (i = 0; i < NBIG; i++) {
+			struct val v = {i + 1, {0}};
+
+			store_iput(x, key(i), &v, 0);
+		}
+		T_CHECK(store_imem(x) >= 16u << 20, "%zu", store_imem(x));
+		for (i = 0; i < NBIG; i += 3)
+			store_idel(x, key(i));
+		store_compact();
+		flush_rc = 1;
+		T_INTEQ(store_flush(flush_cb, NULL), 0); /* buffer prepared */
+		while (flush_rc == 1)
+			uv_run(uv_default_loop(), UV_RUN_ONCE);
+		T_INTEQ(flush_rc, 0);
+		store_close();
+		open_dir(dir);
+		x = store_index("t", sizeof(struct val), NBIG);
+		for (i = 0; i < NBIG; i++) {
+			const struct val *p =
+			        store_iget(x, key(i), store_now());
+
+			bad += i % 3 == 0 ? p != NULL
+			                  : (p == NULL || p->v != i + 1);
+		}
+		T_INTEQ(bad, 0);
+		T_INTEQ(store_icount(x), NBIG - (NBIG + 2) / 3);
+	}
+	wipe();
+	t_end();
+
 	t_begin("value size changed: old records dropped, no crash");
 	open_dir(dir);
 	x = store_index("t", sizeof(struct val), 0);
