@@ -16,16 +16,19 @@
  *   greylist_list/del/flush  for mailmoatctl greylist
  *   greylist_stats()     entries, pending, passed, auto-allowed nets
  *
- * Tables: "greylist" (key: 64-bit hash of the triplet text, value: struct
- * gl_val, 16 bytes; the store's expiry is the end of the window for a
- * pending triplet and passed+lifetime for a passed one), "greylist_text"
- * (same key, the triplet text for listing and patterns, GL_TEXT bytes),
- * "greylist_net" (key: network text, value: deliveries and the time it is
- * auto-allowed until).  Times are store time (store_now(): monotonic
- * within a run, corrected for wall clock jumps).  The number of triplets
- * is bounded (greylist_capacity(): a third of physical RAM at the
- * measured bytes per triplet); when full, the oldest pending triplets go
- * first, passed ones only when no pending one is left.
+ * State: the store's compact index "triplets" (store_index: key the
+ * 64-bit FNV-1a hash of the triplet text, value struct gl_val, 16 bytes,
+ * in a 32-byte slot; the index keeps the expiry: the end of the window
+ * for a pending triplet, passed + lifetime for a passed one), the triplet
+ * texts on flash only (store_text_put: STATE_DIR/triplets.txt, read back
+ * for greylist list), and the table "greylist_net" (key: network text,
+ * value: deliveries and the time it is auto-allowed until).  The generic
+ * tables "greylist" and "greylist_text" of earlier versions are taken
+ * over once.  Times are store time (store_now(): monotonic within a run,
+ * corrected for wall clock jumps).  The number of triplets is bounded
+ * (greylist_capacity(): a third of physical RAM at GL_BYTES per
+ * triplet); when full, expired triplets go, then the oldest pending
+ * ones, passed ones only when no pending one is left.
  *
  * Reads config keys greylist_delay, greylist_window, greylist_lifetime,
  * greylist_auto_allow through its callers.
@@ -40,18 +43,31 @@
 
 #include "proxy.h"
 
-#define GL_TEXT 120     /* bytes of triplet text kept for listing */
+#define GL_TEXT 120     /* bytes of a triplet text of the old tables */
 #define GL_EVICT_DIV 64 /* evict 1/64 of the capacity at a time */
+#define GL_BYTES 96     /* RAM per triplet for greylist_capacity() */
 
 enum { GL_PENDING = 1, GL_PASSED = 2 };
 
+/* The value of a triplet in the index "triplets" (key: gl_hash of the
+ * text; the index keeps the expiry: the end of the window for a pending
+ * triplet, passed + lifetime for a passed one).  16 bytes, a 32-byte
+ * slot. */
 struct gl_val {
 	uint32_t first;  /* first attempt (store time) */
-	uint32_t passed; /* when it passed, 0: pending */
 	uint32_t seen;   /* last attempt or delivery */
+	uint32_t passed; /* when it passed, 0: pending */
 	uint16_t count;  /* attempts while pending, deliveries after */
 	uint8_t state;
 	uint8_t pad;
+};
+
+/* The value of the generic table "greylist" of earlier versions (taken
+ * over once by gl_migrate). */
+struct gl_old {
+	uint32_t first, passed, seen;
+	uint16_t count;
+	uint8_t state, pad;
 };
 
 struct gl_net {
@@ -59,7 +75,8 @@ struct gl_net {
 	uint32_t allowed_until; /* 0: not auto-allowed */
 };
 
-static struct store_table *gl_t, *gl_text, *gl_nets;
+static struct store_index *gl_x;
+static struct store_table *gl_nets;
 static void gl_counted(void);
 static struct {
 	uint64_t evicted;
@@ -67,21 +84,26 @@ static struct {
 static size_t gl_cap_override;
 
 /* greylist_capacity - how many triplets RAM holds: a third of physical
- * memory at 220 bytes per triplet (index + text: 242 measured at 1M in
- * bench/greylist, less at 100k), at least 10,000: a 64 MB box holds
- * 101,000. */
+ * memory at GL_BYTES per triplet (a 32-byte slot at a load of 3/4 is 43
+ * bytes; a snapshot copies the slots for the thread pool, twice that
+ * while it runs; bench/greylist measures 43 at 1M), at least 10,000: a
+ * 64 MB box holds 233,000. */
 size_t
 greylist_capacity(void)
 {
-	long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
-	size_t n;
+	static size_t derived;
+	long pages, psz;
 
 	if (gl_cap_override)
 		return gl_cap_override;
+	if (derived)
+		return derived;
+	pages = sysconf(_SC_PHYS_PAGES);
+	psz = sysconf(_SC_PAGESIZE);
 	if (pages <= 0 || psz <= 0)
-		return 100000;
-	n = (size_t)pages * (size_t)psz / 3 / 220;
-	return n < 10000 ? 10000 : n;
+		return derived = 100000;
+	derived = (size_t)pages * (size_t)psz / 3 / GL_BYTES;
+	return derived < 10000 ? derived = 10000 : derived;
 }
 
 /* greylist_set_capacity - tests: a small capacity (0: derived again). */
@@ -89,26 +111,92 @@ void
 greylist_set_capacity(size_t n)
 {
 	gl_cap_override = n;
+	if (gl_x != NULL)
+		gl_x = store_index("triplets", sizeof(struct gl_val),
+		                   greylist_capacity());
 }
 
-/* greylist_open - the tables (store_open first). */
+struct gl_mig {
+	struct store_table *text;
+	size_t n;
+};
+
+/* gl_migrate_cb - one triplet of the old tables into the index. */
+static bool
+gl_migrate_cb(const void *key, size_t klen, const void *val, uint64_t exp,
+              void *arg)
+{
+	struct gl_mig *m = arg;
+	const struct gl_old *o = val;
+	struct gl_val v = {0};
+	uint64_t k;
+	const char *text;
+
+	if (klen != 8)
+		return true;
+	memcpy(&k, key, 8);
+	if (k == 0)
+		k = 1;
+	v.first = o->first;
+	v.seen = o->seen;
+	v.passed = o->passed;
+	v.count = o->count;
+	v.state = o->state;
+	store_iput(gl_x, k, &v, exp);
+	text = m->text ? store_get(m->text, key, klen) : NULL;
+	if (text != NULL) {
+		char t[GL_TEXT + 1];
+
+		memcpy(t, text, GL_TEXT);
+		t[GL_TEXT] = '\0';
+		store_text_put(gl_x, k, t);
+	}
+	m->n++;
+	return true;
+}
+
+/* gl_migrate - the generic tables "greylist" and "greylist_text" of
+ * earlier versions become the index (once; they are dropped). */
+static void
+gl_migrate(void)
+{
+	struct store_table *old = store_table_find("greylist");
+	struct gl_mig m = {store_table_find("greylist_text"), 0};
+
+	if (old != NULL) {
+		old = store_table("greylist", sizeof(struct gl_old));
+		store_foreach(old, gl_migrate_cb, &m);
+		store_table_drop(old);
+		log_info("greylist: %zu triplets taken over from the old "
+		         "tables",
+		         m.n);
+	}
+	if (m.text != NULL)
+		store_table_drop(m.text);
+}
+
+/* greylist_open - the index and the network table (store_open first). */
 void
 greylist_open(void)
 {
-	gl_t = store_table("greylist", sizeof(struct gl_val));
-	gl_text = store_table("greylist_text", GL_TEXT);
+	gl_x = store_index("triplets", sizeof(struct gl_val),
+	                   greylist_capacity());
 	gl_nets = store_table("greylist_net", sizeof(struct gl_net));
+	gl_migrate();
 	gl_counted();
 }
 
-/* gl_counted - stats.greylist_entries follows the table. */
+/* gl_counted - stats.greylist_entries follows the index. */
 static void
 gl_counted(void)
 {
-	stats.greylist_entries = gl_t ? store_count(gl_t) : 0;
+	stats.greylist_entries = gl_x ? store_icount(gl_x) : 0;
 }
 
-/* gl_hash - 64-bit FNV-1a of the triplet text: the table key. */
+/* gl_hash - 64-bit FNV-1a of the triplet text: the index key (never 0).
+ * Two triplets with the same hash are one triplet: at 1M triplets a new
+ * one collides with one of them with a probability of 1M / 2^64 = 5e-14
+ * (docs/STORE.md). */
 static uint64_t
 gl_hash(const char *s)
 {
@@ -116,7 +204,7 @@ gl_hash(const char *s)
 
 	while (*s)
 		h = (h ^ (unsigned char)*s++) * 1099511628211ull;
-	return h;
+	return h ? h : 1;
 }
 
 /* greylist_net - the network of a client: the registered domain of its
@@ -233,15 +321,6 @@ greylist_triplet(const struct ipaddr *ip, const char *ptr,
 	snprintf(out, outlen, "%s %s %s", net, snd, rc);
 }
 
-/* gl_key - the 8-byte key of a triplet. */
-static void
-gl_key(const char *triplet, unsigned char key[8])
-{
-	uint64_t h = gl_hash(triplet);
-
-	memcpy(key, &h, 8);
-}
-
 /* gl_net_of - the network part of a triplet (up to the first space). */
 static void
 gl_net_of(const char *triplet, char *out, size_t outlen)
@@ -254,18 +333,6 @@ gl_net_of(const char *triplet, char *out, size_t outlen)
 	out[n] = '\0';
 }
 
-/* gl_text_val - the GL_TEXT-byte value of a triplet's text (truncated,
- * NUL padded); a static buffer. */
-static const void *
-gl_text_val(const char *triplet)
-{
-	static char v[GL_TEXT];
-
-	memset(v, 0, sizeof(v));
-	memcpy(v, triplet, strnlen(triplet, GL_TEXT - 1));
-	return v;
-}
-
 /* greylist_lookup - the decision for a triplet now: GL_R_PASS (passed
  * before, or the delay is over: it passes now, *waited = the wait),
  * GL_R_AUTO (the network is auto-allowed), GL_R_WAIT (pending, too
@@ -273,20 +340,19 @@ gl_text_val(const char *triplet)
 enum gl_result
 greylist_lookup(const struct config *cfg, const char *triplet, unsigned *waited)
 {
-	unsigned char key[8];
 	char net[260];
 	const struct gl_val *p;
 	const struct gl_net *gn;
 	struct gl_val v;
-	uint64_t now = store_now();
+	uint64_t now = store_now(), key;
 
 	*waited = 0;
 	gl_net_of(triplet, net, sizeof(net));
 	gn = store_get(gl_nets, net, strlen(net));
 	if (gn != NULL && gn->allowed_until != 0 && gn->allowed_until > now)
 		return GL_R_AUTO;
-	gl_key(triplet, key);
-	p = store_get(gl_t, key, 8);
+	key = gl_hash(triplet);
+	p = store_iget(gl_x, key, now);
 	if (p == NULL)
 		return GL_R_NEW;
 	v = *p;
@@ -294,40 +360,46 @@ greylist_lookup(const struct config *cfg, const char *triplet, unsigned *waited)
 	if (v.state == GL_PASSED)
 		return GL_R_PASS;
 	if (now < (uint64_t)v.first + cfg->greylist_delay_s) {
-		v.count++;
+		if (v.count < UINT16_MAX)
+			v.count++;
 		v.seen = (uint32_t)now;
-		store_put(gl_t, key, 8, &v,
-		          (uint64_t)v.first + cfg->greylist_window_s);
+		store_iput(gl_x, key, &v,
+		           (uint64_t)v.first + cfg->greylist_window_s);
 		return GL_R_WAIT;
 	}
 	v.state = GL_PASSED;
 	v.passed = v.seen = (uint32_t)now;
 	v.count = 0;
-	store_put(gl_t, key, 8, &v, now + cfg->greylist_lifetime_s);
-	store_put(gl_text, key, 8, gl_text_val(triplet),
-	          now + cfg->greylist_lifetime_s);
+	store_iput(gl_x, key, &v, now + cfg->greylist_lifetime_s);
 	return GL_R_PASS;
 }
 
 struct gl_evict {
-	uint32_t cutoff; /* evict pending ones first seen at or before */
-	int state;       /* GL_PENDING, then GL_PASSED */
-	size_t want, n;
-	unsigned char (*keys)[8];
+	int state; /* GL_PENDING, then GL_PASSED */
+	uint32_t cutoff;
+	size_t want;
 	uint32_t *times;
-	size_t nt;
+	uint64_t *keys;
+	size_t nt, nk;
 };
 
-/* gl_times_cb - collect the first-seen times of one state. */
+/* gl_time - the age that eviction orders by: first attempt of a pending
+ * triplet, last delivery of a passed one. */
+static inline uint32_t
+gl_time(const struct gl_val *v)
+{
+	return v->state == GL_PASSED ? v->seen : v->first;
+}
+
+/* gl_times_cb - collect the times of one state. */
 static bool
-gl_times_cb(const void *key, size_t klen, const void *val, uint64_t exp,
-            void *arg)
+gl_times_cb(uint64_t key, const void *val, uint64_t exp, void *arg)
 {
 	struct gl_evict *e = arg;
 	const struct gl_val *v = val;
 
-	if (v->state == e->state)
-		e->times[e->nt++] = v->state == GL_PASSED ? v->seen : v->first;
+	if ((v->state == GL_PASSED) == (e->state == GL_PASSED))
+		e->times[e->nt++] = gl_time(v);
 	return true;
 }
 
@@ -340,21 +412,18 @@ gl_cmp_u32(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* gl_evict_cb - delete the entries of the state at or before cutoff. */
+/* gl_keys_cb - collect the keys of the state at or before cutoff. */
 static bool
-gl_evict_cb(const void *key, size_t klen, const void *val, uint64_t exp,
-            void *arg)
+gl_keys_cb(uint64_t key, const void *val, uint64_t exp, void *arg)
 {
 	struct gl_evict *e = arg;
 	const struct gl_val *v = val;
-	uint32_t t = v->state == GL_PASSED ? v->seen : v->first;
 
-	if (v->state != e->state || t > e->cutoff)
+	if ((v->state == GL_PASSED) != (e->state == GL_PASSED) ||
+	    gl_time(v) > e->cutoff)
 		return true;
-	store_del(gl_text, key, klen);
-	store_del(gl_t, key, klen);
-	e->n++;
-	return e->n < e->want;
+	e->keys[e->nk++] = key;
+	return e->nk < e->want;
 }
 
 /* gl_evict_state - up to want of the oldest entries of a state; how many
@@ -363,17 +432,21 @@ static size_t
 gl_evict_state(int state, size_t want)
 {
 	struct gl_evict e = {.state = state, .want = want};
-	size_t n = store_count(gl_t);
+	size_t n = store_icount(gl_x);
 
 	e.times = xmalloc((n ? n : 1) * sizeof(*e.times));
-	store_foreach(gl_t, gl_times_cb, &e);
+	store_iforeach(gl_x, gl_times_cb, &e);
 	if (e.nt > 0) {
 		qsort(e.times, e.nt, sizeof(*e.times), gl_cmp_u32);
 		e.cutoff = e.times[(want < e.nt ? want : e.nt) - 1];
-		store_foreach(gl_t, gl_evict_cb, &e);
+		e.keys = xmalloc(want * sizeof(*e.keys));
+		store_iforeach(gl_x, gl_keys_cb, &e);
+		for (size_t i = 0; i < e.nk; i++)
+			store_idel(gl_x, e.keys[i]);
+		free(e.keys);
 	}
 	free(e.times);
-	return e.n;
+	return e.nk;
 }
 
 /* gl_evict - room for new triplets: the oldest pending ones go first,
@@ -383,6 +456,9 @@ gl_evict(void)
 {
 	size_t want = greylist_capacity() / GL_EVICT_DIV + 1, n;
 
+	/* Expired triplets go first (a flush sweeps only part of them). */
+	if (store_isweep(gl_x) >= want)
+		return;
 	n = gl_evict_state(GL_PENDING, want);
 	if (n < want)
 		n += gl_evict_state(GL_PASSED, want - n);
@@ -395,21 +471,18 @@ gl_evict(void)
 void
 greylist_record(const struct config *cfg, const char *triplet)
 {
-	unsigned char key[8];
 	struct gl_val v = {0};
-	uint64_t now = store_now();
+	uint64_t now = store_now(), key = gl_hash(triplet);
 
-	gl_key(triplet, key);
-	if (store_get(gl_t, key, 8) != NULL)
+	if (store_iget(gl_x, key, now) != NULL)
 		return;
-	if (store_count(gl_t) >= greylist_capacity())
+	if (store_icount(gl_x) >= greylist_capacity())
 		gl_evict();
 	v.first = v.seen = (uint32_t)now;
 	v.state = GL_PENDING;
 	v.count = 1;
-	store_put(gl_t, key, 8, &v, now + cfg->greylist_window_s);
-	store_put(gl_text, key, 8, gl_text_val(triplet),
-	          now + cfg->greylist_window_s);
+	store_iput(gl_x, key, &v, now + cfg->greylist_window_s);
+	store_text_put(gl_x, key, triplet);
 	gl_counted();
 }
 
@@ -419,24 +492,20 @@ greylist_record(const struct config *cfg, const char *triplet)
 void
 greylist_delivered(const struct config *cfg, const char *triplet)
 {
-	unsigned char key[8];
 	const struct gl_val *p;
 	struct gl_net gn = {0};
 	const struct gl_net *gp;
 	char net[260];
-	uint64_t now = store_now();
+	uint64_t now = store_now(), key = gl_hash(triplet);
 
-	gl_key(triplet, key);
-	p = store_get(gl_t, key, 8);
+	p = store_iget(gl_x, key, now);
 	if (p != NULL && p->state == GL_PASSED) {
 		struct gl_val v = *p;
 
 		v.seen = (uint32_t)now;
 		if (v.count < UINT16_MAX)
 			v.count++;
-		store_put(gl_t, key, 8, &v, now + cfg->greylist_lifetime_s);
-		store_put(gl_text, key, 8, gl_text_val(triplet),
-		          now + cfg->greylist_lifetime_s);
+		store_iput(gl_x, key, &v, now + cfg->greylist_lifetime_s);
 	}
 	if (cfg->greylist_auto_allow == 0)
 		return;
@@ -463,41 +532,49 @@ struct gl_list {
 	size_t n;
 };
 
-/* gl_list_cb - one line per triplet matching the pattern. */
-static bool
-gl_list_cb(const void *key, size_t klen, const void *val, uint64_t exp,
-           void *arg)
+/* gl_list_cb - one line per triplet matching the pattern (a triplet
+ * whose text is not on flash shows as "#KEY" and matches no pattern). */
+static void
+gl_list_cb(uint64_t key, const void *val, uint64_t exp, const char *text,
+           size_t tlen, void *arg)
 {
 	struct gl_list *l = arg;
 	const struct gl_val *v = val;
-	const char *text = store_get(gl_text, key, klen);
-	char line[GL_TEXT + 96];
+	char t[1024], line[1024 + 96];
 	int n;
 
-	if (text == NULL)
-		text = "?";
-	if (l->pattern != NULL && l->pattern[0] != '\0' &&
-	    fnmatch(l->pattern, text, 0) != 0 &&
-	    strstr(text, l->pattern) == NULL)
-		return true;
-	n = snprintf(line, sizeof(line), "%.*s %s age=%llus %s=%u\n", GL_TEXT,
-	             text, v->state == GL_PASSED ? "passed" : "pending",
+	if (text == NULL) {
+		if (l->pattern != NULL && l->pattern[0] != '\0')
+			return;
+		snprintf(t, sizeof(t), "#%016llx", (unsigned long long)key);
+	} else {
+		if (tlen >= sizeof(t))
+			tlen = sizeof(t) - 1;
+		memcpy(t, text, tlen);
+		t[tlen] = '\0';
+		if (l->pattern != NULL && l->pattern[0] != '\0' &&
+		    fnmatch(l->pattern, t, 0) != 0 &&
+		    strstr(t, l->pattern) == NULL)
+			return;
+	}
+	n = snprintf(line, sizeof(line), "%s %s age=%llus %s=%u\n", t,
+	             v->state == GL_PASSED ? "passed" : "pending",
 	             (unsigned long long)(l->now - v->first),
 	             v->state == GL_PASSED ? "deliveries" : "attempts",
 	             v->count);
 	buf_append(l->out, line, (size_t)n);
 	l->n++;
-	return true;
 }
 
 /* greylist_list - "TRIPLET STATE age=Ns ..." lines of the triplets whose
- * text matches pattern (a shell glob or a substring; NULL: all). */
+ * text matches pattern (a shell glob or a substring; NULL: all).  The
+ * texts are read from flash (store_text_foreach). */
 size_t
 greylist_list(const char *pattern, struct buf *out)
 {
 	struct gl_list l = {pattern, out, store_now(), 0};
 
-	store_foreach(gl_t, gl_list_cb, &l);
+	store_text_foreach(gl_x, gl_list_cb, &l);
 	return l.n;
 }
 
@@ -505,13 +582,12 @@ greylist_list(const char *pattern, struct buf *out)
 int
 greylist_del(const char *triplet)
 {
-	unsigned char key[8];
-
+	uint64_t key = gl_hash(triplet);
 	int rc;
 
-	gl_key(triplet, key);
-	store_del(gl_text, key, 8);
-	rc = store_del(gl_t, key, 8);
+	if (store_iget(gl_x, key, store_now()) == NULL)
+		return -ENOENT;
+	rc = store_idel(gl_x, key);
 	gl_counted();
 	return rc;
 }
@@ -529,10 +605,12 @@ gl_flush_cb(const void *key, size_t klen, const void *val, uint64_t exp,
 size_t
 greylist_flush(void)
 {
-	size_t n = store_count(gl_t);
+	size_t n = 0;
+	uint64_t e, p, ps, aa;
 
-	store_foreach(gl_t, gl_flush_cb, gl_t);
-	store_foreach(gl_text, gl_flush_cb, gl_text);
+	greylist_stats(&e, &p, &ps, &aa);
+	n = (size_t)e;
+	store_iclear(gl_x);
 	store_foreach(gl_nets, gl_flush_cb, gl_nets);
 	gl_counted();
 	return n;
@@ -544,8 +622,7 @@ struct gl_count {
 
 /* gl_count_cb - tally states. */
 static bool
-gl_count_cb(const void *key, size_t klen, const void *val, uint64_t exp,
-            void *arg)
+gl_count_cb(uint64_t key, const void *val, uint64_t exp, void *arg)
 {
 	struct gl_count *c = arg;
 	const struct gl_val *v = val;
@@ -577,8 +654,8 @@ greylist_stats(uint64_t *entries, uint64_t *pending, uint64_t *passed,
 {
 	struct gl_count c = {.now = store_now()};
 
-	if (gl_t != NULL) {
-		store_foreach(gl_t, gl_count_cb, &c);
+	if (gl_x != NULL) {
+		store_iforeach(gl_x, gl_count_cb, &c);
 		store_foreach(gl_nets, gl_net_cb, &c);
 	}
 	*entries = c.pending + c.passed;

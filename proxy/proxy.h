@@ -1058,6 +1058,44 @@ void store_foreach(struct store_table *t,
                               uint64_t expires, void *arg),
                    void *arg);
 size_t store_count(struct store_table *t);
+/* store_table_find - the table if it exists (loaded or asked for), else
+ * NULL (not created).  store_table_drop - it and its records go. */
+struct store_table *store_table_find(const char *name);
+void store_table_drop(struct store_table *t);
+/* store_compact - the next burst is a whole snapshot (tests, bench). */
+void store_compact(void);
+/* A compact index: records keyed by a nonzero u64 (a hash of what the
+ * caller keys on) with fixed small values (<= 240 bytes) and a 32-bit
+ * expiry, in one open-addressing slot array (no allocation per record);
+ * journalled as records, snapshotted as blocks by the thread pool from a
+ * copy of the slots (docs/STORE.md).  name: [a-z0-9_]; max sizes the
+ * slots (0: no bound).  iget: the value alive at now (store_now()),
+ * valid until the index changes.  iforeach: fn must not change it. */
+struct store_index;
+struct store_index *store_index(const char *name, size_t val_size, size_t max);
+int store_iput(struct store_index *x, uint64_t key, const void *val,
+               uint64_t expires);
+const void *store_iget(struct store_index *x, uint64_t key, uint64_t now);
+int store_idel(struct store_index *x, uint64_t key);
+void store_iclear(struct store_index *x);
+void store_iforeach(struct store_index *x,
+                    bool (*fn)(uint64_t key, const void *val, uint64_t expires,
+                               void *arg),
+                    void *arg);
+size_t store_icount(const struct store_index *x);
+size_t store_isweep(struct store_index *x); /* expired ones go now */
+size_t store_imem(const struct store_index *x);
+/* store_text_put - a text for key, kept on flash only (STATE_DIR/NAME.txt,
+ * appended at the next burst, compacted with the snapshots); for
+ * listing.  store_text_foreach - fn once per live record with its text
+ * (NULL when none was found); reads the file on the calling thread. */
+void store_text_put(struct store_index *x, uint64_t key, const char *text);
+void store_text_foreach(struct store_index *x,
+                        void (*fn)(uint64_t key, const void *val,
+                                   uint64_t expires, const char *text,
+                                   size_t tlen, void *arg),
+                        void *arg);
+void store_text_scan_mem(const void *p, size_t n, size_t *good, size_t *bad);
 /* store_now - wall seconds, corrected for clock jumps (monotonic within a
  * run; see docs/STORE.md "Clock").  store_clock_hooks - tests only. */
 uint64_t store_now(void);
@@ -1070,6 +1108,7 @@ struct store_counters {
 	uint64_t bursts, snapshots, bytes_written, write_errors;
 	uint64_t load_records, load_dropped, load_ms, clock_jumps;
 	uint64_t jnl_bytes, live_bytes;
+	uint64_t serialise_us; /* the last burst's time on the loop */
 };
 void store_counters_get(struct store_counters *out);
 uint32_t store_crc32(uint32_t crc, const void *p, size_t n);

@@ -11,9 +11,9 @@ cc -std=c11 -O2 -g -Iproxy -D_GNU_SOURCE -o build/bench/bench_greylist \
 	bench/greylist/bench_greylist.c build/host/libmailmoat.a -luv -lm -lpthread
 for n in ${1:-10000 100000 1000000}; do
 	d=$(mktemp -d /tmp/bench_greylist.XXXXXX)
-	build/bench/bench_greylist "$n" "$d" "$d/triplets.txt" 2>/dev/null
-	if command -v postgrey >/dev/null && [ "$n" -le 100000 ]; then
-		/usr/bin/python3 bench/greylist/postgrey.py "$d/triplets.txt" || true
+	build/bench/bench_greylist "$n" "$d" "$d/bench-triplets.list" 2>/dev/null
+	if command -v postgrey >/dev/null; then
+		/usr/bin/python3 bench/greylist/postgrey.py "$d/bench-triplets.list" || true
 	fi
 	rm -rf "$d"
 done

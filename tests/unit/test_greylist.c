@@ -2,7 +2,9 @@
  * test_greylist.c - greylisting logic: triplet networks (/24, /64, PTR
  * registered domain), sender normalisation, the cycle (new, too early,
  * pass, renewal, expiry), auto-allow, eviction order, list/del/flush,
- * persistence through the store.
+ * persistence through the store (the compact index "triplets", texts on
+ * flash: listing after a reload and after a compaction), the take-over
+ * of the generic tables of earlier versions.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -230,6 +232,76 @@ main(void)
 	}
 	t_end();
 
+	t_begin("texts listed after a compaction; a del is not listed");
+	{
+		struct buf b = {0};
+
+		greylist_flush();
+		greylist_record(&cfg,
+		                "192.0.2.0/24 keep@x.example r@y.example");
+		greylist_record(&cfg,
+		                "192.0.2.0/24 gone@x.example r@y.example");
+		store_flush_now();
+		T_INTEQ(greylist_del("192.0.2.0/24 gone@x.example r@y.example"),
+		        0);
+		store_compact();
+		store_flush_now();
+		store_close();
+		store_clock_hooks(wall_cb, mono_cb);
+		store_open(uv_default_loop(), &cfg, NULL, 0);
+		greylist_open();
+		T_INTEQ(greylist_list(NULL, &b), 1);
+		buf_append(&b, "", 1);
+		T_CHECK(strstr(b.data,
+		               "192.0.2.0/24 keep@x.example r@y.example "
+		               "pending") != NULL,
+		        "%s", b.data);
+		buf_free(&b);
+		T_INTEQ(greylist_list("*gone*", &b), 0);
+		buf_free(&b);
+	}
+	t_end();
+
+	t_begin("the tables of earlier versions are taken over");
+	{
+		struct store_table *old, *text;
+		struct {
+			uint32_t first, passed, seen;
+			uint16_t count;
+			uint8_t state, pad;
+		} ov = {0};
+		const char *tr = "198.51.100.0/24 old@x.example r@y.example";
+		uint64_t h = 1469598103934665603ull;
+		char tv[120] = {0};
+		struct buf b = {0};
+
+		greylist_flush();
+		for (const char *c = tr; *c; c++)
+			h = (h ^ (unsigned char)*c) * 1099511628211ull;
+		old = store_table("greylist", 16);
+		text = store_table("greylist_text", 120);
+		ov.first = ov.passed = ov.seen = (uint32_t)store_now();
+		ov.state = 2; /* passed */
+		store_put(old, &h, 8, &ov, store_now() + 86400);
+		snprintf(tv, sizeof(tv), "%s", tr);
+		store_put(text, &h, 8, tv, store_now() + 86400);
+		store_close();
+		store_clock_hooks(wall_cb, mono_cb);
+		store_open(uv_default_loop(), &cfg, NULL, 0);
+		greylist_open();
+		T_INTEQ(greylist_lookup(&cfg, tr, &w), GL_R_PASS);
+		T_CHECK(store_table_find("greylist") == NULL, "old table gone");
+		T_INTEQ(greylist_list("*old@*", &b), 1);
+		buf_free(&b);
+		store_close(); /* a snapshot without the old tables */
+		store_clock_hooks(wall_cb, mono_cb);
+		store_open(uv_default_loop(), &cfg, NULL, 0);
+		T_CHECK(store_table_find("greylist") == NULL, "not on flash");
+		greylist_open();
+		T_INTEQ(greylist_lookup(&cfg, tr, &w), GL_R_PASS);
+	}
+	t_end();
+
 	store_close();
 	{
 		char p[80];
@@ -237,6 +309,8 @@ main(void)
 		snprintf(p, sizeof(p), "%s/store.snap", dir);
 		unlink(p);
 		snprintf(p, sizeof(p), "%s/store.jnl", dir);
+		unlink(p);
+		snprintf(p, sizeof(p), "%s/triplets.txt", dir);
 		unlink(p);
 		rmdir(dir);
 	}

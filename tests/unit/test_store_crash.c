@@ -10,7 +10,10 @@
  * state_dir (MM_CRASH_ROUNDS times, default 300), so the next writer
  * appends after a torn tail as a restarted daemon does.  Then the files
  * are truncated and corrupted at random offsets: every load must succeed
- * and what it loaded must persist through the next flush.
+ * and what it loaded must persist through the next flush.  Every record
+ * also goes to a compact index (store_index "crashix", key i + 1; hot
+ * keys 2^40 + h), checked the same way: its journal records and block
+ * snapshots take the same cuts.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -56,21 +59,28 @@ static void
 writer(int fd, unsigned base)
 {
 	struct store_table *t;
+	struct store_index *x;
 	char k[32];
 
 	if (store_open(uv_default_loop(), &cfg, NULL, 0) < 0)
 		_exit(3);
 	t = store_table("crash", 4);
+	x = store_index("crashix", 4, 0);
 	for (uint32_t b = 0;; b++) {
 		for (unsigned j = 0; j < BATCH; j++) {
 			uint32_t i = base + b * BATCH + j;
 
 			store_put(t, k, kname(k, "k", i), &i, 0);
-			if (i % 7 == 0 && i >= base + 5)
+			store_iput(x, i + 1, &i, 0);
+			if (i % 7 == 0 && i >= base + 5) {
 				store_del(t, k, kname(k, "k", i - 5));
+				store_idel(x, i - 5 + 1);
+			}
 		}
-		for (unsigned h = 0; h < HOT; h++)
+		for (unsigned h = 0; h < HOT; h++) {
 			store_put(t, k, kname(k, "hot", h), &b, 0);
+			store_iput(x, (1ull << 40) + h, &b, 0);
+		}
 		if (store_flush_now() < 0)
 			_exit(4);
 		if (write(fd, &b, sizeof(b)) != sizeof(b))
@@ -84,20 +94,29 @@ static unsigned
 verify(unsigned top, int64_t hot_min, unsigned next)
 {
 	struct store_table *t;
-	unsigned bad = 0, seen = 0;
+	struct store_index *x;
+	unsigned bad = 0, seen = 0, seen_x = 0;
 	char k[32];
 
 	if (store_open(uv_default_loop(), &cfg, NULL, 0) < 0)
 		return 1;
 	t = store_table("crash", 4);
+	x = store_index("crashix", 4, 0);
 	for (unsigned i = 0; i < top; i++) {
 		const uint32_t *v = store_get(t, k, kname(k, "k", i));
+		const uint32_t *w = store_iget(x, i + 1, store_now());
 
 		if ((state[i] == 1 && (v == NULL || *v != i)) ||
 		    (state[i] == 2 && v != NULL)) {
 			if (bad++ == 0)
 				T_CHECK(0, "key %u: state %d, got %s", i,
 				        state[i], v ? "a value" : "none");
+		}
+		if ((state[i] == 1 && (w == NULL || *w != i)) ||
+		    (state[i] == 2 && w != NULL)) {
+			if (bad++ == 0)
+				T_CHECK(0, "index key %u: state %d, got %s", i,
+				        state[i], w ? "a value" : "none");
 		}
 	}
 	/* the unreported batch: all or nothing */
@@ -111,20 +130,31 @@ verify(unsigned top, int64_t hot_min, unsigned next)
 				continue; /* deleted within the batch */
 			want++;
 			seen += store_get(t, k, kname(k, "k", i)) != NULL;
+			seen_x += store_iget(x, i + 1, store_now()) != NULL;
 		}
-		if (seen != 0 && seen != want) {
+		if ((seen != 0 && seen != want) || seen_x != seen) {
 			bad++;
-			T_CHECK(0, "a torn batch loaded: %u of %u keys", seen,
-			        want);
+			T_CHECK(0,
+			        "a torn batch loaded: %u of %u keys (index: "
+			        "%u)",
+			        seen, want, seen_x);
 		}
 	}
 	for (unsigned h = 0; hot_min >= 0 && h < HOT; h++) {
 		const uint32_t *v = store_get(t, k, kname(k, "hot", h));
 
+		const uint32_t *w =
+		        store_iget(x, (1ull << 40) + h, store_now());
+
 		if (v == NULL || (int64_t)*v < hot_min) {
 			if (bad++ == 0)
 				T_CHECK(0, "hot %u: got %ld, want >= %ld", h,
 				        v ? (long)*v : -1L, (long)hot_min);
+		}
+		if (w == NULL || (int64_t)*w < hot_min || *w != *v) {
+			if (bad++ == 0)
+				T_CHECK(0, "index hot %u: got %ld, want %ld", h,
+				        w ? (long)*w : -1L, v ? (long)*v : -1L);
 		}
 	}
 	return bad;
@@ -259,7 +289,7 @@ main(void)
 		for (unsigned i = 0; i < n; i++) {
 			const char *f =
 			        (rand() & 1) ? "store.jnl" : "store.snap";
-			size_t c1, c2;
+			size_t c1, c2, x1, x2;
 
 			copy_file(path_of("orig.snap"), path_of("store.snap"));
 			copy_file(path_of("orig.jnl"), path_of("store.jnl"));
@@ -285,13 +315,16 @@ main(void)
 			T_INTEQ(store_open(uv_default_loop(), &cfg, NULL, 0),
 			        0);
 			c1 = store_count(store_table("crash", 4));
+			x1 = store_icount(store_index("crashix", 4, 0));
 			store_close();
 			T_INTEQ(store_open(uv_default_loop(), &cfg, NULL, 0),
 			        0);
 			c2 = store_count(store_table("crash", 4));
+			x2 = store_icount(store_index("crashix", 4, 0));
 			store_counters_get(&sc);
 			store_close();
 			T_CHECK(c1 == c2, "loaded %zu, then %zu", c1, c2);
+			T_CHECK(x1 == x2, "index loaded %zu, then %zu", x1, x2);
 			T_INTEQ(sc.load_dropped, 0);
 		}
 	}
@@ -299,6 +332,7 @@ main(void)
 
 	unlink(path_of("store.snap"));
 	unlink(path_of("store.jnl"));
+	unlink(path_of("crashix.txt"));
 	unlink(path_of("orig.snap"));
 	unlink(path_of("orig.jnl"));
 	rmdir(dir);
