@@ -22,6 +22,7 @@ import time
 import unittest
 
 from base import MMTest, mm
+import postfix
 
 CORPUS = os.environ.get("DSN_CORPUS", "/work/shared/data/dsn-bounces-sisimai")
 REFUSED = ("550 5.7.1 Delivery status notification refused: it does not "
@@ -553,27 +554,16 @@ class Outbound(DsnBase):
                               "outgoing mail")
 
 
-class PostfixPeer:
+class PostfixPeer(postfix.Instance):
     """PostfixPeer - Debian's Postfix as a second instance with its own
-    config and queue dirs (postfix -c DIR), playing the far MTA: it takes
-    mail for far.test and cannot deliver it (error transport), so it
+    config and queue dirs (tests/lib/postfix.py), playing the far MTA: it
+    takes mail for far.test and cannot deliver it (error transport), so it
     bounces it to the sender; mail for ours.test goes to mailmoat from
     bind address src."""
 
     def __init__(self, mm_port, src, office=False):
-        self.tmp = mm.mkdtemp("postfix-")
-        os.chmod(self.tmp, 0o755)     # the postfix user walks into it
-        self.conf = os.path.join(self.tmp, "conf")
         self.port = mm.free_port()
-        os.makedirs(self.conf)
-        q = os.path.join(self.tmp, "queue")
-        d = os.path.join(self.tmp, "data")
-        os.makedirs(q)
-        os.makedirs(d)
-        shutil.chown(d, "postfix")
         main = {
-            "compatibility_level": "3.6",
-            "queue_directory": q, "data_directory": d,
             "myhostname": "mta.far.test", "mydomain": "far.test",
             "myorigin": "far.test", "mydestination": "",
             "inet_interfaces": "127.0.0.1", "inet_protocols": "ipv4",
@@ -582,14 +572,8 @@ class PostfixPeer:
                               "unavailable}, ours.test=smtp:[127.0.0.1]:%d }"
                               % mm_port,
             "smtp_bind_address": src, "smtp_helo_name": "mta.far.test",
-            "maillog_file": os.path.join(self.tmp, "maillog"),
-            "maillog_file_prefixes": self.tmp,
-            "alias_maps": "", "alias_database": "",
             "local_recipient_maps": "",
             "smtpd_relay_restrictions": "permit_mynetworks, reject",
-            "smtp_tls_security_level": "none",
-            "smtpd_tls_security_level": "none",
-            "notify_classes": "", "delay_warning_time": "0",
             "smtpd_reject_unlisted_recipient": "no",
         }
         if office:
@@ -598,49 +582,13 @@ class PostfixPeer:
                 del main[k]
             main["relayhost"] = "[127.0.0.1]:%d" % mm_port
             main["myhostname"] = "office.ours.test"
-        with open(os.path.join(self.conf, "main.cf"), "w") as f:
-            for k, v in main.items():
-                f.write("%s = %s\n" % (k, v))
-        with open("/etc/postfix/master.cf") as f:
-            master = f.read()
-        master = re.sub(r"(?m)^smtp +inet .*$", "127.0.0.1:%d inet n - n - "
-                        "- smtpd" % self.port, master)
-        master = re.sub(r"(?m)^(submission|smtps) +inet .*$", "", master)
-        if not re.search(r"(?m)^postlog ", master):
-            master += "postlog unix-dgram n - n - 1 postlogd\n"
-        with open(os.path.join(self.conf, "master.cf"), "w") as f:
-            f.write(master)
-
-    def postfix(self, *args):
-        return subprocess.run(["postfix", "-c", self.conf] + list(args),
-                              capture_output=True, text=True,
-                              timeout=mm.GUARD)
+        super().__init__(mm.mkdtemp("postfix-"), main,
+                         ["127.0.0.1:%d" % self.port])
 
     def start(self):
-        p = self.postfix("start")
-        if p.returncode != 0:
-            raise mm.HarnessError("postfix start: %s %s" % (p.stdout,
-                                                            p.stderr))
+        super().start()
         mm.wait_listen(self.port)
         return self
-
-    def stop(self):
-        self.postfix("stop")
-        mm.wait_for(lambda: self.postfix("status").returncode != 0,
-                    "postfix to stop")
-        shutil.rmtree(self.tmp, ignore_errors=True)
-
-    def queue_empty(self):
-        p = subprocess.run(["postqueue", "-c", self.conf, "-p"],
-                           capture_output=True, text=True, timeout=mm.GUARD)
-        return "Mail queue is empty" in p.stdout
-
-    def log(self):
-        try:
-            with open(os.path.join(self.tmp, "maillog")) as f:
-                return f.read()
-        except OSError:
-            return ""
 
     def send(self, sender, rcpt, msgid):
         s = smtplib.SMTP("127.0.0.1", self.port, timeout=mm.GUARD)
