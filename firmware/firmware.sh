@@ -36,6 +36,7 @@ firmware/deps.sh "$b"
 firmware/busybox.sh "$b"
 firmware/kernel.sh "$b"
 firmware/iptables.sh "$b"
+firmware/ebtables.sh "$b"
 
 # Host tool: sign and verify with Debian's libmbedtls.
 ht=$top/build/host-tools
@@ -87,9 +88,12 @@ while read -r l; do
 done < "$bb/busybox.links"
 for p in mailmoat mailmoatctl mailmoat-flash mmsign; do cp "$app/$p" "$r/usr/sbin/$p"; done
 cp "$app"/cgi-bin/* "$r/www/cgi-bin/"
-# Packet filter for transparent interception: iptables + its modules.
+# Packet filter for transparent interception: iptables and ip6tables (one
+# binary), ebtables for bridge mode, and their modules.
 cp "$top/build/deps/$ARCH/iptables/xtables-legacy-multi" "$r/usr/sbin/"
 ln -s xtables-legacy-multi "$r/usr/sbin/iptables"
+ln -s xtables-legacy-multi "$r/usr/sbin/ip6tables"
+cp "$top/build/deps/$ARCH/ebtables/ebtables" "$r/usr/sbin/"
 mkdir -p "$r/lib/modules/filter"
 cp "$top/build/kernel/$b"/mods-filter/* "$r/lib/modules/filter/"
 if [ "${MM_FW_BREAK_DAEMON:-0}" = 1 ]; then

@@ -1,5 +1,5 @@
 #!/bin/sh
-# iptables.sh - build iptables (legacy backend, IPv4, every extension built
+# iptables.sh - build iptables (legacy backend, IPv4 and IPv6, every extension built
 # in) statically with musl from Debian's source package: the packet filter
 # that installs the transparent-interception rules (rcS).
 #
@@ -26,7 +26,7 @@ log=$d/iptables.log
 	cd "$o/b"
 	"$src/configure" --host="$MUSL_TRIPLET" CC="$MUSL_TRIPLET-gcc" \
 		CFLAGS="-Os -ffunction-sections -fdata-sections -isystem $tc/kh -ffile-prefix-map=$top=." \
-		--disable-nftables --enable-static --disable-shared --disable-ipv6 \
+		--disable-nftables --enable-static --disable-shared \
 		--disable-devel --disable-libipq --disable-bpf-compiler \
 		--disable-nfsynproxy --disable-connlabel --without-kernel --prefix=/ &&
 	make -j"$(nproc)" LDFLAGS="-all-static -Wl,--gc-sections $LDFLAGS_ARCH"

@@ -14,11 +14,13 @@ free_port() {
 }
 
 # box_start BOARD BOOTDIR DISK LOG APPEND... - start QEMU in the background
+# (BOX_WRAP: a command QEMU runs under, e.g. tapns.py NS:TAP... --)
 box_start() {
 	local b=$1 bd=$2 dk=$3 lg=$4; shift 4
 	SP=$(free_port); HP=$(free_port)
 	BOX_T0=$(date +%s.%N)
-	"$TOP/firmware/qemu.sh" "$b" "$bd" "$dk" "$SP" "$HP" "$@" > "$lg" 2>&1 &
+	# shellcheck disable=SC2086
+	${BOX_WRAP:-} "$TOP/firmware/qemu.sh" "$b" "$bd" "$dk" "$SP" "$HP" "$@" > "$lg" 2>&1 &
 	QPID=$!
 }
 

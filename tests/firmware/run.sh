@@ -8,7 +8,9 @@
 #   config, secrets and data kept, file system clean -> bad images refused
 #   with nothing written -> update to a newer signed image -> update to an
 #   image whose daemon cannot start: falls back to the previous slot;
-#   then a fresh box with transparent=redirect (packet filter rules).
+#   then a fresh box with transparent=redirect (packet filter rules), and
+#   one in-line with two NICs in namespaces, bridge + tproxy (tproxy.sh:
+#   the server sees the client's address, v4 and v6).
 #   rpi4 (aarch64) and rpi2 (armhf): build, boot the root under QEMU's
 #   virt machine in 64 MB, see mailmoat serving SMTP and the web page.
 # Figures (sizes, boot times, idle RAM) go to build/firmware-figures.
@@ -22,7 +24,7 @@ FAILED=0 QPID= BPID=
 W=$TOP/build/fwtest
 rm -rf "$W"; mkdir -p "$W"
 FIG=$TOP/build/firmware-figures; : > "$FIG"
-trap 'box_kill; [ -n "$BPID" ] && kill $BPID 2>/dev/null' EXIT
+trap 'box_kill; [ -n "$BPID" ] && kill $BPID 2>/dev/null; type tp_cleanup >/dev/null 2>&1 && tp_cleanup' EXIT
 
 echo "# building x86_64 (first build from scratch takes a few minutes)"
 t0=$SECONDS
@@ -343,6 +345,9 @@ swaks --server 127.0.0.1 --port "$SP" --helo client.example.net --from alice@exa
 check "mail through the redirect on a static address reaches the backend" \
 	grep -lqs 'fwtest-mail-static' "$W"/spool/msg-*.eml
 box_kill
+
+# --- the box in-line: two NICs, bridge + tproxy ------------------------------
+. "$HERE/tproxy.sh"
 
 # --- rpi4 (aarch64) and rpi2 (armhf): build, boot the root on QEMU virt ------
 for brd in rpi4 rpi2; do

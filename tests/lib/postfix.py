@@ -1,10 +1,15 @@
-"""postfix.py - Debian's Postfix as a second, unprivileged-by-config
-instance for tests: its own config directory (postfix -c DIR), queue and
-data directories under a temp dir, no chroot, no listening service, its
-log in a file (postlogd), short retry timers.  It plays a real sending
-MTA: mail submitted with its sendmail goes to one relay host (mailmoat)
-from a bind address of the test's choosing, and Postfix retries by
-itself when it is told 4xx.
+"""postfix.py - Debian's Postfix as a second instance for tests: its own
+config, queue and data directories under a temp dir (postfix -c DIR), no
+chroot, its log in a file of its own (postlogd).
+
+    Instance(tmp, main, listeners=(), ns=None, master_opts=None)
+
+is the instance itself: main.cf is the dict main on top of the dirs and the
+log, master.cf is MASTER_CF with one smtpd per address:port of listeners
+(IPv6 as "[addr]:port", -o options master_opts on them); ns runs every
+postfix command (and so the master and its listeners) inside that network
+namespace (ip netns exec).  tests/transparent runs the office's real mail
+server on it.
 
     pf = PostfixMTA(relay_port, src="127.0.20.1").start()
     pf.sendmail("alice@far.test", ["bob@example.com"], text)
@@ -12,16 +17,25 @@ itself when it is told 4xx.
     pf.log()            # its maillog
     pf.stop()
 
+is a real sending MTA on loopback (tests/integ): mail submitted with its
+sendmail goes to one relay host (mailmoat) from a bind address of the
+test's choosing, with short retry timers, and Postfix retries by itself
+when it is told 4xx.
+
 Needs root (postfix start) and the Debian users postfix / postdrop.
-Only /usr/bin/python3 (with tests/lib on sys.path) runs this.
+Only /usr/bin/python3 (with tests/lib on sys.path) runs this.  Nothing
+here sleeps to make an assertion: waits poll, with a guard.
 """
 import os
 import shutil
 import subprocess
+import time
 
 import mm
 
-# no chroot (column 5 "n"), no inet service: the instance only sends
+GUARD = 30.0
+
+# no chroot (column 5 "n"); Instance adds one smtpd per listener
 MASTER_CF = """\
 pickup    unix  n       -       n       1       1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
@@ -41,6 +55,7 @@ error     unix  -       -       n       -       -       error
 retry     unix  -       -       n       -       -       error
 discard   unix  -       -       n       -       -       discard
 local     unix  -       n       n       -       -       local
+virtual   unix  -       n       n       -       -       virtual
 anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
@@ -56,38 +71,94 @@ def available():
     return True, ""
 
 
-class PostfixMTA:
+class Instance:
+    """Instance - a Postfix of its own under tmp (see the top)."""
+
+    def __init__(self, tmp, main, listeners=(), ns=None, master_opts=None):
+        self.tmp = tmp
+        self.ns = ns
+        os.chmod(tmp, 0o755)          # the postfix user walks into it
+        self.conf = os.path.join(tmp, "conf")
+        self.maillog = os.path.join(tmp, "maillog")
+        q = os.path.join(tmp, "queue")
+        d = os.path.join(tmp, "data")
+        for x in (self.conf, q, d):
+            os.makedirs(x, exist_ok=True)
+        shutil.chown(d, "postfix")
+        full = {
+            "compatibility_level": "3.6",
+            "queue_directory": q, "data_directory": d,
+            "mail_owner": "postfix", "setgid_group": "postdrop",
+            "maillog_file": self.maillog,
+            "maillog_file_prefixes": tmp,
+            "alias_maps": "", "alias_database": "",
+            "smtp_tls_security_level": "none",
+            "smtpd_tls_security_level": "none",
+            "notify_classes": "", "delay_warning_time": "0",
+        }
+        full.update(main)
+        with open(os.path.join(self.conf, "main.cf"), "w") as f:
+            for k, v in full.items():
+                f.write("%s = %s\n" % (k, v))
+        opts = "".join(" -o %s=%s" % kv for kv in (master_opts or {}).items())
+        with open(os.path.join(self.conf, "master.cf"), "w") as f:
+            f.write(MASTER_CF)
+            for a in listeners:
+                f.write("%s inet n - n - - smtpd%s\n" % (a, opts))
+
+    def _run(self, *cmd):
+        full = (["ip", "netns", "exec", self.ns] if self.ns else []) + list(cmd)
+        return subprocess.run(full, capture_output=True, text=True,
+                              timeout=GUARD * 3)
+
+    def postfix(self, *args):
+        return self._run("postfix", "-c", self.conf, *args)
+
+    def start(self):
+        """start - postfix start (its master binds the listeners before
+        it returns: postfix-script runs master -w)."""
+        p = self.postfix("start")
+        if p.returncode != 0:
+            raise RuntimeError("postfix start: %s %s" % (p.stdout, p.stderr))
+        return self
+
+    def stop(self, remove=True):
+        self.postfix("stop")
+        end = time.monotonic() + GUARD
+        while self.postfix("status").returncode == 0:
+            if time.monotonic() > end:
+                self.postfix("abort")
+                break
+            time.sleep(0.05)
+        if remove:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def queue_empty(self):
+        p = self._run("postqueue", "-c", self.conf, "-p")
+        return "Mail queue is empty" in p.stdout
+
+    def log(self):
+        try:
+            with open(self.maillog, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+
+class PostfixMTA(Instance):
     """PostfixMTA - a sending Postfix relaying everything to
     [relay_host]:relay_port from bind address src."""
 
     def __init__(self, relay_port, src, relay_host="127.0.0.1",
                  hostname="mta.far.test", extra=None):
-        self.tmp = mm.mkdtemp("postfix-")
-        os.chmod(self.tmp, 0o755)     # the postfix user walks into it
-        self.conf = os.path.join(self.tmp, "conf")
-        self.queue = os.path.join(self.tmp, "queue")
-        self.data = os.path.join(self.tmp, "data")
-        self.maillog = os.path.join(self.tmp, "maillog")
-        for d in (self.conf, self.queue, self.data):
-            os.makedirs(d)
-        shutil.chown(self.data, "postfix")
         main = {
-            "compatibility_level": "3.6",
-            "queue_directory": self.queue, "data_directory": self.data,
-            "mail_owner": "postfix", "setgid_group": "postdrop",
             "myhostname": hostname, "mydomain": "far.test",
             "myorigin": "far.test", "mydestination": "",
             "inet_interfaces": "loopback-only", "inet_protocols": "ipv4",
             "mynetworks": "127.0.0.0/8",
             "relayhost": "[%s]:%d" % (relay_host, relay_port),
             "smtp_bind_address": src, "smtp_helo_name": hostname,
-            "maillog_file": self.maillog,
-            "maillog_file_prefixes": self.tmp,
-            "alias_maps": "", "alias_database": "",
             "local_recipient_maps": "",
-            "smtp_tls_security_level": "none",
-            "smtpd_tls_security_level": "none",
-            "notify_classes": "", "delay_warning_time": "0",
             # retry soon and often: the greylist delay of the test is a
             # second or two.  Not 1s: qmgr takes a deferred file whose
             # time stamp is up to 1s ahead at once, possibly while the
@@ -107,16 +178,7 @@ class PostfixMTA:
             "maximal_queue_lifetime": "1h", "bounce_queue_lifetime": "1h",
         }
         main.update(extra or {})
-        with open(os.path.join(self.conf, "main.cf"), "w") as f:
-            for k, v in main.items():
-                f.write("%s = %s\n" % (k, v))
-        with open(os.path.join(self.conf, "master.cf"), "w") as f:
-            f.write(MASTER_CF)
-
-    def postfix(self, *args):
-        return subprocess.run(["postfix", "-c", self.conf] + list(args),
-                              capture_output=True, text=True,
-                              timeout=mm.GUARD * 3)
+        super().__init__(mm.mkdtemp("postfix-"), main)
 
     def running(self):
         return self.postfix("status").returncode == 0
@@ -159,27 +221,14 @@ class PostfixMTA:
             raise mm.HarnessError("sendmail: rc=%d %r" % (p.returncode,
                                                           p.stderr))
 
-    def queue_empty(self):
-        p = subprocess.run(["postqueue", "-c", self.conf, "-p"],
-                           capture_output=True, text=True, timeout=mm.GUARD)
-        return "Mail queue is empty" in p.stdout
-
     def flush(self):
         """flush - postqueue -f: retry every deferred message now."""
-        subprocess.run(["postqueue", "-c", self.conf, "-f"],
-                       capture_output=True, timeout=mm.GUARD)
+        self._run("postqueue", "-c", self.conf, "-f")
 
     def parked(self):
         """parked - qmgr found a queue file still locked by a delivery
         agent and parked it for 60s (a race of very short timers)."""
         return "skipped, still being delivered" in self.log()
-
-    def log(self):
-        try:
-            with open(self.maillog, errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
 
     def statuses(self, rcpt):
         """statuses - [(status, rest of line)] of the smtp client's

@@ -2,7 +2,8 @@
 """client.py - one SMTP client in the "internet" namespace.
 
   client.py SRC DST PORT RCPT      prints one JSON line:
-  {"banner": CODE, "final": CODE, "text": "...", "error": null}
+  {"banner": CODE, "banner_text": "...", "final": CODE, "text": "...",
+   "error": null}
   client.py --tcp SRC DST PORT     plain TCP: {"got": "hello"}
 """
 import json
@@ -24,12 +25,12 @@ if sys.argv[1] == "--tcp":
     sys.exit(0)
 
 src, dst, port, rcpt = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-out = {"banner": None, "final": None, "text": "", "error": None}
+out = {"banner": None, "banner_text": "", "final": None, "text": "", "error": None}
 try:
     c = smtplib.SMTP(timeout=30, source_address=(src, 0))
     code, msg = c.connect(dst, port)
     out["banner"] = code
-    out["text"] = msg.decode(errors="replace")
+    out["text"] = out["banner_text"] = msg.decode(errors="replace")
     if code == 220:
         c.ehlo("client.example.net")
         code, msg = c.mail("sender@example.net")

@@ -22,11 +22,20 @@ Cases, each IPv4 and IPv6:
   that take every destination ("any"), the daemon refuses it itself
   (554, reason=transparent) and the office sees nothing.
   bridge    (bridge = ... , tproxy) the same in bridge mode.
+  postfix   the office server is Debian's real Postfix (tests/lib/postfix.py,
+            an instance of its own in the office namespace, delivering into
+            a maildir), the box redirects with backend_client_info = none,
+            xclient (smtpd_authorized_xclient_hosts = the box) and proxy
+            (smtpd_upstream_proxy_protocol = haproxy: PROXY v2): its
+            Received: header and its log name 203.0.113.10 (the box for none).
 One "ok - NAME" / "not ok - NAME" line per case.
 """
 import atexit
+import glob
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -34,6 +43,8 @@ import tempfile
 import time
 
 TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(TOP, "tests", "lib"))
+import postfix  # noqa: E402
 HERE = os.path.join(TOP, "tests", "transparent")
 DAEMON = os.path.join(TOP, "build", "host", "mailmoat")
 INTERCEPT = os.path.join(TOP, "rootfs", "usr", "sbin", "mailmoat-intercept")
@@ -382,6 +393,82 @@ def run_unprivileged():
         stop(office)
 
 
+def run_postfix(info):
+    """The office server is Debian's real Postfix (an instance of its own
+    in the office namespace, tests/lib/postfix.py) delivering example.com
+    into a maildir; the box redirects with backend_client_info = INFO.
+    Postfix must record the real client 203.0.113.10 / 2001:db8:1::10 in
+    its Received: header and its log for xclient (it lets the box's
+    address send XCLIENT: smtpd_authorized_xclient_hosts) and proxy (its
+    smtpd_upstream_proxy_protocol = haproxy, PROXY v2 since Postfix 3.5);
+    with none it records the box."""
+    tag = "postfix %s" % info
+    pdir = os.path.join(TMP, "postfix-" + info)
+    vmail = os.path.join(pdir, "vmail")
+    os.makedirs(vmail)
+    os.chmod(TMP, 0o755)
+    shutil.chown(vmail, "nobody", "nogroup")
+    main = {
+        "myhostname": "office.example.com", "mydomain": "example.com",
+        "myorigin": "example.com", "mydestination": "",
+        "inet_interfaces": "all", "inet_protocols": "all",
+        "mynetworks": "127.0.0.0/8",
+        "smtpd_peername_lookup": "no",
+        "virtual_mailbox_domains": "example.com",
+        "virtual_mailbox_base": vmail,
+        "virtual_mailbox_maps": "inline:{ user@example.com=user/ }",
+        "virtual_uid_maps": "static:65534", "virtual_gid_maps": "static:65534",
+        "local_recipient_maps": "",
+    }
+    opts = {}
+    if info == "xclient":
+        main["smtpd_authorized_xclient_hosts"] = "%s, [%s]" % (BOXIN4, BOXIN6)
+    elif info == "proxy":
+        opts["smtpd_upstream_proxy_protocol"] = "haproxy"
+    pf = postfix.Instance(pdir, main, ["%s:25" % SERVER4, "[%s]:25" % SERVER6],
+                          ns=NS["office"], master_opts=opts)
+    pf.start()
+    dmn, dlog = daemon_start("redirect", info)
+    r = intercept("redirect", SERVER4, SERVER6)
+    result("%s: mailmoat-intercept start redirect" % tag, r.returncode == 0,
+           r.stdout + r.stderr)
+    try:
+        for fam, src, box in ((4, CLIENT4, BOXIN4), (6, CLIENT6, BOXIN6)):
+            dst = SERVER4 if fam == 4 else SERVER6
+            lit = ("[%s]" if fam == 4 else "[IPv6:%s]")
+            seen = src if info != "none" else box
+            before = set(glob.glob(os.path.join(vmail, "user", "new", "*")))
+            got = client(src, dst)
+            mails = []
+            if got.get("final") == 250:
+                try:
+                    wait(lambda: set(glob.glob(os.path.join(
+                        vmail, "user", "new", "*"))) - before,
+                        "postfix to deliver")
+                except RuntimeError:
+                    pass
+                for fn in set(glob.glob(os.path.join(vmail, "user", "new", "*"))) - before:
+                    with open(fn) as f:
+                        mails.append(f.read())
+            rcv = [ln for m in mails for ln in
+                   m.replace("\n\t", " ").replace("\n    ", " ").splitlines()
+                   if ln.startswith("Received:") and "by office.example.com" in ln]
+            ok = (len(mails) == 1 and len(rcv) == 1 and
+                  (lit % seen) in rcv[0] and (lit % (box if seen == src else src)) not in rcv[0])
+            result("%s v%d: mail from %s delivered by Postfix, its Received: "
+                   "header names %s" % (tag, fam, src, seen), ok,
+                   "client %s\nreceived %s\n%s\n%s" %
+                   (got, rcv, pf.log()[-2000:], open(dlog).read()[-800:]))
+            ok = re.search(r"(?m)smtpd\[\d+\]: [0-9A-F]+: client=[^\[]*%s$" %
+                           re.escape("[%s]" % seen), pf.log()) is not None
+            result("%s v%d: Postfix logged client=[%s]" % (tag, fam, seen), ok,
+                   pf.log()[-2000:])
+    finally:
+        sh(INTERCEPT, "stop", ns="box", check=False)
+        stop(dmn)
+        pf.stop(remove=False)
+
+
 def main():
     if os.geteuid() != 0:
         print("not ok - transparent: needs root (network namespaces)")
@@ -403,6 +490,16 @@ def main():
             run_unprivileged()
         except Exception as e:
             result("tproxy as MAILMOAT_USER=nobody: setup", False, e)
+    for info in ("none", "xclient", "proxy"):
+        if only and "postfix" not in only and "postfix-" + info not in only:
+            continue
+        if not postfix.available()[0]:
+            result("postfix %s: Debian's postfix installed" % info, False)
+            continue
+        try:
+            run_postfix(info)
+        except Exception as e:
+            result("postfix %s: setup" % info, False, e)
     if not only or "bridge" in only:
         try:
             topology(bridged=True)
