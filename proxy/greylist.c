@@ -334,7 +334,8 @@ gl_net_of(const char *triplet, char *out, size_t outlen)
 }
 
 /* greylist_lookup - the decision for a triplet now: GL_R_PASS (passed
- * before, or the delay is over: it passes now, *waited = the wait),
+ * before: *waited = 0; or the delay is over: it passes now, *waited =
+ * the wait since the first attempt),
  * GL_R_AUTO (the network is auto-allowed), GL_R_WAIT (pending, too
  * early: *waited so far), GL_R_NEW (unknown: greylist_record() it). */
 enum gl_result
@@ -356,9 +357,9 @@ greylist_lookup(const struct config *cfg, const char *triplet, unsigned *waited)
 	if (p == NULL)
 		return GL_R_NEW;
 	v = *p;
-	*waited = (unsigned)(now - v.first);
 	if (v.state == GL_PASSED)
-		return GL_R_PASS;
+		return GL_R_PASS; /* this mail was not held: waited 0 */
+	*waited = (unsigned)(now - v.first);
 	if (now < (uint64_t)v.first + cfg->greylist_delay_s) {
 		if (v.count < UINT16_MAX)
 			v.count++;
