@@ -277,7 +277,7 @@ if box_wait_exit 60; then ok "box reboots after the update"; else nok "box reboo
 box_start x86_64 "$X/boot" "$DISK" "$W/boot3.log" $CONF1
 box_banner 180 || nok "boot 3 (trial of slot B): SMTP banner"
 box_wait_log "$W/boot3.log" 'slot B committed' 90
-webui_box back "$ver+fwtest2"
+webui_box back "$ver+fwtest2" "$ver"
 page=$(http_get /cgi-bin/status)
 check "box runs the new version ($ver+fwtest2) from slot B" \
 	grep -q "<td>$ver+fwtest2</td>" <<< "$page"

@@ -14,8 +14,9 @@ forwards its ports and checks the disk around these steps.
                           form is back (run.sh checks nothing was written)
     good IMAGE            upload IMAGE: verified and flashed, the page says
                           the box restarts on it (run.sh waits for that)
-    back VERSION          after the reboot: log in again, the firmware page
-                          shows VERSION running from slot B
+    back VERSION [PREV]   after the reboot: log in again, the firmware page
+                          shows VERSION running from slot B (committed) and
+                          PREV in the other slot
 
 Prints "ok - box-webui:..." / "not ok - box-webui:..." lines (the reason
 follows as "#" lines); exit 1 if any failed.  Screenshots go to
@@ -208,15 +209,19 @@ def step_good(b, pw, image):
            "flashed, the box restarts", flashed)
 
 
-def step_back(b, pw, version):
+def step_back(b, pw, version, previous=None):
     def back():
         b.login(pw)
         check(b.cell("box", "version") == version, b.cell("box", "version"))
         b.get("/cgi-bin/firmware")
         check(b.cell("slots", "running version") == version,
               b.cell("slots", "running version"))
-        check(b.cell("slots", "running slot").startswith("B"),
+        # committed by now (run.sh waited for it): no longer a trial
+        check(b.cell("slots", "running slot") == "B",
               b.cell("slots", "running slot"))
+        if previous:
+            check(b.cell("slots", "other slot") == previous,
+                  "other slot: %r" % b.cell("slots", "other slot"))
         b.shot("firmware-after-update")
     result("after the update the browser sees the box back on %s, slot B"
            % version, back)
