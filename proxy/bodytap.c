@@ -5,7 +5,8 @@
  *   bodytap_unstuff()  dot-stuffed CRLF text -> the message, in pieces
  *
  * Shared (session_int.h): sess_tap_begin() (DATA: which STAGE_DATA checks
- * are active, their data_begin(), whether the body is held),
+ * are active, their data_begin(), whether one needs the body held),
+ * sess_stream_start() (a held body turns into a stream),
  * sess_tap_end() (the transaction is over: their cancel(), the spool
  * freed), sess_smtp_body_cb() (the engine's body hook), sess_hold_flush()
  * and sess_hold_pump() (the held body to the relay after the verdict),
@@ -14,11 +15,18 @@
  *
  * The body goes two ways as it arrives: unstuffed to every active DATA
  * check's body(), and through the header filter (forged A-R fields out)
- * to the relay - or, when a check's hold() asked for it, to a spool
- * (spool.c: SESS_HOLD_RAM in memory, the rest in a temp file written in
- * the thread pool; reading pauses while the file is behind).  A held body
- * goes to the backend only once every DATA check passed: DATA, the header
- * lines, the spool, paced by the relay's queue, then the dot.
+ * to a spool (spool.c: SESS_HOLD_RAM in memory, the rest in a temp file
+ * written in the thread pool; reading pauses while the file is behind).
+ * Every body starts held; once SESS_STREAM_AT (16 KiB) came, and unless a
+ * check's hold() asked for it to stay held, DATA, the header lines and
+ * the held bytes go to the relay (sess_stream_start) and the rest streams
+ * as it arrives.  So most mail (a few KiB) goes at its dot, large mail
+ * streams and never touches the temp file, and a slow sender's body is
+ * held: its backend connection is unused and can be given back to a
+ * session that needs one (stage.c: slots; a slow body that was given
+ * back goes on into the spool, the temp file above SESS_HOLD_RAM).  A
+ * held body goes to the backend only once every DATA check passed: DATA,
+ * the header lines, the spool, paced by the relay's queue, then the dot.
  *
  * Config keys: hostname (Received, the header filter's authserv-id).
  */
@@ -74,6 +82,10 @@ sess_body_out(void *arg, const char *p, size_t n)
 	if (x->hold) {
 		if (x->spool_err == 0)
 			x->spool_err = spool_write(x->spool, p, n);
+		if (!x->hold_check && !x->released && x->s.relay != NULL &&
+		    x->op == OP_NONE && !x->flushing &&
+		    spool_size(x->spool) >= SESS_STREAM_AT)
+			sess_stream_start(x);
 		return;
 	}
 	if (x->s.relay != NULL)
@@ -153,6 +165,12 @@ sess_tap_begin(struct sess *x)
 	s->msg_bytes = 0;
 	x->tap_mid = false;
 	x->spool_err = 0;
+	x->released = false;
+	/* Every body starts held: a slow one never holds a backend
+	 * connection it does not use (stage.c: slots). */
+	x->hold = true;
+	x->spool = spool_new(sess_loop, SESS_HOLD_RAM);
+	spool_on_ready(x->spool, sess_hold_ready_cb, x);
 	if (sess_exempt(x, STAGE_DATA))
 		return;
 	for (i = 0; i < chk_registry_len; i++) {
@@ -170,11 +188,7 @@ sess_tap_begin(struct sess *x)
 		if (c->data_begin != NULL)
 			c->data_begin(s);
 		if (c->hold != NULL && c->hold(s))
-			x->hold = true;
-	}
-	if (x->hold) {
-		x->spool = spool_new(sess_loop, SESS_HOLD_RAM);
-		spool_on_ready(x->spool, sess_hold_ready_cb, x);
+			x->hold_check = true;
 	}
 }
 
@@ -193,7 +207,35 @@ sess_tap_end(struct sess *x)
 			c->cancel(&x->s);
 	}
 	x->hold = false;
+	x->hold_check = false;
 	x->flushing = false;
+	spool_free(x->spool);
+	x->spool = NULL;
+}
+
+/*
+ * sess_stream_start - a held body came to SESS_STREAM_AT bytes while its
+ * backend connection is still there and no check needs it held: DATA,
+ * the header lines and what is held (all of it in the spool's memory:
+ * SESS_STREAM_AT < SESS_HOLD_RAM) go now, and the rest streams as it
+ * arrives.  The backend's DATA reply is awaited as in data_ack_pending.
+ */
+void
+sess_stream_start(struct sess *x)
+{
+	struct session *s = &x->s;
+	const char *p;
+	ssize_t n;
+
+	x->hold = false;
+	x->data_ack_pending = true;
+	relay_data(s->relay);
+	sess_send_headers(x);
+	while ((n = spool_next(x->spool, &p)) > 0)
+		relay_body(s->relay, p, (size_t)n);
+	if (n < 0)
+		log_panic("bodytap: held body not in memory at the stream "
+		          "switch");
 	spool_free(x->spool);
 	x->spool = NULL;
 }
@@ -286,7 +328,7 @@ sess_smtp_body_cb(struct smtp *e, const char *buf, size_t len)
 		bodytap_unstuff(&x->tap_mid, buf, len, sess_tap_out, x);
 	if (s->closing)
 		return;
-	if (s->outbound && s->relay != NULL && x->in_data)
+	if (s->outbound && x->in_data)
 		outbound_body(s, buf, len); /* its Message-ID */
 	if (x->hold || (s->relay != NULL && x->in_data))
 		hdrfilter_feed(x->hf, buf, len, sess_body_out, x);

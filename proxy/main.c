@@ -285,7 +285,10 @@ main(int argc, char **argv)
 	log_info("mailmoat %s started: backend and %d listener(s) from %s",
 	         MAILMOAT_VERSION, cfg->n_listen, cfg->path);
 
+	log_batch(loop);
 	uv_run(loop, UV_RUN_DEFAULT);
+	log_batch(NULL);
+	uv_run(loop, UV_RUN_NOWAIT); /* the batch handle's close */
 
 	store_close();
 	stats_free();

@@ -90,6 +90,10 @@ const char *util_shown(const char *s, char *out, size_t outlen);
 enum log_level { LOG_LVL_DEBUG, LOG_LVL_INFO, LOG_LVL_WARN, LOG_LVL_FATAL };
 
 void log_open(bool use_syslog, bool verbose);
+/* log_batch - stderr lines written once per turn of loop (a uv_prepare);
+ * NULL: flush and stop (before uv_loop_close). */
+void log_batch(uv_loop_t *loop);
+void log_flush(void); /* the batched lines out now */
 void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -958,6 +962,8 @@ struct stats {
 	uint64_t rejected;         /* 5xx decisions */
 	uint64_t logged;           /* action=log: would have been refused */
 	uint64_t greylist_entries; /* set by the greylist module, if any */
+	uint64_t backend_released; /* held bodies that gave their backend
+	                            * connection back (stage.c) */
 };
 extern struct stats stats;
 void stats_count_reason(const char *reason); /* reasons{} object */
@@ -1240,11 +1246,17 @@ void relay_quit(struct relay *r);  /* polite close, frees r */
 void relay_on_drain(struct relay *r, void (*cb)(struct relay *, void *arg));
 /* A failure (backend down, timeout, gone, bad reply) is reported once to
  * relay_reply_cb as code -1 with the reason as reply; then relay_abort(). */
-extern unsigned relay_open_count; /* connections, parked ones too */
-extern unsigned relay_idle_count; /* parked for reuse (backend_reuse) */
+extern unsigned relay_open_count;    /* connections, parked ones too */
+extern unsigned relay_idle_count;    /* parked for reuse (backend_reuse) */
+extern unsigned relay_leaving_count; /* quit, RSET/QUIT on the way */
 bool relay_can_open(const struct config *cfg);
 void relay_shutdown(void); /* QUIT the parked connections */
-struct relay_client;       /* clientinfo block */
+/* relay_on_slot - fn() when a connection closes or is parked (a slot
+ * under max_backend_connections frees up); may run inside any relay_*
+ * call: fn only schedules. */
+void relay_on_slot(void (*fn)(void));
+bool relay_idle_now(const struct relay *r); /* nothing outstanding */
+struct relay_client;                        /* clientinfo block */
 /* relay_open_for - relay_open for one client (ci copied; NULL: as
  * relay_open): spoofed source (tproxy), PROXY v2 header first, or XCLIENT
  * after the EHLO when offered.  Such connections are never reused. */

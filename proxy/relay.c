@@ -22,6 +22,12 @@
  *   relay_can_open() whether relay_open() stays within
  *                   max_backend_connections
  *   relay_shutdown() QUIT the idle connections (at exit)
+ *   relay_on_slot()  fn() whenever a connection stops counting against
+ *                   the cap (closed) or becomes takeable (parked); it may
+ *                   run inside any relay_* call, so fn only schedules
+ *   relay_idle_now() no command and no body byte outstanding
+ *   relay_leaving_count  connections relay_quit() let go whose RSET (to
+ *                   park) or QUIT is still on its way: slots about to free
  *   relay_open_for() relay_open() for one client (transparent modes and
  *                   backend_client_info): a tproxy socket bound to the
  *                   client's address (transparent.c), a PROXY v2 header
@@ -75,6 +81,7 @@
 
 unsigned relay_open_count;
 unsigned relay_idle_count;
+unsigned relay_leaving_count; /* quit: their slot frees up soon */
 
 enum relay_state {
 	RS_CONNECTING,
@@ -133,9 +140,11 @@ struct relay {
 	struct relay *idle_next, *idle_prev; /* when parked */
 	bool parked;
 	bool our_fault; /* the failure is ours: the backend is not to blame */
+	bool leaving;   /* relay_quit(): RSET or QUIT on its way (counted) */
 };
 
 static struct relay *relay_idle; /* parked connections, newest first */
+static void (*relay_slot_fn)(void);
 
 static void relay_pump(struct relay *r);
 static void relay_close(struct relay *r);
@@ -185,6 +194,10 @@ relay_unpark(struct relay *r)
 static void
 relay_park(struct relay *r)
 {
+	if (r->leaving) {
+		r->leaving = false;
+		relay_leaving_count--;
+	}
 	r->parking = false;
 	r->parked = true;
 	r->idle_prev = NULL;
@@ -194,6 +207,8 @@ relay_park(struct relay *r)
 	relay_idle = r;
 	relay_idle_count++;
 	uv_timer_start(&r->timer, relay_timer_cb, r->reuse_ms, 0);
+	if (relay_slot_fn != NULL)
+		relay_slot_fn();
 }
 
 /* relay_close - close both handles (once); r is freed afterwards. */
@@ -205,9 +220,15 @@ relay_close(struct relay *r)
 	r->closing = true;
 	r->state = RS_DEAD;
 	relay_unpark(r);
+	if (r->leaving) {
+		r->leaving = false;
+		relay_leaving_count--;
+	}
 	relay_open_count--;
 	uv_close((uv_handle_t *)&r->tcp, relay_close_cb);
 	uv_close((uv_handle_t *)&r->timer, relay_close_cb);
+	if (relay_slot_fn != NULL)
+		relay_slot_fn();
 }
 
 /* relay_report_cb - the deferred failure report (a later loop turn). */
@@ -623,7 +644,15 @@ relay_handle_reply(struct relay *r, int code, const char *reply)
 	if (c.kind == RC_DATA) {
 		r->hold = false;
 		if (code == 354) {
-			/* The body that came meanwhile goes out now. */
+			/* The body that came meanwhile goes out now, and a
+			 * dot queued behind it in the same write (a held body
+			 * is all there: one write instead of two). */
+			if (r->n_sent == 0 && r->n_cmds > 0 &&
+			    r->cmds[0].kind == RC_DOT) {
+				buf_append(&r->hbuf, ".\r\n", 3);
+				r->n_sent = 1;
+				relay_arm(r);
+			}
 			relay_write(r, r->hbuf.data, r->hbuf.len);
 		} else {
 			unsigned i;
@@ -836,6 +865,21 @@ relay_can_open(const struct config *cfg)
 	       relay_idle != NULL;
 }
 
+/* relay_on_slot - fn() when a slot frees up (see the header). */
+void
+relay_on_slot(void (*fn)(void))
+{
+	relay_slot_fn = fn;
+}
+
+/* relay_idle_now - ready, no command awaiting its reply, no body queued. */
+bool
+relay_idle_now(const struct relay *r)
+{
+	return r->state == RS_READY && !r->closing && r->n_cmds == 0 &&
+	       relay_queued(r) == 0;
+}
+
 /* relay_shutdown - QUIT every parked connection (the daemon exits). */
 void
 relay_shutdown(void)
@@ -1023,6 +1067,8 @@ relay_quit(struct relay *r)
 		relay_close(r);
 		return;
 	}
+	r->leaving = true;
+	relay_leaving_count++;
 	if (r->reuse_ms > 0 && r->uses < RELAY_REUSE_MAX) {
 		r->parking = true;
 		relay_push(r, RC_RSET, NULL);

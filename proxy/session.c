@@ -34,6 +34,9 @@
  *     timeout_backend turns a silent backend into a 451; a ceiling of
  *     SESS_EOD_MAX_MS (RFC 5321's 10-minute end-of-data wait) that the
  *     session's life does not cap.
+ *   - after the final dot, a body whose backend connection was given
+ *     back waiting for a free one (W_SLOT, stage.c: slots):
+ *     timeout_backend, then 451 (not capped by the life either).
  *   - closing: SESS_CLOSE_FLUSH_MS for the last reply to drain.
  * Every arming but W_EOD's is capped by the session's life (30 min, 5 in
  * stress mode); stress mode also shortens timeout_command/timeout_data.
@@ -421,7 +424,22 @@ sess_data_floor(const struct sess *x)
 	return data >= 2000 ? data / 1000 : 1;
 }
 
-/* sess_arm - the timer in ms, capped by the session's life. */
+/* sess_timer_at - the timer exactly in ms (no lazy deadline). */
+static void
+sess_timer_at(struct sess *x, uint64_t ms)
+{
+	x->deadline = 0;
+	x->timer_due = uv_now(sess_loop) + ms;
+	uv_timer_start(&x->s.timer, sess_timer_cb, ms, 0);
+}
+
+/*
+ * sess_arm - the deadline in ms, capped by the session's life.  Lazy:
+ * most re-armings move the deadline later (every command and reply), so
+ * when the timer already runs and is due no later than the new deadline
+ * only x->deadline changes, and sess_timer_cb() re-arms for the rest when
+ * it fires early (two timer-heap operations less per command).
+ */
 void
 sess_arm(struct sess *x, uint64_t ms)
 {
@@ -431,6 +449,11 @@ sess_arm(struct sess *x, uint64_t ms)
 		ms = 0;
 	else if (now + ms > x->life_deadline)
 		ms = x->life_deadline - now;
+	x->deadline = now + ms;
+	if (uv_is_active((uv_handle_t *)&x->s.timer) &&
+	    x->timer_due <= x->deadline)
+		return;
+	x->timer_due = x->deadline;
 	uv_timer_start(&x->s.timer, sess_timer_cb, ms, 0);
 }
 
@@ -458,7 +481,13 @@ sess_rearm(struct sess *x)
 	case W_EOD:
 		/* Not capped by the session's life: a message the backend may
 		 * be committing is never cut by our clock. */
-		uv_timer_start(&x->s.timer, sess_timer_cb, SESS_EOD_MAX_MS, 0);
+		sess_timer_at(x, SESS_EOD_MAX_MS);
+		return;
+	case W_SLOT:
+		/* After the dot too: a free backend slot within
+		 * timeout_backend, or a 451. */
+		sess_timer_at(x, c->timeout_backend_ms ? c->timeout_backend_ms
+		                                       : 120000);
 		return;
 	case W_CLIENT:
 		break;
@@ -478,6 +507,13 @@ sess_timer_cb(uv_timer_t *t)
 		sess_close_handles(x);
 		return;
 	}
+	if (x->deadline != 0 && x->deadline > uv_now(sess_loop)) {
+		/* armed lazily (sess_arm): the deadline moved on since */
+		x->timer_due = x->deadline;
+		uv_timer_start(&x->s.timer, sess_timer_cb,
+		               x->deadline - uv_now(sess_loop), 0);
+		return;
+	}
 	if (x->phase == PH_CONNECT && !x->greet_elapsed) {
 		x->greet_elapsed = true;
 		if (x->s.pending_checks > 0) {
@@ -493,6 +529,10 @@ sess_timer_cb(uv_timer_t *t)
 		         x->s.sid);
 		sess_cancel_checks(x);
 		sess_banner(x);
+		return;
+	}
+	if (x->wait == W_SLOT) {
+		sess_slot_timeout(x); /* a 451 for the message, not a close */
 		return;
 	}
 	snprintf(reply, sizeof(reply),
@@ -557,6 +597,7 @@ sess_close(struct sess *x)
 		s->closing = true;
 		sess_cancel_checks(x);
 		sess_tap_end(x);
+		sess_slot_forget(x);
 		if (s->relay != NULL) {
 			if (x->op != OP_NONE || x->in_data || x->backend_txn)
 				relay_abort(s->relay);
@@ -571,8 +612,7 @@ sess_close(struct sess *x)
 		if (s->tls != NULL)
 			tls_close_notify(s->tls); /* queued like a reply */
 		if (x->writes_pending > 0) {
-			uv_timer_start(&s->timer, sess_timer_cb,
-			               SESS_CLOSE_FLUSH_MS, 0);
+			sess_timer_at(x, SESS_CLOSE_FLUSH_MS);
 			return;
 		}
 	}

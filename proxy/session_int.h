@@ -27,6 +27,7 @@
 #define SESS_STRESS_DATA_MS (30 * 1000)
 #define SESS_CLOSE_FLUSH_MS 5000         /* last reply: time to drain it */
 #define SESS_EOD_MAX_MS (10 * 60 * 1000) /* RFC 5321 4.5.3.2.6 */
+#define SESS_STREAM_AT (16 * 1024)       /* a held body this big streams */
 
 enum sess_phase {
 	PH_CONNECT,   /* before the banner */
@@ -40,6 +41,8 @@ enum sess_op {
 	OP_RCPT_SKIP, /* MAIL failed: the RCPT reply is not the answer */
 	OP_RCPT,
 	OP_DOT,
+	OP_REPLAY, /* at the dot, on a new connection: MAIL and the RCPTs
+	            * again (the old one was given back during DATA) */
 };
 
 struct ipcount;
@@ -52,6 +55,8 @@ enum sess_wait {
 	           * timer is suspended; a ceiling guards a stuck stage */
 	W_EOD,    /* after the final dot until its answer: suspended; the
 	           * relay's timeout_backend answers, SESS_EOD_MAX_MS ceiling */
+	W_SLOT,   /* after the dot, a released body waits for a backend
+	           * slot: timeout_backend, then 451 */
 };
 
 /* struct sess - the public session plus the session's own state. */
@@ -78,6 +83,8 @@ struct sess {
 	unsigned writes_pending;
 	unsigned n_backend_rcpt;
 	uint64_t life_deadline;
+	uint64_t deadline;  /* sess_arm(): the timer's real deadline (lazy) */
+	uint64_t timer_due; /* when the uv timer is due */
 	uint64_t data_since_arm; /* W_DATA: bytes read since the last arming */
 	uint64_t mail_size;
 	bool mail_8bit;
@@ -91,12 +98,19 @@ struct sess {
 	struct mailpath *to_v; /* s.to: accepted recipients (to_cap) */
 	unsigned to_cap;
 	/* the body tap (bodytap.c) */
-	unsigned tap_mask;   /* active STAGE_DATA checks of this transaction */
-	bool tap_mid;        /* bodytap_unstuff()'s state */
-	bool hold;           /* the body waits in spool for the DATA verdict */
-	bool flushing;       /* sending the held body after the verdict */
-	int spool_err;       /* the spool failed: 451 at the dot */
-	struct spool *spool; /* when hold */
+	unsigned tap_mask; /* active STAGE_DATA checks of this transaction */
+	bool tap_mid;      /* bodytap_unstuff()'s state */
+	bool hold;         /* the body waits in spool for the DATA verdict */
+	bool hold_check;   /* ... because a check asked (never streamed) */
+	bool flushing;     /* sending the held body after the verdict */
+	/* a held body and the backend (stage.c: slots) */
+	bool released;          /* its connection was given back in DATA */
+	bool slot_wait;         /* queued for a backend slot */
+	struct sess *slot_next; /* the queue */
+	unsigned replay_next;   /* OP_REPLAY: RCPTs sent so far */
+	unsigned replay_due;    /* OP_REPLAY: replies still to come */
+	int spool_err;          /* the spool failed: 451 at the dot */
+	struct spool *spool;    /* when hold */
 };
 
 /* sess_x - the private session of a public one. */
@@ -146,12 +160,16 @@ void sess_refuse_greeting(struct sess *x, const char *reply);
 void sess_refuse(struct sess *x, const char *reply, const char *reason,
                  const char *detail);
 void sess_drop_relay(struct sess *x);
+bool sess_slot_reclaim(struct sess *x); /* free a slot for x, or false */
+void sess_slot_forget(struct sess *x);  /* out of the queue (close) */
+void sess_slot_timeout(struct sess *x); /* W_SLOT ran out: 451 */
 
 /* bodytap.c */
-void sess_tap_begin(struct sess *x);  /* DATA, before the 354 */
-void sess_tap_end(struct sess *x);    /* the transaction is over */
-void sess_hold_flush(struct sess *x); /* verdict passed: send the body */
-void sess_hold_pump(struct sess *x);  /* relay drained: send more */
+void sess_tap_begin(struct sess *x);    /* DATA, before the 354 */
+void sess_tap_end(struct sess *x);      /* the transaction is over */
+void sess_hold_flush(struct sess *x);   /* verdict passed: send the body */
+void sess_stream_start(struct sess *x); /* held body -> streaming */
+void sess_hold_pump(struct sess *x);    /* relay drained: send more */
 size_t sess_hold_pending(const struct sess *x); /* spool writes behind */
 void sess_send_headers(struct sess *x);
 void sess_body_out(void *arg, const char *p, size_t n);

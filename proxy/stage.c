@@ -33,6 +33,9 @@ static void sess_stage_done(struct sess *x);
 static void sess_relay_cb(struct relay *r, void *arg, int code,
                           const char *reply);
 static void sess_relay_drain_cb(struct relay *r, void *arg);
+static void sess_relay_start(struct sess *x);
+static void sess_unreachable(struct sess *x, const char *why);
+static void sess_replay_more(struct sess *x);
 
 /* sess_cancel_checks - cancel the checks still running in this stage. */
 void
@@ -207,6 +210,278 @@ sess_check_done(struct session *s, enum chk_id id)
 		sess_stage_done(x);
 }
 
+/* sess_mail_arg - the MAIL path with its SIZE and BODY parameters. */
+static void
+sess_mail_arg(const struct sess *x, char *path, size_t len)
+{
+	int n;
+
+	sess_path_str(&x->s.from, path, len);
+	n = (int)strlen(path);
+	if (x->mail_size > 0)
+		n += snprintf(path + n, len - (size_t)n, " SIZE=%llu",
+		              (unsigned long long)x->mail_size);
+	if (x->mail_8bit)
+		snprintf(path + n, len - (size_t)n, " BODY=8BITMIME");
+}
+
+/* sess_relay_open - a connection for x: the original destination or the
+ * backend (the smarthost for outbound mail), told who the client is
+ * (tproxy / backend_client_info, not for outbound mail); false when not
+ * even a socket could be made. */
+static bool
+sess_relay_open(struct sess *x)
+{
+	struct session *s = &x->s;
+	struct sockaddr_storage be;
+	struct relay_client ci;
+
+	transparent_relay_client(s, &be, &ci);
+	if (s->outbound) {
+		memcpy(&be, &s->cfg->outbound_relay, sizeof(be));
+		ci.info = CLIENT_INFO_NONE;
+		ci.spoof = false;
+	}
+	s->relay =
+	        relay_open_for(sess_loop, s->cfg, (const struct sockaddr *)&be,
+	                       s->cfg->hostname, &ci, sess_relay_cb, x);
+	if (s->relay == NULL)
+		return false;
+	relay_on_drain(s->relay, sess_relay_drain_cb);
+	x->backend_txn = false;
+	return true;
+}
+
+/* ------------------------------------------------------ backend slots */
+
+/*
+ * max_backend_connections is a scarce resource (a small office server
+ * takes a handful of connections): a session that holds one without
+ * using it gives it back when another session needs it and none is
+ * free (sess_slot_reclaim).  Such a session is one between transactions
+ * (it connects again at its next RCPT), or one whose body is still held
+ * (bodytap.c: a body streams only once SESS_STREAM_AT bytes came, so a
+ * slow sender is always held): its connection goes back with an RSET
+ * (relay_quit parks it for the next taker), the body keeps arriving
+ * into the spool, and at the dot MAIL and the accepted RCPTs are
+ * replayed on a new connection (sess_replay) before DATA, the body and
+ * the dot.  If the server answers any of them differently now, nothing
+ * is sent and the client gets a 451 (it retries: never lost, never
+ * bounced).  Sessions that wait for a slot queue here (FIFO); a slot is
+ * a connection that closes or is parked (relay_on_slot(), served from a
+ * zero timer).  At RCPT a session waits only when a slot is on its way
+ * (one it made free, or the connection of a session that just ended and
+ * is being parked or quit: relay_leaving_count), otherwise 421 as before; after
+ * the dot it waits timeout_backend (W_SLOT), then 451.
+ */
+static struct sess *slot_head, *slot_tail;
+static unsigned slot_n; /* in the queue */
+static uv_timer_t slot_timer;
+static bool slot_ready;
+
+static void sess_replay(struct sess *x);
+
+/* sess_slot_serve - give the free slots to the queue, in order. */
+static void
+sess_slot_serve(uv_timer_t *t)
+{
+	struct sess *x;
+
+	(void)t;
+	while ((x = slot_head) != NULL && relay_can_open(x->s.cfg)) {
+		slot_head = x->slot_next;
+		if (slot_head == NULL)
+			slot_tail = NULL;
+		x->slot_next = NULL;
+		x->slot_wait = false;
+		slot_n--;
+		if (x->released)
+			sess_replay(x); /* after the dot */
+		else
+			sess_relay_start(x); /* a RCPT */
+	}
+}
+
+/* sess_slot_hook - relay.c: a slot freed up (maybe inside a relay_*
+ * call: only schedule). */
+static void
+sess_slot_hook(void)
+{
+	if (slot_head != NULL)
+		uv_timer_start(&slot_timer, sess_slot_serve, 0, 0);
+}
+
+/* sess_slot_enqueue - x waits for a backend slot. */
+static void
+sess_slot_enqueue(struct sess *x)
+{
+	if (!slot_ready) {
+		uv_timer_init(sess_loop, &slot_timer);
+		uv_unref((uv_handle_t *)&slot_timer);
+		relay_on_slot(sess_slot_hook);
+		slot_ready = true;
+	}
+	if (x->slot_wait)
+		return;
+	x->slot_wait = true;
+	x->slot_next = NULL;
+	slot_n++;
+	if (slot_tail != NULL)
+		slot_tail->slot_next = x;
+	else
+		slot_head = x;
+	slot_tail = x;
+	if (relay_can_open(x->s.cfg))
+		sess_slot_hook();
+}
+
+/* sess_slot_forget - x leaves the queue (it closes, or gave up). */
+void
+sess_slot_forget(struct sess *x)
+{
+	struct sess **pp, *prev = NULL;
+
+	if (!x->slot_wait)
+		return;
+	for (pp = &slot_head; *pp != NULL; prev = *pp, pp = &(*pp)->slot_next) {
+		if (*pp == x) {
+			*pp = x->slot_next;
+			if (slot_tail == x)
+				slot_tail = prev;
+			slot_n--;
+			break;
+		}
+	}
+	x->slot_next = NULL;
+	x->slot_wait = false;
+}
+
+/* sess_slot_timeout - after the dot, no slot within timeout_backend. */
+void
+sess_slot_timeout(struct sess *x)
+{
+	char reply[160];
+
+	sess_slot_forget(x);
+	x->released = false;
+	x->in_data = false;
+	snprintf(reply, sizeof(reply),
+	         "451 4.3.2 Too many sessions to the internal mail server, "
+	         "try again later [id=%s]",
+	         x->s.sid);
+	sess_refuse(x, reply, "limit", "max_backend_connections");
+}
+
+/* sess_releasable - may v give its backend connection back now? */
+static bool
+sess_releasable(const struct sess *v, bool *in_data)
+{
+	const struct session *s = &v->s;
+
+	if (s->closing || s->relay == NULL || v->op != OP_NONE ||
+	    v->data_ack_pending || v->slot_wait || !relay_idle_now(s->relay))
+		return false;
+	*in_data = v->in_data;
+	if (v->in_data) /* a held body, not yet at its verdict */
+		return v->wait == W_DATA && v->hold && !v->flushing &&
+		       !v->at_eod;
+	return v->wait == W_CLIENT && !v->backend_txn; /* between mails */
+}
+
+static struct sess *reclaim_best;
+static bool reclaim_best_data;
+static const struct sess *reclaim_for;
+
+/* sess_reclaim_pick - sess_foreach(): the best session to give back
+ * (one between transactions before a held body). */
+static void
+sess_reclaim_pick(struct sess *v)
+{
+	bool data;
+
+	if (v == reclaim_for || !sess_releasable(v, &data))
+		return;
+	if (reclaim_best == NULL || (reclaim_best_data && !data)) {
+		reclaim_best = v;
+		reclaim_best_data = data;
+	}
+}
+
+/* sess_slot_reclaim - make a session that does not use its backend
+ * connection give it back (for x); false when there is none. */
+bool
+sess_slot_reclaim(struct sess *x)
+{
+	struct sess *v;
+	struct session *s;
+
+	reclaim_best = NULL;
+	reclaim_best_data = false;
+	reclaim_for = x;
+	sess_foreach(sess_reclaim_pick);
+	reclaim_for = NULL;
+	if ((v = reclaim_best) == NULL)
+		return false;
+	s = &v->s;
+	log_info("id=%s backend connection given back for id=%s (%s)", s->sid,
+	         x->s.sid, v->in_data ? "body held" : "idle");
+	relay_quit(s->relay); /* RSET, then parked for the next taker */
+	s->relay = NULL;
+	if (v->in_data) {
+		v->released = true;
+		v->backend_txn = false;
+		stats.backend_released++;
+	}
+	return true;
+}
+
+/*
+ * sess_replay - after the dot, a released body's transaction again on a
+ * new connection: MAIL and every accepted RCPT (a few at a time, the
+ * relay's queue is short), then DATA and the held body (sess_relay_cb).
+ */
+static void
+sess_replay(struct sess *x)
+{
+	struct session *s = &x->s;
+	char path[400];
+
+	if (!relay_can_open(s->cfg)) {
+		sess_slot_reclaim(x);
+		sess_slot_enqueue(x);
+		x->wait = W_SLOT;
+		sess_rearm(x);
+		return;
+	}
+	x->wait = W_EOD;
+	sess_rearm(x);
+	x->released = false;
+	if (!sess_relay_open(x)) {
+		x->in_data = false;
+		sess_unreachable(x, "cannot connect");
+		return;
+	}
+	sess_mail_arg(x, path, sizeof(path));
+	x->op = OP_REPLAY;
+	relay_mail(s->relay, path);
+	x->replay_next = 0;
+	x->replay_due = 1;
+	sess_replay_more(x);
+}
+
+/* sess_replay_more - the next RCPTs of the replay, at most 6 in flight. */
+static void
+sess_replay_more(struct sess *x)
+{
+	char path[400];
+
+	while (x->replay_next < x->s.n_to && x->replay_due < 6) {
+		sess_path_str(&x->s.to[x->replay_next++], path, sizeof(path));
+		relay_rcpt(x->s.relay, path);
+		x->replay_due++;
+	}
+}
+
 /* sess_relay_start - this recipient passed: on to the backend. */
 static void
 sess_relay_start(struct sess *x)
@@ -216,6 +491,14 @@ sess_relay_start(struct sess *x)
 
 	if (s->relay == NULL) {
 		if (!relay_can_open(s->cfg)) {
+			/* a slot is coming: one given back now, or one of
+			 * a session that just ended (its RSET or QUIT on the
+			 * way) that no one waits for yet */
+			if (relay_leaving_count > slot_n ||
+			    sess_slot_reclaim(x)) {
+				sess_slot_enqueue(x);
+				return;
+			}
 			snprintf(reply, sizeof(reply),
 			         "421 4.3.2 Too many sessions to the internal "
 			         "mail server, try again later [id=%s]",
@@ -225,22 +508,7 @@ sess_relay_start(struct sess *x)
 			sess_final(x, reply);
 			return;
 		}
-		struct sockaddr_storage be;
-		struct relay_client ci;
-
-		/* the original destination or the backend (the smarthost for
-		 * outbound mail); and who the client is, for tproxy /
-		 * backend_client_info (not for outbound mail) */
-		transparent_relay_client(s, &be, &ci);
-		if (s->outbound) {
-			memcpy(&be, &s->cfg->outbound_relay, sizeof(be));
-			ci.info = CLIENT_INFO_NONE;
-			ci.spoof = false;
-		}
-		s->relay = relay_open_for(
-		        sess_loop, s->cfg, (const struct sockaddr *)&be,
-		        s->cfg->hostname, &ci, sess_relay_cb, x);
-		if (s->relay == NULL) {
+		if (!sess_relay_open(x)) {
 			snprintf(reply, sizeof(reply),
 			         "451 4.4.1 Internal mail server not "
 			         "reachable, try again later [id=%s]",
@@ -248,21 +516,9 @@ sess_relay_start(struct sess *x)
 			sess_refuse(x, reply, "backend", "cannot connect");
 			return;
 		}
-		relay_on_drain(s->relay, sess_relay_drain_cb);
-		x->backend_txn = false;
 	}
 	if (!x->backend_txn) {
-		int n;
-
-		sess_path_str(&s->from, path, sizeof(path));
-		n = (int)strlen(path);
-		if (x->mail_size > 0)
-			n += snprintf(path + n, sizeof(path) - (size_t)n,
-			              " SIZE=%llu",
-			              (unsigned long long)x->mail_size);
-		if (x->mail_8bit)
-			snprintf(path + n, sizeof(path) - (size_t)n,
-			         " BODY=8BITMIME");
+		sess_mail_arg(x, path, sizeof(path));
 		x->op = OP_MAIL;
 		relay_mail(s->relay, path);
 		sess_path_str(&s->rcpt, path, sizeof(path));
@@ -334,6 +590,19 @@ sess_relay_cb(struct relay *r, void *arg, int code, const char *reply)
 	x->data_ack_pending = false;
 	op = x->op;
 	x->op = OP_NONE;
+	if (code < 0 && op == OP_NONE && x->in_data && x->hold &&
+	    !x->flushing) {
+		/* Lost while the body is still held (the server's own idle
+		 * timeout on a slow sender): as if given back - the dot
+		 * replays the transaction on a new connection. */
+		log_info("id=%s backend connection lost while the body is "
+		         "held (%s): replayed at the dot",
+		         s->sid, reply);
+		sess_drop_relay(x);
+		x->backend_txn = false;
+		x->released = true;
+		return;
+	}
 	if (code < 0) {
 		sess_drop_relay(x);
 		if (x->backend_txn || x->in_data)
@@ -415,6 +684,30 @@ sess_relay_cb(struct relay *r, void *arg, int code, const char *reply)
 			sess_final(x, msg);
 		}
 		return;
+	case OP_REPLAY:
+		x->replay_due--;
+		if (code / 100 != 2) {
+			/* The server no longer takes what it took before the
+			 * body: nothing goes, the client tries again later. */
+			sess_drop_relay(x);
+			x->in_data = false;
+			snprintf(msg, sizeof(msg),
+			         "451 4.3.0 The internal mail server changed "
+			         "its "
+			         "answer, try again later [id=%s]",
+			         s->sid);
+			sess_refuse(x, msg, "backend", reply);
+			return;
+		}
+		x->op = OP_REPLAY;
+		if (x->replay_due > 0 || x->replay_next < s->n_to) {
+			sess_replay_more(x);
+			return;
+		}
+		x->op = OP_NONE;
+		x->backend_txn = true;
+		sess_hold_flush(x);
+		return;
 	case OP_NONE:
 		return;
 	}
@@ -435,6 +728,30 @@ sess_relay_drain_cb(struct relay *r, void *arg)
 		sess_flow(x);
 }
 
+/*
+ * sess_log_won - nothing refused: a check in action "log" whose refusal
+ * would have been the decision gets its won() (greylisting records the
+ * triplet, so that the log judges the next attempt as a retry).
+ */
+static void
+sess_log_won(struct sess *x)
+{
+	struct session *s = &x->s;
+	struct verdict v;
+
+	for (unsigned i = 0; i < chk_registry_len; i++) {
+		const struct check *c = chk_registry[i];
+		const struct chk_result *r = &s->results[c->id];
+
+		if (c->won == NULL || !(c->stage & s->stage) ||
+		    r->status == CHK_NONE)
+			continue;
+		verdict_decide(r, s->cfg->actions[c->id], s->sid, &v);
+		if (v.kind == VERDICT_LOG)
+			c->won(s);
+	}
+}
+
 /* sess_stage_done - every check of the stage answered: decide. */
 static void
 sess_stage_done(struct sess *x)
@@ -449,6 +766,8 @@ sess_stage_done(struct sess *x)
 		return;
 	}
 	sess_stage_verdict(x, &v, &who);
+	if (v.kind != VERDICT_REJECT && v.kind != VERDICT_TEMPFAIL)
+		sess_log_won(x);
 	if (v.kind == VERDICT_REJECT || v.kind == VERDICT_TEMPFAIL) {
 		if (who != NULL && who->won != NULL)
 			who->won(s);
@@ -480,13 +799,17 @@ sess_stage_done(struct sess *x)
 			free(r);
 			return;
 		}
-		if (s->relay == NULL || !x->in_data) {
+		if ((s->relay == NULL && !x->released) || !x->in_data) {
 			sess_unreachable(x, "backend lost during DATA");
 			return;
 		}
 		hdrfilter_end(x->hf, sess_body_out, x);
 		free(x->hf);
 		x->hf = NULL;
+		if (x->released) {
+			sess_replay(x);
+			return;
+		}
 		if (x->hold) {
 			sess_hold_flush(x);
 			return;
@@ -587,6 +910,7 @@ static void
 sess_rcpts_clear(struct sess *x)
 {
 	sess_tap_end(x);
+	x->released = false;
 	x->s.n_to = 0;
 	buf_free(&x->rcpts);
 	x->rcpts_more = 0;
@@ -627,7 +951,8 @@ sess_dot(struct sess *x, const struct smtp_args *a)
 		sess_refuse(x, reply, reason, text + 10);
 		return;
 	}
-	if (x->data_refused == NULL && (s->relay == NULL || !x->in_data)) {
+	if (x->data_refused == NULL &&
+	    ((s->relay == NULL && !x->released) || !x->in_data)) {
 		sess_unreachable(x, "backend lost during DATA");
 		return;
 	}
@@ -714,9 +1039,10 @@ sess_smtp_command_cb(struct smtp *e, enum smtp_cmd cmd,
 			return;
 		}
 		/*
-		 * The 354 goes out at once and the body waits in the relay
-		 * for the backend's own 354 (one round trip less per
-		 * message).  A refused DATA becomes the answer to the dot.
+		 * The 354 goes out at once; the body is held until it is
+		 * SESS_STREAM_AT bytes or at its dot (bodytap.c), then DATA
+		 * goes to the backend and the body behind it without waiting
+		 * for its 354.  A refused DATA becomes the answer to the dot.
 		 */
 		free(x->data_refused);
 		x->data_refused = NULL;
@@ -726,15 +1052,9 @@ sess_smtp_command_cb(struct smtp *e, enum smtp_cmd cmd,
 		hdrfilter_init(x->hf, s->cfg->hostname);
 		if (s->outbound)
 			outbound_end(s); /* a new message */
-		sess_tap_begin(x);
+		sess_tap_begin(x);       /* the body starts held (bodytap.c) */
 		if (s->closing)
 			return;
-		if (!x->hold) {
-			/* A held body gets its DATA after the verdict. */
-			x->data_ack_pending = true;
-			relay_data(s->relay);
-			sess_send_headers(x);
-		}
 		x->wait = W_DATA; /* the 354 arms timeout_data */
 		smtp_accept(e);
 		return;

@@ -179,6 +179,7 @@ stats_json(struct buf *b)
 	buf_append(b, "}", 1);
 	stats_num(b, "greylist_entries", stats.greylist_entries, false);
 	stats_num(b, "backend_connections", relay_open_count, false);
+	stats_num(b, "backend_released", stats.backend_released, false);
 	stats_num(b, "uptime", (uint64_t)(now > started ? now - started : 0),
 	          false);
 	buf_append(b, ",\"version\":", 11);

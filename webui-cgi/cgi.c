@@ -553,40 +553,52 @@ cgi_eq(const char *a, const char *b)
 	return d == 0;
 }
 
+/* cgi_parse_password - a stored hash line into its parts; 0 or -1 */
+int
+cgi_parse_password(const char *stored, struct cgi_pwhash *h)
+{
+	char buf[256], *it, *sh, *dh, *end;
+	unsigned long iter;
+
+	if (snprintf(buf, sizeof(buf), "%s", stored) >= (int)sizeof(buf) ||
+	    strncmp(buf, "pbkdf2-sha256$", 14) != 0)
+		return -1;
+	it = buf + 14;
+	sh = strchr(it, '$');
+	if (!sh)
+		return -1;
+	*sh++ = '\0';
+	dh = strchr(sh, '$');
+	if (!dh)
+		return -1;
+	*dh++ = '\0';
+	iter = strtoul(it, &end, 10);
+	h->saltlen = strlen(sh) / 2;
+	if (*end || !isdigit((unsigned char)*it) || iter == 0 ||
+	    iter > CGI_PBKDF2_ITER_MAX || h->saltlen == 0 ||
+	    h->saltlen > sizeof(h->salt) ||
+	    unhex(sh, h->salt, h->saltlen) < 0 ||
+	    unhex(dh, h->hash, sizeof(h->hash)) < 0)
+		return -1;
+	h->iter = (unsigned)iter;
+	return 0;
+}
+
 /* cgi_check_password - pw against a stored hash line */
 bool
 cgi_check_password(const char *pw, const char *stored)
 {
-	char buf[256], *it, *sh, *dh, *end;
-	uint8_t salt[64], want[32], got[32];
-	unsigned long iter;
-	size_t sl;
+	struct cgi_pwhash h;
+	uint8_t got[32];
 	unsigned char d = 0;
-	int i;
+	size_t i;
 
-	if (snprintf(buf, sizeof(buf), "%s", stored) >= (int)sizeof(buf) ||
-	    strncmp(buf, "pbkdf2-sha256$", 14) != 0)
-		return false;
-	it = buf + 14;
-	sh = strchr(it, '$');
-	if (!sh)
-		return false;
-	*sh++ = '\0';
-	dh = strchr(sh, '$');
-	if (!dh)
-		return false;
-	*dh++ = '\0';
-	iter = strtoul(it, &end, 10);
-	sl = strlen(sh) / 2;
-	if (*end || iter == 0 || iter > 10000000 || sl == 0 ||
-	    sl > sizeof(salt) || unhex(sh, salt, sl) < 0 ||
-	    unhex(dh, want, sizeof(want)) < 0)
-		return false;
-	if (cgi_pbkdf2_sha256(pw, strlen(pw), salt, sl, (unsigned)iter, got,
+	if (cgi_parse_password(stored, &h) < 0 ||
+	    cgi_pbkdf2_sha256(pw, strlen(pw), h.salt, h.saltlen, h.iter, got,
 	                      sizeof(got)) < 0)
 		return false;
-	for (i = 0; i < 32; i++)
-		d |= (unsigned char)(got[i] ^ want[i]);
+	for (i = 0; i < sizeof(got); i++)
+		d |= (unsigned char)(got[i] ^ h.hash[i]);
 	return d == 0;
 }
 

@@ -37,6 +37,9 @@
 #define CGI_LOGIN_FAILS 5       /* failures per address ... */
 #define CGI_LOGIN_WINDOW 300    /* ... per this many seconds */
 #define CGI_PBKDF2_ITER 100000u /* stored with each hash */
+/* A stored line asking for more is refused: ten times ours already takes
+ * seconds per login on a router-class board. */
+#define CGI_PBKDF2_ITER_MAX 1000000u
 
 extern FILE *cgi_out;
 
@@ -110,6 +113,17 @@ int cgi_pbkdf2_sha256(const char *pw, size_t pwlen, const uint8_t *salt,
                       size_t outlen);
 /* cgi_hash_password - "pbkdf2-sha256$ITER$SALTHEX$HASHHEX" into out */
 int cgi_hash_password(const char *pw, unsigned iter, char *out, size_t len);
+/* A stored hash line, parsed. */
+struct cgi_pwhash {
+	unsigned iter;
+	uint8_t salt[64];
+	size_t saltlen;
+	uint8_t hash[32];
+};
+/* cgi_parse_password - "pbkdf2-sha256$ITER$SALTHEX$HASHHEX" into h; 0, or
+ * -1 for anything else (iterations 1..CGI_PBKDF2_ITER_MAX, 1..64 salt
+ * bytes, a 32-byte hash) */
+int cgi_parse_password(const char *stored, struct cgi_pwhash *h);
 /* cgi_check_password - pw against a stored hash line; true if it matches */
 bool cgi_check_password(const char *pw, const char *stored);
 /* cgi_eq - constant-time comparison of two strings */

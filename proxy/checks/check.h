@@ -58,7 +58,8 @@ struct check {
 	 * up per-session state (s->chk_state[id]: connect to a scanner...). */
 	void (*data_begin)(struct session *s);
 	/* Optional: this check's refusal became the stage's decision (no
-	 * other check refused): greylisting records a new triplet here. */
+	 * other check refused) - or, in action "log", would have: nothing
+	 * refused.  Greylisting records a new triplet here. */
 	void (*won)(struct session *s);
 	/* For an active STAGE_DATA check, cancel() runs once at the end of
 	 * every transaction (reply to the dot, RSET, a new MAIL, the close),

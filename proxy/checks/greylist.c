@@ -6,8 +6,14 @@
  *
  * At RCPT, last in the registry: a known passed triplet, a retry after
  * greylist_delay (within greylist_window) or an auto-allowed network
- * passes (logged with waited=Ns); anything else gets
- * "451 4.7.1 Greylisting in action, please come back in a few minutes".
+ * passes (a line "greylist: id= client= pass waited=Ns|auto_allowed
+ * triplet="NET SENDER RCPT""); anything else gets
+ * "451 4.7.1 Greylisting in action, please come back in a few minutes"
+ * (decision detail "new net=NET" or "too early: waited=Ns of Ds
+ * net=NET": NET is the /24, /64 or PTR domain the triplet is keyed on).
+ * With action_greylist = log, stage.c calls won() when nothing refused:
+ * the triplet is recorded as if refused, so later attempts are logged
+ * as the retries they would have been.
  * A new triplet is recorded only when greylisting's tempfail is the
  * stage's decision (won(): no other check refused that recipient).  After
  * each delivery (sess_on_delivered) the passed triplets of the message
@@ -82,31 +88,48 @@ chk_greylist_key(const struct session *s, const struct mailpath *rcpt,
 	                 rcpt, out, outlen);
 }
 
-/* chk_greylist_start - decide from the tables (answer on the next turn). */
+/* chk_greylist_pass_log - the pass line: why this recipient was not
+ * greylisted (the decision line is the backend's, later). */
+static void
+chk_greylist_pass_log(const struct session *s, const char *t, const char *why)
+{
+	char esc[1000];
+
+	log_kv_escape(esc, sizeof(esc), t);
+	log_info("greylist: id=%s client=%s pass %s triplet=%s", s->sid,
+	         s->client_str, why, esc);
+}
+
+/* chk_greylist_start - decide from the tables (answer on the next turn).
+ * The refusal's detail names the network the triplet is keyed on (the
+ * /24, /64 or PTR domain: why a retry from elsewhere waits again). */
 static void
 chk_greylist_start(struct session *s)
 {
-	char t[900];
+	char t[900], net[260], why[64];
 	unsigned waited;
 
 	chk_greylist_key(s, &s->rcpt, t, sizeof(t));
+	greylist_net(&s->client, s->ptr, net, sizeof(net));
 	switch (greylist_lookup(s->cfg, t, &waited)) {
 	case GL_R_PASS:
 		chk_set(s, CHK_GREYLIST, CHK_PASS, NULL, "", "waited=%us",
 		        waited);
-		log_info("greylist: id=%s pass waited=%us triplet=\"%s\"",
-		         s->sid, waited, t);
+		snprintf(why, sizeof(why), "waited=%us", waited);
+		chk_greylist_pass_log(s, t, why);
 		break;
 	case GL_R_AUTO:
 		chk_set(s, CHK_GREYLIST, CHK_PASS, NULL, "", "auto_allowed");
+		chk_greylist_pass_log(s, t, "auto_allowed");
 		break;
 	case GL_R_WAIT:
 		chk_set(s, CHK_GREYLIST, CHK_FAIL, GL_CODE, GL_TEXT_REPLY,
-		        "waited=%us", waited);
+		        "too early: waited=%us of %us net=%s", waited,
+		        s->cfg->greylist_delay_s, net);
 		break;
 	default:
 		chk_set(s, CHK_GREYLIST, CHK_FAIL, GL_CODE, GL_TEXT_REPLY,
-		        "new");
+		        "new net=%s", net);
 		break;
 	}
 	chk_done_later(s, CHK_GREYLIST);

@@ -156,6 +156,11 @@ def zones():
         # turns both into null MX
         "ttl-sender.com": ["long 300 MX 10 mx.good-sender.com.",
                            "short 1 MX 10 mx.good-sender.com."],
+        # sender_mx = mx-or-a: no MX (NODATA here), and the A/AAAA of the
+        # implicit MX fails: A_FAIL_RULES send those queries to a second
+        # nsd where the zone is broken (SERVFAIL), or drop them (timeout)
+        "nomx-afail.com": ["@ TXT \"no MX; A and AAAA answer SERVFAIL\""],
+        "nomx-slowa.com": ["@ TXT \"no MX; A and AAAA time out\""],
     }
 
 
@@ -172,6 +177,28 @@ RULES = [("7.10.0.127.in-addr.arpa", None),      # PTR timeout
          ("13.10.0.127.refused." + ORG, 300),
          # client 21: its PTR comes 300 ms late (lookups join in flight)
          ("21.10.0.127.in-addr.arpa", 300)]
+
+
+def a_fail_rules(broken):
+    """a_fail_rules - proxy rules for the implicit-MX failures: A/AAAA of
+    nomx-afail.com from the broken nsd, of nomx-slowa.com dropped."""
+    return [("nomx-afail.com", 0, ("A", "AAAA"), (broken.host, broken.port)),
+            ("nomx-slowa.com", None, ("A", "AAAA"))]
+
+
+def a_fallback_test(d, d2):
+    """a_fallback_test - sender_mx = mx-or-a, no MX, and the A/AAAA lookup
+    of the implicit MX fails temporarily: a tempfail, never a 550 (d2);
+    sender_mx = mx refuses the same domains for having no MX (d)."""
+    tmp = "451 4.4.3 Temporary DNS failure resolving the sender domain "
+    expect("sender_mx=mx-or-a/no MX, A servfail tempfails",
+           mail(d2, "a@nomx-afail.com"), tmp + "nomx-afail.com")
+    expect("sender_mx=mx-or-a/no MX, A timeout tempfails",
+           mail(d2, "a@nomx-slowa.com"), tmp + "nomx-slowa.com")
+    for dom in ("nomx-afail.com", "nomx-slowa.com"):
+        expect("sender_mx=mx/%s without MX refused" % dom,
+               mail(d, "a@" + dom),
+               "550 5.7.1 Sender domain has no MX record: " + dom)
 
 
 def cache_test(d, dns):
@@ -660,10 +687,14 @@ def main():
         return 0 if all(results) else 1
 
     with DnsServer(zones(), servfail=SERVFAIL) as dns, \
-            DelayProxy((dns.host, dns.port), RULES) as px, \
+            DnsServer({"unused.test": ["@ TXT \"-\""]},
+                      servfail=["nomx-afail.com"]) as broken, \
+            DelayProxy((dns.host, dns.port),
+                       a_fail_rules(broken) + RULES) as px, \
             mm.Backend() as be:
         try:
             dns.selftest()
+            broken.selftest()
             check("harness/nsd serves SERVFAIL zones", True)
         except RuntimeError as e:
             check("harness/nsd serves SERVFAIL zones", False, e)
@@ -679,6 +710,7 @@ def main():
             d3.start()
             run(d, d2, dns, be, px)
             mx_test(d, d2, d3)
+            a_fallback_test(d, d2)
             concurrency_test(d, px)
             join_test(d, px)
             datafile_test(be, px)

@@ -5,7 +5,7 @@
  *
  * The first byte picks the target: 0 urlencoded form, 1 Cookie header,
  * 2 multipart body (boundary "B"), 3 JSON walk, 4 decision filter,
- * 5 stored password line, 6 the persisted decision history blob.
+ * 5 stored password line (parsed), 6 the persisted decision history blob.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -99,10 +99,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		history_decisions(&b, s);
 		buf_free(&b);
 		break;
-	case 5:
-		if (size < 200)
-			cgi_check_password("pw", s);
+	case 5: {
+		/* The parser only: the hash itself is PBKDF2's 100,000 rounds
+		 * (up to CGI_PBKDF2_ITER_MAX), seconds per input under ASan. */
+		struct cgi_pwhash h;
+
+		if (cgi_parse_password(s, &h) == 0 &&
+		    (h.iter < 1 || h.iter > CGI_PBKDF2_ITER_MAX))
+			abort();
 		break;
+	}
 	case 6:
 		if (history_load_blob(data + 1, size - 1) == 0) {
 			history_decisions(&b, "action=reject");

@@ -27,6 +27,9 @@ atomically: tests/lib/mm.py's Backend.set_mode does).  Keys (all optional):
                      multi-line, lines joined by \\r\\n)
     lenient_eol      true: bare CR and bare LF count as line ends, like the
                      lax servers SMTP smuggling abuses (CVE-2023-51764..)
+    max_conns        N: a connection beyond N open ones gets "421 4.3.2 Too
+                     many connections" as its banner and is closed (a small
+                     office server's process limit)
 
 What it records, so tests can assert "delivered exactly once" or
 "nothing delivered":
@@ -61,6 +64,7 @@ DEFAULT_FAIL = {
 }
 
 conn_ids = itertools.count(1)
+open_conns = set()
 msg_ids = itertools.count(1)
 
 
@@ -208,10 +212,12 @@ class MmSMTP(SMTP):
 
     def connection_made(self, transport):
         self.rec.event(self.mm_conn, "connect")
+        open_conns.add(self.mm_conn)
         super().connection_made(transport)
 
     def connection_lost(self, exc):
         self.rec.event(self.mm_conn, "lost")
+        open_conns.discard(self.mm_conn)
         self.mm_raw.close()
         super().connection_lost(exc)
 
@@ -250,6 +256,12 @@ class MmSMTP(SMTP):
 
     async def _handle_client(self):
         stage_mode = self.mm_mode
+        cap = stage_mode.get("max_conns")
+        if cap is not None and len(open_conns) > int(cap):
+            self.rec.event(self.mm_conn, "over-cap")
+            await self.push("421 4.3.2 Too many connections")
+            self.transport.close()
+            return
         if stage_mode.get("slow_stage") == "banner":
             await asyncio.sleep(float(stage_mode.get("slow_seconds", 30)))
         if stage_mode.get("fail_stage") == "banner":

@@ -1,8 +1,10 @@
 """base.py - the TestCase every integration module builds on.
 
-A class sets `conf` (config keys), `daemon_kw` (Daemon keyword args) and
-`backend` ("aiosmtpd", "sink" or None); setUpClass starts the backend and
-the real daemon once per class, setUp resets the backend's mode and spool.
+A class sets `conf` (config keys), `daemon_kw` (Daemon keyword args),
+`backend` ("aiosmtpd", "sink" or None) and, for a DNS world, `zones` (served
+by a real nsd, tests/lib/dnsserver.py, whose address becomes the daemon's
+`dns_servers`); setUpClass starts them once per class, setUp resets the
+backend's mode and spool.
 """
 import os
 import sys
@@ -12,19 +14,25 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 
 import mm  # noqa: E402
 from mm import Client, Daemon, Backend, Sink, message  # noqa: F401,E402
+from dnsserver import DnsServer  # noqa: E402
 
 
 class MMTest(unittest.TestCase):
     conf = {}
     daemon_kw = {}
     backend_kind = "aiosmtpd"
+    zones = None
     maxDiff = None
 
     @classmethod
     def setUpClass(cls):
         cls.backend = None
         cls.daemon = None
+        cls.dns = None
         try:
+            if cls.zones is not None:
+                cls.dns = DnsServer(cls.zones).start()
+                cls.conf = dict(cls.conf, dns_servers=cls.dns.addr)
             if cls.backend_kind == "aiosmtpd":
                 cls.backend = Backend().start()
             elif cls.backend_kind == "sink":
@@ -50,6 +58,8 @@ class MMTest(unittest.TestCase):
             cls.daemon.cleanup()
         if cls.backend:
             cls.backend.stop()
+        if cls.dns:
+            cls.dns.stop()
         if bad:
             raise AssertionError("daemon panicked or a sanitizer fired:\n" +
                                  "\n".join(bad[:5]))

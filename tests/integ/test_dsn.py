@@ -14,14 +14,13 @@
 """
 import base64
 import os
-import re
 import shutil
 import smtplib
-import subprocess
 import time
 import unittest
 
 from base import MMTest, mm
+from postfix import PostfixMTA
 
 CORPUS = os.environ.get("DSN_CORPUS", "/work/shared/data/dsn-bounces-sisimai")
 REFUSED = ("550 5.7.1 Delivery status notification refused: it does not "
@@ -341,11 +340,6 @@ class NullSenderScope(DsnBase):
         self.assertIn("until", r.text)
 
 
-try:
-    from dnsserver import DnsServer
-except ImportError:
-    DnsServer = None
-
 PTR_ZONES = {
     "bounce.test": ["mx A 127.12.10.1", "mx A 127.12.10.2",
                     "probe A 127.12.10.9"],
@@ -355,28 +349,13 @@ PTR_ZONES = {
 }
 
 
-@unittest.skipIf(DnsServer is None, "tests/lib/dnsserver.py missing")
 class PtrDomain(DsnBase):
     """The block covers the registered domain of the client's forward-
     confirmed PTR too: a second address with the same PTR, or another host
     of that domain, is refused at connect."""
     probe_src = "127.12.10.9"
-
-    @classmethod
-    def setUpClass(cls):
-        cls.dns = DnsServer(PTR_ZONES).start()
-        cls.conf = dict(OURS, action_rdns="reject", dns_servers=cls.dns.addr,
-                        dns_timeout="3s")
-        try:
-            super().setUpClass()
-        except Exception:
-            cls.dns.stop()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        super().tearDownClass()
-        cls.dns.stop()
+    zones = PTR_ZONES
+    conf = dict(OURS, action_rdns="reject", dns_timeout="3s")
 
     def test_same_ptr_other_ip_blocked(self):
         for key in ("probe.bounce.test", "bounce.test"):    # the probe's
@@ -513,10 +492,10 @@ class Outbound(DsnBase):
         """The office server is a real Postfix relaying to outbound_listen:
         its mail reaches the smarthost once, and its bounce is ours."""
         self.smarthost.clear()
-        peer = PostfixPeer(self.out_port, "127.12.11.1", office=True).start()
+        peer = postfix_peer(self.out_port, "127.12.11.1", office=True).start()
         self.addCleanup(peer.stop)
         msgid = "<office.%d@ours.test>" % os.getpid()
-        peer.send("alice@ours.test", "erin@far.example", msgid)
+        peer_send(peer, "alice@ours.test", "erin@far.example", msgid)
         mm.wait_for(lambda: self.smarthost.messages() and peer.queue_empty(),
                     "the smarthost to take it: " + peer.log()[-2000:])
         got = self.smarthost.messages()
@@ -553,101 +532,23 @@ class Outbound(DsnBase):
                               "outgoing mail")
 
 
-class PostfixPeer:
-    """PostfixPeer - Debian's Postfix as a second instance with its own
-    config and queue dirs (postfix -c DIR), playing the far MTA: it takes
-    mail for far.test and cannot deliver it (error transport), so it
-    bounces it to the sender; mail for ours.test goes to mailmoat from
-    bind address src."""
+def postfix_peer(mm_port, src, office=False):
+    """postfix_peer - Debian's Postfix as a second instance
+    (tests/lib/postfix.py) relaying to mailmoat's mm_port from bind address
+    src.  The far MTA takes mail for far.test and cannot deliver it (error
+    transport), so it bounces it to the sender; the office server sends
+    its mail out through outbound_listen."""
+    if office:
+        return PostfixMTA(mm_port, src, hostname="office.ours.test")
+    return PostfixMTA(mm_port, src, extra={
+        "transport_maps":
+            "inline:{ {far.test=error:5.1.1 mailbox unavailable} }"})
 
-    def __init__(self, mm_port, src, office=False):
-        self.tmp = mm.mkdtemp("postfix-")
-        os.chmod(self.tmp, 0o755)     # the postfix user walks into it
-        self.conf = os.path.join(self.tmp, "conf")
-        self.port = mm.free_port()
-        os.makedirs(self.conf)
-        q = os.path.join(self.tmp, "queue")
-        d = os.path.join(self.tmp, "data")
-        os.makedirs(q)
-        os.makedirs(d)
-        shutil.chown(d, "postfix")
-        main = {
-            "compatibility_level": "3.6",
-            "queue_directory": q, "data_directory": d,
-            "myhostname": "mta.far.test", "mydomain": "far.test",
-            "myorigin": "far.test", "mydestination": "",
-            "inet_interfaces": "127.0.0.1", "inet_protocols": "ipv4",
-            "mynetworks": "127.0.0.0/8", "relay_domains": "far.test",
-            "transport_maps": "inline:{ {far.test=error:5.1.1 mailbox "
-                              "unavailable}, ours.test=smtp:[127.0.0.1]:%d }"
-                              % mm_port,
-            "smtp_bind_address": src, "smtp_helo_name": "mta.far.test",
-            "maillog_file": os.path.join(self.tmp, "maillog"),
-            "maillog_file_prefixes": self.tmp,
-            "alias_maps": "", "alias_database": "",
-            "local_recipient_maps": "",
-            "smtpd_relay_restrictions": "permit_mynetworks, reject",
-            "smtp_tls_security_level": "none",
-            "smtpd_tls_security_level": "none",
-            "notify_classes": "", "delay_warning_time": "0",
-            "smtpd_reject_unlisted_recipient": "no",
-        }
-        if office:
-            # the office server: everything to mailmoat's outbound_listen
-            for k in ("transport_maps", "relay_domains"):
-                del main[k]
-            main["relayhost"] = "[127.0.0.1]:%d" % mm_port
-            main["myhostname"] = "office.ours.test"
-        with open(os.path.join(self.conf, "main.cf"), "w") as f:
-            for k, v in main.items():
-                f.write("%s = %s\n" % (k, v))
-        with open("/etc/postfix/master.cf") as f:
-            master = f.read()
-        master = re.sub(r"(?m)^smtp +inet .*$", "127.0.0.1:%d inet n - n - "
-                        "- smtpd" % self.port, master)
-        master = re.sub(r"(?m)^(submission|smtps) +inet .*$", "", master)
-        if not re.search(r"(?m)^postlog ", master):
-            master += "postlog unix-dgram n - n - 1 postlogd\n"
-        with open(os.path.join(self.conf, "master.cf"), "w") as f:
-            f.write(master)
 
-    def postfix(self, *args):
-        return subprocess.run(["postfix", "-c", self.conf] + list(args),
-                              capture_output=True, text=True,
-                              timeout=mm.GUARD)
-
-    def start(self):
-        p = self.postfix("start")
-        if p.returncode != 0:
-            raise mm.HarnessError("postfix start: %s %s" % (p.stdout,
-                                                            p.stderr))
-        mm.wait_listen(self.port)
-        return self
-
-    def stop(self):
-        self.postfix("stop")
-        mm.wait_for(lambda: self.postfix("status").returncode != 0,
-                    "postfix to stop")
-        shutil.rmtree(self.tmp, ignore_errors=True)
-
-    def queue_empty(self):
-        p = subprocess.run(["postqueue", "-c", self.conf, "-p"],
-                           capture_output=True, text=True, timeout=mm.GUARD)
-        return "Mail queue is empty" in p.stdout
-
-    def log(self):
-        try:
-            with open(os.path.join(self.tmp, "maillog")) as f:
-                return f.read()
-        except OSError:
-            return ""
-
-    def send(self, sender, rcpt, msgid):
-        s = smtplib.SMTP("127.0.0.1", self.port, timeout=mm.GUARD)
-        s.sendmail(sender, [rcpt], (
-            "From: %s\r\nTo: %s\r\nSubject: hello far\r\n"
-            "Message-ID: %s\r\n\r\nhello\r\n" % (sender, rcpt, msgid)))
-        s.quit()
+def peer_send(peer, sender, rcpt, msgid):
+    peer.sendmail(sender, [rcpt], (
+        "From: %s\r\nTo: %s\r\nSubject: hello far\r\n"
+        "Message-ID: %s\r\n\r\nhello\r\n" % (sender, rcpt, msgid)))
 
 
 @unittest.skipUnless(shutil.which("postfix") and os.geteuid() == 0,
@@ -659,10 +560,10 @@ class RealPostfix(DsnBase):
 
     def test_postfix_bounces(self):
         src = "127.12.9.1"
-        peer = PostfixPeer(self.daemon.port, src).start()
+        peer = postfix_peer(self.daemon.port, src).start()
         self.addCleanup(peer.stop)
         ours = "<pf.%d@ours.test>" % os.getpid()
-        peer.send("alice@ours.test", "nobody@far.test", ours)
+        peer_send(peer, "alice@ours.test", "nobody@far.test", ours)
         mm.wait_for(lambda: self.backend.messages(),
                     "the bounce of our mail to be delivered: " + peer.log())
         got = self.assertDelivered(1)
@@ -674,7 +575,7 @@ class RealPostfix(DsnBase):
         # a forged sender of ours, Message-ID elsewhere: its bounce is
         # backscatter
         self.backend.clear()
-        peer.send("alice@ours.test", "nobody@far.test",
+        peer_send(peer, "alice@ours.test", "nobody@far.test",
                   "<forged.%d@spam.example>" % os.getpid())
         mm.wait_for(lambda: [x for x in self.daemon.decisions(client=src)
                              if x.get("reason") == "dsn"],

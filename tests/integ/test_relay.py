@@ -327,6 +327,201 @@ class BackendCap(MMTest):
         self.assertEqual(len(self.backend.messages()), 2)
 
 
+class SlowData(MMTest):
+    """Slow bodies do not hold the internal server's connections: a session
+    whose body is still held (not yet streaming) gives its backend
+    connection back when another session needs one, and replays MAIL and
+    its recipients at the dot (issue 7).  The backend itself takes only
+    three connections, as max_backend_connections says."""
+    conf = {"max_backend_connections": "3"}
+
+    def slow_clients(self, n, base):
+        slow = []
+        for i in range(n):
+            c = self.greeted(src="127.0.%d.%d" % (base, i + 1))
+            c.cmd("MAIL FROM:<a@sender.example>")
+            self.assertReply(c.cmd("RCPT TO:<bob@example.com>"), 250)
+            self.assertReply(c.cmd("RCPT TO:<alice@example.com>"), 250)
+            self.assertEqual(c.cmd("DATA").code, 354)
+            c.send(b"Subject: slow %d\r\n\r\nfirst part\r\n" % i)
+            slow.append(c)
+        return slow
+
+    def finish(self, slow):
+        for i, c in enumerate(slow):
+            c.send(b"second part %d\r\n.\r\n" % i)
+        for c in slow:
+            self.assertReply(c.reply(), 250)
+            drain(c)
+
+    def test_slow_bodies_leave_room_for_a_normal_client(self):
+        self.backend.set_mode(max_conns=3)
+        slow = self.slow_clients(3, 31)
+        c = self.greeted(src="127.0.31.100")
+        self.assertReply(c.transaction("a@sender.example",
+                                       ["bob@example.com"],
+                                       message(subject="normal")), 250)
+        drain(c)
+        self.finish(slow)
+        got = self.assertDelivered(4)
+        bodies = sorted(m for _, m in got)
+        for i in range(3):
+            hit = [m for m in bodies if b"Subject: slow %d" % i in m]
+            self.assertEqual(len(hit), 1)
+            self.assertIn(b"first part\r\nsecond part %d\r\n" % i, hit[0])
+        for meta, m in got:
+            if b"Subject: slow" in m:
+                self.assertEqual(meta["rcpt_tos"],
+                                 ["bob@example.com", "alice@example.com"])
+        self.assertEqual(self.backend.events("over-cap"), [])
+
+    def test_more_slow_bodies_than_connections(self):
+        self.backend.set_mode(max_conns=3)
+        slow = self.slow_clients(6, 32)
+        c = self.greeted(src="127.0.32.100")
+        self.assertReply(c.transaction("a@sender.example",
+                                       ["bob@example.com"],
+                                       message(subject="normal")), 250)
+        drain(c)
+        self.finish(slow)
+        self.assertDelivered(7)
+        self.assertEqual(self.backend.events("over-cap"), [])
+        self.assertGreaterEqual(self.daemon.stats()["backend_released"], 4)
+
+
+class SlowDataReplay(MMTest):
+    """A body whose connection was given back replays MAIL and RCPT at the
+    dot on a new connection (no reuse here); when the server answers
+    differently now, nothing is delivered and the client gets a 451."""
+    conf = {"max_backend_connections": "1", "backend_reuse": "0"}
+
+    def test_replay_refused_is_451_nothing_delivered(self):
+        before = self.daemon.stats()["backend_released"]
+        a = self.greeted(src="127.0.33.1")
+        a.cmd("MAIL FROM:<a@sender.example>")
+        self.assertReply(a.cmd("RCPT TO:<bob@example.com>"), 250)
+        self.assertEqual(a.cmd("DATA").code, 354)
+        a.send(b"Subject: replayed\r\n\r\nfirst\r\n")
+        b = self.greeted(src="127.0.33.2")
+        self.assertReply(b.transaction("a@sender.example",
+                                       ["alice@example.com"],
+                                       message(subject="took the slot")),
+                         250)
+        drain(b)
+        self.assertEqual(self.daemon.stats()["backend_released"],
+                         before + 1)
+        self.backend.set_mode(refuse_rcpt="bob@")
+        a.send(b"second\r\n.\r\n")
+        r = a.reply()
+        self.assertReply(r, 451)
+        self.assertStartsWith(r, "451 4.3.0 The internal mail server "
+                              "changed its answer")
+        drain(a)
+        got = self.assertDelivered(1)
+        self.assertIn(b"Subject: took the slot", got[0][1])
+
+    def test_idle_between_messages_gives_back(self):
+        """A session that delivered and stays connected keeps its backend
+        connection for its next message - until another session needs
+        it: then it connects again at its next RCPT."""
+        a = self.greeted(src="127.0.37.1")
+        self.assertReply(a.transaction("a@sender.example",
+                                       ["bob@example.com"],
+                                       message(subject="a one")), 250)
+        b = self.greeted(src="127.0.37.2")
+        self.assertReply(b.transaction("a@sender.example",
+                                       ["alice@example.com"],
+                                       message(subject="b")), 250)
+        drain(b)
+        self.assertReply(a.transaction("a@sender.example",
+                                       ["bob@example.com"],
+                                       message(subject="a two")), 250)
+        drain(a)
+        self.assertDelivered(3)
+
+    def test_replay_delivers_once(self):
+        a = self.greeted(src="127.0.34.1")
+        a.cmd("MAIL FROM:<a@sender.example>")
+        self.assertReply(a.cmd("RCPT TO:<bob@example.com>"), 250)
+        self.assertEqual(a.cmd("DATA").code, 354)
+        a.send(b"Subject: replayed\r\n\r\nfirst\r\n")
+        b = self.greeted(src="127.0.34.2")
+        self.assertReply(b.transaction("a@sender.example",
+                                       ["alice@example.com"],
+                                       message(subject="took the slot")),
+                         250)
+        drain(b)
+        a.send(b"second\r\n.\r\n")
+        self.assertReply(a.reply(), 250)
+        drain(a)
+        got = self.assertDelivered(2)
+        mine = [m for meta, m in got if b"Subject: replayed" in m]
+        self.assertEqual(len(mine), 1)
+        self.assertIn(b"\r\n\r\nfirst\r\nsecond\r\n", mine[0])
+        # the replay: MAIL and RCPT a second time, one DATA, one dot
+        rcpts = [e["arg"] for e in self.backend.events("rcpt")]
+        self.assertEqual(rcpts.count("bob@example.com"), 2, rcpts)
+
+
+class HeldAndStreaming:
+    """A held body whose connection went to a session that now streams its
+    own (committed: it cannot give it back)."""
+    big = b"".join(b"line %05d of a body that streams\r\n" % i
+                   for i in range(800))    # > 16 KiB: it streams
+
+    def held_then_streaming(self, base):
+        a = self.greeted(src="127.0.%d.1" % base)
+        a.cmd("MAIL FROM:<a@sender.example>")
+        self.assertReply(a.cmd("RCPT TO:<bob@example.com>"), 250)
+        self.assertEqual(a.cmd("DATA").code, 354)
+        a.send(b"Subject: held\r\n\r\nfirst\r\n")
+        b = self.greeted(src="127.0.%d.2" % base)
+        b.cmd("MAIL FROM:<a@sender.example>")
+        self.assertReply(b.cmd("RCPT TO:<alice@example.com>"), 250)
+        self.assertEqual(b.cmd("DATA").code, 354)
+        b.send(b"Subject: streaming\r\n\r\n" + self.big)
+        mm.wait_for(lambda: b"line 00500" in self.backend.all_raw(),
+                    "the big body streaming")
+        return a, b
+
+
+class SlowDataWait(HeldAndStreaming, MMTest):
+    """After the dot, a released body waits for a slot that no one can give
+    back now, and gets it when that session is done."""
+    conf = {"max_backend_connections": "1"}
+
+    def test_waits_for_the_streaming_session(self):
+        a, b = self.held_then_streaming(35)
+        a.send(b"second\r\n.\r\n")     # waits for b's connection
+        b.send(b".\r\n")
+        self.assertReply(b.reply(), 250)
+        drain(b)                            # parks: a takes it
+        self.assertReply(a.reply(), 250)
+        drain(a)
+        got = self.assertDelivered(2)
+        self.assertEqual(len([m for _, m in got
+                              if b"first\r\nsecond\r\n" in m]), 1)
+
+
+class SlowDataWaitTimeout(HeldAndStreaming, MMTest):
+    """... and a 451 after timeout_backend when it does not come."""
+    conf = {"max_backend_connections": "1", "timeout_backend": "1s"}
+
+    def test_no_slot_within_timeout_backend_is_451(self):
+        a, b = self.held_then_streaming(36)
+        a.send(b"second\r\n.\r\n")
+        r = a.reply()
+        self.assertReply(r, 451)
+        self.assertStartsWith(r, "451 4.3.2 Too many sessions to the "
+                              "internal mail server")
+        b.send(b".\r\n")
+        self.assertReply(b.reply(), 250)
+        drain(b)
+        drain(a)
+        got = self.assertDelivered(1)
+        self.assertIn(b"Subject: streaming", got[0][1])
+
+
 class SinkBackend(MMTest):
     """Postfix's smtp-sink behind the daemon, swaks and smtplib in front."""
     backend_kind = "sink"

@@ -67,7 +67,17 @@ class RelayResetAfterRcpt(MMTest):
         if r.code == 354:
             c.send(message(subject="raced").encode() + b".\r\n")
             r = c.reply()
-        self.assertEqual(r.code // 100, 4, r)
+        # The body is held (it is small), so the reset backend connection
+        # was not in use: the dot replays the transaction on a new one
+        # (issue 7), and this backend takes it before its next reset - a
+        # 250 then means delivered exactly once; a 4xx, nothing delivered.
+        raced = [m for _, m in self.backend.messages()
+                 if b"Subject: raced" in m]
+        if r.code == 250:
+            self.assertEqual(len(raced), 1, r)
+        else:
+            self.assertEqual(r.code // 100, 4, r)
+            self.assertEqual(raced, [], r)
         self.assertTrue(self.daemon.alive(), "daemon died")
         self.backend.set_mode()
         c = self.greeted()

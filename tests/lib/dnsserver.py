@@ -352,7 +352,11 @@ class DelayProxy:
 
     rules: list of (suffix, delay_ms) matched against the query name (lower
     case, no trailing dot; "" matches everything); delay_ms None drops the
-    query (a timeout).  The answer is nsd's, untouched."""
+    query (a timeout).  A rule (suffix, delay_ms, qtypes, upstream) applies
+    only to queries of those types ("A", "AAAA", ...) and, when upstream
+    (host, port) is not None, sends them to that server instead (another
+    real nsd: e.g. one where the zone is broken, for a SERVFAIL of one
+    type only).  The answer is nsd's, untouched."""
 
     def __init__(self, upstream, rules=(), default_ms=0, host="127.0.0.1",
                  port=None):
@@ -374,11 +378,19 @@ class DelayProxy:
     def addr(self):
         return "%s:%d" % (self.host, self.port)
 
-    def _delay_for(self, name):
-        for suffix, ms in self.rules:
+    def _delay_for(self, name, qtype=None):
+        return self._route(name, qtype)[0]
+
+    def _route(self, name, qtype):
+        """_route - (delay_ms, upstream) for a query."""
+        for rule in self.rules:
+            suffix, ms = rule[0], rule[1]
+            if len(rule) > 2 and qtype not in rule[2]:
+                continue
             if suffix == "" or name == suffix or name.endswith("." + suffix):
-                return ms
-        return self.default_ms
+                up = rule[3] if len(rule) > 3 and rule[3] else self.upstream
+                return ms, up
+        return self.default_ms, self.upstream
 
     def start(self):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -425,12 +437,13 @@ class DelayProxy:
                 threading.Thread(target=self._pipe, args=(a, b),
                                  daemon=True).start()
 
-    def _send_up(self, data, client, name=""):
+    def _send_up(self, data, client, name="", upstream=None):
         with self._lock:
             uid = self._next
             self._next = (self._next % 65535) + 1
             self._pending[uid] = (client, data[:2], name)
-        self.up.sendto(uid.to_bytes(2, "big") + data[2:], self.upstream)
+        self.up.sendto(uid.to_bytes(2, "big") + data[2:],
+                       upstream or self.upstream)
 
     def _run(self):
         while not self._stop:
@@ -446,9 +459,10 @@ class DelayProxy:
                     try:
                         q = dnslib.DNSRecord.parse(data)
                         name = str(q.q.qname).rstrip(".").lower()
+                        qtype = dnslib.QTYPE.get(q.q.qtype)
                     except Exception:
                         continue
-                    ms = self._delay_for(name)
+                    ms, up = self._route(name, qtype)
                     self.events.append(("q", name, time.monotonic()))
                     if ms is None:
                         self.dropped += 1
@@ -456,9 +470,9 @@ class DelayProxy:
                     self.forwarded += 1
                     if ms:
                         threading.Timer(ms / 1000.0, self._send_up,
-                                        (data, src, name)).start()
+                                        (data, src, name, up)).start()
                     else:
-                        self._send_up(data, src, name)
+                        self._send_up(data, src, name, up)
                 else:
                     uid = int.from_bytes(data[:2], "big")
                     with self._lock:

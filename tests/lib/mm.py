@@ -334,7 +334,8 @@ class Sink:
         raise HarnessError("smtp-sink could not listen")
 
     def established(self):
-        """established - TCP connections to the sink still open."""
+        """established - TCP connections to the sink still open (or closed
+        by the daemon and not yet by the sink)."""
         n = 0
         for f in ("/proc/net/tcp", "/proc/net/tcp6"):
             try:
@@ -342,8 +343,11 @@ class Sink:
                     next(fh)
                     for line in fh:
                         p = line.split()
-                        if p[3] == "01" and int(p[1].rsplit(":", 1)[1],
-                                                16) == self.port:
+                        # 01 ESTABLISHED, 08 CLOSE_WAIT: the peer
+                        # closed but the sink has not yet seen it (an
+                        # aborted transaction's dump file still there)
+                        if p[3] in ("01", "08") and int(
+                                p[1].rsplit(":", 1)[1], 16) == self.port:
                             n += 1
             except OSError:
                 pass

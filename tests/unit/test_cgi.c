@@ -134,6 +134,25 @@ test_password(const char *dir)
 	T_CHECK(!cgi_check_password("x", "pbkdf2-sha256$0$00$00"), "bad");
 	t_end();
 
+	t_begin("cgi: stored line parsed; absurd iteration counts refused");
+	{
+		struct cgi_pwhash h;
+		char big[300];
+
+		T_CHECK(cgi_parse_password(h1, &h) == 0 && h.iter == 1000 &&
+		                h.saltlen == 16,
+		        "%s", h1);
+		/* A line asking for 5,000,000 rounds would hold a login
+		 * (and the fuzzer) for many seconds. */
+		snprintf(big, sizeof(big), "pbkdf2-sha256$5000000$%s", h1 + 19);
+		T_CHECK(cgi_parse_password(big, &h) < 0, "%s", big);
+		T_CHECK(cgi_parse_password("pbkdf2-sha256$+100$00$00", &h) < 0,
+		        "sign taken");
+		T_CHECK(cgi_parse_password("pbkdf2-sha256$100$0$00", &h) < 0,
+		        "odd salt taken");
+	}
+	t_end();
+
 	t_begin("cgi: plain-text first-boot password migrated to PBKDF2");
 	snprintf(path, sizeof(path), "%s/admin-password", dir);
 	setenv("MAILMOAT_ADMIN_PASSWORD", path, 1);
