@@ -96,6 +96,7 @@ main_drained(void)
 	chk_shutdown();
 	dns_shutdown();
 	relay_shutdown();
+	backend_stop();
 }
 
 /* main_signal_cb - SIGHUP reloads, SIGTERM/SIGINT drain. */
@@ -262,6 +263,7 @@ main(int argc, char **argv)
 	rc = sess_listen(loop, cfg);
 	if (rc < 0)
 		log_fatal("cannot listen on every configured address");
+	backend_start(loop);
 	rc = control_start(loop, cfg);
 	if (rc < 0)
 		log_warn("control socket %s: %s", cfg->control_socket,

@@ -1305,6 +1305,21 @@ struct relay *relay_open_for(uv_loop_t *loop, const struct config *cfg,
                              void *arg);
 extern unsigned relay_spoof_failed; /* tproxy source binds that failed */
 
+/* ------------------------------------------------------------- backend.c */
+
+/*
+ * Is the internal mail server reachable: what the relay last saw of it,
+ * and a probe (connect, banner, QUIT) when that is older than 5 minutes.
+ * `mailmoatctl stats` section "backend".
+ */
+void backend_ok(void);                /* it answered */
+void backend_failed(const char *why); /* a session's connection failed */
+void backend_start(uv_loop_t *loop);  /* stats section, probe timer */
+void backend_stop(void);              /* at drain */
+/* backend_probe - probe cfg->backend now: 0, -EBUSY while one runs. */
+int backend_probe(uv_loop_t *loop, const struct config *cfg);
+void backend_json(struct buf *b);
+
 /* --------------------------------------------------------- transparent.c */
 
 /*

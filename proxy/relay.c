@@ -48,8 +48,10 @@
  * A failure (connect refused, timeout, the backend going away, a banner
  * or EHLO refusal, a malformed or oversized reply, an unsolicited reply)
  * is reported once as code -1 with a short reason in `reply`; afterwards
- * the relay only waits for relay_abort().  After relay_abort() or
- * relay_quit() no callback runs again.
+ * the relay only waits for relay_abort().  What a session's connection saw
+ * is the backend's health (backend.c): backend_ok() on a greeting and on
+ * every reply, backend_failed() on a failure that is not ours.  After
+ * relay_abort() or relay_quit() no callback runs again.
  *
  * Re-entrancy rule: no callback (reply, failure, drain) ever runs inside
  * a relay_* call.  Replies and drains come from the loop's read and write
@@ -137,7 +139,8 @@ struct relay {
 	bool parking;      /* RSET sent by relay_quit(): park on its 250 */
 	struct relay *idle_next, *idle_prev; /* when parked */
 	bool parked;
-	bool leaving; /* relay_quit(): RSET or QUIT on its way (counted) */
+	bool our_fault; /* the failure is ours: the backend is not to blame */
+	bool leaving;   /* relay_quit(): RSET or QUIT on its way (counted) */
 };
 
 static struct relay *relay_idle; /* parked connections, newest first */
@@ -252,6 +255,10 @@ relay_fail(struct relay *r, const char *why)
 	if (r->closing || r->state == RS_DEAD)
 		return;
 	log_debug("relay: backend failed: %s", why);
+	/* Only what a session saw counts for the backend's health: not a
+	 * parked connection the server closed, not our own faults. */
+	if (!r->detached && !r->our_fault)
+		backend_failed(why);
 	r->state = RS_DEAD;
 	uv_read_stop((uv_stream_t *)&r->tcp);
 	if (r->detached) {
@@ -261,6 +268,15 @@ relay_fail(struct relay *r, const char *why)
 	}
 	snprintf(r->why, sizeof(r->why), "%s", why);
 	uv_timer_start(&r->timer, relay_report_cb, 0, 0);
+}
+
+/* relay_fail_ours - relay_fail() for a fault of ours (a line we cannot
+ * send): the backend's health is not changed by it. */
+static void
+relay_fail_ours(struct relay *r, const char *why)
+{
+	r->our_fault = true;
+	relay_fail(r, why);
 }
 
 /* relay_timer_cb - a reply did not come in time. */
@@ -388,7 +404,7 @@ relay_send_line(struct relay *r, const char *a, const char *b)
 	if (relay_add_line(&out, a, b))
 		relay_write(r, out.data, out.len);
 	else
-		relay_fail(r, "command too long");
+		relay_fail_ours(r, "command too long");
 	buf_free(&out);
 }
 
@@ -476,7 +492,7 @@ relay_pump(struct relay *r)
 		r->n_sent++;
 	}
 	if (!ok)
-		relay_fail(r, "command too long");
+		relay_fail_ours(r, "command too long");
 	else if (out.len > 0) {
 		relay_write(r, out.data, out.len);
 		if (r->state != RS_DEAD)
@@ -538,7 +554,7 @@ relay_xclient(struct relay *r)
 	}
 	if (!clientinfo_xclient(line, sizeof(line), &r->ci->client, r->ci->name,
 	                        r->ci->helo, r->ci->esmtp)) {
-		relay_fail(r, "XCLIENT line too long");
+		relay_fail_ours(r, "XCLIENT line too long");
 		return true;
 	}
 	r->state = RS_XCLIENT;
@@ -583,6 +599,7 @@ relay_handle_reply(struct relay *r, int code, const char *reply)
 				return;
 		}
 		r->state = RS_READY;
+		backend_ok();
 		uv_timer_stop(&r->timer);
 		relay_pump(r);
 		return;
@@ -592,6 +609,7 @@ relay_handle_reply(struct relay *r, int code, const char *reply)
 			return;
 		}
 		r->state = RS_READY;
+		backend_ok();
 		uv_timer_stop(&r->timer);
 		relay_pump(r);
 		return;
@@ -606,6 +624,7 @@ relay_handle_reply(struct relay *r, int code, const char *reply)
 		relay_arm(r);
 		return;
 	case RS_READY:
+		backend_ok();
 		break;
 	default:
 		return;
@@ -789,7 +808,7 @@ relay_connect_cb(uv_connect_t *req, int status)
 		        (const struct sockaddr *)&r->ci->dst);
 
 		if (n == 0) {
-			relay_fail(r, "no PROXY header for this client");
+			relay_fail_ours(r, "no PROXY header for this client");
 			return;
 		}
 		relay_write(r, (const char *)hdr, n);

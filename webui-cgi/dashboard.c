@@ -5,8 +5,9 @@
  * firmware provides, statvfs of state_dir); from the daemon (`stats`):
  * sessions now, counters by action and by reason, greylist size and every
  * section other modules add (DNSBL zones, scanners, backscatter, ...)
- * shown generically; `series day|month` as two inline SVG charts.  GET
- * only.  Every value is escaped.
+ * shown generically; whether the internal mail server (the `backend`
+ * section) is reachable, in words, next to the daemon's own state; `series
+ * day|month` as two inline SVG charts.  GET only.  Every value is escaped.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,6 +59,92 @@ top_fn(void *arg, int depth, char *const *path, const char *val, size_t n,
 		         depth > 3 ? " " : "", depth > 3 ? path[3] : "");
 		cgi_row(k, v);
 	}
+}
+
+/* What the "backend" section says (docs/CONTROL.md). */
+struct be_health {
+	char status[16];
+	char last_error[160];
+	long long since, checked;
+};
+
+/* be_fn - the backend section's fields */
+static void
+be_fn(void *arg, int depth, char *const *path, const char *val, size_t n,
+      char kind)
+{
+	struct be_health *h = arg;
+	char v[32];
+
+	if (depth != 2 || strcmp(path[0], "backend"))
+		return;
+	snprintf(v, sizeof(v), "%.*s", (int)(n < sizeof(v) ? n : 0), val);
+	if (!strcmp(path[1], "status") && kind == 's')
+		cgi_json_unquote(val, n, h->status, sizeof(h->status));
+	else if (!strcmp(path[1], "last_error") && kind == 's')
+		cgi_json_unquote(val, n, h->last_error, sizeof(h->last_error));
+	else if (!strcmp(path[1], "since"))
+		h->since = atoll(v);
+	else if (!strcmp(path[1], "checked"))
+		h->checked = atoll(v);
+}
+
+/* ago - "12 s ago", "5 min ago", "3 h ago", "2 d ago" */
+static void
+ago(long long t, char *out, size_t len)
+{
+	long long d = (long long)time(NULL) - t;
+
+	if (d < 0)
+		d = 0;
+	if (d < 120)
+		snprintf(out, len, "%lld s ago", d);
+	else if (d < 7200)
+		snprintf(out, len, "%lld min ago", d / 60);
+	else if (d < 172800)
+		snprintf(out, len, "%lld h ago", d / 3600);
+	else
+		snprintf(out, len, "%lld d ago", d / 86400);
+}
+
+/* backend_row - "reachable" or "DOWN ... : why", with how old that is */
+static void
+backend_row(const char *stats)
+{
+	struct be_health h = {{0}};
+	char host[128], text[512], a1[32], a2[32], when[32];
+	time_t since;
+	struct tm tm;
+
+	cgi_json_walk(stats, be_fn, &h);
+	if (cgi_conf_get(cgi_conf_path(), "backend", host, sizeof(host)))
+		snprintf(host, sizeof(host), "-");
+	ago(h.checked, a1, sizeof(a1));
+	ago(h.since, a2, sizeof(a2));
+	since = (time_t)h.since;
+	gmtime_r(&since, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%d %H:%M UTC", &tm);
+	if (!strcmp(h.status, "up"))
+		snprintf(text, sizeof(text), "%s: reachable (it answered %s)",
+		         host, a1);
+	else if (!strcmp(h.status, "down"))
+		snprintf(text, sizeof(text),
+		         "%s: UNREACHABLE since %s (%s): %s (last try %s)",
+		         host, when, a2, h.last_error, a1);
+	else if (h.status[0])
+		snprintf(text, sizeof(text),
+		         "%s: not known yet (no connection to it so far; "
+		         "checked after 5 quiet minutes)",
+		         host);
+	else
+		snprintf(text, sizeof(text), "%s: - (the daemon does not say)",
+		         host);
+	fprintf(stdout,
+	        "<tr id=\"backend\"><th>mail server (backend)</th>"
+	        "<td%s>",
+	        strcmp(h.status, "down") ? "" : " class=\"err\"");
+	cgi_html(text);
+	fputs("</td></tr>\n", stdout);
 }
 
 static uint64_t s_start, s_span;
@@ -173,6 +260,7 @@ main(void)
 		uptime_str(cgi_json_num(stats, "uptime"), dup, sizeof(dup));
 		cgi_row("daemon", "running");
 		cgi_row("daemon uptime", dup);
+		backend_row(stats);
 	} else {
 		cgi_row("daemon", "not answering");
 	}

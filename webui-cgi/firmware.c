@@ -259,7 +259,9 @@ other_version(const char *slot, char *out, size_t len)
 	if (n <= 0)
 		return;
 	hdr[n] = '\0';
-	if (strncmp(hdr, "MAILMOAT-FW\n", 12)) {
+	/* the magic line: "MAILMOAT-FW=1" (fwimg.h), "MAILMOAT-FW" before */
+	if (strncmp(hdr, "MAILMOAT-FW=1\n", 14) &&
+	    strncmp(hdr, "MAILMOAT-FW\n", 12)) {
 		snprintf(out, len, "(no image)");
 		return;
 	}

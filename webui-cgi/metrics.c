@@ -30,6 +30,33 @@ static size_t nsamples, capsamples;
 static const char *const counters[] = {"connections_total", "accepted",
                                        "tempfailed", "rejected", "logged"};
 
+/* Better words than "mailmoat X (from mailmoatctl stats)" for some. */
+static const char *const helps[][2] = {
+        {"mailmoat_backend_reachable",
+         "1 if the internal mail server answered the last connection or "
+         "probe, 0 if that failed (absent: not known yet)."},
+        {"mailmoat_backend_failures",
+         "Connections to the internal mail server that failed."},
+        {"mailmoat_backend_last_ok",
+         "Unix time the internal mail server last answered (0: never)."},
+};
+
+/* help - the # HELP text of a metric */
+static void
+help(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(helps) / sizeof(helps[0]); i++) {
+		if (!strcmp(helps[i][0], name)) {
+			printf("# HELP %s %s\n", name, helps[i][1]);
+			return;
+		}
+	}
+	printf("# HELP %s mailmoat %s (from mailmoatctl stats).\n", name,
+	       name + 9);
+}
+
 /* clean - s as a metric name part: [a-z0-9_] */
 static void
 clean(const char *s, char *out, size_t len)
@@ -182,12 +209,11 @@ main(void)
 	}
 	qsort(samples, nsamples, sizeof(*samples), cmp);
 	for (i = 0; i < nsamples; i++) {
-		if (i == 0 || strcmp(samples[i].name, samples[i - 1].name))
-			printf("# HELP %s mailmoat %s (from mailmoatctl "
-			       "stats).\n# TYPE %s %s\n",
-			       samples[i].name, samples[i].name + 9,
-			       samples[i].name,
+		if (i == 0 || strcmp(samples[i].name, samples[i - 1].name)) {
+			help(samples[i].name);
+			printf("# TYPE %s %s\n", samples[i].name,
 			       samples[i].counter ? "counter" : "gauge");
+		}
 		printf("%s%s %s\n", samples[i].name, samples[i].labels,
 		       samples[i].value);
 	}

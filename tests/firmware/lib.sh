@@ -111,3 +111,17 @@ web_post() {
 	for a; do set -- "$@" --data-urlencode "$a"; shift; done
 	curl -s -m 20 -b "$W/web.jar" "$@" "http://127.0.0.1:$HP$p"
 }
+
+# webui_box STEP ARGS... - one step of webui_box.py (headless Chromium)
+# against the box: its ok/not ok lines; a failure counts
+webui_box() {
+	local out rc
+	out=$(/usr/bin/python3 "$HERE/webui_box.py" "$1" "$HP" "$PW" "${@:2}" \
+		2> "$W/webui-box-$1.err")
+	rc=$?
+	[ -n "$out" ] && printf '%s\n' "$out"
+	if [ $rc != 0 ]; then
+		grep -q '^not ok' <<< "$out" && FAILED=$((FAILED + 1)) ||
+			nok "box-webui:$1" "$(tail -n 2 "$W/webui-box-$1.err" | tr '\n' ' ')"
+	fi
+}

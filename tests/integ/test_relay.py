@@ -4,7 +4,7 @@ Connect at the first accepted recipient, replay EHLO/MAIL/RCPT, stream the
 body holding back the dot, relay the backend's final reply as it is;
 backend down/slow/4xx at every stage -> 4xx, never 250; a 250 means the
 message is at the backend exactly once; client gone mid-DATA -> nothing."""
-from base import MMTest, mm, message, Daemon, Client
+from base import MMTest, mm, message, Daemon, Client, Backend
 
 
 def drain(c):
@@ -669,3 +669,47 @@ class ChaosWithReuse(Chaos):
 
     def test_250_means_exactly_once_with_reuse(self):
         Chaos.test_250_means_exactly_once(self)
+
+
+class BackendHealth(MMTest):
+    """`stats` says whether the internal mail server is reachable: from
+    what the sessions' connections saw (backend.c), down with the reason
+    and up again once it answers."""
+
+    def attempt(self, d):
+        c = Client(d.port)
+        c.hello()
+        c.cmd("MAIL FROM:<a@sender.example>")
+        r = c.cmd("RCPT TO:<bob@example.com>")
+        c.close()
+        return r
+
+    def test_down_then_up(self):
+        b = Backend()                   # its port, nothing listening yet
+        d = Daemon(b.port)
+        d.start()
+        try:
+            st = d.stats()["backend"]
+            self.assertEqual((st["status"], st["reachable"]),
+                             ("unknown", None), st)
+            self.assertEqual(self.attempt(d).code, 451)
+            st = d.stats()["backend"]
+            self.assertEqual((st["status"], st["reachable"]),
+                             ("down", False), st)
+            self.assertEqual(st["last_error"],
+                             "connect: connection refused", st)
+            self.assertGreaterEqual(st["failures"], 1)
+            self.assertGreater(st["last_failure"], 0)
+            self.assertEqual(st["last_ok"], 0)
+            self.assertIn("backend: down: connect: connection refused",
+                          d.log_text())
+            b.start()
+            self.assertEqual(self.attempt(d).code, 250)
+            st = d.stats()["backend"]
+            self.assertEqual((st["status"], st["reachable"]),
+                             ("up", True), st)
+            self.assertGreaterEqual(st["last_ok"], st["last_failure"])
+            self.assertIn("backend: up again", d.log_text())
+        finally:
+            d.cleanup()
+            b.stop()

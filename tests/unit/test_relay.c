@@ -4,8 +4,11 @@
  * MAIL+RCPT, the held-back dot, and every failure reported once as -1
  * (connect refused, banner refused, malformed, oversized, timeout, the
  * backend going away).  The loop is stepped explicitly and callback
- * counts are asserted; at the end uv_loop_close() must return 0.
+ * counts are asserted; at the end uv_loop_close() must return 0.  The
+ * backend's health (backend.c) follows what the relay saw, and its probe
+ * is run against the same scripted backend.
  */
+#include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 
@@ -253,6 +256,37 @@ seen(void)
 	return be_seen.data;
 }
 
+/* health - backend_json() as a C string. */
+static const char *
+health(void)
+{
+	static struct buf b;
+
+	b.len = 0;
+	backend_json(&b);
+	buf_append(&b, "", 1);
+	return b.data;
+}
+
+static unsigned want_probes;
+
+/* probes_done - backend.c has counted want_probes probes. */
+static bool
+probes_done(void)
+{
+	char k[32];
+
+	snprintf(k, sizeof(k), "\"probes\":%u}", want_probes);
+	return strstr(health(), k) != NULL;
+}
+
+/* quit_seen - the backend got the probe's QUIT. */
+static bool
+quit_seen(void)
+{
+	return strstr(seen(), "QUIT\r\n") != NULL;
+}
+
 /* wake_cb - keeps UV_RUN_ONCE from sleeping forever in run_until(). */
 static void
 wake_cb(uv_timer_t *t)
@@ -366,6 +400,9 @@ main(void)
 		T_CHECK(strstr(seen(), "QUIT\r\n") != NULL, "%s", seen());
 		T_INTEQ(relay_open_count, 0);
 		T_INTEQ(got.n, 4);
+		T_CHECK(strstr(health(),
+		               "\"status\":\"up\",\"reachable\":true"),
+		        "%s", health());
 		t_end();
 	}
 	{
@@ -428,6 +465,11 @@ main(void)
 		T_INTEQ(got.code[0], -1);
 		T_CHECK(strncmp(got.reply[0], "connect:", 8) == 0, "%s",
 		        got.reply[0]);
+		T_CHECK(strstr(health(), "\"status\":\"down\",\"reachable\":"
+		                         "false") &&
+		                strstr(health(), "\"last_error\":\"connect: "
+		                                 "connection refused\""),
+		        "%s", health());
 		relay_abort(r);
 		settle();
 		T_INTEQ(relay_open_count, 0);
@@ -442,6 +484,8 @@ main(void)
 		settle();
 		T_INTEQ(got.n, 1);
 		T_INTEQ(got.code[0], -1);
+		T_CHECK(strstr(health(), "\"last_error\":\"banner refused\""),
+		        "%s", health());
 		relay_abort(r);
 		settle();
 		t_end();
@@ -731,6 +775,80 @@ main(void)
 		T_INTEQ(relay_idle_count, 0);
 		T_CHECK(strstr(seen(), "RSET") == NULL, "%s", seen());
 		T_CHECK(strstr(seen(), "QUIT\r\n") != NULL, "%s", seen());
+		t_end();
+	}
+	{
+		static const struct script s = {0};
+		static char path[1200];
+
+		r = begin("health: a fault of ours (a command too long) does "
+		          "not make the backend down",
+		          &s, 0);
+		relay_mail(r, "<a@sender.test>");
+		step_until(1);
+		T_CHECK(strstr(health(), "\"status\":\"up\""), "%s", health());
+		memset(path, 'a', sizeof(path) - 1);
+		relay_rcpt(r, path);
+		step_until(2);
+		T_INTEQ(got.code[1], -1);
+		T_STREQ(got.reply[1], "command too long");
+		T_CHECK(strstr(health(), "\"status\":\"up\""), "%s", health());
+		relay_abort(r);
+		settle();
+		t_end();
+	}
+	{
+		struct sockaddr_in *be = (struct sockaddr_in *)&cfg.backend;
+		static const struct script up = {0};
+		static const struct script refused = {.banner = "421 4.3.2 "
+		                                                "busy"};
+		static const struct script silent = {.silent = true};
+
+		t_begin("probe: greeted is up, then QUIT; a refused banner, "
+		        "a refused connect, no banner in time are down");
+		uv_ip4_addr("127.0.0.1", be_port, be);
+		sc = up;
+		be_seen.len = 0;
+		T_INTEQ(backend_probe(loop, &cfg), 0);
+		T_INTEQ(backend_probe(loop, &cfg), -EBUSY);
+		want_probes = 1;
+		run_until(probes_done, 1000);
+		run_until(quit_seen, 1000);
+		T_CHECK(strstr(health(), "\"status\":\"up\"") &&
+		                strstr(health(), "\"probes\":1}"),
+		        "%s", health());
+		T_STREQ(seen(), "QUIT\r\n");
+		sc = refused;
+		T_INTEQ(backend_probe(loop, &cfg), 0);
+		want_probes = 2;
+		run_until(probes_done, 1000);
+		T_CHECK(strstr(health(), "\"status\":\"down\"") &&
+		                strstr(health(), "\"last_error\":\"banner "
+		                                 "refused\""),
+		        "%s", health());
+		sc = up;
+		T_INTEQ(backend_probe(loop, &cfg), 0);
+		want_probes = 3;
+		run_until(probes_done, 1000);
+		T_CHECK(strstr(health(), "\"status\":\"up\""), "%s", health());
+		uv_ip4_addr("127.0.0.1", refused_port, be);
+		T_INTEQ(backend_probe(loop, &cfg), 0);
+		want_probes = 4;
+		run_until(probes_done, 1000);
+		T_CHECK(strstr(health(), "\"last_error\":\"connect: "
+		                         "connection refused\""),
+		        "%s", health());
+		uv_ip4_addr("127.0.0.1", be_port, be);
+		sc = silent;
+		cfg.timeout_backend_ms = 100;
+		T_INTEQ(backend_probe(loop, &cfg), 0);
+		want_probes = 5;
+		run_until(probes_done, 1000);
+		T_CHECK(strstr(health(), "\"last_error\":\"timeout waiting "
+		                         "for the internal mail server\""),
+		        "%s", health());
+		T_CHECK(strstr(health(), "\"probes\":5}"), "%s", health());
+		cfg.timeout_backend_ms = 2000;
 		t_end();
 	}
 	t_begin("every handle closed: uv_loop_close() == 0");

@@ -293,6 +293,40 @@ def t_mail(box):
     box.shot("metrics")
 
 
+@case("backend down: the dashboard says unreachable and why, metrics 0; back: reachable")
+def t_backend_down(box):
+    box.get("/cgi-bin/dashboard")
+    row = box.el("#backend td")
+    check("reachable" in row.text and "UNREACHABLE" not in row.text,
+          row.text)
+    be = box.backend
+    be.proc.terminate()                 # the internal server goes away
+    be.proc.wait(10)
+    try:
+        check(send_mail(box) != 250, "mail accepted with the backend down")
+        box.get("/cgi-bin/dashboard")
+        row = box.el("#backend td")
+        check("UNREACHABLE" in row.text and
+              "connect: connection refused" in row.text, row.text)
+        check(row.get_attribute("class") == "err", "not marked")
+        box.shot("dashboard-backend-down")
+        box.get("/cgi-bin/metrics")
+        text = box.drv.find_element(By.TAG_NAME, "body").text
+        check(re.search(r"^mailmoat_backend_reachable 0$", text, re.M),
+              text[:800])
+        check("# HELP mailmoat_backend_reachable 1 if" in text, "HELP")
+    finally:
+        be.start()
+    check(send_mail(box) == 250, "mail not accepted, backend back")
+    box.get("/cgi-bin/dashboard")
+    row = box.el("#backend td")
+    check("reachable (it answered" in row.text, row.text)
+    box.get("/cgi-bin/metrics")
+    text = box.drv.find_element(By.TAG_NAME, "body").text
+    check(re.search(r"^mailmoat_backend_reachable 1$", text, re.M),
+          text[:800])
+
+
 @case("metrics: read-only token works, nothing else does")
 def t_metrics_token(box):
     st, body, r = box.http("GET", "/cgi-bin/metrics", headers={
@@ -636,7 +670,7 @@ def t_password(box):
 def main():
     box = Box()
     try:
-        for t in (t_root, t_login, t_mail, t_metrics_token, t_hostile,
+        for t in (t_root, t_login, t_mail, t_backend_down, t_metrics_token, t_hostile,
                   t_decisions, t_setting, t_bad_setting, t_block, t_greylist,
                   t_csrf, t_ratelimit, t_bad_image, t_flash_cgi, t_backup,
                   t_password):
