@@ -568,7 +568,29 @@ class Daemon:
         return p.returncode, p.stdout + p.stderr
 
     # observation
+    def _log_barrier(self):
+        """_log_barrier - one control-socket round trip, so the log holds
+        every line of the loop turns before it: the daemon batches its
+        stderr lines per turn of its loop (proxy/log.c), and a reply the
+        test has read may come a few microseconds before its log line.
+        Skipped for a daemon that is gone or stopped (SIGSTOP)."""
+        if not self.alive() or not self.sock:
+            return
+        try:
+            with open("/proc/%d/stat" % self.pid) as f:
+                if f.read().rsplit(")", 1)[1].split()[0] in "TtZX":
+                    return
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
+                c.settimeout(0.5)
+                c.connect(self.sock)
+                c.sendall(b"stats\n")
+                while c.recv(65536):
+                    pass
+        except (OSError, IndexError):
+            pass
+
     def log_text(self):
+        self._log_barrier()
         try:
             with open(self.log_path, "rb") as f:
                 return f.read().decode("utf-8", "replace")
