@@ -828,7 +828,12 @@ ix_home(uint64_t key, size_t n)
 	h ^= h >> 33;
 	h *= 0xc4ceb9fe1a85ec53ull;
 	h ^= h >> 33;
+#ifdef __SIZEOF_INT128__
 	return (size_t)(((unsigned __int128)h * n) >> 64);
+#else
+	/* 32-bit boards (rpi2): n < 2^32, the top 32 bits of h suffice */
+	return (size_t)(((h >> 32) * (uint64_t)n) >> 32);
+#endif
 }
 
 /* ix_find - the slot of key among n slots of ss bytes, or the empty one
