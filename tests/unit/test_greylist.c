@@ -11,29 +11,8 @@
 #include <unistd.h>
 
 #include "proxy.h"
+#include "fakeclock.h"
 #include "t.h"
-
-static time_t fake_wall = 1700000000;
-static uint64_t fake_mono = 1000000000ull;
-
-static time_t
-wall_cb(void)
-{
-	return fake_wall;
-}
-
-static uint64_t
-mono_cb(void)
-{
-	return fake_mono;
-}
-
-static void
-tick(unsigned s)
-{
-	fake_wall += s;
-	fake_mono += s * 1000000000ull;
-}
 
 /* sender - greylist_sender of local@domain ("" local: null). */
 static const char *

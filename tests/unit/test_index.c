@@ -13,33 +13,13 @@
 #include <unistd.h>
 
 #include "proxy.h"
+#include "fakeclock.h"
 #include "t.h"
 
 #define NK 40000 /* 1.7 MB of slots: a snapshot prepares its copy buffer */
 
 static char dir[] = "/tmp/test_index.XXXXXX";
 static struct config cfg;
-static time_t fake_wall = 1700000000;
-static uint64_t fake_mono = 5000000000ull;
-
-static time_t
-wall_cb(void)
-{
-	return fake_wall;
-}
-
-static uint64_t
-mono_cb(void)
-{
-	return fake_mono;
-}
-
-static void
-tick(unsigned s)
-{
-	fake_wall += s;
-	fake_mono += s * 1000000000ull;
-}
 
 /* path_of - dir/name. */
 static const char *

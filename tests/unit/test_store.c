@@ -10,34 +10,11 @@
 #include <unistd.h>
 
 #include "proxy.h"
+#include "fakeclock.h"
 #include "t.h"
 
 static char dir[] = "/tmp/test_store.XXXXXX";
 static struct config cfg;
-
-/* Fake clocks: wall seconds and monotonic nanoseconds, moved by hand. */
-static time_t fake_wall = 1700000000;
-static uint64_t fake_mono = 5000000000ull;
-
-static time_t
-wall_cb(void)
-{
-	return fake_wall;
-}
-
-static uint64_t
-mono_cb(void)
-{
-	return fake_mono;
-}
-
-/* tick - both clocks advance by s seconds. */
-static void
-tick(unsigned s)
-{
-	fake_wall += s;
-	fake_mono += s * 1000000000ull;
-}
 
 /* path_of - dir/name. */
 static const char *
