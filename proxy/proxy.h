@@ -1272,6 +1272,7 @@ typedef void (*relay_reply_cb)(
 struct relay *relay_open(uv_loop_t *loop, const struct config *cfg,
                          const struct sockaddr *backend, const char *helo,
                          relay_reply_cb cb, void *arg);
+/* relay_mail - queued; sent with the relay_rcpt() that must follow. */
 void relay_mail(struct relay *r, const char *path_with_params);
 void relay_rcpt(struct relay *r, const char *path);
 void relay_data(struct relay *r);

@@ -3,7 +3,8 @@
  *
  * Public (proxy.h, relay block):
  *   relay_open()    connect, read the banner, EHLO (HELO on a 5xx)
- *   relay_mail/rcpt/data()   queue one command; its reply comes back
+ *   relay_mail/rcpt/data()   queue one command (MAIL goes with the RCPT
+ *                   that follows it); its reply comes back
  *                   through the relay_reply_cb, in order, one per command
  *   relay_body()    canonical body bytes after relay_data(): held until
  *                   the backend's 354, then written (copied once, only
@@ -39,11 +40,18 @@
  * client that sends one message per connection (most MTAs) would pay a
  * connect, a banner and an EHLO every time.  So relay_quit() parks an
  * idle connection for backend_reuse (default 2s, as Postfix's connection
- * cache): it first sends RSET, and only a 250 parks it, so a connection
- * that is kept is known to be alive and clean.  relay_open() takes a
- * parked one for the same backend and EHLO name.  A parked connection
- * that the server closes, that says anything, or whose time is up is
- * closed (QUIT).  At most RELAY_REUSE_MAX transactions per connection.
+ * cache).  A connection whose last transaction ended with the reply to
+ * its dot is clean (RFC 5321 4.1.1.4: the server clears its state after
+ * the end of mail data, whatever it answered) and is parked at once;
+ * one with a transaction open (a MAIL since the last dot or RSET) first
+ * sends RSET, and only a 250 parks it.  relay_open() takes a parked one
+ * for the same backend and EHLO name.  A parked connection that the
+ * server closes, that says anything, or whose time is up is closed
+ * (QUIT).  At most RELAY_REUSE_MAX transactions per connection.
+ *
+ * Writes: MAIL waits for the RCPT that always follows it (stage.c sends
+ * both at once), so a backend that offers PIPELINING gets MAIL and RCPT
+ * in one write; a held body goes out with its dot in one write.
  *
  * A failure (connect refused, timeout, the backend going away, a banner
  * or EHLO refusal, a malformed or oversized reply, an unsolicited reply)
@@ -137,6 +145,7 @@ struct relay {
 	unsigned reuse_ms; /* backend_reuse; 0: never parked */
 	unsigned uses;     /* transactions begun on this connection */
 	bool parking;      /* RSET sent by relay_quit(): park on its 250 */
+	bool txn;          /* MAIL sent, no reply to a dot or RSET since */
 	struct relay *idle_next, *idle_prev; /* when parked */
 	bool parked;
 	bool our_fault; /* the failure is ours: the backend is not to blame */
@@ -472,6 +481,7 @@ relay_pump(struct relay *r)
 		case RC_MAIL:
 			relay_mail_params(r, c->arg, params, sizeof(params));
 			ok = relay_add_line(&out, "MAIL FROM:", params);
+			r->txn = true;
 			break;
 		case RC_RCPT:
 			ok = relay_add_line(&out, "RCPT TO:", c->arg);
@@ -501,9 +511,9 @@ relay_pump(struct relay *r)
 	buf_free(&out);
 }
 
-/* relay_push - queue a command. */
+/* relay_queue - queue a command; relay_pump() sends it. */
 static void
-relay_push(struct relay *r, enum relay_cmd_kind kind, const char *arg)
+relay_queue(struct relay *r, enum relay_cmd_kind kind, const char *arg)
 {
 	if (r->closing || r->state == RS_DEAD)
 		return;
@@ -512,6 +522,13 @@ relay_push(struct relay *r, enum relay_cmd_kind kind, const char *arg)
 	r->cmds[r->n_cmds].kind = kind;
 	r->cmds[r->n_cmds].arg = arg ? xstrdup(arg) : NULL;
 	r->n_cmds++;
+}
+
+/* relay_push - queue a command and send what may be sent. */
+static void
+relay_push(struct relay *r, enum relay_cmd_kind kind, const char *arg)
+{
+	relay_queue(r, kind, arg);
 	relay_pump(r);
 }
 
@@ -683,11 +700,15 @@ relay_handle_reply(struct relay *r, int code, const char *reply)
 		relay_close(r);
 		return;
 	}
+	/* after the dot, whatever its code, the server starts afresh */
+	if (c.kind == RC_DOT)
+		r->txn = false;
 	if (c.kind == RC_RSET) {
 		if (code / 100 != 2) {
 			relay_fail(r, "RSET refused");
 			return;
 		}
+		r->txn = false;
 		if (r->parking && r->n_cmds == 0) {
 			relay_park(r);
 			return;
@@ -984,12 +1005,12 @@ relay_on_drain(struct relay *r, void (*cb)(struct relay *, void *arg))
 }
 
 /* relay_mail - MAIL FROM:<path> [SIZE=..] [BODY=..] (dropped if not
- * offered by the backend). */
+ * offered by the backend); sent with the relay_rcpt() that follows. */
 void
 relay_mail(struct relay *r, const char *path_with_params)
 {
 	r->uses++;
-	relay_push(r, RC_MAIL, path_with_params);
+	relay_queue(r, RC_MAIL, path_with_params);
 }
 
 /* relay_rcpt - RCPT TO:<path>. */
@@ -1065,6 +1086,10 @@ relay_quit(struct relay *r)
 	r->detached = true;
 	if (r->state != RS_READY || r->n_cmds > 0 || r->closing) {
 		relay_close(r);
+		return;
+	}
+	if (r->reuse_ms > 0 && r->uses < RELAY_REUSE_MAX && !r->txn) {
+		relay_park(r); /* clean: the last transaction had its dot */
 		return;
 	}
 	r->leaving = true;

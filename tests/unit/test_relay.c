@@ -682,16 +682,18 @@ main(void)
 		unsigned accepts;
 
 		cfg.backend_reuse_ms = 1000;
-		r = begin("reuse: an idle connection, checked by RSET, serves "
-		          "the next relay_open without a new connect",
+		r = begin("reuse: after the reply to its dot a connection is "
+		          "clean and parked at once (no RSET), and serves the "
+		          "next relay_open without a new connect",
 		          &s, 0);
 		T_INTEQ(deliver(r), 250);
 		accepts = be_accepts;
 		relay_quit(r);
-		run_until(one_parked, 2000);
 		T_INTEQ(relay_idle_count, 1);
+		T_INTEQ(relay_leaving_count, 0);
 		T_INTEQ(relay_open_count, 1);
-		T_CHECK(strstr(seen(), "RSET\r\n") != NULL, "%s", seen());
+		settle();
+		T_CHECK(strstr(seen(), "RSET") == NULL, "%s", seen());
 		T_CHECK(strstr(seen(), "QUIT") == NULL, "%s", seen());
 		T_CHECK(relay_can_open(
 		                &(struct config){.max_backend_connections = 1}),
@@ -758,9 +760,68 @@ main(void)
 		run_until(none_open, 3000);
 		T_INTEQ(relay_open_count, 0);
 		T_INTEQ(relay_idle_count, 0);
-		T_CHECK(strstr(seen(), "RSET\r\nQUIT\r\n") != NULL, "%s",
+		T_CHECK(strstr(seen(), "\r\n.\r\nQUIT\r\n") != NULL, "%s",
 		        seen());
 		cfg.backend_reuse_ms = 0;
+		t_end();
+	}
+	{
+		static const struct script s = {0};
+
+		cfg.backend_reuse_ms = 1000;
+		r = begin("reuse: a transaction left open (MAIL and RCPT, no "
+		          "dot) is reset first: RSET, and its 250 parks it",
+		          &s, 0);
+		relay_mail(r, "<a@sender.test>");
+		relay_rcpt(r, "<b@example.com>");
+		step_until(2);
+		T_INTEQ(got.n, 2);
+		relay_quit(r);
+		T_INTEQ(relay_idle_count, 0);
+		T_INTEQ(relay_leaving_count, 1);
+		run_until(one_parked, 2000);
+		T_INTEQ(relay_idle_count, 1);
+		T_INTEQ(relay_leaving_count, 0);
+		T_CHECK(strstr(seen(), "RCPT TO:<b@example.com>\r\nRSET\r\n") !=
+		                NULL,
+		        "%s", seen());
+		/* taken again: a whole transaction, then parked without RSET */
+		uv_ip4_addr("127.0.0.1", be_port, &sin);
+		r = relay_open(loop, &cfg, (struct sockaddr *)&sin, "mx.test",
+		               reply_cb, NULL);
+		be_seen.len = 0;
+		T_INTEQ(deliver(r), 250);
+		relay_quit(r);
+		T_INTEQ(relay_idle_count, 1);
+		settle();
+		T_CHECK(strstr(seen(), "RSET") == NULL, "%s", seen());
+		relay_shutdown();
+		run_until(none_open, 2000);
+		T_INTEQ(relay_open_count, 0);
+		cfg.backend_reuse_ms = 0;
+		t_end();
+	}
+	{
+		static const struct script s = {0};
+
+		r = begin("MAIL waits for the RCPT that follows it: nothing "
+		          "is sent for MAIL alone, then both at once",
+		          &s, 0);
+		step_until(0);
+		settle();
+		relay_mail(r, "<a@sender.test>");
+		run_until(quit_seen, 100); /* only lets the loop run */
+		T_CHECK(strstr(seen(), "MAIL") == NULL, "%s", seen());
+		relay_rcpt(r, "<b@example.com>");
+		step_until(2);
+		T_INTEQ(got.n, 2);
+		T_INTEQ(got.code[0], 250);
+		T_INTEQ(got.code[1], 250);
+		T_CHECK(strstr(seen(), "MAIL FROM:<a@sender.test>\r\nRCPT "
+		                       "TO:<b@example.com>\r\n") != NULL,
+		        "%s", seen());
+		relay_quit(r);
+		run_until(none_open, 2000);
 		t_end();
 	}
 	{
