@@ -188,7 +188,6 @@ sess_admit(struct sess *x, bool outbound)
 	sess_table_add(x);
 	sess_timeouts(x, &cmd, &data, &life);
 	x->life_deadline = uv_now(sess_loop) + life;
-	uv_tcp_nodelay(&s->tcp, 1);
 	uv_read_start((uv_stream_t *)&s->tcp, sess_alloc_cb, sess_read_cb);
 
 	ipc = ipc_get(&s->client);
@@ -341,6 +340,10 @@ sess_listen_open(void)
 			                 sa->sa_family == AF_INET6
 			                         ? UV_TCP_IPV6ONLY
 			                         : 0);
+		/* accepted sockets inherit TCP_NODELAY from the listener
+		 * (Linux): one system call less per connection */
+		if (rc == 0)
+			(void)uv_tcp_nodelay(&listeners[i], 1);
 		if (rc == 0)
 			rc = uv_listen((uv_stream_t *)&listeners[i], 511,
 			               sess_connection_cb);

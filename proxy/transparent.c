@@ -318,10 +318,20 @@ transparent_count(const char *d)
 }
 
 /* transparent_session_dst - where s's client meant to connect (at
- * accept); counted in transparent modes. */
+ * accept), when something needs it (a transparent mode, backend =
+ * original, a PROXY header); counted in transparent modes. */
 void
 transparent_session_dst(struct session *s)
 {
+	const struct config *c = s->cfg;
+
+	if (c->transparent == TRANSPARENT_OFF && !c->backend_original &&
+	    c->backend_client_info != CLIENT_INFO_PROXY) {
+		/* nobody asks for it: no system call per connection */
+		memset(&s->dst, 0, sizeof(s->dst));
+		snprintf(s->dst_str, sizeof(s->dst_str), "-");
+		return;
+	}
 	if (transparent_original_dst(&s->tcp, s->cfg->transparent, &s->dst) <
 	    0) {
 		memset(&s->dst, 0, sizeof(s->dst));

@@ -2,6 +2,7 @@
 
 Raw client (exact bytes and replies), Python's smtplib and swaks."""
 import smtplib
+import socket
 
 from base import MMTest, mm, message
 
@@ -16,6 +17,16 @@ class SmtpEngine(MMTest):
         b = c.banner()
         self.assertEqual(b.code, 220)
         self.assertEqual(b.text, "220 %s ESMTP mailmoat" % H)
+
+    def test_replies_not_held_by_nagle(self):
+        # every reply is a small write that must leave at once (a client
+        # that pipelines would otherwise wait for a delayed ACK): the
+        # session's socket has TCP_NODELAY, inherited from the listener
+        c = self.client()
+        c.banner()
+        self.assertEqual(mm.peer_socket_option(
+            self.daemon.pid, c.sock, socket.IPPROTO_TCP,
+            socket.TCP_NODELAY), 1)
 
     def test_ehlo_extensions(self):
         c = self.client()

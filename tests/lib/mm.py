@@ -124,6 +124,47 @@ def _socket_inodes(pid):
     return out
 
 
+def peer_socket_option(pid, sock, level, opt):
+    """peer_socket_option - getsockopt on the process pid's end of the
+    connected TCP socket sock (a copy of its descriptor, by pidfd_getfd:
+    Linux 5.6+, root): what that process set on its socket."""
+    import ctypes
+    lport, rport = sock.getsockname()[1], sock.getpeername()[1]
+    inode = None
+    for f in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(f) as fh:
+            next(fh)
+            for line in fh:
+                p = line.split()
+                if (int(p[1].rsplit(":", 1)[1], 16) == rport and
+                        int(p[2].rsplit(":", 1)[1], 16) == lport):
+                    inode = p[9]
+    if inode is None:
+        raise HarnessError("no socket of %d for port %d" % (pid, lport))
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            if os.readlink("/proc/%d/fd/%s" % (pid, fd)) != \
+                    "socket:[%s]" % inode:
+                continue
+        except OSError:
+            continue
+        libc = ctypes.CDLL(None, use_errno=True)
+        pidfd = os.pidfd_open(pid)
+        try:
+            mine = libc.syscall(438, pidfd, int(fd), 0)  # pidfd_getfd
+            if mine < 0:
+                raise HarnessError("pidfd_getfd: errno %d" %
+                                   ctypes.get_errno())
+        finally:
+            os.close(pidfd)
+        s = socket.socket(fileno=mine)
+        try:
+            return s.getsockopt(level, opt)
+        finally:
+            s.close()
+    raise HarnessError("socket inode %s not among %d's fds" % (inode, pid))
+
+
 def proc_cpu_seconds(pid):
     """proc_cpu_seconds - utime + stime of a live process."""
     with open("/proc/%d/stat" % pid) as f:
