@@ -8,6 +8,8 @@
 #                  what is left when it starts, so fast ones leave time to
 #                  the slow ones
 #   FUZZ_ONLY      harness names (space separated), default all
+#   FUZZ_NOBUILD   set: run the binaries already in build/fuzz-campaign/bin
+#                  (a second campaign running beside the first)
 #
 # Runs one harness at a time, under nice -n 19, single job, so a shared
 # box keeps its CPU.  Each harness NAME starts from tests/fuzz/seeds/NAME
@@ -31,29 +33,34 @@ SUM=$C/summary.txt
 # Build: tests/fuzz/run.sh builds the proxy library and every harness
 # (one second of fuzzing each); fuzz_tls as tests/tls/run.sh builds it.
 # The binaries are copied so a later rebuild does not change a running one.
-FUZZ_SECONDS=1 FUZZ_MAX_LEN=64 tests/fuzz/run.sh >"$C/logs/build.txt" 2>&1
-for n in smtp data config dns spf spfdns dynamic; do
-	[ -x build/fuzz/fuzz_$n ] && cp build/fuzz/fuzz_$n "$C/bin/"
-done
-# The SPF harnesses against libspf2 built with coverage and ASan/UBSan
-# (tests/spf/run.sh makes build/spf2-asan), so the fuzzer sees libspf2's
-# branches too, not only spf.c's.
-asan=build/spf2-asan
-if [ -f "$asan/lib/libspf2.a" ]; then
-	for n in spf spfdns; do
-		clang -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined \
-			-fno-sanitize-recover=undefined -D_GNU_SOURCE -Iproxy \
-			-I"$asan/include" -o "$C/bin/fuzz_$n" tests/fuzz/fuzz_$n.c \
-			proxy/spf.c proxy/dns.c proxy/util.c \
-			proxy/log.c tests/spf/stats_stub.c "$asan/lib/libspf2.a" \
-			-lresolv -luv -lcares -lpthread \
-			>"$C/logs/build-$n-asan.txt" 2>&1
+build() {
+	# (FUZZ_ONLY is this script's: run.sh is to build every harness)
+	FUZZ_ONLY= FUZZ_SECONDS=1 FUZZ_MAX_LEN=64 tests/fuzz/run.sh \
+		>"$C/logs/build.txt" 2>&1
+	for n in smtp data config dns spf spfdns dynamic; do
+		[ -x build/fuzz/fuzz_$n ] && cp build/fuzz/fuzz_$n "$C/bin/"
 	done
-fi
-clang -g -O1 -fsanitize=fuzzer,address,undefined -Iproxy -D_GNU_SOURCE \
-	-o "$C/bin/fuzz_tls" tests/tls/fuzz_tls.c proxy/tls.c proxy/util.c \
-	proxy/log.c -luv -lmbedtls -lmbedx509 -lmbedcrypto -lpthread \
-	>"$C/logs/build-tls.txt" 2>&1
+	# The SPF harnesses against libspf2 built with coverage and ASan/UBSan
+	# (tests/spf/run.sh makes build/spf2-asan), so the fuzzer sees libspf2's
+	# branches too, not only spf.c's.
+	asan=build/spf2-asan
+	if [ -f "$asan/lib/libspf2.a" ]; then
+		for n in spf spfdns; do
+			clang -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined \
+				-fno-sanitize-recover=undefined -D_GNU_SOURCE -Iproxy \
+				-I"$asan/include" -o "$C/bin/fuzz_$n" tests/fuzz/fuzz_$n.c \
+				proxy/spf.c proxy/dns.c proxy/util.c \
+				proxy/log.c tests/spf/stats_stub.c "$asan/lib/libspf2.a" \
+				-lresolv -luv -lcares -lpthread \
+				>"$C/logs/build-$n-asan.txt" 2>&1
+		done
+	fi
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -Iproxy -D_GNU_SOURCE \
+		-o "$C/bin/fuzz_tls" tests/tls/fuzz_tls.c proxy/tls.c proxy/util.c \
+		proxy/log.c -luv -lmbedtls -lmbedx509 -lmbedcrypto -lpthread \
+		>"$C/logs/build-tls.txt" 2>&1
+}
+[ -n "${FUZZ_NOBUILD:-}" ] || build
 
 seeds_of() {
 	case $1 in

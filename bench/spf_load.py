@@ -26,7 +26,7 @@ them): one message per connection, EHLO mail.goodsender.net, MAIL FROM
 bench@goodsender.net.  Every check on (reject), greet_pause 0.
 
 Usage: bench/spf_load.py [--messages N] [--rounds R] [--conc 100,1000]
-                         NAME=BUILD_DIR ...
+                         [--client asyncio|smtp-source] NAME=BUILD_DIR ...
   (BUILD_DIR holds mailmoat and mailmoatctl; default: after=build/host)
 Prints one line per (round, build, concurrency) and a summary with the
 ratios; --json FILE writes the rows.
@@ -36,6 +36,7 @@ import asyncio
 import json
 import os
 import resource
+import subprocess
 import sys
 import time
 
@@ -136,7 +137,29 @@ def source(port, sessions, msgs):
     return time.monotonic() - t, res
 
 
-def one(name, build, dns, px, sink, conc, msgs):
+def source_postfix(port, sessions, msgs):
+    """source_postfix - the same load from Postfix's smtp-source (C, one
+    message per connection, EHLO mail.goodsender.net, no pipelining:
+    mailmoat does not offer it).  It stops at the first reply that is not
+    the expected one, so a clean exit means every message was taken."""
+    cmd = [mm.SMTP_SOURCE, "-s", str(sessions), "-m", str(msgs),
+           "-l", str(len(BODY)), "-f", "bench@goodsender.net",
+           "-t", "bob@example.com", "-M", "mail.goodsender.net",
+           "127.0.0.1:%d" % port]
+    t = time.monotonic()
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    took = time.monotonic() - t
+    res = {"ok": msgs if p.returncode == 0 else 0, "tempfail": 0,
+           "reject": 0, "errors": 0 if p.returncode == 0 else 1,
+           "texts": {} if p.returncode == 0 else
+           {(p.stdout + p.stderr)[-90:]: 1}}
+    return took, res
+
+
+CLIENTS = {"asyncio": source, "smtp-source": source_postfix}
+
+
+def one(name, build, dns, px, sink, conc, msgs, client="asyncio"):
     mm.MAILMOAT = os.path.join(build, "mailmoat")
     mm.MAILMOATCTL = os.path.join(build, "mailmoatctl")
     d = mm.Daemon(sink.port, **conf(px.addr))
@@ -149,7 +172,7 @@ def one(name, build, dns, px, sink, conc, msgs):
         s0 = d.stats()
         q0 = px.forwarded
         c0 = d.cpu_seconds()
-        wall, res = source(d.port, conc, msgs)
+        wall, res = CLIENTS[client](d.port, conc, msgs)
         cpu = d.cpu_seconds() - c0
         q1 = px.forwarded
         s1 = d.stats()
@@ -184,6 +207,9 @@ def main():
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--conc", default="100,1000")
     ap.add_argument("--json")
+    ap.add_argument("--client", choices=sorted(CLIENTS), default="asyncio",
+                    help="the load: this script's asyncio client (default) "
+                    "or Postfix's smtp-source")
     ap.add_argument("builds", nargs="*")
     args = ap.parse_args()
     builds = [b.split("=", 1) for b in args.builds] or \
@@ -199,7 +225,8 @@ def main():
             for conc in concs:
                 for name, build in builds:
                     row = one(name, build, dns, px, sink, conc,
-                              args.messages)
+                              args.messages, args.client)
+                    row["client_program"] = args.client
                     row["round"] = r
                     rows.append(row)
                     print("round=%d build=%s conc=%d msgs=%d accepted=%d "
