@@ -316,6 +316,35 @@ test_sockets(void)
 	uv_close((uv_handle_t *)&cli3, noop_close_cb);
 	t_end();
 
+	t_begin("session dst: looked up only when used (off: none; a "
+	        "PROXY header: the local address)");
+	{
+		static struct session ss;
+		enum transparent_mode mode = c->transparent;
+
+		n_connected = 0;
+		uv_tcp_init(loop, &ss.tcp);
+		uv_tcp_connect(&creq, &ss.tcp, (struct sockaddr *)&a,
+		               cli_connect_cb);
+		while (n_connected == 0)
+			if (uv_run(loop, UV_RUN_ONCE) == 0)
+				break;
+		ss.cfg = c;
+		c->transparent = TRANSPARENT_OFF;
+		c->backend_client_info = CLIENT_INFO_NONE;
+		transparent_session_dst(&ss);
+		T_STREQ(ss.dst_str, "-");
+		T_INTEQ(ss.dst.ss_family, 0);
+		c->backend_client_info = CLIENT_INFO_PROXY;
+		transparent_session_dst(&ss);
+		T_INTEQ(ss.dst.ss_family, AF_INET);
+		T_CHECK(strchr(ss.dst_str, ':') != NULL, "%s", ss.dst_str);
+		c->backend_client_info = CLIENT_INFO_NONE;
+		c->transparent = mode;
+		uv_close((uv_handle_t *)&ss.tcp, noop_close_cb);
+	}
+	t_end();
+
 	uv_close((uv_handle_t *)&srv, noop_close_cb);
 	uv_run(loop, UV_RUN_DEFAULT);
 	config_unref(c);
