@@ -47,7 +47,11 @@
  * sends RSET, and only a 250 parks it.  relay_open() takes a parked one
  * for the same backend and EHLO name.  A parked connection that the
  * server closes, that says anything, or whose time is up is closed
- * (QUIT).  At most RELAY_REUSE_MAX transactions per connection.
+ * (QUIT).  At most RELAY_REUSE_MAX transactions per connection.  A
+ * parked connection that fails before its first reply (the server
+ * closed it as it was taken, a reset, a timeout, or a 421) is replaced
+ * once, unseen by the caller: the same relay connects again, greets, and
+ * sends the queued commands anew (relay_retry).
  *
  * Writes: MAIL waits for the RCPT that always follows it (stage.c sends
  * both at once), so a backend that offers PIPELINING gets MAIL and RCPT
@@ -150,6 +154,8 @@ struct relay {
 	bool parked;
 	bool our_fault; /* the failure is ours: the backend is not to blame */
 	bool leaving;   /* relay_quit(): RSET or QUIT on its way (counted) */
+	bool retry_ok;  /* taken from the parked ones, no reply yet */
+	bool reconnecting; /* relay_retry(): the old socket is closing */
 };
 
 static struct relay *relay_idle; /* parked connections, newest first */
@@ -160,6 +166,7 @@ static void relay_close(struct relay *r);
 static void relay_timer_cb(uv_timer_t *t);
 static void relay_unpark(struct relay *r);
 static void relay_quit_idle(struct relay *r);
+static bool relay_retry(struct relay *r, const char *why);
 
 /* relay_close_cb - one handle closed; the last one frees r. */
 static void
@@ -234,7 +241,8 @@ relay_close(struct relay *r)
 		relay_leaving_count--;
 	}
 	relay_open_count--;
-	uv_close((uv_handle_t *)&r->tcp, relay_close_cb);
+	if (!r->reconnecting) /* else relay_retry_close_cb() counts it */
+		uv_close((uv_handle_t *)&r->tcp, relay_close_cb);
 	uv_close((uv_handle_t *)&r->timer, relay_close_cb);
 	if (relay_slot_fn != NULL)
 		relay_slot_fn();
@@ -262,6 +270,8 @@ static void
 relay_fail(struct relay *r, const char *why)
 {
 	if (r->closing || r->state == RS_DEAD)
+		return;
+	if (!r->our_fault && relay_retry(r, why))
 		return;
 	log_debug("relay: backend failed: %s", why);
 	/* Only what a session saw counts for the backend's health: not a
@@ -641,6 +651,9 @@ relay_handle_reply(struct relay *r, int code, const char *reply)
 		relay_arm(r);
 		return;
 	case RS_READY:
+		if (code == 421 && relay_retry(r, reply))
+			return;
+		r->retry_ok = false;
 		backend_ok();
 		break;
 	default:
@@ -775,7 +788,8 @@ relay_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
 		                              : uv_strerror((int)nread));
 		return;
 	}
-	while (p < end && !r->closing && r->state != RS_DEAD) {
+	while (p < end && !r->closing && r->state != RS_DEAD &&
+	       !r->reconnecting) {
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
 		size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
 
@@ -836,6 +850,64 @@ relay_connect_cb(uv_connect_t *req, int status)
 	}
 	uv_read_start((uv_stream_t *)&r->tcp, relay_alloc_cb, relay_read_cb);
 	relay_arm(r);
+}
+
+/* relay_retry_close_cb - the dead socket of a reused connection is
+ * closed: connect again on the same relay (or finish a close that came
+ * meanwhile). */
+static void
+relay_retry_close_cb(uv_handle_t *h)
+{
+	struct relay *r = h->data;
+	int rc;
+
+	r->reconnecting = false;
+	if (r->closing) {
+		relay_close_cb(h);
+		return;
+	}
+	uv_tcp_init(r->timer.loop, &r->tcp);
+	r->tcp.data = r;
+	rc = uv_tcp_connect(&r->creq, &r->tcp, (struct sockaddr *)&r->peer,
+	                    relay_connect_cb);
+	if (rc < 0) {
+		char why[128];
+
+		snprintf(why, sizeof(why), "connect: %s", uv_strerror(rc));
+		relay_fail(r, why);
+		return;
+	}
+	relay_arm(r);
+}
+
+/*
+ * relay_retry - a connection taken from the parked ones failed before
+ * its first reply: close it and connect again, once, and send every
+ * queued command anew after the greeting.  Nothing was answered, so
+ * nothing can have been delivered (a body waits for its 354 in hbuf).
+ * False when that is not the case.
+ */
+static bool
+relay_retry(struct relay *r, const char *why)
+{
+	if (!r->retry_ok || r->detached || r->state != RS_READY)
+		return false;
+	r->retry_ok = false;
+	log_info("relay: a reused connection to the internal mail server "
+	         "failed (%s): connecting again",
+	         why);
+	uv_read_stop((uv_stream_t *)&r->tcp);
+	uv_timer_stop(&r->timer);
+	r->state = RS_CONNECTING;
+	r->n_sent = 0;
+	r->uses = 1;
+	r->txn = false;
+	r->rline.len = 0;
+	r->reply.len = 0;
+	r->qbuf.len = 0;
+	r->reconnecting = true;
+	uv_close((uv_handle_t *)&r->tcp, relay_retry_close_cb);
+	return true;
 }
 
 /* relay_peer_copy - remember the backend's address (to match on reuse). */
@@ -938,6 +1010,7 @@ relay_open_for(uv_loop_t *loop, const struct config *cfg,
 		r->cb = cb;
 		r->arg = arg;
 		r->detached = false;
+		r->retry_ok = true;
 		r->drain_cb = NULL;
 		r->timeout_ms = cfg->timeout_backend_ms
 		                        ? cfg->timeout_backend_ms

@@ -751,6 +751,70 @@ main(void)
 	}
 	{
 		static const struct script s = {0};
+		unsigned accepts;
+
+		cfg.backend_reuse_ms = 1000;
+		r = begin("reuse: a parked connection the server closed just "
+		          "as it is taken is replaced, unseen by the caller",
+		          &s, 0);
+		T_INTEQ(deliver(r), 250);
+		relay_quit(r);
+		T_INTEQ(relay_idle_count, 1);
+		accepts = be_accepts;
+		/* the server closes it; the relay has not seen it yet */
+		uv_close((uv_handle_t *)&be_last->tcp, be_close_cb);
+		uv_ip4_addr("127.0.0.1", be_port, &sin);
+		r = relay_open(loop, &cfg, (struct sockaddr *)&sin, "mx.test",
+		               reply_cb, NULL);
+		T_INTEQ(relay_idle_count, 0);
+		memset(&got, 0, sizeof(got));
+		T_INTEQ(deliver(r), 250);
+		T_INTEQ(got.code[0], 250);
+		T_INTEQ(got.code[1], 250);
+		T_INTEQ(be_accepts, accepts + 1);
+		T_INTEQ(relay_open_count, 1);
+		T_CHECK(strstr(health(), "\"status\":\"up\"") != NULL, "%s",
+		        health());
+		relay_quit(r);
+		relay_shutdown();
+		run_until(none_open, 2000);
+		T_INTEQ(relay_open_count, 0);
+		cfg.backend_reuse_ms = 0;
+		t_end();
+	}
+	{
+		static const struct script s = {.mail = "421 4.7.0 busy"};
+
+		cfg.backend_reuse_ms = 1000;
+		r = begin("reuse: a 421 to the first command is retried once "
+		          "on a new connection, then reported",
+		          &s, 0);
+		relay_mail(r, "<a@sender.test>");
+		relay_rcpt(r, "<b@example.com>");
+		step_until(2);
+		T_INTEQ(got.code[0], 421); /* a fresh connection: as it is */
+		relay_rset(r);
+		settle();
+		relay_quit(r);
+		run_until(one_parked, 2000);
+		uv_ip4_addr("127.0.0.1", be_port, &sin);
+		r = relay_open(loop, &cfg, (struct sockaddr *)&sin, "mx.test",
+		               reply_cb, NULL);
+		memset(&got, 0, sizeof(got));
+		be_accepts = 0;
+		relay_mail(r, "<a@sender.test>");
+		relay_rcpt(r, "<b@example.com>");
+		step_until(2);
+		T_INTEQ(got.n, 2);
+		T_INTEQ(got.code[0], 421);
+		T_INTEQ(be_accepts, 1); /* one new connection, not more */
+		relay_abort(r);
+		run_until(none_open, 2000);
+		cfg.backend_reuse_ms = 0;
+		t_end();
+	}
+	{
+		static const struct script s = {0};
 
 		cfg.backend_reuse_ms = 50;
 		r = begin("reuse: nobody comes within backend_reuse: QUIT", &s,
