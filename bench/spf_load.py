@@ -26,7 +26,8 @@ them): one message per connection, EHLO mail.goodsender.net, MAIL FROM
 bench@goodsender.net.  Every check on (reject), greet_pause 0.
 
 Usage: bench/spf_load.py [--messages N] [--rounds R] [--conc 100,1000]
-                         [--client asyncio|smtp-source] NAME=BUILD_DIR ...
+                         [--client asyncio|smtp-source] [--warm-pool]
+                         [--peer] NAME=BUILD_DIR ...
   (BUILD_DIR holds mailmoat and mailmoatctl; default: after=build/host)
 Prints one line per (round, build, concurrency) and a summary with the
 ratios; --json FILE writes the rows.
@@ -159,16 +160,23 @@ def source_postfix(port, sessions, msgs):
 CLIENTS = {"asyncio": source, "smtp-source": source_postfix}
 
 
-def one(name, build, dns, px, sink, conc, msgs, client="asyncio"):
+def one(name, build, dns, px, sink, conc, msgs, client="asyncio",
+        warm_pool=False):
     mm.MAILMOAT = os.path.join(build, "mailmoat")
     mm.MAILMOATCTL = os.path.join(build, "mailmoatctl")
     d = mm.Daemon(sink.port, **conf(px.addr))
     try:
         d.start()
-        # warm-up: the sender is seen once (its DNS is cached afterwards)
+        # warm-up: the sender is seen once (its DNS is cached afterwards);
+        # with --warm-pool also conc sessions at once, so that the measured
+        # messages find the backend connections open and parked (filling
+        # the pool costs a connect, a banner and an EHLO per connection,
+        # and smtp-sink greets 1,000 new connections slowly)
         _, res = source(d.port, 1, 3)
         if res["ok"] != 3:
             raise RuntimeError("%s: warm-up failed: %s" % (name, res))
+        if warm_pool and conc > 1:
+            source(d.port, conc, conc)
         s0 = d.stats()
         q0 = px.forwarded
         c0 = d.cpu_seconds()
@@ -201,6 +209,22 @@ def one(name, build, dns, px, sink, conc, msgs, client="asyncio"):
         d.cleanup()
 
 
+def peer(sink, conc, msgs, client):
+    """peer - the same client straight to smtp-sink (Postfix's
+    single-process, event-driven test server: the same SMTP dialogue with
+    no checks and no second hop): its CPU per 1,000 messages is what the
+    kernel and the dialogue alone cost here, measured in the same run."""
+    c0 = mm.proc_cpu_seconds(sink.proc.pid)
+    wall, res = CLIENTS[client](sink.port, conc, msgs)
+    cpu = mm.proc_cpu_seconds(sink.proc.pid) - c0
+    return {"build": "smtp-sink", "concurrency": conc, "messages": msgs,
+            "client": res, "accepted": res["ok"], "tempfailed": 0,
+            "rejected": 0, "dns_sent": 0, "dns_sent_per_msg": 0.0,
+            "wall_s": wall, "cpu_s": cpu,
+            "cpu_s_per_1000": cpu * 1000.0 / max(res["ok"], 1),
+            "msgs_per_s": res["ok"] / wall}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--messages", type=int, default=3000)
@@ -210,6 +234,11 @@ def main():
     ap.add_argument("--client", choices=sorted(CLIENTS), default="asyncio",
                     help="the load: this script's asyncio client (default) "
                     "or Postfix's smtp-source")
+    ap.add_argument("--warm-pool", action="store_true",
+                    help="before measuring, conc sessions at once (the "
+                    "backend connections open and parked)")
+    ap.add_argument("--peer", action="store_true",
+                    help="also the client straight to smtp-sink (its CPU)")
     ap.add_argument("builds", nargs="*")
     args = ap.parse_args()
     builds = [b.split("=", 1) for b in args.builds] or \
@@ -223,9 +252,16 @@ def main():
             mm.Sink(dump=False) as sink:
         for r in range(args.rounds):
             for conc in concs:
-                for name, build in builds:
-                    row = one(name, build, dns, px, sink, conc,
-                              args.messages, args.client)
+                runs = list(builds) + ([("smtp-sink", None)]
+                                       if args.peer else [])
+                for name, build in runs:
+                    if build is None:
+                        row = peer(sink, conc, args.messages, args.client)
+                    else:
+                        row = one(name, build, dns, px, sink, conc,
+                                  args.messages, args.client,
+                                  args.warm_pool)
+                        row["warm_pool"] = args.warm_pool
                     row["client_program"] = args.client
                     row["round"] = r
                     rows.append(row)
@@ -238,16 +274,24 @@ def main():
                               row["dns_sent_per_msg"],
                               row["cpu_s_per_1000"], row["msgs_per_s"]),
                           flush=True)
-    if len(builds) == 2:
-        a, b = builds[0][0], builds[1][0]
-        for conc in concs:
-            ca = [x["cpu_s_per_1000"] for x in rows
-                  if x["build"] == a and x["concurrency"] == conc]
-            cb = [x["cpu_s_per_1000"] for x in rows
-                  if x["build"] == b and x["concurrency"] == conc]
-            print("summary conc=%d cpu/1000 %s=%.3fs %s=%.3fs ratio %s/%s="
-                  "%.2f" % (conc, a, sum(ca) / len(ca), b, sum(cb) / len(cb),
-                            b, a, (sum(cb) / len(cb)) / (sum(ca) / len(ca))))
+    names = [b[0] for b in builds] + (["smtp-sink"] if args.peer else [])
+    for conc in concs:
+        med = {}
+        for n in names:
+            v = sorted(x["cpu_s_per_1000"] for x in rows
+                       if x["build"] == n and x["concurrency"] == conc)
+            med[n] = v[len(v) // 2]
+            print("summary conc=%d build=%s cpu/1000 median=%.3fs min=%.3fs "
+                  "mean=%.3fs (%d rounds)" % (conc, n, med[n], v[0],
+                                              sum(v) / len(v), len(v)))
+        if len(builds) == 2:
+            a, b = builds[0][0], builds[1][0]
+            print("summary conc=%d median ratio %s/%s=%.2f" % (
+                conc, b, a, med[b] / med[a]))
+        if args.peer:
+            for n, _ in builds:
+                print("summary conc=%d median ratio %s/smtp-sink=%.2f" % (
+                    conc, n, med[n] / med["smtp-sink"]))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)
