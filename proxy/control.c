@@ -26,10 +26,12 @@
  *
  * A list change is written to its file in the uv thread pool (temp file,
  * fsync, rename: flash I/O never blocks the loop); the client gets its
- * answer when the file is on disk.
+ * answer when the file is on disk.  `greylist list` reads the triplets'
+ * texts in the thread pool too (greylist_list_async) and answers after.
  *
  * Owns the listening uv_pipe_t and one uv_pipe_t per client (freed in its
- * close callback), and the pending saves (struct ctl_save).  Edits the lists of
+ * close callback), the pending saves (struct ctl_save) and listings
+ * (struct ctl_job).  Edits the lists of
  * the config new sessions get (sess_config()).  Reads control_socket,
  * allowlist, blocklist.
  */
@@ -53,8 +55,16 @@ struct ctl_client {
 	struct buf in;
 	struct buf out;
 	bool answered;
+	bool sent;
 	bool closing;
 	struct ctl_save *save; /* a list being written for this request */
+	struct ctl_job *job;   /* a listing being read for this request */
+};
+
+/* A greylist listing: its texts are read in the thread pool. */
+struct ctl_job {
+	struct ctl_client *c; /* NULL once the client has gone */
+	struct buf lines;
 };
 
 /*
@@ -93,6 +103,8 @@ ctl_client_free_cb(uv_handle_t *h)
 
 	if (c->save != NULL)
 		c->save->c = NULL;
+	if (c->job != NULL)
+		c->job->c = NULL;
 	buf_free(&c->in);
 	buf_free(&c->out);
 	free(c);
@@ -294,12 +306,32 @@ ctl_config(struct ctl_client *c, int argc, char **argv)
 	}
 }
 
-/* ctl_command - one request line into an answer. */
-/* ctl_greylist - "greylist list [PATTERN]", "greylist del NET SENDER
- * RCPT", "greylist flush" (args: the rest of the line). */
+/* ctl_greylist_listed - the listing is complete: answer, if the client
+ * is still there. */
 static void
-ctl_greylist(struct buf *out, char *args)
+ctl_greylist_listed(size_t n, void *arg)
 {
+	struct ctl_job *j = arg;
+	struct ctl_client *c = j->c;
+
+	if (c != NULL) {
+		c->job = NULL;
+		buf_append(&c->out, "ok\n", 3);
+		if (j->lines.len)
+			buf_append(&c->out, j->lines.data, j->lines.len);
+		ctl_send(c);
+	}
+	buf_free(&j->lines);
+	free(j);
+}
+
+/* ctl_greylist - "greylist list [PATTERN]", "greylist del NET SENDER
+ * RCPT", "greylist flush" (args: the rest of the line).  A listing is
+ * answered when its texts have been read (greylist_list_async). */
+static void
+ctl_greylist(struct ctl_client *c, char *args)
+{
+	struct buf *out = &c->out;
 	char *verb, *rest;
 	size_t n;
 
@@ -313,13 +345,12 @@ ctl_greylist(struct buf *out, char *args)
 	while (n > 0 && (rest[n - 1] == ' ' || rest[n - 1] == '\t'))
 		rest[--n] = '\0';
 	if (strcmp(verb, "list") == 0) {
-		struct buf b = {0};
+		struct ctl_job *j = xcalloc(1, sizeof(*j));
 
-		greylist_list(n ? rest : NULL, &b);
-		buf_append(out, "ok\n", 3);
-		if (b.len)
-			buf_append(out, b.data, b.len);
-		buf_free(&b);
+		j->c = c;
+		c->job = j;
+		greylist_list_async(n ? rest : NULL, &j->lines,
+		                    ctl_greylist_listed, j);
 	} else if (strcmp(verb, "del") == 0 && n > 0) {
 		/* one space between the three parts, as list prints them */
 		char t[1024], *w = t;
@@ -370,7 +401,7 @@ ctl_command(struct ctl_client *c, char *line)
 	}
 	if (strncmp(line, "greylist", 8) == 0 &&
 	    (line[8] == '\0' || line[8] == ' ' || line[8] == '\t')) {
-		ctl_greylist(out, line + 8);
+		ctl_greylist(c, line + 8);
 		return;
 	}
 	for (tok = strtok_r(line, " \t", &save); tok != NULL && argc < 4;
@@ -452,12 +483,15 @@ ctl_write_cb(uv_write_t *req, int status)
 	ctl_client_close(c);
 }
 
-/* ctl_send - the answer in c->out goes out; then c closes. */
+/* ctl_send - the answer in c->out goes out (once); then c closes. */
 static void
 ctl_send(struct ctl_client *c)
 {
 	uv_buf_t b = uv_buf_init(c->out.data, (unsigned)c->out.len);
 
+	if (c->sent)
+		return;
+	c->sent = true;
 	if (uv_write(&c->wreq, (uv_stream_t *)&c->pipe, &b, 1, ctl_write_cb) <
 	    0)
 		ctl_client_close(c);
@@ -470,7 +504,7 @@ ctl_answer(struct ctl_client *c, char *line)
 	c->answered = true;
 	uv_read_stop((uv_stream_t *)&c->pipe);
 	ctl_command(c, line);
-	if (c->save == NULL) /* else the save's callback answers */
+	if (c->save == NULL && c->job == NULL) /* else their callbacks do */
 		ctl_send(c);
 }
 

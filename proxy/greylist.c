@@ -13,7 +13,8 @@
  *                        refused by greylisting and nothing else)
  *   greylist_delivered() renew a passed triplet; count the network's
  *                        deliveries for auto-allow
- *   greylist_list/del/flush  for mailmoatctl greylist
+ *   greylist_list/del/flush  for mailmoatctl greylist (the daemon lists
+ *                        with greylist_list_async: file reads off the loop)
  *   greylist_stats()     entries, pending, passed, auto-allowed nets
  *
  * State: the store's compact index "triplets" (store_index: key the
@@ -577,6 +578,41 @@ greylist_list(const char *pattern, struct buf *out)
 
 	store_text_foreach(gl_x, gl_list_cb, &l);
 	return l.n;
+}
+
+/* A listing whose texts are read off the loop. */
+struct gl_list_job {
+	struct gl_list l;
+	char *pattern;
+	void (*done)(size_t n, void *arg);
+	void *arg;
+};
+
+/* gl_list_done - every line is in: tell the caller. */
+static void
+gl_list_done(void *arg)
+{
+	struct gl_list_job *j = arg;
+
+	j->done(j->l.n, j->arg);
+	free(j->pattern);
+	free(j);
+}
+
+/* greylist_list_async - greylist_list with the texts read in the thread
+ * pool (mailmoatctl greylist list: triplets.txt can be tens of MB);
+ * done(n, arg) on the loop once out holds the lines. */
+void
+greylist_list_async(const char *pattern, struct buf *out,
+                    void (*done)(size_t n, void *arg), void *arg)
+{
+	struct gl_list_job *j = xcalloc(1, sizeof(*j));
+
+	j->pattern = pattern ? xstrdup(pattern) : NULL;
+	j->l = (struct gl_list){j->pattern, out, store_now(), 0};
+	j->done = done;
+	j->arg = arg;
+	store_text_foreach_async(gl_x, gl_list_cb, gl_list_done, j);
 }
 
 /* greylist_del - forget one triplet ("NET SENDER RCPT"); 0 or -ENOENT. */

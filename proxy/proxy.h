@@ -1005,6 +1005,10 @@ enum gl_result greylist_lookup(const struct config *cfg, const char *triplet,
 void greylist_record(const struct config *cfg, const char *triplet);
 void greylist_delivered(const struct config *cfg, const char *triplet);
 size_t greylist_list(const char *pattern, struct buf *out);
+/* greylist_list_async - the same, the texts read in the thread pool;
+ * done(n, arg) on the loop when out holds the lines. */
+void greylist_list_async(const char *pattern, struct buf *out,
+                         void (*done)(size_t n, void *arg), void *arg);
 int greylist_del(const char *triplet);
 size_t greylist_flush(void);
 void greylist_stats(uint64_t *entries, uint64_t *pending, uint64_t *passed,
@@ -1088,13 +1092,20 @@ size_t store_imem(const struct store_index *x);
 /* store_text_put - a text for key, kept on flash only (STATE_DIR/NAME.txt,
  * appended at the next burst, compacted with the snapshots); for
  * listing.  store_text_foreach - fn once per live record with its text
- * (NULL when none was found); reads the file on the calling thread. */
+ * (NULL when none was found); reads the file on the calling thread.
+ * store_text_foreach_async - the same with the file read in the thread
+ * pool; fn and then done(arg) run on the loop. */
 void store_text_put(struct store_index *x, uint64_t key, const char *text);
 void store_text_foreach(struct store_index *x,
                         void (*fn)(uint64_t key, const void *val,
                                    uint64_t expires, const char *text,
                                    size_t tlen, void *arg),
                         void *arg);
+void store_text_foreach_async(struct store_index *x,
+                              void (*fn)(uint64_t key, const void *val,
+                                         uint64_t expires, const char *text,
+                                         size_t tlen, void *arg),
+                              void (*done)(void *arg), void *arg);
 void store_text_scan_mem(const void *p, size_t n, size_t *good, size_t *bad);
 /* store_now - wall seconds, corrected for clock jumps (monotonic within a
  * run; see docs/STORE.md "Clock").  store_clock_hooks - tests only. */

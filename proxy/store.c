@@ -1588,31 +1588,24 @@ text_walk_cb(uint64_t key, const char *t, size_t tl, void *arg)
 
 static int store_read_file(const char *dir, const char *name, struct buf *b);
 
-/* store_text_foreach - fn once for each live record of x with its text
- * (from STATE_DIR/NAME.txt, the burst being written and those not yet
- * written), then for each one without a text (text NULL).  Reads the
- * file on the calling thread (mailmoatctl greylist list).  fn must not
- * change the index. */
-void
-store_text_foreach(struct store_index *x,
-                   void (*fn)(uint64_t key, const void *val, uint64_t expires,
-                              const char *text, size_t tlen, void *arg),
-                   void *arg)
+typedef void (*text_fn)(uint64_t key, const void *val, uint64_t expires,
+                        const char *text, size_t tlen, void *arg);
+
+/* text_walk_all - fn for each live record of x: with its text from file
+ * (NAME.txt as read), the burst being written and the texts not yet
+ * written, then the ones without a text.  On the loop. */
+static void
+text_walk_all(struct store_index *x, const struct buf *file, text_fn fn,
+              void *arg)
 {
 	struct text_walk w = {x->slots,    x->nslots, x->slot_size,
 	                      store_now(), NULL,      fn,
 	                      arg,         NULL,      0};
-	struct buf f = {0};
-	char name[80];
 
 	w.seen = xcalloc(x->nslots / 8 + 1, 1);
-	if (st.dir != NULL && x->name != NULL) {
-		snprintf(name, sizeof(name), "%s.txt", x->name);
-		if (store_read_file(st.dir, name, &f) == 0)
-			text_scan((const unsigned char *)f.data, f.len,
-			          text_walk_cb, &w);
-		buf_free(&f);
-	}
+	if (file != NULL)
+		text_scan((const unsigned char *)file->data, file->len,
+		          text_walk_cb, &w);
 	if (x->texts_busy != NULL)
 		text_scan((const unsigned char *)x->texts_busy->data,
 		          x->texts_busy->len, text_walk_cb, &w);
@@ -1625,6 +1618,93 @@ store_text_foreach(struct store_index *x,
 			fn(ix_keyof(s), s + IX_HDR, ix_expof(s), NULL, 0, arg);
 	}
 	free(w.seen);
+}
+
+/* text_file_name - "NAME.txt" of x into name; false without one. */
+static bool
+text_file_name(const struct store_index *x, char *name, size_t len)
+{
+	return st.dir != NULL && x->name != NULL &&
+	       (size_t)snprintf(name, len, "%s.txt", x->name) < len;
+}
+
+/* store_text_foreach - fn once for each live record of x with its text
+ * (from STATE_DIR/NAME.txt, the burst being written and those not yet
+ * written), then for each one without a text (text NULL).  Reads the
+ * file on the calling thread (tests; the daemon uses the _async one).
+ * fn must not change the index. */
+void
+store_text_foreach(struct store_index *x, text_fn fn, void *arg)
+{
+	struct buf f = {0};
+	char name[80];
+	bool have = text_file_name(x, name, sizeof(name)) &&
+	            store_read_file(st.dir, name, &f) == 0;
+
+	text_walk_all(x, have ? &f : NULL, fn, arg);
+	buf_free(&f);
+}
+
+/* A text listing whose file is read in the thread pool. */
+struct text_job {
+	uv_work_t req;
+	struct store_index *x;
+	char *dir;
+	char name[80];
+	struct buf file;
+	int rc;
+	text_fn fn;
+	void (*done)(void *arg);
+	void *arg;
+};
+
+/* text_job_work - in the thread pool: the whole text file. */
+static void
+text_job_work(uv_work_t *req)
+{
+	struct text_job *j = container_of(req, struct text_job, req);
+
+	j->rc = store_read_file(j->dir, j->name, &j->file);
+}
+
+/* text_job_done - back on the loop: walk the index with the file. */
+static void
+text_job_done(uv_work_t *req, int status)
+{
+	struct text_job *j = container_of(req, struct text_job, req);
+
+	text_walk_all(j->x, status == 0 && j->rc == 0 ? &j->file : NULL, j->fn,
+	              j->arg);
+	j->done(j->arg);
+	buf_free(&j->file);
+	free(j->dir);
+	free(j);
+}
+
+/* store_text_foreach_async - store_text_foreach with the file read in the
+ * thread pool (it can be tens of MB on flash: never on the loop); fn
+ * runs on the loop, then done(arg).  Without a file, at once. */
+void
+store_text_foreach_async(struct store_index *x, text_fn fn,
+                         void (*done)(void *arg), void *arg)
+{
+	struct text_job *j = xcalloc(1, sizeof(*j));
+
+	j->x = x;
+	j->fn = fn;
+	j->done = done;
+	j->arg = arg;
+	if (st.loop != NULL && text_file_name(x, j->name, sizeof(j->name))) {
+		j->dir = xstrdup(st.dir);
+		if (uv_queue_work(st.loop, &j->req, text_job_work,
+		                  text_job_done) == 0)
+			return;
+		free(j->dir);
+		j->dir = NULL;
+	}
+	text_walk_all(x, NULL, fn, arg);
+	done(arg);
+	free(j);
 }
 
 /* store_sweep - forget expired records (no del record is needed: the

@@ -153,6 +153,16 @@ text_cb(uint64_t k, const void *val, uint64_t exp, const char *text,
 	t->with++;
 }
 
+static int texts_done;
+
+/* texts_done_cb - store_text_foreach_async finished. */
+static void
+texts_done_cb(void *arg)
+{
+	(void)arg;
+	texts_done++;
+}
+
 /* main - the cases. */
 int
 main(void)
@@ -325,6 +335,19 @@ main(void)
 				store_flush_now(); /* half on flash */
 		}
 		store_text_foreach(x, text_cb, &tx);
+		T_INTEQ(tx.with, 2000);
+		T_INTEQ(tx.without, 0);
+		T_CHECK(!tx.bad, "texts match");
+		/* The same off the loop: the file is read in the thread pool,
+		 * the walk and done() come on a later turn. */
+		memset(&tx, 0, sizeof(tx));
+		texts_done = 0;
+		store_text_foreach_async(x, text_cb, texts_done_cb, &tx);
+		T_INTEQ(tx.with, 0);
+		T_INTEQ(texts_done, 0);
+		while (texts_done == 0)
+			uv_run(uv_default_loop(), UV_RUN_ONCE);
+		T_INTEQ(texts_done, 1);
 		T_INTEQ(tx.with, 2000);
 		T_INTEQ(tx.without, 0);
 		T_CHECK(!tx.bad, "texts match");
