@@ -335,6 +335,22 @@ deliver(struct relay *r)
 	return got.n == base + 4 ? got.code[base + 3] : 0;
 }
 
+/* delivered_parked - a fresh case (backend_reuse on) whose connection
+ * delivered one message and is parked. */
+static void
+delivered_parked(const char *name)
+{
+	static const struct script s = {0};
+	struct relay *r;
+
+	cfg.backend_reuse_ms = 1000;
+	r = begin(name, &s, 0);
+	T_INTEQ(deliver(r), 250);
+	relay_quit(r);
+	run_until(one_parked, 2000);
+	T_INTEQ(relay_idle_count, 1);
+}
+
 /* main - the cases. */
 int
 main(void)
@@ -731,16 +747,8 @@ main(void)
 		t_end();
 	}
 	{
-		static const struct script s = {0};
-
-		cfg.backend_reuse_ms = 1000;
-		r = begin("reuse: a parked connection the server closes is "
-		          "dropped, never handed out",
-		          &s, 0);
-		T_INTEQ(deliver(r), 250);
-		relay_quit(r);
-		run_until(one_parked, 2000);
-		T_INTEQ(relay_idle_count, 1);
+		delivered_parked("reuse: a parked connection the server closes "
+		                 "is dropped, never handed out");
 		if (be_last != NULL)
 			uv_close((uv_handle_t *)&be_last->tcp, be_close_cb);
 		run_until(none_open, 2000);
@@ -750,16 +758,12 @@ main(void)
 		t_end();
 	}
 	{
-		static const struct script s = {0};
 		unsigned accepts;
 
-		cfg.backend_reuse_ms = 1000;
-		r = begin("reuse: a parked connection the server closed just "
-		          "as it is taken is replaced, unseen by the caller",
-		          &s, 0);
-		T_INTEQ(deliver(r), 250);
-		relay_quit(r);
-		T_INTEQ(relay_idle_count, 1);
+		delivered_parked(
+		        "reuse: a parked connection the server closed "
+		        "just as it is taken is replaced, unseen by the "
+		        "caller");
 		accepts = be_accepts;
 		/* the server closes it; the relay has not seen it yet */
 		uv_close((uv_handle_t *)&be_last->tcp, be_close_cb);
