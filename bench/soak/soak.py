@@ -31,6 +31,7 @@ import json
 import os
 import random
 import resource
+import shutil
 import smtplib
 import socket
 import statistics
@@ -505,6 +506,8 @@ def main():
     ap.add_argument("--max-connections", type=int, default=16000)
     ap.add_argument("--max-per-ip", type=int, default=100)
     ap.add_argument("--max-backend", type=int, default=400)
+    ap.add_argument("--keep", metavar="DIR",
+                    help="copy the daemon's and smtp-sink's logs into DIR")
     ap.add_argument("--json", default=os.path.join(ROOT, "build",
                                                    "soak-results.json"))
     a = ap.parse_args()
@@ -532,6 +535,10 @@ def main():
                   "load %.2f" % (d.pid, d.port, sink.port, a.duration,
                                  os.getloadavg()[0]), flush=True)
             res = asyncio.run(amain(a, d, sink, a.json))
+            if a.keep:
+                os.makedirs(a.keep, exist_ok=True)
+                shutil.copy(d.log_path, a.keep)
+                shutil.copy(os.path.join(sink.tmp, "sink.log"), a.keep)
     show = {k: v for k, v in res.items() if k not in ("samples",
                                                       "daemon_stats")}
     print(json.dumps(show, indent=1))
