@@ -62,7 +62,9 @@
  * is reported once as code -1 with a short reason in `reply`; afterwards
  * the relay only waits for relay_abort().  What a session's connection saw
  * is the backend's health (backend.c): backend_ok() on a greeting and on
- * every reply, backend_failed() on a failure that is not ours.  After
+ * every reply, backend_failed() on a failure that is not ours while a
+ * greeting or a reply was awaited (a server closing an idle connection
+ * is not down).  After
  * relay_abort() or relay_quit() no callback runs again.
  *
  * Re-entrancy rule: no callback (reply, failure, drain) ever runs inside
@@ -275,8 +277,12 @@ relay_fail(struct relay *r, const char *why)
 		return;
 	log_debug("relay: backend failed: %s", why);
 	/* Only what a session saw counts for the backend's health: not a
-	 * parked connection the server closed, not our own faults. */
-	if (!r->detached && !r->our_fault)
+	 * parked connection the server closed, not our own faults, and not
+	 * a connection that owed us nothing (no greeting or reply awaited):
+	 * that is the server's own idle timeout, on a session that holds
+	 * its connection while a slow sender's body is held. */
+	if (!r->detached && !r->our_fault &&
+	    (r->state != RS_READY || r->n_sent > 0))
 		backend_failed(why);
 	r->state = RS_DEAD;
 	uv_read_stop((uv_stream_t *)&r->tcp);

@@ -21,6 +21,7 @@ class MMTest(unittest.TestCase):
     conf = {}
     daemon_kw = {}
     backend_kind = "aiosmtpd"
+    sink_extra = ()                 # smtp-sink options (backend_kind sink)
     zones = None
     maxDiff = None
 
@@ -36,7 +37,7 @@ class MMTest(unittest.TestCase):
             if cls.backend_kind == "aiosmtpd":
                 cls.backend = Backend().start()
             elif cls.backend_kind == "sink":
-                cls.backend = Sink().start()
+                cls.backend = Sink(extra=cls.sink_extra).start()
             port = cls.backend.port if cls.backend else None
             cls.daemon = Daemon(port, **dict(cls.daemon_kw, **cls.conf))
             cls.daemon.start()

@@ -463,6 +463,39 @@ class SlowDataReplay(MMTest):
         self.assertEqual(rcpts.count("bob@example.com"), 2, rcpts)
 
 
+class HeldBodyServerTimeout(MMTest):
+    """The internal server's own idle timeout (smtp-sink -t 1) closes the
+    connection of a session whose body is still held: the dot replays the
+    transaction on a new connection, and the server counts as up - it
+    closed an idle connection, it did not fail one (the soak's 18
+    "failures" at smtp-sink's 100 s default)."""
+    backend_kind = "sink"
+    sink_extra = ("-t", "1")
+
+    def test_held_body_outlives_the_server_timeout(self):
+        c = self.greeted(src="127.0.38.1")
+        c.cmd("MAIL FROM:<a@sender.example>")
+        self.assertReply(c.cmd("RCPT TO:<bob@example.com>"), 250)
+        self.assertEqual(c.cmd("DATA").code, 354)
+        c.send(b"Subject: outlived\r\n\r\nfirst\r\n")
+        mm.wait_for(lambda: "backend connection lost while the body is "
+                    "held" in self.daemon.log_text(),
+                    "the server closing the idle connection")
+        c.send(b"second\r\n.\r\n")
+        self.assertReply(c.reply(), 250)
+        drain(c)
+        mm.wait_for(lambda: [m for m in self.backend.messages()
+                             if b"Subject: outlived" in m],
+                    "sink dump")
+        got = [m for m in self.backend.messages()
+               if b"Subject: outlived" in m]
+        self.assertEqual(len(got), 1)
+        self.assertIn(b"\n\nfirst\nsecond\n", got[0])  # the dump has LF
+        st = self.daemon.stats()["backend"]
+        self.assertEqual((st["status"], st["failures"]), ("up", 0), st)
+        self.assertNotIn("backend: down", self.daemon.log_text())
+
+
 class HeldAndStreaming:
     """A held body whose connection went to a session that now streams its
     own (committed: it cannot give it back)."""

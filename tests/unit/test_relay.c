@@ -26,6 +26,7 @@ struct script {
 	const char *dot;
 	bool silent;           /* never send anything */
 	bool close_after_data; /* drop the connection after the 354 */
+	bool close_at_rcpt;    /* drop it instead of answering RCPT */
 };
 
 struct be_conn {
@@ -103,6 +104,8 @@ be_line(struct be_conn *c, const char *l)
 		be_send(c, sc.helo ? sc.helo : "250 be.test");
 	else if (strncasecmp(l, "MAIL", 4) == 0)
 		be_send(c, sc.mail ? sc.mail : "250 2.1.0 Ok");
+	else if (strncasecmp(l, "RCPT", 4) == 0 && sc.close_at_rcpt)
+		uv_close((uv_handle_t *)&c->tcp, be_close_cb);
 	else if (strncasecmp(l, "RCPT", 4) == 0)
 		be_send(c, sc.rcpt ? sc.rcpt : "250 2.1.5 Ok");
 	else if (strcasecmp(l, "DATA") == 0) {
@@ -266,6 +269,15 @@ health(void)
 	backend_json(&b);
 	buf_append(&b, "", 1);
 	return b.data;
+}
+
+/* health_failures - backend_json()'s "failures" count. */
+static unsigned long
+health_failures(void)
+{
+	const char *f = strstr(health(), "\"failures\":");
+
+	return f ? strtoul(f + strlen("\"failures\":"), NULL, 10) : 0;
 }
 
 static unsigned want_probes;
@@ -922,6 +934,46 @@ main(void)
 		T_INTEQ(got.code[1], -1);
 		T_STREQ(got.reply[1], "command too long");
 		T_CHECK(strstr(health(), "\"status\":\"up\""), "%s", health());
+		relay_abort(r);
+		settle();
+		t_end();
+	}
+	{
+		static const struct script idle = {0};
+		static const struct script awaited = {.close_at_rcpt = true};
+		unsigned long before;
+
+		r = begin("health: the server closing a connection that owed "
+		          "no reply (its idle timeout while a body is held) is "
+		          "no failure; closing with a reply awaited is",
+		          &idle, 0);
+		relay_mail(r, "<a@sender.test>");
+		relay_rcpt(r, "<b@example.com>");
+		step_until(2);
+		T_INTEQ(got.code[1], 250);
+		before = health_failures();
+		uv_close((uv_handle_t *)&be_last->tcp, be_close_cb);
+		step_until(3);
+		T_INTEQ(got.code[2], -1);
+		T_STREQ(got.reply[2],
+		        "connection closed by the internal mail server");
+		T_INTEQ(health_failures(), before);
+		T_CHECK(strstr(health(), "\"status\":\"up\""), "%s", health());
+		relay_abort(r);
+		settle();
+		sc = awaited;
+		memset(&got, 0, sizeof(got));
+		uv_ip4_addr("127.0.0.1", be_port, &sin);
+		r = relay_open(loop, &cfg, (struct sockaddr *)&sin, "mx.test",
+		               reply_cb, NULL);
+		relay_mail(r, "<a@sender.test>");
+		relay_rcpt(r, "<b@example.com>");
+		step_until(2);
+		T_INTEQ(got.code[0], 250);
+		T_INTEQ(got.code[1], -1);
+		T_INTEQ(health_failures(), before + 1);
+		T_CHECK(strstr(health(), "\"status\":\"down\""), "%s",
+		        health());
 		relay_abort(r);
 		settle();
 		t_end();
