@@ -28,7 +28,14 @@
  *     byte per second of timeout_data has come since the last arming, so
  *     that a client trickling a byte every few seconds (slowloris, which
  *     holds a backend connection) is cut after timeout_data, while any
- *     real sender, even a line every few seconds, is not.
+ *     real sender, even a line every few seconds, is not.  While a
+ *     session lately found no free backend connection (stage.c:
+ *     sess_slots_pressed), a streaming body holds one that others wait
+ *     for: its window is at most SESS_STRESS_DATA_MS and it must bring
+ *     SESS_SHORT_RATE bytes a second of it.  While we stopped reading
+ *     (sess_flow: the backend is behind) the timer does not cut: the
+ *     client is not idle, and the relay's timeout_backend watches the
+ *     backend.
  *   - after the final dot until its answer (W_EOD: DATA checks, a held
  *     body going out, the backend's reply): suspended; the relay's
  *     timeout_backend turns a silent backend into a 451; a ceiling of
@@ -411,17 +418,25 @@ sess_timeouts(const struct sess *x, uint64_t *cmd, uint64_t *data,
 			*data = SESS_STRESS_DATA_MS;
 		*life = SESS_STRESS_LIFE_MS;
 	}
+	if (*data > SESS_STRESS_DATA_MS && sess_streaming(x) &&
+	    sess_slots_short())
+		*data = SESS_STRESS_DATA_MS;
 }
 
 /* sess_data_floor - the bytes that re-arm timeout_data: one per second of
- * it (at least one), so a byte every few seconds does not. */
+ * it (at least one), so a byte every few seconds does not; a streaming
+ * body while backend connections are short: SESS_SHORT_RATE per second
+ * (it holds a connection that others wait for). */
 static uint64_t
 sess_data_floor(const struct sess *x)
 {
-	uint64_t cmd, data, life;
+	uint64_t cmd, data, life, secs;
 
 	sess_timeouts(x, &cmd, &data, &life);
-	return data >= 2000 ? data / 1000 : 1;
+	secs = data >= 2000 ? data / 1000 : 1;
+	if (sess_streaming(x) && sess_slots_short())
+		return secs * SESS_SHORT_RATE;
+	return secs;
 }
 
 /* sess_timer_at - the timer exactly in ms (no lazy deadline). */
@@ -533,6 +548,15 @@ sess_timer_cb(uv_timer_t *t)
 	}
 	if (x->wait == W_SLOT) {
 		sess_slot_timeout(x); /* a 451 for the message, not a close */
+		return;
+	}
+	if (x->wait == W_DATA &&
+	    (x->read_paused || x->data_since_arm >= sess_data_floor(x))) {
+		/* we stopped reading (the backend is behind): the client is
+		 * not idle, the relay's timeout_backend watches the backend;
+		 * or the window's floor fell (backend connections are no
+		 * longer short) below what came */
+		sess_rearm(x);
 		return;
 	}
 	snprintf(reply, sizeof(reply),

@@ -28,6 +28,10 @@
 #define SESS_CLOSE_FLUSH_MS 5000         /* last reply: time to drain it */
 #define SESS_EOD_MAX_MS (10 * 60 * 1000) /* RFC 5321 4.5.3.2.6 */
 #define SESS_STREAM_AT (16 * 1024)       /* a held body this big streams */
+/* While sessions find no free backend connection, a streaming body keeps
+ * up at least this many bytes per second over SESS_STRESS_DATA_MS
+ * windows, or is cut (Postfix's smtpd_min_data_rate default). */
+#define SESS_SHORT_RATE 500
 
 enum sess_phase {
 	PH_CONNECT,   /* before the banner */
@@ -163,6 +167,8 @@ void sess_drop_relay(struct sess *x);
 bool sess_slot_reclaim(struct sess *x); /* free a slot for x, or false */
 void sess_slot_forget(struct sess *x);  /* out of the queue (close) */
 void sess_slot_timeout(struct sess *x); /* W_SLOT ran out: 451 */
+bool sess_slots_short(void); /* a session lately found no free slot */
+bool sess_streaming(const struct sess *x); /* its body goes out as it comes */
 
 /* bodytap.c */
 void sess_tap_begin(struct sess *x);    /* DATA, before the 354 */

@@ -278,6 +278,7 @@ static struct sess *slot_head, *slot_tail;
 static unsigned slot_n; /* in the queue */
 static uv_timer_t slot_timer;
 static bool slot_ready;
+static uint64_t slots_short_until; /* loop time; 0: never short */
 
 static void sess_replay(struct sess *x);
 
@@ -354,6 +355,49 @@ sess_slot_forget(struct sess *x)
 	}
 	x->slot_next = NULL;
 	x->slot_wait = false;
+}
+
+/* sess_streaming - x's body goes to the backend as it arrives (it keeps
+ * its connection until the dot). */
+bool
+sess_streaming(const struct sess *x)
+{
+	return x->wait == W_DATA && x->in_data && !x->hold &&
+	       x->s.relay != NULL;
+}
+
+/* sess_slots_short - a session found no free backend connection within
+ * the last SESS_STRESS_DATA_MS. */
+bool
+sess_slots_short(void)
+{
+	return slots_short_until > uv_now(sess_loop);
+}
+
+/* sess_rearm_streaming - sess_foreach(): the stricter window starts. */
+static void
+sess_rearm_streaming(struct sess *v)
+{
+	if (sess_streaming(v) && !v->s.closing)
+		sess_rearm(v);
+}
+
+/*
+ * sess_slots_pressed - no slot was free for a session: for the next
+ * SESS_STRESS_DATA_MS every streaming body must keep up SESS_SHORT_RATE
+ * (session.c: sess_data_floor) or be cut with a 421, so that a client
+ * that sent SESS_STREAM_AT bytes fast and then trickles cannot hold a
+ * connection that others wait for.  Streaming bodies' windows restart
+ * now, when the rule starts.
+ */
+static void
+sess_slots_pressed(void)
+{
+	bool was = sess_slots_short();
+
+	slots_short_until = uv_now(sess_loop) + SESS_STRESS_DATA_MS;
+	if (!was)
+		sess_foreach(sess_rearm_streaming);
 }
 
 /* sess_slot_timeout - after the dot, no slot within timeout_backend. */
@@ -447,7 +491,8 @@ sess_replay(struct sess *x)
 	char path[400];
 
 	if (!relay_can_open(s->cfg)) {
-		sess_slot_reclaim(x);
+		if (!sess_slot_reclaim(x) && relay_leaving_count <= slot_n)
+			sess_slots_pressed();
 		sess_slot_enqueue(x);
 		x->wait = W_SLOT;
 		sess_rearm(x);
@@ -499,6 +544,7 @@ sess_relay_start(struct sess *x)
 				sess_slot_enqueue(x);
 				return;
 			}
+			sess_slots_pressed();
 			snprintf(reply, sizeof(reply),
 			         "421 4.3.2 Too many sessions to the internal "
 			         "mail server, try again later [id=%s]",

@@ -4,6 +4,8 @@ Connect at the first accepted recipient, replay EHLO/MAIL/RCPT, stream the
 body holding back the dot, relay the backend's final reply as it is;
 backend down/slow/4xx at every stage -> 4xx, never 250; a 250 means the
 message is at the backend exactly once; client gone mid-DATA -> nothing."""
+import time
+
 from base import MMTest, mm, message, Daemon, Client, Backend
 
 
@@ -461,6 +463,98 @@ class SlowDataReplay(MMTest):
         # the replay: MAIL and RCPT a second time, one DATA, one dot
         rcpts = [e["arg"] for e in self.backend.events("rcpt")]
         self.assertEqual(rcpts.count("bob@example.com"), 2, rcpts)
+
+
+class SlowStream:
+    """A client that sends SESS_STREAM_AT bytes fast (its body streams and
+    keeps the backend connection) and then trickles: unhindered while
+    connections are free, but once a session finds none, every streaming
+    body must keep up 500 bytes a second per timeout_data window or is cut
+    with a 421 (nothing delivered), and the connection goes to the next
+    session.  A fast body is not cut."""
+    conf = {"max_backend_connections": "1", "timeout_data": "3s",
+            "backend_reuse": "0"}
+    head = b"Subject: %s\r\n\r\n" + b"".join(
+        b"line %05d of a body that streams\r\n" % i for i in range(600))
+
+    def streaming(self, src, subject):
+        c = self.greeted(src=src)
+        c.cmd("MAIL FROM:<a@sender.example>")
+        self.assertReply(c.cmd("RCPT TO:<bob@example.com>"), 250)
+        self.assertEqual(c.cmd("DATA").code, 354)
+        c.send(self.head % subject)
+        mm.wait_for(lambda: b"line 00500" in self.backend.all_raw(),
+                    "the body streaming")
+        return c
+
+    def trickle(self, c, seconds, chunk):
+        """Send chunk every 0.25 s for seconds; the 421 if one came."""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            buf, closed = c.pending()
+            if buf or closed:
+                return c.reply()
+            try:
+                c.send(chunk)
+            except OSError:
+                return c.reply()
+            time.sleep(0.25)
+        return None
+
+    def refused(self, src):
+        b = self.greeted(src=src)
+        b.cmd("MAIL FROM:<a@sender.example>")
+        r = b.cmd("RCPT TO:<alice@example.com>")
+        self.assertReply(r, 421)
+        self.assertStartsWith(r, "421 4.3.2 Too many sessions")
+        drain(b)
+
+
+class SlowStreamWhileShort(SlowStream, MMTest):
+    """... cut once a session finds no connection; a fast one is not."""
+
+    def test_trickle_cut_once_a_session_finds_no_connection(self):
+        a = self.streaming("127.0.40.1", b"trickler")
+        self.assertIsNone(self.trickle(a, 1, b"slow slow slow\r\n"))
+        self.refused("127.0.40.2")
+        r = self.trickle(a, 8, b"slow slow slow\r\n")
+        self.assertIsNotNone(r, "the trickler was not cut")
+        self.assertReply(r, 421)
+        self.assertStartsWith(r, "421 4.4.2 Timeout")
+        drain(a)
+        c = self.greeted(src="127.0.40.2")
+        self.assertReply(c.transaction("a@sender.example",
+                                       ["alice@example.com"],
+                                       message(subject="after")), 250)
+        drain(c)
+        got = self.assertDelivered(1)
+        self.assertIn(b"Subject: after", got[0][1])
+        self.assertIn("reason=timeout", self.daemon.log_text())
+
+    def test_fast_stream_not_cut_while_short(self):
+        a = self.streaming("127.0.41.1", b"fast")
+        self.refused("127.0.41.2")
+        # 16 KB a second, for more than two timeout_data windows
+        self.assertIsNone(self.trickle(a, 7, (b"y" * 78 + b"\r\n") * 50))
+        a.send(b".\r\n")
+        self.assertReply(a.reply(), 250)
+        drain(a)
+        got = self.assertDelivered(1)
+        self.assertIn(b"Subject: fast", got[0][1])
+
+
+class SlowStreamWhileFree(SlowStream, MMTest):
+    """... and while no session lacks a connection, the same trickle
+    streams on (its own daemon: the rule lasts 30 s after a shortage)."""
+
+    def test_trickle_unhindered_while_connections_are_free(self):
+        a = self.streaming("127.0.39.1", b"free")
+        # 64 bytes a second: far under 500, far over timeout_data's floor
+        self.assertIsNone(self.trickle(a, 4.5, b"slow slow slow\r\n"))
+        a.send(b".\r\n")
+        self.assertReply(a.reply(), 250)
+        drain(a)
+        self.assertDelivered(1)
 
 
 class HeldBodyServerTimeout(MMTest):

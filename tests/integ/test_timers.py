@@ -8,6 +8,7 @@ test asserts what the client got (a 250, a 421 with its log detail, a
 timer runs.  The rule being tested is written in proxy/session.c's header.
 """
 import signal
+import threading
 import time
 
 from base import MMTest, mm, message
@@ -152,6 +153,35 @@ class DataTimeout(MMTest):
         self.assertRegex(got, rb"421 4\.4\.2 .* \[id=[0-9A-Z]{5}\]\r\n$")
         self.daemon.wait_decision(reason="timeout", detail="data")
         self.assertNothingDelivered()
+
+
+class DataPausedByBackend(MMTest):
+    """While the daemon has stopped reading a streaming body (its queue to
+    the backend is full: the backend has not even answered DATA yet), the
+    client is not idle: timeout_data does not cut it; timeout_backend
+    watches the backend."""
+    conf = {"timeout_data": "2s", "timeout_backend": "30s",
+            "backend_reuse": "0"}
+
+    def test_backend_slow_to_take_the_body(self):
+        self.backend.set_mode(slow_stage="data", slow_seconds=6)
+        c = self.greeted()
+        c.cmd("MAIL FROM:<a@sender.example>")
+        self.assertReply(c.cmd("RCPT TO:<bob@example.com>"), 250)
+        self.assertEqual(c.cmd("DATA").code, 354)
+        line = b"y" * 98 + b"\r\n"
+        body = b"Subject: paused\r\n\r\n" + line * 8000    # 800 kB
+        sender = threading.Thread(target=c.send, args=(body + b".\r\n",),
+                                  daemon=True)
+        sender.start()
+        r = c.reply()
+        sender.join(30)
+        self.assertReply(r, 250)
+        c.cmd("QUIT")
+        got = [m for _, m in self.assertDelivered(1)
+               if b"Subject: paused" in m]
+        self.assertEqual(len(got), 1)
+        self.assertEqual(got[0].count(line), 8000)
 
 
 class CommandTimeout(MMTest):
