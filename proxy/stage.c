@@ -270,9 +270,11 @@ sess_relay_open(struct sess *x)
  * bounced).  Sessions that wait for a slot queue here (FIFO); a slot is
  * a connection that closes or is parked (relay_on_slot(), served from a
  * zero timer).  At RCPT a session waits only when a slot is on its way
- * (one it made free, or the connection of a session that just ended and
- * is being parked or quit: relay_leaving_count), otherwise 421 as before; after
- * the dot it waits timeout_backend (W_SLOT), then 451.
+ * (one it made free, the connection of a session that just ended and is
+ * being parked or quit: relay_leaving_count, or a streaming body's, which
+ * ends at its dot or is cut by the rule of sess_slots_pressed), otherwise
+ * 421 as before.  It waits timeout_backend (W_SLOT), then 451, at RCPT
+ * and after the dot alike.
  */
 static struct sess *slot_head, *slot_tail;
 static unsigned slot_n; /* in the queue */
@@ -296,10 +298,13 @@ sess_slot_serve(uv_timer_t *t)
 		x->slot_next = NULL;
 		x->slot_wait = false;
 		slot_n--;
-		if (x->released)
+		if (x->released) {
 			sess_replay(x); /* after the dot */
-		else
-			sess_relay_start(x); /* a RCPT */
+		} else {
+			x->wait = W_US; /* a RCPT */
+			sess_rearm(x);
+			sess_relay_start(x);
+		}
 	}
 }
 
@@ -374,11 +379,17 @@ sess_slots_short(void)
 	return slots_short_until > uv_now(sess_loop);
 }
 
-/* sess_rearm_streaming - sess_foreach(): the stricter window starts. */
+static unsigned streaming_n; /* sess_slots_pressed()'s count */
+static bool streaming_rearm; /* ... and the stricter window starts */
+
+/* sess_streaming_visit - sess_foreach(): count streaming bodies. */
 static void
-sess_rearm_streaming(struct sess *v)
+sess_streaming_visit(struct sess *v)
 {
-	if (sess_streaming(v) && !v->s.closing)
+	if (!sess_streaming(v) || v->s.closing)
+		return;
+	streaming_n++;
+	if (streaming_rearm)
 		sess_rearm(v);
 }
 
@@ -388,16 +399,18 @@ sess_rearm_streaming(struct sess *v)
  * (session.c: sess_data_floor) or be cut with a 421, so that a client
  * that sent SESS_STREAM_AT bytes fast and then trickles cannot hold a
  * connection that others wait for.  Streaming bodies' windows restart
- * now, when the rule starts.
+ * now, when the rule starts.  Returns how many bodies stream: each gives
+ * its connection back at its dot or when it is cut, so a session may
+ * wait for one (in the queue, before a trickler that comes back).
  */
-static void
+static unsigned
 sess_slots_pressed(void)
 {
-	bool was = sess_slots_short();
-
+	streaming_rearm = !sess_slots_short();
 	slots_short_until = uv_now(sess_loop) + SESS_STRESS_DATA_MS;
-	if (!was)
-		sess_foreach(sess_rearm_streaming);
+	streaming_n = 0;
+	sess_foreach(sess_streaming_visit);
+	return streaming_n;
 }
 
 /* sess_slot_timeout - after the dot, no slot within timeout_backend. */
@@ -536,15 +549,19 @@ sess_relay_start(struct sess *x)
 
 	if (s->relay == NULL) {
 		if (!relay_can_open(s->cfg)) {
-			/* a slot is coming: one given back now, or one of
-			 * a session that just ended (its RSET or QUIT on the
-			 * way) that no one waits for yet */
+			/* a slot is coming: one given back now, one of a
+			 * session that just ended (its RSET or QUIT on the
+			 * way) that no one waits for yet, or a streaming
+			 * body's (its dot, or cut if it trickles) */
 			if (relay_leaving_count > slot_n ||
-			    sess_slot_reclaim(x)) {
+			    sess_slot_reclaim(x) ||
+			    sess_slots_pressed() > slot_n) {
 				sess_slot_enqueue(x);
+				x->wait =
+				        W_SLOT; /* timeout_backend, then 451 */
+				sess_rearm(x);
 				return;
 			}
-			sess_slots_pressed();
 			snprintf(reply, sizeof(reply),
 			         "421 4.3.2 Too many sessions to the internal "
 			         "mail server, try again later [id=%s]",

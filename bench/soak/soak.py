@@ -12,6 +12,9 @@ of Postfix's smtp-sink and, for DURATION seconds, runs at once:
             seconds of "EHLO ..." after the banner), half in DATA (a
             normal EHLO/MAIL/RCPT/DATA, then the body a byte every few
             seconds); each reconnects when cut.  One 127.20.x.y each.
+  bursty    B clients (--bursty, default 0): DATA with 20 KiB at once (the
+            body streams and keeps its backend connection), then a byte
+            every few seconds.  One 127.21.x.y each.
   legit     steady real mail through smtplib (default 5 msg/s) from
             127.30.0.1, each with its own X-Soak-Seq header.
 
@@ -185,7 +188,9 @@ async def read_reply(r, timeout=60):
 
 
 async def slow_client(loop, dst, src, sem, stop, delay, mode, every):
-    """slow_client - mode 'command' or 'data'; a byte every `every` s."""
+    """slow_client - mode 'command', 'data' or 'bursty' (data that
+    starts with 20 KiB at once, so that it streams and keeps its backend
+    connection); a byte every `every` s."""
     await asyncio.sleep(delay)
     kind = "slow_" + mode
     while not stop.is_set():
@@ -198,7 +203,7 @@ async def slow_client(loop, dst, src, sem, stop, delay, mode, every):
             if not line.startswith("220"):
                 ST.c[kind + "_refused"] += 1
                 raise ConnectionError(line)
-            if mode == "data":
+            if mode in ("data", "bursty"):
                 for cmd, want in ((b"EHLO slow.example.net\r\n", "250"),
                                   (b"MAIL FROM:<slow@slow.example.net>\r\n",
                                    "250"),
@@ -211,6 +216,10 @@ async def slow_client(loop, dst, src, sem, stop, delay, mode, every):
                         raise ConnectionError(line)
                 payload = (b"Subject: slow\r\nFrom: <slow@slow.example.net>"
                            b"\r\n\r\n" + b"x" * 70 + b"\r\n") * 100
+                if mode == "bursty":
+                    w.write(b"Subject: bursty\r\n\r\n" +
+                            (b"b" * 78 + b"\r\n") * 256)
+                    payload = (b"x" * 70 + b"\r\n") * 100
             else:
                 payload = (b"EHLO slowloris-with-a-long-name.example.net\r\n"
                            * 100)
@@ -380,6 +389,10 @@ async def amain(a, daemon, sink, out):
         tasks.append(asyncio.ensure_future(slow_client(
             loop, dst, src_addr(20, i), sem, stop, ramp * i / max(a.slow, 1),
             mode, a.slow_every)))
+    for i in range(a.bursty):
+        tasks.append(asyncio.ensure_future(slow_client(
+            loop, dst, src_addr(21, i), sem, stop,
+            ramp * i / max(a.bursty, 1), "bursty", a.slow_every)))
     legit = Legit(daemon.port, a.rate, "127.30.0.1")
     lt = threading.Thread(target=legit.run, args=(tstop,), daemon=True)
     lt.start()
@@ -395,7 +408,8 @@ async def amain(a, daemon, sink, out):
              "cpu_s": round(mm.proc_cpu_seconds(pid) - cpu0, 2),
              "load1": os.getloadavg()[0],
              "idle_up": ST.c["idle_up"],
-             "slow_up": ST.c["slow_command_up"] + ST.c["slow_data_up"],
+             "slow_up": ST.c["slow_command_up"] + ST.c["slow_data_up"] +
+                        ST.c["slow_bursty_up"],
              "legit_accepted": legit.c["accepted"]}
         if tag:
             s["tag"] = tag
@@ -496,6 +510,9 @@ def main():
                     help="idle sessions per source address")
     ap.add_argument("--slow", type=int, default=200)
     ap.add_argument("--slow-every", type=float, default=3.0)
+    ap.add_argument("--bursty", type=int, default=0,
+                    help="clients that send 20 KiB of body at once (it "
+                         "streams), then a byte every --slow-every s")
     ap.add_argument("--rate", type=float, default=5.0)
     ap.add_argument("--ramp", type=float, default=20.0,
                     help="seconds over which clients start")

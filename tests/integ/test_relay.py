@@ -470,12 +470,16 @@ class SlowStream:
     keeps the backend connection) and then trickles: unhindered while
     connections are free, but once a session finds none, every streaming
     body must keep up 500 bytes a second per timeout_data window or is cut
-    with a 421 (nothing delivered), and the connection goes to the next
-    session.  A fast body is not cut."""
+    with a 421 (nothing delivered).  The session that found none waits in
+    the queue for the connection (at most timeout_backend, then 451), so
+    it gets it before the trickler can come back for it.  A fast body is
+    not cut."""
     conf = {"max_backend_connections": "1", "timeout_data": "3s",
-            "backend_reuse": "0"}
+            "timeout_backend": "5s", "backend_reuse": "0"}
     head = b"Subject: %s\r\n\r\n" + b"".join(
         b"line %05d of a body that streams\r\n" % i for i in range(600))
+    slow = b"slow slow slow\r\n"                 # 64 bytes a second
+    fast = (b"y" * 78 + b"\r\n") * 50           # 16 kB a second
 
     def streaming(self, src, subject):
         c = self.greeted(src=src)
@@ -488,7 +492,7 @@ class SlowStream:
         return c
 
     def trickle(self, c, seconds, chunk):
-        """Send chunk every 0.25 s for seconds; the 421 if one came."""
+        """Send chunk every 0.25 s for seconds; the reply if one came."""
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             buf, closed = c.pending()
@@ -501,46 +505,61 @@ class SlowStream:
             time.sleep(0.25)
         return None
 
-    def refused(self, src):
+    def waiting(self, src):
+        """A session whose RCPT finds no free connection: it waits."""
         b = self.greeted(src=src)
         b.cmd("MAIL FROM:<a@sender.example>")
-        r = b.cmd("RCPT TO:<alice@example.com>")
-        self.assertReply(r, 421)
-        self.assertStartsWith(r, "421 4.3.2 Too many sessions")
+        b.send(b"RCPT TO:<alice@example.com>\r\n")
+        buf, closed = b.pending(0.5)
+        self.assertEqual((buf, closed), (b"", False), "no wait: a reply")
+        return b
+
+    def finish(self, b, subject):
+        self.assertReply(b.reply(), 250)          # its RCPT
+        self.assertEqual(b.cmd("DATA").code, 354)
+        b.send(message(subject=subject).encode() + b".\r\n")
+        self.assertReply(b.reply(), 250)
         drain(b)
 
 
 class SlowStreamWhileShort(SlowStream, MMTest):
-    """... cut once a session finds no connection; a fast one is not."""
+    """... cut once a session finds no connection, which then gets it; a
+    fast one is not cut, and the waiting session gets a 451 after
+    timeout_backend."""
 
     def test_trickle_cut_once_a_session_finds_no_connection(self):
         a = self.streaming("127.0.40.1", b"trickler")
-        self.assertIsNone(self.trickle(a, 1, b"slow slow slow\r\n"))
-        self.refused("127.0.40.2")
-        r = self.trickle(a, 8, b"slow slow slow\r\n")
+        self.assertIsNone(self.trickle(a, 1, self.slow))
+        b = self.waiting("127.0.40.2")
+        r = self.trickle(a, 8, self.slow)
         self.assertIsNotNone(r, "the trickler was not cut")
         self.assertReply(r, 421)
         self.assertStartsWith(r, "421 4.4.2 Timeout")
         drain(a)
-        c = self.greeted(src="127.0.40.2")
-        self.assertReply(c.transaction("a@sender.example",
-                                       ["alice@example.com"],
-                                       message(subject="after")), 250)
-        drain(c)
+        self.finish(b, "after")
         got = self.assertDelivered(1)
         self.assertIn(b"Subject: after", got[0][1])
-        self.assertIn("reason=timeout", self.daemon.log_text())
+        self.assertIn("reason=timeout detail=data", self.daemon.log_text())
 
     def test_fast_stream_not_cut_while_short(self):
         a = self.streaming("127.0.41.1", b"fast")
-        self.refused("127.0.41.2")
-        # 16 KB a second, for more than two timeout_data windows
-        self.assertIsNone(self.trickle(a, 7, (b"y" * 78 + b"\r\n") * 50))
+        b = self.waiting("127.0.41.2")
+        # longer than timeout_backend, and than two timeout_data windows
+        self.assertIsNone(self.trickle(a, 7, self.fast))
+        r = b.reply()
+        self.assertReply(r, 451)
+        self.assertStartsWith(r, "451 4.3.2 Too many sessions")
         a.send(b".\r\n")
         self.assertReply(a.reply(), 250)
         drain(a)
-        got = self.assertDelivered(1)
-        self.assertIn(b"Subject: fast", got[0][1])
+        self.assertReply(b.cmd("RCPT TO:<alice@example.com>"), 250)
+        self.assertEqual(b.cmd("DATA").code, 354)
+        b.send(message(subject="second").encode() + b".\r\n")
+        self.assertReply(b.reply(), 250)
+        drain(b)
+        got = self.assertDelivered(2)
+        self.assertEqual(sorted(b"Subject: fast" in m for _, m in got),
+                         [False, True])
 
 
 class SlowStreamWhileFree(SlowStream, MMTest):
@@ -549,8 +568,8 @@ class SlowStreamWhileFree(SlowStream, MMTest):
 
     def test_trickle_unhindered_while_connections_are_free(self):
         a = self.streaming("127.0.39.1", b"free")
-        # 64 bytes a second: far under 500, far over timeout_data's floor
-        self.assertIsNone(self.trickle(a, 4.5, b"slow slow slow\r\n"))
+        # far under 500 bytes a second, far over timeout_data's floor
+        self.assertIsNone(self.trickle(a, 4.5, self.slow))
         a.send(b".\r\n")
         self.assertReply(a.reply(), 250)
         drain(a)
