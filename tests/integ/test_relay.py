@@ -18,6 +18,16 @@ def drain(c):
         pass
 
 
+def in_data(t, src, rcpt="bob@example.com"):
+    """in_data - a session of test t from src, at the 354 of a message
+    from a@sender.example to rcpt."""
+    c = t.greeted(src=src)
+    c.cmd("MAIL FROM:<a@sender.example>")
+    t.assertReply(c.cmd("RCPT TO:<%s>" % rcpt), 250)
+    t.assertEqual(c.cmd("DATA").code, 354)
+    return c
+
+
 class Relay(MMTest):
     conf = {"timeout_backend": "3s", "recipient_verify": "list"}
 
@@ -399,10 +409,7 @@ class SlowDataReplay(MMTest):
 
     def test_replay_refused_is_451_nothing_delivered(self):
         before = self.daemon.stats()["backend_released"]
-        a = self.greeted(src="127.0.33.1")
-        a.cmd("MAIL FROM:<a@sender.example>")
-        self.assertReply(a.cmd("RCPT TO:<bob@example.com>"), 250)
-        self.assertEqual(a.cmd("DATA").code, 354)
+        a = in_data(self, "127.0.33.1")
         a.send(b"Subject: replayed\r\n\r\nfirst\r\n")
         b = self.greeted(src="127.0.33.2")
         self.assertReply(b.transaction("a@sender.example",
@@ -442,10 +449,7 @@ class SlowDataReplay(MMTest):
         self.assertDelivered(3)
 
     def test_replay_delivers_once(self):
-        a = self.greeted(src="127.0.34.1")
-        a.cmd("MAIL FROM:<a@sender.example>")
-        self.assertReply(a.cmd("RCPT TO:<bob@example.com>"), 250)
-        self.assertEqual(a.cmd("DATA").code, 354)
+        a = in_data(self, "127.0.34.1")
         a.send(b"Subject: replayed\r\n\r\nfirst\r\n")
         b = self.greeted(src="127.0.34.2")
         self.assertReply(b.transaction("a@sender.example",
@@ -482,10 +486,7 @@ class SlowStream:
     fast = (b"y" * 78 + b"\r\n") * 50           # 16 kB a second
 
     def streaming(self, src, subject):
-        c = self.greeted(src=src)
-        c.cmd("MAIL FROM:<a@sender.example>")
-        self.assertReply(c.cmd("RCPT TO:<bob@example.com>"), 250)
-        self.assertEqual(c.cmd("DATA").code, 354)
+        c = in_data(self, src)
         c.send(self.head % subject)
         mm.wait_for(lambda: b"line 00500" in self.backend.all_raw(),
                     "the body streaming")
@@ -586,10 +587,7 @@ class HeldBodyServerTimeout(MMTest):
     sink_extra = ("-t", "1")
 
     def test_held_body_outlives_the_server_timeout(self):
-        c = self.greeted(src="127.0.38.1")
-        c.cmd("MAIL FROM:<a@sender.example>")
-        self.assertReply(c.cmd("RCPT TO:<bob@example.com>"), 250)
-        self.assertEqual(c.cmd("DATA").code, 354)
+        c = in_data(self, "127.0.38.1")
         c.send(b"Subject: outlived\r\n\r\nfirst\r\n")
         mm.wait_for(lambda: "backend connection lost while the body is "
                     "held" in self.daemon.log_text(),
@@ -616,15 +614,9 @@ class HeldAndStreaming:
                    for i in range(800))    # > 16 KiB: it streams
 
     def held_then_streaming(self, base):
-        a = self.greeted(src="127.0.%d.1" % base)
-        a.cmd("MAIL FROM:<a@sender.example>")
-        self.assertReply(a.cmd("RCPT TO:<bob@example.com>"), 250)
-        self.assertEqual(a.cmd("DATA").code, 354)
+        a = in_data(self, "127.0.%d.1" % base)
         a.send(b"Subject: held\r\n\r\nfirst\r\n")
-        b = self.greeted(src="127.0.%d.2" % base)
-        b.cmd("MAIL FROM:<a@sender.example>")
-        self.assertReply(b.cmd("RCPT TO:<alice@example.com>"), 250)
-        self.assertEqual(b.cmd("DATA").code, 354)
+        b = in_data(self, "127.0.%d.2" % base, "alice@example.com")
         b.send(b"Subject: streaming\r\n\r\n" + self.big)
         mm.wait_for(lambda: b"line 00500" in self.backend.all_raw(),
                     "the big body streaming")
