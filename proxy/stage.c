@@ -413,7 +413,8 @@ sess_slots_pressed(void)
 	return streaming_n;
 }
 
-/* sess_slot_timeout - after the dot, no slot within timeout_backend. */
+/* sess_slot_timeout - at RCPT or after the dot, no slot within
+ * timeout_backend. */
 void
 sess_slot_timeout(struct sess *x)
 {
@@ -556,9 +557,9 @@ sess_relay_start(struct sess *x)
 			if (relay_leaving_count > slot_n ||
 			    sess_slot_reclaim(x) ||
 			    sess_slots_pressed() > slot_n) {
+				/* timeout_backend, then 451 */
 				sess_slot_enqueue(x);
-				x->wait =
-				        W_SLOT; /* timeout_backend, then 451 */
+				x->wait = W_SLOT;
 				sess_rearm(x);
 				return;
 			}
