@@ -240,6 +240,15 @@ sess_stream_start(struct sess *x)
 	x->spool = NULL;
 }
 
+/* sess_streaming - x's body goes to the backend as it arrives (it keeps
+ * its connection until the dot). */
+bool
+sess_streaming(const struct sess *x)
+{
+	return x->wait == W_DATA && x->in_data && !x->hold &&
+	       x->s.relay != NULL;
+}
+
 /* sess_hold_pending - held bytes not yet on the spool's file. */
 size_t
 sess_hold_pending(const struct sess *x)

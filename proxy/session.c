@@ -41,8 +41,8 @@
  *     timeout_backend turns a silent backend into a 451; a ceiling of
  *     SESS_EOD_MAX_MS (RFC 5321's 10-minute end-of-data wait) that the
  *     session's life does not cap.
- *   - after the final dot, a body whose backend connection was given
- *     back waiting for a free one (W_SLOT, stage.c: slots):
+ *   - a RCPT, or after the final dot a body whose backend connection
+ *     was given back, waiting for a free one (W_SLOT, stage.c: slots):
  *     timeout_backend, then 451 (not capped by the life either).
  *   - closing: SESS_CLOSE_FLUSH_MS for the last reply to drain.
  * Every arming but W_EOD's is capped by the session's life (30 min, 5 in
@@ -418,25 +418,36 @@ sess_timeouts(const struct sess *x, uint64_t *cmd, uint64_t *data,
 			*data = SESS_STRESS_DATA_MS;
 		*life = SESS_STRESS_LIFE_MS;
 	}
-	if (*data > SESS_STRESS_DATA_MS && sess_streaming(x) &&
-	    sess_slots_short())
-		*data = SESS_STRESS_DATA_MS;
 }
 
-/* sess_data_floor - the bytes that re-arm timeout_data: one per second of
- * it (at least one), so a byte every few seconds does not; a streaming
- * body while backend connections are short: SESS_SHORT_RATE per second
- * (it holds a connection that others wait for). */
+/*
+ * sess_data_rule - the W_DATA window (ms) and the bytes that re-arm it
+ * before it ends: timeout_data and one byte per second of it (at least
+ * one), so a byte every few seconds does not; a streaming body while
+ * backend connections are short holds one that others wait for: at most
+ * SESS_STRESS_DATA_MS, and SESS_SHORT_RATE bytes per second of it.
+ */
+static void
+sess_data_rule(const struct sess *x, uint64_t *window, uint64_t *floor)
+{
+	uint64_t cmd, life, secs;
+	bool slots_short = sess_streaming(x) && sess_slots_short();
+
+	sess_timeouts(x, &cmd, window, &life);
+	if (slots_short && *window > SESS_STRESS_DATA_MS)
+		*window = SESS_STRESS_DATA_MS;
+	secs = *window >= 2000 ? *window / 1000 : 1;
+	*floor = slots_short ? secs * SESS_SHORT_RATE : secs;
+}
+
+/* sess_data_floor - sess_data_rule()'s bytes. */
 static uint64_t
 sess_data_floor(const struct sess *x)
 {
-	uint64_t cmd, data, life, secs;
+	uint64_t window, floor;
 
-	sess_timeouts(x, &cmd, &data, &life);
-	secs = data >= 2000 ? data / 1000 : 1;
-	if (sess_streaming(x) && sess_slots_short())
-		return secs * SESS_SHORT_RATE;
-	return secs;
+	sess_data_rule(x, &window, &floor);
+	return floor;
 }
 
 /* sess_timer_at - the timer exactly in ms (no lazy deadline). */
@@ -476,13 +487,14 @@ sess_arm(struct sess *x, uint64_t ms)
 void
 sess_rearm(struct sess *x)
 {
-	uint64_t cmd, data, life;
+	uint64_t cmd, data, life, floor;
 
 	const struct config *c = x->s.cfg;
 
 	sess_timeouts(x, &cmd, &data, &life);
 	switch (x->wait) {
 	case W_DATA:
+		sess_data_rule(x, &data, &floor);
 		x->data_since_arm = 0;
 		sess_arm(x, data);
 		return;
@@ -550,12 +562,13 @@ sess_timer_cb(uv_timer_t *t)
 		sess_slot_timeout(x); /* a 451 for the message, not a close */
 		return;
 	}
-	if (x->wait == W_DATA &&
+	if (x->wait == W_DATA && uv_now(sess_loop) < x->life_deadline &&
 	    (x->read_paused || x->data_since_arm >= sess_data_floor(x))) {
 		/* we stopped reading (the backend is behind): the client is
 		 * not idle, the relay's timeout_backend watches the backend;
 		 * or the window's floor fell (backend connections are no
-		 * longer short) below what came */
+		 * longer short) below what came.  Not past the session's life:
+		 * sess_arm() would fire at once, again and again. */
 		sess_rearm(x);
 		return;
 	}

@@ -168,7 +168,6 @@ bool sess_slot_reclaim(struct sess *x); /* free a slot for x, or false */
 void sess_slot_forget(struct sess *x);  /* out of the queue (close) */
 void sess_slot_timeout(struct sess *x); /* W_SLOT ran out: 451 */
 bool sess_slots_short(void); /* a session lately found no free slot */
-bool sess_streaming(const struct sess *x); /* its body goes out as it comes */
 
 /* bodytap.c */
 void sess_tap_begin(struct sess *x);    /* DATA, before the 354 */
@@ -177,6 +176,7 @@ void sess_hold_flush(struct sess *x);   /* verdict passed: send the body */
 void sess_stream_start(struct sess *x); /* held body -> streaming */
 void sess_hold_pump(struct sess *x);    /* relay drained: send more */
 size_t sess_hold_pending(const struct sess *x); /* spool writes behind */
+bool sess_streaming(const struct sess *x); /* its body goes out as it comes */
 void sess_send_headers(struct sess *x);
 void sess_body_out(void *arg, const char *p, size_t n);
 void sess_smtp_body_cb(struct smtp *e, const char *buf, size_t len);

@@ -317,7 +317,8 @@ sess_slot_hook(void)
 		uv_timer_start(&slot_timer, sess_slot_serve, 0, 0);
 }
 
-/* sess_slot_enqueue - x waits for a backend slot. */
+/* sess_slot_enqueue - x waits for a backend slot (W_SLOT: at most
+ * timeout_backend, then 451). */
 static void
 sess_slot_enqueue(struct sess *x)
 {
@@ -329,6 +330,8 @@ sess_slot_enqueue(struct sess *x)
 	}
 	if (x->slot_wait)
 		return;
+	x->wait = W_SLOT;
+	sess_rearm(x);
 	x->slot_wait = true;
 	x->slot_next = NULL;
 	slot_n++;
@@ -360,15 +363,6 @@ sess_slot_forget(struct sess *x)
 	}
 	x->slot_next = NULL;
 	x->slot_wait = false;
-}
-
-/* sess_streaming - x's body goes to the backend as it arrives (it keeps
- * its connection until the dot). */
-bool
-sess_streaming(const struct sess *x)
-{
-	return x->wait == W_DATA && x->in_data && !x->hold &&
-	       x->s.relay != NULL;
 }
 
 /* sess_slots_short - a session found no free backend connection within
@@ -411,6 +405,19 @@ sess_slots_pressed(void)
 	streaming_n = 0;
 	sess_foreach(sess_streaming_visit);
 	return streaming_n;
+}
+
+/*
+ * sess_slot_coming - x found no free slot: will one come?  One given back
+ * for x now (sess_slot_reclaim), one of a session that just ended (its
+ * RSET or QUIT on the way) that no one waits for yet, or a streaming
+ * body's (its dot, or cut if it trickles: sess_slots_pressed).
+ */
+static bool
+sess_slot_coming(struct sess *x)
+{
+	return relay_leaving_count > slot_n || sess_slot_reclaim(x) ||
+	       sess_slots_pressed() > slot_n;
 }
 
 /* sess_slot_timeout - at RCPT or after the dot, no slot within
@@ -505,11 +512,10 @@ sess_replay(struct sess *x)
 	char path[400];
 
 	if (!relay_can_open(s->cfg)) {
-		if (!sess_slot_reclaim(x) && relay_leaving_count <= slot_n)
-			sess_slots_pressed();
+		/* for what it does: a slot given back, the streaming rule;
+		 * a released body waits in any case */
+		(void)sess_slot_coming(x);
 		sess_slot_enqueue(x);
-		x->wait = W_SLOT;
-		sess_rearm(x);
 		return;
 	}
 	x->wait = W_EOD;
@@ -550,17 +556,8 @@ sess_relay_start(struct sess *x)
 
 	if (s->relay == NULL) {
 		if (!relay_can_open(s->cfg)) {
-			/* a slot is coming: one given back now, one of a
-			 * session that just ended (its RSET or QUIT on the
-			 * way) that no one waits for yet, or a streaming
-			 * body's (its dot, or cut if it trickles) */
-			if (relay_leaving_count > slot_n ||
-			    sess_slot_reclaim(x) ||
-			    sess_slots_pressed() > slot_n) {
-				/* timeout_backend, then 451 */
+			if (sess_slot_coming(x)) {
 				sess_slot_enqueue(x);
-				x->wait = W_SLOT;
-				sess_rearm(x);
 				return;
 			}
 			snprintf(reply, sizeof(reply),
