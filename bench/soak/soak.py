@@ -214,12 +214,14 @@ async def slow_client(loop, dst, src, sem, stop, delay, mode, every):
                     if not line.startswith(want):
                         ST.c[kind + "_setup_failed: " + line[:30]] += 1
                         raise ConnectionError(line)
-                payload = (b"Subject: slow\r\nFrom: <slow@slow.example.net>"
-                           b"\r\n\r\n" + b"x" * 70 + b"\r\n") * 100
                 if mode == "bursty":
                     w.write(b"Subject: bursty\r\n\r\n" +
                             (b"b" * 78 + b"\r\n") * 256)
                     payload = (b"x" * 70 + b"\r\n") * 100
+                else:
+                    payload = (b"Subject: slow\r\nFrom: "
+                               b"<slow@slow.example.net>\r\n\r\n" +
+                               b"x" * 70 + b"\r\n") * 100
             else:
                 payload = (b"EHLO slowloris-with-a-long-name.example.net\r\n"
                            * 100)
